@@ -1,0 +1,1 @@
+//! lockd-recover (issue 5)

@@ -1,0 +1,1 @@
+//! lock-torture (issue 6)
