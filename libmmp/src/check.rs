@@ -1,0 +1,517 @@
+//! The read side of the MMP protocol: is it safe to mount this filesystem now?
+//!
+//! This is the check that `ext4_multi_mount_protect` (fs/ext4/mmp.c) and `ext2fs_mmp_start`
+//! (lib/ext2fs/mmp.c) run before they write anything:
+//!
+//! - `SEQ_CLEAN`: safe at once (the kernel and e2mmpstatus do not wait either).
+//! - `SEQ_FSCK`, or any sequence above `SEQ_MAX`: never safe, however old (e2fsprogs rule).
+//! - a live sequence: watch the block for the wait time `min(2*CI + 1, CI + 60)` seconds, with
+//!   `CI = max(s_mmp_update_interval, 5, mmp_check_interval)`; safe only if it never changed.
+//!
+//! Where we are faster, and why it is still safe: the kernel reads the block twice, at the
+//! start and the end of the wait, and says "in use" only at the end. We re-read it every
+//! `poll` interval and say "in use" as soon as any read differs from the first. A change seen
+//! early is exactly as conclusive as one seen at the end (somebody wrote the block after we
+//! first looked), so the *negative* answer comes sooner. The *positive* answer ("safe") is never
+//! given before the full kernel wait has passed with every read identical; polling only adds
+//! reads, so it can turn a kernel "safe" into "in use" (a sequence that changed and changed
+//! back), never the reverse.
+//!
+//! A clean answer is not a lock: two nodes that both see `SEQ_CLEAN` can both mount (the
+//! kernel does no wait for a clean block, LU-13932). Closing that race needs a claim, which
+//! writes; this module only reads.
+
+use crate::device::BlockIo;
+use crate::error::Error;
+use crate::fs::MmpFs;
+use crate::mmp::{MmpBlock, SeqClass, EXT4_MMP_MIN_CHECK_INTERVAL};
+use std::time::{Duration, Instant};
+
+/// Time, injected so the protocol is tested without sleeping.
+pub trait Clock {
+    /// Monotonic time since an arbitrary origin.
+    fn now(&self) -> Duration;
+    fn sleep(&self, d: Duration);
+}
+
+/// The real monotonic clock.
+pub struct SystemClock {
+    origin: Instant,
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        SystemClock {
+            origin: Instant::now(),
+        }
+    }
+}
+
+impl Clock for SystemClock {
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d)
+    }
+}
+
+/// The effective check interval in seconds: `max(s_mmp_update_interval, 5)`, raised to the
+/// block's `mmp_check_interval` if that is larger (the writer publishes its own pace there).
+pub fn check_interval(sb_update_interval: u16, block_check_interval: u16) -> u32 {
+    u32::from(sb_update_interval)
+        .max(u32::from(EXT4_MMP_MIN_CHECK_INTERVAL))
+        .max(u32::from(block_check_interval))
+}
+
+/// The kernel's wait: `min(2*CI + 1, CI + 60)` seconds.
+pub fn wait_time(check_interval: u32) -> Duration {
+    Duration::from_secs(u64::from((2 * check_interval + 1).min(check_interval + 60)))
+}
+
+/// Why the filesystem may be mounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SafeReason {
+    /// `SEQ_CLEAN`: cleanly unmounted.
+    Clean,
+    /// A live sequence that did not change for the whole wait: its writer is gone.
+    Stale,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Safe(SafeReason),
+    /// The block changed while we watched: another node is writing it. `block` is what it
+    /// wrote (its node, device and time name the holder).
+    InUse {
+        block: MmpBlock,
+    },
+    /// `SEQ_FSCK`: e2fsck, tune2fs or debugfs has it open read-write (or was killed doing so).
+    FsckRunning,
+    /// A sequence above `SEQ_MAX` that is not a known code.
+    UnknownSeq(u32),
+    /// The checksum does not match (metadata_csum): e2mmpstatus counts this as "in use".
+    BadChecksum {
+        stored: u32,
+        computed: u32,
+    },
+    /// The caller's timeout ran out before the wait did and nothing changed so far: not proven
+    /// safe.
+    Undecided,
+}
+
+impl Verdict {
+    /// e2mmpstatus-compatible exit code: 0 safe, 1 unsafe. (`Undecided` is ours: 3.)
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Verdict::Safe(_) => 0,
+            Verdict::InUse { .. }
+            | Verdict::FsckRunning
+            | Verdict::UnknownSeq(_)
+            | Verdict::BadChecksum { .. } => 1,
+            Verdict::Undecided => 3,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Safe(SafeReason::Clean) => "safe_clean",
+            Verdict::Safe(SafeReason::Stale) => "safe_stale",
+            Verdict::InUse { .. } => "in_use",
+            Verdict::FsckRunning => "fsck_running",
+            Verdict::UnknownSeq(_) => "unknown_sequence",
+            Verdict::BadChecksum { .. } => "bad_checksum",
+            Verdict::Undecided => "undecided",
+        }
+    }
+}
+
+/// Options of a check.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckOptions {
+    /// How often to re-read the block during the wait.
+    pub poll: Duration,
+    /// Give up (verdict `Undecided`) after this long if the wait is longer.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            poll: Duration::from_millis(100),
+            timeout: None,
+        }
+    }
+}
+
+/// Everything a check saw.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    pub verdict: Verdict,
+    /// The block as first read.
+    pub first: MmpBlock,
+    /// Effective check interval, seconds.
+    pub check_interval: u32,
+    /// The full wait a live sequence needs.
+    pub wait: Duration,
+    /// How long the check took.
+    pub elapsed: Duration,
+    /// How many times the block was read.
+    pub reads: u32,
+}
+
+/// Progress during the wait: `(elapsed, total wait)`.
+pub type Progress<'a> = &'a mut dyn FnMut(Duration, Duration);
+
+/// Run the check. I/O errors, a bad magic, MMP not enabled and the like are `Err` (e2mmpstatus
+/// exit 2); a bad checksum is a verdict, as it is for e2mmpstatus (exit 1).
+pub fn check<D: BlockIo>(
+    fs: &MmpFs<D>,
+    clock: &dyn Clock,
+    opts: CheckOptions,
+    progress: Progress<'_>,
+) -> Result<CheckReport, Error> {
+    let start = clock.now();
+    let mut reads = 1;
+    let first = match read_verified(fs)? {
+        Ok(b) => b,
+        Err((block, stored, computed)) => {
+            let ci = check_interval(
+                fs.superblock().s_mmp_update_interval,
+                block.mmp_check_interval,
+            );
+            return Ok(CheckReport {
+                verdict: Verdict::BadChecksum { stored, computed },
+                first: block,
+                check_interval: ci,
+                wait: wait_time(ci),
+                elapsed: clock.now().saturating_sub(start),
+                reads,
+            });
+        }
+    };
+    let ci = check_interval(
+        fs.superblock().s_mmp_update_interval,
+        first.mmp_check_interval,
+    );
+    let wait = wait_time(ci);
+    let report = |verdict, reads| CheckReport {
+        verdict,
+        first: first.clone(),
+        check_interval: ci,
+        wait,
+        elapsed: clock.now().saturating_sub(start),
+        reads,
+    };
+    match first.seq_class() {
+        SeqClass::Clean => return Ok(report(Verdict::Safe(SafeReason::Clean), reads)),
+        SeqClass::Fsck => return Ok(report(Verdict::FsckRunning, reads)),
+        SeqClass::Unknown(s) => return Ok(report(Verdict::UnknownSeq(s), reads)),
+        SeqClass::Live(_) => {}
+    }
+    let first_raw = first.encode_raw();
+    let poll = opts.poll.max(Duration::from_millis(1));
+    loop {
+        let elapsed = clock.now().saturating_sub(start);
+        progress(elapsed.min(wait), wait);
+        if elapsed >= wait {
+            return Ok(report(Verdict::Safe(SafeReason::Stale), reads));
+        }
+        if opts.timeout.is_some_and(|t| elapsed >= t) {
+            return Ok(report(Verdict::Undecided, reads));
+        }
+        let mut step = poll.min(wait - elapsed);
+        if let Some(t) = opts.timeout {
+            step = step.min(t.saturating_sub(elapsed));
+        }
+        clock.sleep(step);
+        reads += 1;
+        match read_verified(fs)? {
+            // Any difference, not only the sequence: whoever rewrote the block is alive.
+            Ok(now) if now.encode_raw() == first_raw => {}
+            Ok(now) => return Ok(report(Verdict::InUse { block: now }, reads)),
+            Err((_, stored, computed)) => {
+                return Ok(report(Verdict::BadChecksum { stored, computed }, reads))
+            }
+        }
+    }
+}
+
+type ChecksumMismatch = (MmpBlock, u32, u32);
+
+/// Read the block; a checksum mismatch is returned as a value, every other problem as `Err`.
+fn read_verified<D: BlockIo>(fs: &MmpFs<D>) -> Result<Result<MmpBlock, ChecksumMismatch>, Error> {
+    match fs.read_mmp() {
+        Ok(b) => Ok(Ok(b)),
+        Err(Error::Mmp {
+            source: crate::mmp::MmpError::BadChecksum { stored, computed },
+            ..
+        }) => {
+            let (block, _) = fs.read_mmp_raw()?;
+            Ok(Err((block, stored, computed)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::MemDevice;
+    use crate::mmp::{EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
+    use crate::superblock::tests::sample;
+    use std::cell::Cell;
+    use std::io;
+
+    /// A fake clock: sleeping advances time instantly.
+    #[derive(Default)]
+    struct FakeClock {
+        t: Cell<Duration>,
+    }
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Duration {
+            self.t.get()
+        }
+        fn sleep(&self, d: Duration) {
+            self.t.set(self.t.get() + d);
+        }
+    }
+
+    const MMP_BLOCK: u64 = 1000;
+    const BS: u64 = 4096;
+
+    /// An image with `sample()`'s superblock (MMP at block 1000, update interval 5).
+    fn image(metadata_csum: bool, blk: &MmpBlock) -> MemDevice {
+        let mut data = vec![0u8; ((MMP_BLOCK + 1) * BS) as usize];
+        data[1024..2048].copy_from_slice(&sample(metadata_csum));
+        let sb = crate::superblock::Superblock::parse(&sample(metadata_csum)).unwrap();
+        let off = (MMP_BLOCK * BS) as usize;
+        data[off..off + 1024].copy_from_slice(&blk.encode(sb.mmp_csum_seed()));
+        MemDevice::new("mem.img", data)
+    }
+
+    /// A device whose MMP block is rewritten by a simulated writer as the fake clock advances:
+    /// `writer(t)` returns the block at time `t`, or `None` to leave the bytes as they are.
+    struct Scripted<'a, F: Fn(Duration) -> Option<MmpBlock>> {
+        inner: MemDevice,
+        clock: &'a FakeClock,
+        writer: F,
+        seed: Option<u32>,
+    }
+
+    impl<F: Fn(Duration) -> Option<MmpBlock>> BlockIo for Scripted<'_, F> {
+        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            if let Some(b) = (self.writer)(self.clock.now()) {
+                self.inner.write_at(MMP_BLOCK * BS, &b.encode(self.seed))?;
+            }
+            self.inner.read_at(offset, buf)
+        }
+        fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+            self.inner.write_at(offset, buf)
+        }
+        fn sync(&self) -> io::Result<()> {
+            Ok(())
+        }
+        fn size(&self) -> u64 {
+            self.inner.size()
+        }
+        fn logical_block_size(&self) -> u32 {
+            512
+        }
+        fn name(&self) -> &str {
+            "scripted"
+        }
+    }
+
+    fn run(dev: impl BlockIo, clock: &FakeClock, timeout: Option<Duration>) -> CheckReport {
+        let fs = MmpFs::open(dev).unwrap();
+        let opts = CheckOptions {
+            poll: Duration::from_millis(100),
+            timeout,
+        };
+        check(&fs, clock, opts, &mut |_, _| {}).unwrap()
+    }
+
+    #[test]
+    fn intervals_follow_the_kernel() {
+        assert_eq!(check_interval(1, 0), 5);
+        assert_eq!(check_interval(1, 10), 10);
+        assert_eq!(check_interval(20, 10), 20);
+        assert_eq!(wait_time(5), Duration::from_secs(11));
+        assert_eq!(wait_time(10), Duration::from_secs(21));
+        assert_eq!(wait_time(300), Duration::from_secs(360));
+    }
+
+    #[test]
+    fn clean_is_safe_at_once() {
+        let clock = FakeClock::default();
+        let r = run(
+            image(true, &MmpBlock::new(EXT4_MMP_SEQ_CLEAN, 0, "a", "b", 5)),
+            &clock,
+            None,
+        );
+        assert_eq!(r.verdict, Verdict::Safe(SafeReason::Clean));
+        assert_eq!(clock.now(), Duration::ZERO, "no wait for a clean block");
+    }
+
+    #[test]
+    fn fsck_and_unknown_are_never_safe_and_do_not_wait() {
+        let clock = FakeClock::default();
+        let r = run(
+            image(false, &MmpBlock::new(EXT4_MMP_SEQ_FSCK, 0, "a", "b", 5)),
+            &clock,
+            None,
+        );
+        assert_eq!(r.verdict, Verdict::FsckRunning);
+        let r = run(
+            image(false, &MmpBlock::new(EXT4_MMP_SEQ_MAX + 2, 0, "a", "b", 5)),
+            &clock,
+            None,
+        );
+        assert_eq!(r.verdict, Verdict::UnknownSeq(EXT4_MMP_SEQ_MAX + 2));
+        assert_eq!(clock.now(), Duration::ZERO);
+    }
+
+    #[test]
+    fn stale_live_sequence_is_safe_only_after_the_full_wait() {
+        let clock = FakeClock::default();
+        // Block check interval 10 beats the superblock's 5: wait = min(21, 70) = 21 s.
+        let r = run(
+            image(true, &MmpBlock::new(42, 0, "dead", "sda", 10)),
+            &clock,
+            None,
+        );
+        assert_eq!(r.verdict, Verdict::Safe(SafeReason::Stale));
+        assert_eq!(r.wait, Duration::from_secs(21));
+        assert!(clock.now() >= Duration::from_secs(21));
+        assert!(clock.now() < Duration::from_millis(21_200));
+        assert!(
+            r.reads >= 200,
+            "polled throughout the wait, got {} reads",
+            r.reads
+        );
+    }
+
+    #[test]
+    fn active_writer_is_reported_as_soon_as_it_writes() {
+        let clock = FakeClock::default();
+        // A kmmpd-like writer with a 1 s update interval: seq = 1 + whole seconds elapsed.
+        let writer = |t: Duration| {
+            Some(MmpBlock::new(
+                1 + t.as_secs() as u32,
+                100 + t.as_secs(),
+                "nodeA",
+                "loop0",
+                5,
+            ))
+        };
+        let sb = crate::superblock::Superblock::parse(&sample(true)).unwrap();
+        let dev = Scripted {
+            inner: image(true, &writer(Duration::ZERO).unwrap()),
+            clock: &clock,
+            writer,
+            seed: sb.mmp_csum_seed(),
+        };
+        let r = run(dev, &clock, None);
+        match &r.verdict {
+            Verdict::InUse { block } => {
+                assert_eq!(block.nodename(), "nodeA");
+                assert_eq!(block.mmp_seq, 2);
+            }
+            v => panic!("expected in use, got {v:?}"),
+        }
+        assert!(
+            clock.now() <= Duration::from_millis(1100),
+            "fast negative, took {:?}",
+            clock.now()
+        );
+    }
+
+    #[test]
+    fn change_and_change_back_is_still_in_use() {
+        // The kernel compares only the first and last reads; a sequence that changes and
+        // returns to its old value between them would pass it. Polling sees it.
+        let clock = FakeClock::default();
+        let writer = |t: Duration| {
+            let seq = if (5..6).contains(&t.as_secs()) { 8 } else { 7 };
+            Some(MmpBlock::new(seq, 0, "n", "d", 5))
+        };
+        let dev = Scripted {
+            inner: image(false, &MmpBlock::new(7, 0, "n", "d", 5)),
+            clock: &clock,
+            writer,
+            seed: None,
+        };
+        assert!(matches!(
+            run(dev, &clock, None).verdict,
+            Verdict::InUse { .. }
+        ));
+    }
+
+    #[test]
+    fn timeout_before_the_wait_is_undecided_not_safe() {
+        let clock = FakeClock::default();
+        let r = run(
+            image(false, &MmpBlock::new(42, 0, "n", "d", 5)),
+            &clock,
+            Some(Duration::from_secs(3)),
+        );
+        assert_eq!(r.verdict, Verdict::Undecided);
+        assert_eq!(r.verdict.exit_code(), 3);
+        assert_eq!(clock.now(), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn bad_checksum_is_a_verdict_and_changing_to_bad_checksum_too() {
+        let clock = FakeClock::default();
+        let mut dev = image(true, &MmpBlock::new(42, 0, "n", "d", 5));
+        let mut data = dev.snapshot();
+        data[(MMP_BLOCK * BS) as usize + 0x3FC] ^= 1;
+        dev = MemDevice::new("mem.img", data);
+        let r = run(dev, &clock, None);
+        assert!(matches!(r.verdict, Verdict::BadChecksum { .. }));
+        assert_eq!(r.verdict.exit_code(), 1);
+    }
+
+    #[test]
+    fn errors_are_errors() {
+        let clock = FakeClock::default();
+        let mut blk = MmpBlock::new(42, 0, "n", "d", 5);
+        blk.mmp_magic = 0x1234_5678;
+        let fs = MmpFs::open(image(true, &blk)).unwrap();
+        let e = check(&fs, &clock, CheckOptions::default(), &mut |_, _| {}).unwrap_err();
+        assert!(matches!(e, Error::Mmp { .. }), "{e}");
+        // MMP not enabled.
+        let mut data = image(false, &blk).snapshot();
+        data[1024 + 0x60] = 0;
+        data[1024 + 0x61] = 0;
+        let fs = MmpFs::open(MemDevice::new("nommp.img", data)).unwrap();
+        let e = check(&fs, &clock, CheckOptions::default(), &mut |_, _| {}).unwrap_err();
+        assert!(matches!(e, Error::MmpNotEnabled { .. }));
+        assert!(e.to_string().contains("nommp.img"));
+        // Truncated image: the MMP block lies past the end.
+        let data = image(false, &MmpBlock::new(1, 0, "n", "d", 5)).snapshot();
+        let fs = MmpFs::open(MemDevice::new("short.img", data[..8192].to_vec())).unwrap();
+        let e = check(&fs, &clock, CheckOptions::default(), &mut |_, _| {}).unwrap_err();
+        assert!(matches!(e, Error::Truncated { .. }), "{e}");
+    }
+
+    #[test]
+    fn progress_is_reported() {
+        let clock = FakeClock::default();
+        let fs = MmpFs::open(image(false, &MmpBlock::new(42, 0, "n", "d", 5))).unwrap();
+        let mut calls = 0;
+        let mut last = Duration::ZERO;
+        check(&fs, &clock, CheckOptions::default(), &mut |e, total| {
+            calls += 1;
+            assert!(e >= last && e <= total);
+            last = e;
+        })
+        .unwrap();
+        assert!(calls > 100);
+        assert_eq!(last, Duration::from_secs(11));
+    }
+}

@@ -1,0 +1,398 @@
+//! Device I/O: one trait, a file/block-device implementation and an in-memory one.
+//!
+//! Block devices are opened with `O_DIRECT` so every read of the MMP block reaches the device
+//! (or the loop driver) instead of this host's page cache: another node's writes never enter our
+//! cache, so a cached read could show a stale sequence forever. This is what the kernel
+//! (`read_mmp_block` clears `uptodate` and submits a real read) and e2fsprogs
+//! (`ext2fs_mmp_read` opens its own `O_DIRECT` fd) do. `O_DIRECT` needs a buffer, offset and
+//! length aligned to the logical sector size (`BLKSSZGET`), so reads go through an aligned bounce
+//! buffer covering the sector-aligned span. Regular files (images) use plain I/O: `O_DIRECT`
+//! fails on tmpfs (e2fsprogs 947315c8), and a file's page cache is shared by every process and
+//! loop device on this host, so plain reads see what a loop-mounted kernel wrote.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// All device I/O in this toolkit goes through this trait.
+pub trait BlockIo {
+    /// Read exactly `buf.len()` bytes at `offset`. A read past the end is `UnexpectedEof`.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Write all of `buf` at `offset`.
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Make previous writes durable (`fdatasync`).
+    fn sync(&self) -> io::Result<()>;
+    /// Size in bytes.
+    fn size(&self) -> u64;
+    /// The unit of direct I/O (sector size for block devices, 512 for files and memory).
+    fn logical_block_size(&self) -> u32;
+    /// A name for messages: the path the user gave.
+    fn name(&self) -> &str;
+}
+
+/// What kind of thing a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    BlockDevice,
+    RegularFile,
+}
+
+/// How to open a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `O_RDONLY`: what `status`, `check` and `dump` use. Opening block devices `O_RDWR`
+    /// makes udev re-probe them on close (e2fsprogs 5cc83a2e), so read paths never do.
+    ReadOnly,
+    ReadWrite,
+}
+
+/// Errors opening a device.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("{path}: no such file or device")]
+    NotFound { path: PathBuf },
+    #[error(
+        "{path}: permission denied (run as root, or as a user with read access to the device)"
+    )]
+    PermissionDenied { path: PathBuf },
+    #[error("{path}: is a directory, not a block device or image file")]
+    IsDirectory { path: PathBuf },
+    #[error("{path}: is not a block device or regular image file")]
+    NotADevice { path: PathBuf },
+    #[error("{path}: {op} failed: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn open_error(path: &Path, op: &'static str, e: io::Error) -> OpenError {
+    let path = path.to_path_buf();
+    match e.kind() {
+        io::ErrorKind::NotFound => OpenError::NotFound { path },
+        io::ErrorKind::PermissionDenied => OpenError::PermissionDenied { path },
+        _ if e.raw_os_error() == Some(libc::EISDIR) => OpenError::IsDirectory { path },
+        _ => OpenError::Io {
+            path,
+            op,
+            source: e,
+        },
+    }
+}
+
+/// A block device (O_DIRECT) or a regular image file (plain I/O).
+#[derive(Debug)]
+pub struct Device {
+    file: File,
+    name: String,
+    kind: DeviceKind,
+    size: u64,
+    sector: u32,
+}
+
+impl Device {
+    /// Open `path` for MMP I/O.
+    pub fn open(path: &Path, access: Access) -> Result<Self, OpenError> {
+        let meta = std::fs::metadata(path).map_err(|e| open_error(path, "stat", e))?;
+        let ft = meta.file_type();
+        let kind = if ft.is_block_device() {
+            DeviceKind::BlockDevice
+        } else if ft.is_file() {
+            DeviceKind::RegularFile
+        } else if ft.is_dir() {
+            return Err(OpenError::IsDirectory {
+                path: path.to_path_buf(),
+            });
+        } else {
+            return Err(OpenError::NotADevice {
+                path: path.to_path_buf(),
+            });
+        };
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(access == Access::ReadWrite);
+        // Never follow the open into something that makes us the controlling tty, and keep
+        // the descriptor out of any child we spawn.
+        let mut flags = libc::O_NOCTTY | libc::O_CLOEXEC;
+        if kind == DeviceKind::BlockDevice {
+            flags |= libc::O_DIRECT;
+        }
+        opts.custom_flags(flags);
+        let file = opts.open(path).map_err(|e| open_error(path, "open", e))?;
+        let (size, sector) = match kind {
+            DeviceKind::BlockDevice => (
+                crate::sys::device_size(&file)
+                    .map_err(|e| open_error(path, "ioctl(BLKGETSIZE64)", e))?,
+                crate::sys::logical_sector_size(&file)
+                    .map_err(|e| open_error(path, "ioctl(BLKSSZGET)", e))?,
+            ),
+            DeviceKind::RegularFile => (meta.len(), 512),
+        };
+        Ok(Device {
+            file,
+            name: path.display().to_string(),
+            kind,
+            size,
+            sector,
+        })
+    }
+
+    pub fn kind(&self) -> DeviceKind {
+        self.kind
+    }
+
+    /// The underlying file (for locking or `fstat`).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+/// A heap buffer whose usable slice starts at an `align`-byte boundary, as O_DIRECT requires.
+/// Built by over-allocating a `Vec` and slicing at the first aligned address: no unsafe code.
+struct AlignedBuf {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize, align: usize) -> Self {
+        let storage = vec![0u8; len + align];
+        let misalign = storage.as_ptr() as usize % align;
+        let start = if misalign == 0 { 0 } else { align - misalign };
+        AlignedBuf {
+            storage,
+            start,
+            len,
+        }
+    }
+    fn as_slice(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + self.len]
+    }
+}
+
+fn eof(name: &str, offset: u64, len: usize, size: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!(
+            "{name}: read of {len} bytes at offset {offset} is past the end (size {size} bytes)"
+        ),
+    )
+}
+
+impl BlockIo for Device {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.size) {
+            return Err(eof(&self.name, offset, buf.len(), self.size));
+        }
+        match self.kind {
+            DeviceKind::RegularFile => self.file.read_exact_at(buf, offset),
+            DeviceKind::BlockDevice => {
+                let s = u64::from(self.sector);
+                let start = offset / s * s;
+                let stop = (offset + buf.len() as u64).div_ceil(s) * s;
+                let mut bounce = AlignedBuf::new((stop - start) as usize, self.sector as usize);
+                self.file.read_exact_at(bounce.as_mut_slice(), start)?;
+                let skip = (offset - start) as usize;
+                buf.copy_from_slice(&bounce.as_slice()[skip..skip + buf.len()]);
+                Ok(())
+            }
+        }
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        match self.kind {
+            DeviceKind::RegularFile => self.file.write_all_at(buf, offset),
+            DeviceKind::BlockDevice => {
+                // No read-modify-write: on a shared device, rewriting the rest of a sector we
+                // read a moment ago could undo another node's write to it.
+                let s = u64::from(self.sector);
+                if offset % s != 0 || buf.len() as u64 % s != 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "{}: write of {} bytes at {offset} is not aligned to the {s}-byte sector size",
+                            self.name,
+                            buf.len()
+                        ),
+                    ));
+                }
+                let mut bounce = AlignedBuf::new(buf.len(), self.sector as usize);
+                bounce.as_mut_slice().copy_from_slice(buf);
+                self.file.write_all_at(bounce.as_slice(), offset)
+            }
+        }
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn logical_block_size(&self) -> u32 {
+        self.sector
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// An in-memory device for tests and fuzzing. Interior mutability so it can be shared by
+/// reference between a simulated writer and a reader.
+#[derive(Debug)]
+pub struct MemDevice {
+    data: Mutex<Vec<u8>>,
+    name: String,
+}
+
+impl MemDevice {
+    pub fn new(name: &str, data: Vec<u8>) -> Self {
+        MemDevice {
+            data: Mutex::new(data),
+            name: name.to_string(),
+        }
+    }
+
+    /// A copy of the current contents.
+    pub fn snapshot(&self) -> Vec<u8> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        // A poisoned lock only means a test thread panicked; the bytes are still valid.
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl BlockIo for MemDevice {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let d = self.lock();
+        let start = usize::try_from(offset)
+            .ok()
+            .filter(|s| s.checked_add(buf.len()).is_some_and(|e| e <= d.len()));
+        match start {
+            Some(s) => {
+                buf.copy_from_slice(&d[s..s + buf.len()]);
+                Ok(())
+            }
+            None => Err(eof(&self.name, offset, buf.len(), d.len() as u64)),
+        }
+    }
+
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        let mut d = self.lock();
+        let start = usize::try_from(offset)
+            .ok()
+            .filter(|s| s.checked_add(buf.len()).is_some_and(|e| e <= d.len()));
+        match start {
+            Some(s) => {
+                d[s..s + buf.len()].copy_from_slice(buf);
+                Ok(())
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                format!("{}: write past the end at {offset}", self.name),
+            )),
+        }
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn size(&self) -> u64 {
+        self.lock().len() as u64
+    }
+
+    fn logical_block_size(&self) -> u32 {
+        512
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<T: BlockIo + ?Sized> BlockIo for &T {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        (**self).read_at(offset, buf)
+    }
+    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        (**self).write_at(offset, buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        (**self).sync()
+    }
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+    fn logical_block_size(&self) -> u32 {
+        (**self).logical_block_size()
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_buffer_is_aligned() {
+        for align in [512usize, 4096] {
+            let b = AlignedBuf::new(1024, align);
+            assert_eq!(b.as_slice().as_ptr() as usize % align, 0);
+            assert_eq!(b.as_slice().len(), 1024);
+        }
+    }
+
+    #[test]
+    fn mem_device_bounds() {
+        let d = MemDevice::new("mem", vec![0u8; 4096]);
+        let mut buf = [0u8; 16];
+        assert!(d.read_at(4090, &mut buf).is_err());
+        assert!(d.read_at(u64::MAX, &mut buf).is_err());
+        d.write_at(100, &[1, 2, 3]).unwrap();
+        d.read_at(100, &mut buf[..3]).unwrap();
+        assert_eq!(&buf[..3], &[1, 2, 3]);
+        assert!(d.write_at(4095, &[1, 2]).is_err());
+    }
+
+    #[test]
+    fn file_device_errors_are_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            Device::open(&dir.path().join("nope"), Access::ReadOnly),
+            Err(OpenError::NotFound { .. })
+        ));
+        assert!(matches!(
+            Device::open(dir.path(), Access::ReadOnly),
+            Err(OpenError::IsDirectory { .. })
+        ));
+        assert!(matches!(
+            Device::open(Path::new("/dev/null"), Access::ReadOnly),
+            Err(OpenError::NotADevice { .. })
+        ));
+        let f = dir.path().join("img");
+        std::fs::write(&f, vec![7u8; 2048]).unwrap();
+        let d = Device::open(&f, Access::ReadOnly).unwrap();
+        assert_eq!(d.size(), 2048);
+        let mut b = [0u8; 4];
+        d.read_at(2044, &mut b).unwrap();
+        assert_eq!(b, [7; 4]);
+        let err = d.read_at(2046, &mut b).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+}
