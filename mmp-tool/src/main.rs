@@ -1,1 +1,95 @@
-fn main() {}
+//! mmp-tool: check and inspect ext4 multiple-mount protection before mounting shared storage.
+
+mod check;
+mod cli;
+mod common;
+mod dump;
+mod exit;
+mod status;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use std::process::ExitCode;
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let outcome = match &cli.command {
+        Command::Status(a) => status::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Dump(a) => dump::run(a),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("mmp-tool: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn verify_cli() {
+        Cli::command().debug_assert();
+    }
+
+    fn man_dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../man")
+    }
+
+    /// The pages in man/ are generated from these clap definitions. `UPDATE_MAN=1 cargo test
+    /// -p mmp-tool man_page` rewrites them.
+    #[test]
+    fn man_page_is_current() {
+        // Admin tool: section 8, one page for the tool and one per subcommand.
+        fn generate(cmd: clap::Command, out: &Path) {
+            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
+                generate(sub, out);
+            }
+            clap_mangen::Man::new(cmd)
+                .section("8")
+                .generate_to(out)
+                .unwrap();
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmd = Cli::command().disable_help_subcommand(true);
+        cmd.build();
+        generate(cmd, tmp.path());
+        for entry in std::fs::read_dir(tmp.path()).unwrap() {
+            let entry = entry.unwrap();
+            let fresh = std::fs::read_to_string(entry.path()).unwrap();
+            let target = man_dir().join(entry.file_name());
+            if std::env::var_os("UPDATE_MAN").is_some() {
+                std::fs::write(&target, &fresh).unwrap();
+                continue;
+            }
+            let current = std::fs::read_to_string(&target).unwrap_or_default();
+            assert!(
+                current == fresh,
+                "{} is out of date: run `UPDATE_MAN=1 cargo test -p mmp-tool man_page_is_current`",
+                target.display()
+            );
+        }
+    }
+}

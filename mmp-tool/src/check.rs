@@ -1,0 +1,158 @@
+//! `mmp-tool check`: the pre-mount gate.
+
+use crate::cli::CheckArgs;
+use crate::common::{format_time, now_epoch, open_fs, print_json, print_out};
+use crate::exit::{self, Outcome};
+use libmmp::check::{check, CheckOptions, CheckReport, SafeReason, SystemClock, Verdict};
+use libmmp::mmp::MmpBlock;
+use serde::Serialize;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+#[derive(Serialize)]
+struct Holder {
+    node_name: String,
+    device_name: String,
+    sequence: u32,
+    time: u64,
+    time_utc: String,
+}
+
+impl From<&MmpBlock> for Holder {
+    fn from(b: &MmpBlock) -> Self {
+        Holder {
+            node_name: b.nodename(),
+            device_name: b.bdevname(),
+            sequence: b.mmp_seq,
+            time: b.mmp_time,
+            time_utc: format_time(b.mmp_time),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct CheckJson<'a> {
+    device: &'a str,
+    verdict: &'static str,
+    safe: bool,
+    exit_code: u8,
+    message: String,
+    /// The block's last writer: the holder when in use, otherwise who wrote it last.
+    last_update: Holder,
+    /// The block as first read, when it differs from `last_update`.
+    first_read: Option<Holder>,
+    check_interval: u32,
+    wait_seconds: u64,
+    elapsed_seconds: f64,
+    reads: u32,
+}
+
+fn who(b: &MmpBlock) -> String {
+    format!(
+        "node '{}' device '{}' at {} (sequence {:#010x}, {} s ago by this host's clock)",
+        b.nodename(),
+        b.bdevname(),
+        format_time(b.mmp_time),
+        b.mmp_seq,
+        i128::from(now_epoch()) - i128::from(b.mmp_time)
+    )
+}
+
+fn message(dev: &str, r: &CheckReport) -> String {
+    match &r.verdict {
+        Verdict::Safe(SafeReason::Clean) => format!("it is safe to mount '{dev}', MMP is clean"),
+        Verdict::Safe(SafeReason::Stale) => format!(
+            "it is safe to mount '{dev}': the MMP sequence did not change for {} s, so its last writer ({}) is gone",
+            r.wait.as_secs(),
+            who(&r.first)
+        ),
+        Verdict::InUse { block } => format!(
+            "'{dev}' is IN USE on another node: the MMP block changed {:.1} s into the check; last update by {}. Do not mount.",
+            r.elapsed.as_secs_f64(),
+            who(block)
+        ),
+        Verdict::FsckRunning => format!(
+            "'{dev}': e2fsck, tune2fs or debugfs has the filesystem open (MMP sequence FSCK), or was killed while it had; last update by {}. Do not mount. If you are sure no node uses it, reset with `tune2fs -f -E clear_mmp {dev}`.",
+            who(&r.first)
+        ),
+        Verdict::UnknownSeq(s) => format!(
+            "'{dev}': unknown MMP sequence {s:#010x} (undergoing an unknown operation); last update by {}. Do not mount. If you are sure no node uses it, reset with `tune2fs -f -E clear_mmp {dev}`.",
+            who(&r.first)
+        ),
+        Verdict::BadChecksum { stored, computed } => format!(
+            "'{dev}': MMP block checksum does not match (stored {stored:#010x}, computed {computed:#010x}); last update by {}. Do not mount. If no node uses it, `e2fsck -f {dev}` repairs the block.",
+            who(&r.first)
+        ),
+        Verdict::Undecided => format!(
+            "'{dev}': not decided: no change seen in {:.1} s, but a live sequence must stay unchanged for {} s before it is safe (--timeout ran out). Last update by {}.",
+            r.elapsed.as_secs_f64(),
+            r.wait.as_secs(),
+            who(&r.first)
+        ),
+    }
+}
+
+pub fn run(args: &CheckArgs) -> Outcome {
+    let path = &args.dev.device;
+    let fs = open_fs(path)?;
+    let dev = fs.device_name().to_string();
+    let opts = CheckOptions {
+        poll: Duration::from_millis(args.poll_ms),
+        timeout: args.timeout,
+    };
+    let tty = !args.quiet && std::io::stderr().is_terminal();
+    let mut shown = false;
+    let mut last_shown = u64::MAX;
+    let mut progress = |elapsed: Duration, total: Duration| {
+        if !tty {
+            return;
+        }
+        let left = total.saturating_sub(elapsed).as_secs();
+        if left != last_shown {
+            last_shown = left;
+            shown = true;
+            let mut e = std::io::stderr().lock();
+            let _ = write!(
+                e,
+                "\rmmp-tool: watching the MMP block of {dev} for {} s: {left:>3} s left ",
+                total.as_secs()
+            );
+            let _ = e.flush();
+        }
+    };
+    let report = check(&fs, &SystemClock::default(), opts, &mut progress)?;
+    if shown {
+        eprint!("\r\x1b[K");
+    }
+    tracing::debug!(reads = report.reads, elapsed = ?report.elapsed, verdict = report.verdict.name(), "check finished");
+    let code = match report.verdict.exit_code() {
+        0 => exit::OK,
+        1 => exit::UNSAFE,
+        _ => exit::UNDECIDED,
+    };
+    let msg = message(&dev, &report);
+    if args.json {
+        let (last, first) = match &report.verdict {
+            Verdict::InUse { block } => (Holder::from(block), Some(Holder::from(&report.first))),
+            _ => (Holder::from(&report.first), None),
+        };
+        print_json(&CheckJson {
+            device: &dev,
+            verdict: report.verdict.name(),
+            safe: code == exit::OK,
+            exit_code: code,
+            message: msg,
+            last_update: last,
+            first_read: first,
+            check_interval: report.check_interval,
+            wait_seconds: report.wait.as_secs(),
+            elapsed_seconds: report.elapsed.as_secs_f64(),
+            reads: report.reads,
+        })?;
+    } else if code == exit::OK {
+        print_out(&format!("mmp-tool: {msg}\n"))?;
+    } else {
+        eprintln!("mmp-tool: {msg}");
+    }
+    Ok(code)
+}

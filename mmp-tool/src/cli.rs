@@ -1,0 +1,154 @@
+//! Command-line definitions (also the source of the man pages in `man/`).
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+const LONG_ABOUT: &str = "\
+Check, inspect and manage ext4/ldiskfs multiple-mount protection (MMP) on shared storage.
+
+MMP keeps two hosts that see the same disk (a SAN LUN, DRBD, a shared virtual disk) from mounting
+one ext4 filesystem at the same time, which would corrupt it. A filesystem with the `mmp` feature
+has an MMP block: while a host has it mounted, that host's kernel (kmmpd) writes a new sequence
+number into the block every update interval. Another host that wants to mount first watches the
+block: if the sequence changes, the filesystem is in use elsewhere. A cleanly unmounted filesystem
+carries the CLEAN sequence; one held by e2fsck/tune2fs/debugfs carries FSCK.
+
+`mmp-tool check` is the pre-mount gate for failover scripts: it answers with an exit code that is
+compatible with e2mmpstatus(8), but says \"in use\" as soon as it sees the block change (about one
+update interval) instead of after the full wait. It never writes to the device.";
+
+const AFTER_LONG_HELP: &str = "\
+EXIT STATUS (compatible with e2mmpstatus where it applies):
+  0  safe to mount: MMP is clean, or the sequence stayed unchanged for the whole wait
+  1  do not mount: in use on another node, fsck/tune2fs/debugfs running (FSCK sequence),
+     unknown sequence, or the MMP block checksum does not match
+  2  error: no such device, permission denied, not ext4, MMP not enabled, bad MMP magic,
+     invalid MMP block number, corrupt superblock, I/O error; also usage errors
+  3  undecided: `check --timeout` ran out before the wait ended and nothing changed so far
+
+FAILOVER SCRIPT EXAMPLE:
+  # On the node taking over, after fencing the old one:
+  if mmp-tool check /dev/mapper/shared; then
+      mount /dev/mapper/shared /srv/nfs
+  else
+      rc=$?; echo \"refusing to mount: mmp-tool check exited $rc\" >&2; exit 1
+  fi
+
+  A clean answer is not a lock: two nodes that both see CLEAN at the same moment can both
+  mount (the kernel does not wait for a clean block). Let the cluster manager elect one node.
+
+Logs go to stderr; set RUST_LOG=debug (or pass -v) for detail.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mmp-tool",
+    version,
+    about = "Check and inspect ext4 multiple-mount protection (MMP) before mounting shared storage",
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the MMP state of a device now, without waiting.
+    #[command(long_about = "\
+Show the MMP state of a device now, without waiting: the state (clean, fsck, live, unknown), the
+sequence, the node and device that last wrote the block, when (and how long ago), the update and
+check intervals, the MMP block number, whether the checksum is valid, and the filesystem's type,
+UUID and label.
+
+A `live` state only says the block holds a running sequence; it cannot say whether its writer is
+still alive (the time field is informational and subject to clock skew). Use `check` for that.
+
+Exit status: 0 report printed (whatever the state), 2 error (see mmp-tool --help).")]
+    Status(StatusArgs),
+
+    /// Decide whether it is safe to mount: the pre-mount gate for failover scripts.
+    #[command(long_about = "\
+Decide whether it is safe to mount the filesystem on this node, as the kernel and e2mmpstatus do,
+and exit 0 (safe), 1 (do not mount), 2 (error) or 3 (undecided, with --timeout).
+
+- CLEAN: safe at once.
+- FSCK or an unknown sequence: never safe, however old. If you are sure that no node uses the
+  filesystem, reset the block with `tune2fs -f -E clear_mmp DEVICE`.
+- A live sequence: the block is watched for min(2*CI+1, CI+60) seconds, with
+  CI = max(update interval, 5, the block's check interval). If it changes at any time, the
+  device is in use and the answer comes at once, naming the node and device that hold it. Only a
+  sequence that stays unchanged for the whole wait is safe (its writer is gone).
+
+The device is opened read-only (O_DIRECT for block devices) and never written. A countdown is
+shown on stderr when it is a terminal.")]
+    Check(CheckArgs),
+
+    /// Print every field of the MMP block, like `debugfs -R dump_mmp`.
+    #[command(long_about = "\
+Print every field of the MMP block in the format of `debugfs -R dump_mmp` (block_number,
+update_interval, check_interval, sequence, time, node_name, device_name, magic, checksum),
+followed by what debugfs does not show: the checksum verdict, the padding, the sequence class, and
+the wait a check would need. The block is shown even when its magic or checksum is bad.
+
+Exit status: 0 printed, 2 error.")]
+    Dump(DumpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DeviceArg {
+    /// Block device or image file holding the ext4 filesystem.
+    #[arg(value_name = "DEVICE")]
+    pub device: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Give up after SECONDS if the wait is longer (exit 3 unless a change was seen: then 1).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub timeout: Option<std::time::Duration>,
+    /// How often to re-read the MMP block during the wait, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub poll_ms: u64,
+    /// Never show the countdown, even on a terminal.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// Print a JSON object on stdout instead of text (same fields as `status --json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&v) {
+        return Err("must be between 0 and 86400 seconds".into());
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
+}

@@ -1,0 +1,148 @@
+//! Shared pieces of the subcommands: opening a device, the block report, output helpers.
+
+use libmmp::check::{check_interval, wait_time};
+use libmmp::device::{Access, Device};
+use libmmp::fs::{ChecksumStatus, MmpFs};
+use libmmp::mmp::{MmpBlock, EXT4_MMP_MAGIC};
+use libmmp::probe;
+use libmmp::Error;
+use serde::Serialize;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Open `path` read-only and read its superblock. When there is no ext4 superblock, ask
+/// libblkid what is there instead, so the message can say "libblkid sees xfs".
+pub fn open_fs(path: &Path) -> Result<MmpFs<Device>, Error> {
+    let dev = Device::open(path, Access::ReadOnly)?;
+    match MmpFs::open(dev) {
+        Err(Error::NotExt4 { device, .. }) => {
+            let id = probe::identify(path);
+            let found = match (id.fs_type, id.ambivalent) {
+                (Some(t), _) => Some(t),
+                (None, true) => Some("several conflicting signatures".to_string()),
+                (None, false) => None,
+            };
+            Err(Error::NotExt4 { device, found })
+        }
+        other => other,
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `mmp_time` as RFC 3339 UTC; the raw number when it is out of range.
+pub fn format_time(t: u64) -> String {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(t))
+        .filter(|_| t < 253_402_300_800) // year 10000
+        .map(|st| humantime::format_rfc3339_seconds(st).to_string())
+        .unwrap_or_else(|| format!("@{t}"))
+}
+
+/// Everything known about a device's MMP block, for `status` and `dump`.
+#[derive(Debug, Serialize)]
+pub struct BlockReport {
+    pub device: String,
+    pub fs_type: Option<String>,
+    pub uuid: String,
+    pub label: String,
+    pub block_size: u32,
+    pub block_number: u64,
+    pub update_interval: u16,
+    pub check_interval: u16,
+    pub state: &'static str,
+    pub sequence: u32,
+    pub sequence_hex: String,
+    pub time: u64,
+    pub time_utc: String,
+    /// Seconds between `time` and this host's clock (negative: clock skew).
+    pub age_seconds: i64,
+    pub node_name: String,
+    pub device_name: String,
+    pub magic: u32,
+    pub magic_valid: bool,
+    pub checksum: u32,
+    /// `valid`, `invalid` or `not_used` (no metadata_csum).
+    pub checksum_status: &'static str,
+    pub checksum_computed: Option<u32>,
+    pub metadata_csum: bool,
+    pub csum_seed_feature: bool,
+    /// `max(update interval, 5, check_interval)`: what `check` uses.
+    pub effective_check_interval: u32,
+    /// How long `check` watches a live sequence.
+    pub check_wait_seconds: u64,
+    pub pad1: u16,
+    pub pad2_nonzero_bytes: usize,
+}
+
+pub fn block_report(
+    path: &Path,
+    fs: &MmpFs<Device>,
+    blk: &MmpBlock,
+    csum: ChecksumStatus,
+) -> BlockReport {
+    let sb = fs.superblock();
+    let id = probe::identify(path);
+    let ci = check_interval(sb.s_mmp_update_interval, blk.mmp_check_interval);
+    let (checksum_status, checksum_computed) = match csum {
+        ChecksumStatus::Valid => ("valid", None),
+        ChecksumStatus::Invalid { computed } => ("invalid", Some(computed)),
+        ChecksumStatus::NotUsed => ("not_used", None),
+    };
+    let magic_valid = blk.mmp_magic == EXT4_MMP_MAGIC;
+    BlockReport {
+        device: fs.device_name().to_string(),
+        fs_type: id.fs_type,
+        uuid: sb.uuid_string(),
+        label: sb.label(),
+        block_size: sb.block_size(),
+        block_number: sb.s_mmp_block,
+        update_interval: sb.s_mmp_update_interval,
+        check_interval: blk.mmp_check_interval,
+        state: if magic_valid {
+            blk.seq_class().name()
+        } else {
+            "bad_magic"
+        },
+        sequence: blk.mmp_seq,
+        sequence_hex: format!("{:08x}", blk.mmp_seq),
+        time: blk.mmp_time,
+        time_utc: format_time(blk.mmp_time),
+        age_seconds: i64::try_from(now_epoch()).unwrap_or(i64::MAX)
+            - i64::try_from(blk.mmp_time).unwrap_or(i64::MAX),
+        node_name: blk.nodename(),
+        device_name: blk.bdevname(),
+        magic: blk.mmp_magic,
+        magic_valid,
+        checksum: blk.mmp_checksum,
+        checksum_status,
+        checksum_computed,
+        metadata_csum: sb.has_metadata_csum(),
+        csum_seed_feature: sb.has_csum_seed(),
+        effective_check_interval: ci,
+        check_wait_seconds: wait_time(ci).as_secs(),
+        pad1: blk.mmp_pad1,
+        pad2_nonzero_bytes: blk.mmp_pad2.iter().filter(|&&b| b != 0).count(),
+    }
+}
+
+/// Write to stdout; a closed pipe (`mmp-tool status | head -1`) is not an error.
+pub fn print_out(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
+}
+
+/// Pretty JSON plus a newline.
+pub fn print_json<T: Serialize>(v: &T) -> io::Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(io::Error::other)?;
+    print_out(&(s + "\n"))
+}

@@ -1,0 +1,67 @@
+//! `mmp-tool status`: the MMP state now, no waiting.
+
+use crate::cli::StatusArgs;
+use crate::common::{block_report, open_fs, print_json, print_out};
+use crate::exit::Outcome;
+
+pub fn run(args: &StatusArgs) -> Outcome {
+    let path = &args.dev.device;
+    let fs = open_fs(path)?;
+    let (blk, csum) = fs.read_mmp_raw()?;
+    let r = block_report(path, &fs, &blk, csum);
+    if args.json {
+        print_json(&r)?;
+        return Ok(0);
+    }
+    let meaning = match r.state {
+        "clean" => "cleanly unmounted; no node has it mounted",
+        "fsck" => "e2fsck/tune2fs/debugfs has it open read-write, or was killed while it had",
+        "live" => "a node is updating it, or crashed while it was (run `mmp-tool check` to tell)",
+        "unknown" => "unknown sequence: not safe to mount",
+        _ => "MMP block magic is bad: not safe to mount; run e2fsck -f",
+    };
+    let mut t = String::new();
+    t += &format!("device:           {}\n", r.device);
+    t += &format!(
+        "filesystem:       {} uuid {}{}\n",
+        r.fs_type.as_deref().unwrap_or("ext2/3/4"),
+        r.uuid,
+        if r.label.is_empty() {
+            String::new()
+        } else {
+            format!(" label '{}'", r.label)
+        }
+    );
+    t += &format!("state:            {} ({meaning})\n", r.state);
+    t += &format!("sequence:         {:#010x}\n", r.sequence);
+    t += &format!(
+        "last update:      node '{}' device '{}'\n",
+        r.node_name, r.device_name
+    );
+    t += &format!(
+        "update time:      {} ({} s ago)\n",
+        r.time_utc, r.age_seconds
+    );
+    t += &format!(
+        "intervals:        update {} s, check {} s (check waits {} s for a live sequence)\n",
+        r.update_interval, r.check_interval, r.check_wait_seconds
+    );
+    t += &format!(
+        "MMP block:        {} ({}-byte blocks)\n",
+        r.block_number, r.block_size
+    );
+    t += &format!(
+        "checksum:         {:#010x} {}\n",
+        r.checksum,
+        match r.checksum_status {
+            "valid" => "(valid)".to_string(),
+            "not_used" => "(not used: no metadata_csum)".to_string(),
+            _ => format!(
+                "(INVALID, expected {:#010x})",
+                r.checksum_computed.unwrap_or(0)
+            ),
+        }
+    );
+    print_out(&t)?;
+    Ok(0)
+}
