@@ -24,6 +24,8 @@ EXIT STATUS (compatible with e2mmpstatus where it applies):
      unknown sequence, or the MMP block checksum does not match
   2  error: no such device, permission denied, not ext4, MMP not enabled, bad MMP magic,
      invalid MMP block number, corrupt superblock, I/O error; also usage errors
+     (e2mmpstatus 1.47.0 exits with other values, e.g. 19 or 36, when it cannot open the
+     filesystem; treat anything but 0 and 1 as an error in scripts that run either)
   3  undecided: `check --timeout` ran out before the wait ended and nothing changed so far
 
 FAILOVER SCRIPT EXAMPLE:
