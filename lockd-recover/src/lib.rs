@@ -1,1 +1,19 @@
-//! lockd-recover (issue 5)
+//! lockd-recover: NFS (NLM/NSM) lock recovery after an HA failover.
+//!
+//! - [`xdr`], [`rpc`]: ONC RPC v2 over UDP with AUTH_NONE, bounds-checked replies.
+//! - [`nsm`]: rpcbind GETPORT/GETADDR and NSM SM_NOTIFY bodies.
+//! - [`statd`]: the statd directory (`state`, `sm/`, `sm.bak/`) in nfs-utils' formats.
+//! - [`notify`]: concurrent SM_NOTIFY to every recorded client.
+//! - [`procfs`]: unlock and grace knobs under a configurable proc root.
+//! - [`locks`], [`ledger`]: `/proc/locks` parsing and the lock ledger.
+//! - [`cli`]: the `lockd-recover` command.
+
+pub mod cli;
+pub mod ledger;
+pub mod locks;
+pub mod notify;
+pub mod nsm;
+pub mod procfs;
+pub mod rpc;
+pub mod statd;
+pub mod xdr;

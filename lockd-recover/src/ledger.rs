@@ -1,0 +1,458 @@
+//! The lock ledger: a snapshot of the POSIX locks held on an exported filesystem, kept on shared
+//! storage by the active server, so that after a failover the new server can tell when every
+//! lock has been reclaimed and end grace early instead of waiting it out.
+//!
+//! Locks are identified by inode and byte range, not by device: the same shared disk can have
+//! another major:minor on the other node. The pid is kept for the report only, since the NLM
+//! server-side owner may differ after reclaim.
+
+use crate::locks::{self, LockEntry};
+use crate::procfs::{self, GraceEndReport, GraceWhich, KnobError, ProcRoot};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use thiserror::Error;
+
+pub const LEDGER_FILE: &str = "lockd-recover-ledger.json";
+pub const LEDGER_FORMAT: u32 = 1;
+/// Refuse ledgers bigger than this: a snapshot of a million locks is about 100 MB; anything
+/// larger is not ours.
+const MAX_LEDGER_BYTES: u64 = 128 << 20;
+
+#[derive(Debug, Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Knob(#[from] KnobError),
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} is not a lock ledger written by lockd-recover: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path} was written {age_s} s ago, older than --max-age {max_s} s: the `record` loop was not running on the old server, so the ledger may miss locks; refusing to end grace from it")]
+    Stale {
+        path: PathBuf,
+        age_s: u64,
+        max_s: u64,
+    },
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LedgerError + 'a {
+    move |source| LedgerError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LedgerLock {
+    pub ino: u64,
+    pub access: String,
+    pub start: u64,
+    /// Inclusive end; `None` = to end of file.
+    pub end: Option<u64>,
+    pub pid: i64,
+}
+
+impl LedgerLock {
+    fn key(&self) -> (u64, &str, u64, Option<u64>) {
+        (self.ino, self.access.as_str(), self.start, self.end)
+    }
+
+    fn from_entry(e: &LockEntry) -> Self {
+        Self {
+            ino: e.ino,
+            access: e.access.clone(),
+            start: e.start,
+            end: e.end,
+            pid: e.pid,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub format: u32,
+    /// Node that wrote it.
+    pub node: String,
+    /// The exported filesystem, as given to `record --fs`.
+    pub fs: PathBuf,
+    pub taken_at_unix_ms: u64,
+    pub locks: Vec<LedgerLock>,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn node_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Snapshot of the held POSIX locks on the filesystem holding `fs_path`.
+pub fn snapshot(proc: &ProcRoot, fs_path: &Path) -> Result<Ledger, LedgerError> {
+    let dev = procfs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
+    let mut locks: Vec<LedgerLock> = locks::held_on_dev(&proc.locks()?, dev)
+        .iter()
+        .map(LedgerLock::from_entry)
+        .collect();
+    locks.sort();
+    Ok(Ledger {
+        format: LEDGER_FORMAT,
+        node: node_name(),
+        fs: fs_path.to_path_buf(),
+        taken_at_unix_ms: unix_ms(SystemTime::now()),
+        locks,
+    })
+}
+
+/// Parses ledger bytes (total: any input gives `Ok` or `Err`).
+pub fn parse(path: &Path, data: &[u8]) -> Result<Ledger, LedgerError> {
+    let l: Ledger = serde_json::from_slice(data).map_err(|e| LedgerError::Corrupt {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if l.format != LEDGER_FORMAT {
+        return Err(LedgerError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("format {} (this version reads {LEDGER_FORMAT})", l.format),
+        });
+    }
+    Ok(l)
+}
+
+pub fn ledger_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(LEDGER_FILE)
+}
+
+pub fn read(state_dir: &Path) -> Result<Ledger, LedgerError> {
+    let path = ledger_path(state_dir);
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+        .map_err(io_err("cannot open", &path))?;
+    let md = f.metadata().map_err(io_err("cannot stat", &path))?;
+    if md.len() > MAX_LEDGER_BYTES {
+        return Err(LedgerError::Corrupt {
+            path,
+            reason: format!("{} bytes is too large", md.len()),
+        });
+    }
+    let data = fs::read(&path).map_err(io_err("cannot read", &path))?;
+    parse(&path, &data)
+}
+
+/// Writes the ledger atomically: temp file, fsync, rename, fsync of the directory. The owner of
+/// an existing ledger is kept.
+pub fn write(state_dir: &Path, ledger: &Ledger) -> Result<(), LedgerError> {
+    let path = ledger_path(state_dir);
+    let tmp = state_dir.join(format!(".{LEDGER_FILE}.new"));
+    let data = serde_json::to_vec(ledger).map_err(|e| LedgerError::Corrupt {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let owner = fs::symlink_metadata(&path).ok().map(|m| (m.uid(), m.gid()));
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(io_err("cannot create", &tmp))?;
+    f.write_all(&data).map_err(io_err("cannot write", &tmp))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&f, Some(uid), Some(gid))
+            .map_err(io_err("cannot set owner of", &tmp))?;
+    }
+    f.sync_all().map_err(io_err("cannot fsync", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err("cannot rename into place", &path))?;
+    File::open(state_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("cannot fsync directory", state_dir))
+}
+
+/// Splits the expected locks into reclaimed and missing: each expected lock needs its own
+/// held lock with the same inode, access and range (a multiset match).
+pub fn match_locks(
+    expected: &[LedgerLock],
+    held: &[LedgerLock],
+) -> (Vec<LedgerLock>, Vec<LedgerLock>) {
+    let mut avail: BTreeMap<(u64, &str, u64, Option<u64>), usize> = BTreeMap::new();
+    for h in held {
+        *avail.entry(h.key()).or_default() += 1;
+    }
+    let mut reclaimed = Vec::new();
+    let mut missing = Vec::new();
+    for e in expected {
+        match avail.get_mut(&e.key()) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                reclaimed.push(e.clone());
+            }
+            _ => missing.push(e.clone()),
+        }
+    }
+    (reclaimed, missing)
+}
+
+#[derive(Debug, Clone)]
+pub struct WaitOptions {
+    pub timeout: Duration,
+    /// Never end grace earlier than this after the start of waiting.
+    pub min_grace: Duration,
+    pub poll: Duration,
+    /// Which grace to end once everything is back; `None` only reports.
+    pub end_grace: Option<GraceWhich>,
+    pub max_age: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WaitReport {
+    pub ledger_node: String,
+    pub ledger_age_ms: u64,
+    pub fs: PathBuf,
+    pub expected: usize,
+    pub reclaimed: Vec<LedgerLock>,
+    pub missing: Vec<LedgerLock>,
+    pub all_reclaimed: bool,
+    /// Milliseconds until every lock was held again.
+    pub reclaimed_after_ms: Option<u64>,
+    pub grace_ended: Option<GraceEndReport>,
+    pub waited_ms: u64,
+}
+
+/// Checks the ledger's age against `max_age`.
+pub fn check_age(state_dir: &Path, l: &Ledger, max_age: Duration) -> Result<u64, LedgerError> {
+    let age_ms = unix_ms(SystemTime::now()).saturating_sub(l.taken_at_unix_ms);
+    if Duration::from_millis(age_ms) > max_age {
+        return Err(LedgerError::Stale {
+            path: ledger_path(state_dir),
+            age_s: age_ms / 1000,
+            max_s: max_age.as_secs(),
+        });
+    }
+    Ok(age_ms)
+}
+
+/// Watches `/proc/locks` until every ledger lock on `fs_path` is held again, then (after the
+/// `min_grace` floor) ends grace. On timeout grace is left to run out by itself.
+pub fn wait_reclaim(
+    proc: &ProcRoot,
+    state_dir: &Path,
+    fs_path: &Path,
+    opts: &WaitOptions,
+) -> Result<WaitReport, LedgerError> {
+    let start = Instant::now();
+    let ledger = read(state_dir)?;
+    let age_ms = check_age(state_dir, &ledger, opts.max_age)?;
+    let dev = procfs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
+    let deadline = start + opts.timeout;
+    let mut reclaimed_at: Option<Instant> = None;
+    let (reclaimed, missing) = loop {
+        let held: Vec<LedgerLock> = locks::held_on_dev(&proc.locks()?, dev)
+            .iter()
+            .map(LedgerLock::from_entry)
+            .collect();
+        let (reclaimed, missing) = match_locks(&ledger.locks, &held);
+        let now = Instant::now();
+        if missing.is_empty() {
+            let at = *reclaimed_at.get_or_insert(now);
+            tracing::debug!(
+                after_ms = at.duration_since(start).as_millis() as u64,
+                "all locks held again"
+            );
+            if now >= start + opts.min_grace {
+                break (reclaimed, missing);
+            }
+        } else {
+            // A lock that came back and went again (released by its client) resets this.
+            reclaimed_at = None;
+        }
+        if now >= deadline {
+            break (reclaimed, missing);
+        }
+        let floor_wait = (start + opts.min_grace).saturating_duration_since(now);
+        let wait = if missing.is_empty() {
+            floor_wait.min(opts.poll)
+        } else {
+            opts.poll
+        };
+        std::thread::sleep(wait.min(deadline.saturating_duration_since(now)));
+    };
+    let all = missing.is_empty();
+    let grace_ended = match (all, opts.end_grace) {
+        (true, Some(which)) => Some(procfs::grace_end(proc, which).map_err(|e| match e {
+            procfs::GraceError::Knob(k) => LedgerError::Knob(k),
+            other => LedgerError::Knob(KnobError::Io {
+                op: "cannot end grace",
+                path: proc.path(procfs::NLM_END_GRACE),
+                source: io::Error::other(other.to_string()),
+            }),
+        })?),
+        _ => None,
+    };
+    Ok(WaitReport {
+        ledger_node: ledger.node,
+        ledger_age_ms: age_ms,
+        fs: fs_path.to_path_buf(),
+        expected: ledger.locks.len(),
+        reclaimed,
+        missing,
+        all_reclaimed: all,
+        reclaimed_after_ms: reclaimed_at.map(|t| t.duration_since(start).as_millis() as u64),
+        grace_ended,
+        waited_ms: start.elapsed().as_millis() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn l(ino: u64, access: &str, start: u64, end: Option<u64>, pid: i64) -> LedgerLock {
+        LedgerLock {
+            ino,
+            access: access.into(),
+            start,
+            end,
+            pid,
+        }
+    }
+
+    #[test]
+    fn matching_ignores_pid_and_counts_duplicates() {
+        let expected = vec![
+            l(5, "WRITE", 0, None, 100),
+            l(5, "READ", 10, Some(19), 101),
+            l(5, "READ", 10, Some(19), 102),
+            l(6, "WRITE", 0, Some(0), 103),
+        ];
+        let held = vec![
+            l(5, "WRITE", 0, None, 999),
+            l(5, "READ", 10, Some(19), 998),
+            l(7, "WRITE", 0, None, 1),
+        ];
+        let (r, m) = match_locks(&expected, &held);
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            m,
+            vec![
+                l(5, "READ", 10, Some(19), 102),
+                l(6, "WRITE", 0, Some(0), 103)
+            ]
+        );
+    }
+
+    #[test]
+    fn ledger_round_trips_and_rejects_garbage() {
+        let t = tempfile::tempdir().unwrap();
+        let led = Ledger {
+            format: LEDGER_FORMAT,
+            node: "n1".into(),
+            fs: "/srv/export".into(),
+            taken_at_unix_ms: 1,
+            locks: vec![l(5, "WRITE", 0, None, 100)],
+        };
+        write(t.path(), &led).unwrap();
+        assert_eq!(read(t.path()).unwrap(), led);
+        assert!(!t.path().join(format!(".{LEDGER_FILE}.new")).exists());
+        fs::write(ledger_path(t.path()), b"{\"format\":2}").unwrap();
+        assert!(matches!(read(t.path()), Err(LedgerError::Corrupt { .. })));
+        fs::write(ledger_path(t.path()), b"\xff\x00").unwrap();
+        assert!(matches!(read(t.path()), Err(LedgerError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn stale_ledger_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let led = Ledger {
+            format: LEDGER_FORMAT,
+            node: "n1".into(),
+            fs: "/x".into(),
+            taken_at_unix_ms: unix_ms(SystemTime::now()) - 600_000,
+            locks: vec![],
+        };
+        assert!(matches!(
+            check_age(t.path(), &led, Duration::from_secs(300)),
+            Err(LedgerError::Stale { age_s: 600, .. })
+        ));
+        assert!(check_age(t.path(), &led, Duration::from_secs(900)).is_ok());
+    }
+
+    #[test]
+    fn wait_reclaim_against_a_fake_proc() {
+        let exp = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let (maj, min) = procfs::fs_dev(exp.path()).unwrap();
+        let line = |id: u32, pid: u32, ino: u32| {
+            format!("{id}: POSIX  ADVISORY  WRITE {pid} {maj:02x}:{min:02x}:{ino} 0 EOF\n")
+        };
+        let t =
+            procfs::tests::fake_proc("6.18.0\n", Some(8), &(line(1, 10, 77) + &line(2, 11, 78)));
+        let proc = ProcRoot::new(t.path());
+        let led = snapshot(&proc, exp.path()).unwrap();
+        assert_eq!(led.locks.len(), 2);
+        write(state.path(), &led).unwrap();
+
+        // After "failover" only one lock is back: timeout, grace untouched.
+        fs::write(t.path().join("locks"), line(5, 20, 77)).unwrap();
+        let opts = WaitOptions {
+            timeout: Duration::from_millis(300),
+            min_grace: Duration::ZERO,
+            poll: Duration::from_millis(50),
+            end_grace: Some(GraceWhich::Both),
+            max_age: Duration::from_secs(60),
+        };
+        let r = wait_reclaim(&proc, state.path(), exp.path(), &opts).unwrap();
+        assert!(!r.all_reclaimed);
+        assert_eq!(r.missing.len(), 1);
+        assert_eq!(r.missing[0].ino, 78);
+        assert!(r.grace_ended.is_none());
+        assert_eq!(
+            fs::read_to_string(t.path().join(procfs::NLM_END_GRACE)).unwrap(),
+            ""
+        );
+
+        // Both back (other pids, as after reclaim): grace ends, but not before the floor.
+        fs::write(t.path().join("locks"), line(5, 20, 77) + &line(6, 21, 78)).unwrap();
+        let opts = WaitOptions {
+            min_grace: Duration::from_millis(400),
+            timeout: Duration::from_secs(5),
+            ..opts
+        };
+        let r = wait_reclaim(&proc, state.path(), exp.path(), &opts).unwrap();
+        assert!(r.all_reclaimed);
+        assert!(
+            r.waited_ms >= 400,
+            "min-grace floor respected: {}",
+            r.waited_ms
+        );
+        assert_eq!(r.grace_ended.unwrap().ended.len(), 2);
+        assert_eq!(
+            fs::read_to_string(t.path().join(procfs::NLM_END_GRACE)).unwrap(),
+            "Y\n"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse(Path::new("x"), &bytes);
+        }
+    }
+}
