@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install what building and testing need on a fresh Debian machine (idempotent: installs only
+# what is missing). Needs root for apt-get; the Rust toolchain (cargo) must already be present.
+set -euo pipefail
+
+packages=(
+  # building: blkid crate (bindgen needs libclang), C shims built by tests
+  libblkid-dev pkg-config libclang-dev clang gcc
+  # reference implementation and loop devices
+  e2fsprogs util-linux mount kmod procps
+  # NSM peers (rpcbind, rpc.statd, sm-notify) and network namespaces
+  rpcbind nfs-common iproute2
+  # benchmarks
+  hyperfine
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing Debian packages: ${missing[*]}; run as root: sudo $0" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # Package scripts must not start services on the build machine (rpcbind, nfs-common).
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup)" >&2; exit 1; }
+echo "setup: ok"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Run every check and test: formatting, clippy, the whole test suite (including the tests
+# against e2fsprogs, the kernel on loop devices and real rpc.statd peers, which need root),
+# and a build check of the fuzz targets. With CI=true, tests that cannot run fail instead of
+# skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/setup.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (man pages are checked by the man_page_is_current tests)"
+cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+
+step "fuzz targets build"
+(cd fuzz && cargo check --quiet)
+
+step "all tests passed"
