@@ -8,13 +8,17 @@
 //! - [`probe`]: what libblkid sees on a device.
 
 pub mod check;
+pub mod claim;
 pub mod crc;
 pub mod device;
 pub mod error;
 pub mod fs;
+pub mod heartbeat;
+pub mod holder;
 pub mod mmp;
 pub mod probe;
 pub mod superblock;
 mod sys;
+pub mod write;
 
 pub use error::Error;

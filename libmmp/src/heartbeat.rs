@@ -1,0 +1,638 @@
+//! Holding a claimed device: the heartbeat, the decision to fence, and the release.
+//!
+//! Every interval (default 1 s) the holder re-reads the MMP block into a buffer of its own and
+//! compares it byte for byte with what it last wrote, then writes the next sequence with the
+//! time and syncs. The kernel's kmmpd means to do the same check but compares a buffer with
+//! itself, so it never fires (Ye Bin, linux-ext4 2021, reference §7.2); ours does.
+//!
+//! The holder must **fence** (stop writing and let the daemon act) when:
+//!
+//! - the block holds anything but our last write: another node writes it (a forced mount, an
+//!   operator, a split-brained cluster). Writing on would hide it from them and from us.
+//! - no write has succeeded for `fail_intervals` intervals (ZFS `zfs_multihost_fail_intervals`),
+//!   or the block on disk is getting so old that a reader could soon call it stale: a reader of
+//!   our block waits `min(2*CI + 1, CI + 60)` s with the check interval we publish, and once
+//!   that passes another node may take the device. We never write after that point, even if the
+//!   device comes back, because another node may hold it by then.
+//!
+//! The published check interval is chosen so that readers always wait longer than the holder
+//! may go without writing (see [`HeartbeatConfig::publish_check_interval`]).
+
+use crate::check::{self, Clock};
+use crate::claim::{self, Claimed, Release};
+use crate::device::BlockIo;
+use crate::error::Error;
+use crate::fs::MmpFs;
+use crate::mmp::{MmpBlock, MMP_STRUCT_SIZE};
+use std::fmt;
+use std::time::Duration;
+
+/// Default heartbeat interval.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default number of intervals without a successful write before fencing.
+pub const DEFAULT_FAIL_INTERVALS: u32 = 5;
+/// Largest check interval the kernel honours (`EXT4_MMP_MAX_CHECK_INTERVAL`).
+pub const MAX_CHECK_INTERVAL: u16 = 300;
+/// Margin kept between our last possible write and the moment a reader may call it stale.
+const STALE_MARGIN: Duration = Duration::from_millis(500);
+
+/// How a device is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatConfig {
+    pub interval: Duration,
+    pub fail_intervals: u32,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval: DEFAULT_INTERVAL,
+            fail_intervals: DEFAULT_FAIL_INTERVALS,
+        }
+    }
+}
+
+impl HeartbeatConfig {
+    /// Reject settings that cannot be published safely.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interval < Duration::from_millis(100) || self.interval > Duration::from_secs(60) {
+            return Err(format!(
+                "interval {:?} out of range (0.1 to 60 seconds)",
+                self.interval
+            ));
+        }
+        if self.fail_intervals < 2 {
+            return Err(format!(
+                "fail_intervals {} too small: at least 2 (one late write must not fence)",
+                self.fail_intervals
+            ));
+        }
+        if self.fail_after() > Duration::from_secs(u64::from(MAX_CHECK_INTERVAL)) {
+            return Err(format!(
+                "interval x fail_intervals = {:?} exceeds the kernel's largest check interval ({MAX_CHECK_INTERVAL} s)",
+                self.fail_after()
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long the holder may go without a successful write before it fences.
+    pub fn fail_after(&self) -> Duration {
+        self.interval * self.fail_intervals
+    }
+
+    /// The `mmp_check_interval` to publish: `max(5, fail_after, 2 x interval)` seconds, rounded
+    /// up, at most 300. A reader waits `min(2*CI + 1, CI + 60)` >= CI + 1 s, so it always waits
+    /// longer than we may go without writing before we fence.
+    pub fn publish_check_interval(&self) -> u16 {
+        let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        let ci = secs(self.fail_after())
+            .max(secs(self.interval * 2))
+            .max(u64::from(crate::mmp::EXT4_MMP_MIN_CHECK_INTERVAL));
+        u16::try_from(ci)
+            .unwrap_or(MAX_CHECK_INTERVAL)
+            .min(MAX_CHECK_INTERVAL)
+    }
+}
+
+/// Why the holder fenced.
+#[derive(Debug, Clone)]
+pub enum FenceReason {
+    /// The block held something we did not write.
+    ForeignWriter {
+        found: Box<MmpBlock>,
+        expected_seq: u32,
+    },
+    /// No write succeeded for too long (I/O errors, a hung device, a stopped process).
+    NoSuccessfulWrite {
+        since: Duration,
+        limit: Duration,
+        last_error: Option<String>,
+    },
+}
+
+impl FenceReason {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FenceReason::ForeignWriter { .. } => "foreign_writer",
+            FenceReason::NoSuccessfulWrite { .. } => "no_successful_write",
+        }
+    }
+}
+
+impl fmt::Display for FenceReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FenceReason::ForeignWriter { found, expected_seq } => write!(
+                f,
+                "ANOTHER WRITER: the MMP block should hold our sequence {expected_seq:#010x} but holds sequence {:#010x} from node '{}' device '{}'; another node is using the device",
+                found.mmp_seq,
+                found.nodename(),
+                found.bdevname()
+            ),
+            FenceReason::NoSuccessfulWrite {
+                since,
+                limit,
+                last_error,
+            } => write!(
+                f,
+                "NO SUCCESSFUL MMP WRITE for {:.1} s (limit {:.1} s){}; another node may already consider the device free",
+                since.as_secs_f64(),
+                limit.as_secs_f64(),
+                last_error
+                    .as_deref()
+                    .map(|e| format!(", last error: {e}"))
+                    .unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// The result of one heartbeat that did not fence.
+#[derive(Debug)]
+pub enum Beat {
+    /// The block was ours and the next sequence is written.
+    Wrote { seq: u32 },
+    /// This beat failed (I/O error); not fenced yet.
+    Failed {
+        error: Error,
+        since_success: Duration,
+    },
+}
+
+/// A device held by this node.
+pub struct Heartbeat<D: BlockIo> {
+    fs: MmpFs<D>,
+    cfg: HeartbeatConfig,
+    /// Our last write known to be on disk, and its bytes.
+    block: MmpBlock,
+    ours: [u8; MMP_STRUCT_SIZE],
+    /// A write that returned an error: it may or may not have reached the disk.
+    pending: Option<(MmpBlock, [u8; MMP_STRUCT_SIZE], Duration)>,
+    /// When the last write reached the disk (the block's age as readers see it).
+    last_write: Duration,
+    /// When the last beat succeeded (or the heartbeat started).
+    last_success: Duration,
+    /// How old the block on disk may get before a reader could call it stale.
+    stale_after: Duration,
+    next_due: Duration,
+    last_error: Option<String>,
+    fenced: Option<FenceReason>,
+    beats: u64,
+}
+
+impl<D: BlockIo> Heartbeat<D> {
+    /// Start holding `fs` after `claimed` won (with the same clock). The first beat is due at
+    /// once: the claim's write is already `verify_wait` old.
+    pub fn new(fs: MmpFs<D>, claimed: &Claimed, cfg: HeartbeatConfig, clock: &dyn Clock) -> Self {
+        let readers_wait = check::wait_time(check::check_interval(
+            fs.superblock().s_mmp_update_interval,
+            claimed.block.mmp_check_interval,
+        ));
+        let now = clock.now();
+        Heartbeat {
+            fs,
+            cfg,
+            block: claimed.block.clone(),
+            ours: claimed.on_disk,
+            pending: None,
+            last_write: claimed.written_at,
+            last_success: now,
+            stale_after: readers_wait.saturating_sub(STALE_MARGIN),
+            next_due: now,
+            last_error: None,
+            fenced: None,
+            beats: 0,
+        }
+    }
+
+    pub fn fs(&self) -> &MmpFs<D> {
+        &self.fs
+    }
+
+    pub fn config(&self) -> HeartbeatConfig {
+        self.cfg
+    }
+
+    /// Our last write on disk.
+    pub fn block(&self) -> &MmpBlock {
+        &self.block
+    }
+
+    pub fn seq(&self) -> u32 {
+        self.block.mmp_seq
+    }
+
+    /// When the next beat is due (clock time).
+    pub fn next_due(&self) -> Duration {
+        self.next_due
+    }
+
+    /// When the last beat succeeded.
+    pub fn last_success(&self) -> Duration {
+        self.last_success
+    }
+
+    pub fn beats(&self) -> u64 {
+        self.beats
+    }
+
+    pub fn fenced(&self) -> Option<&FenceReason> {
+        self.fenced.as_ref()
+    }
+
+    /// Whether it is too late to write: no success for `fail_after`, or the block on disk is
+    /// nearly old enough for a reader to call it stale.
+    fn too_late(&self, now: Duration) -> Option<FenceReason> {
+        let since_success = now.saturating_sub(self.last_success);
+        let age = now.saturating_sub(self.last_write);
+        let (since, limit) = if since_success >= self.cfg.fail_after() {
+            (since_success, self.cfg.fail_after())
+        } else if age >= self.stale_after {
+            (age, self.stale_after)
+        } else {
+            return None;
+        };
+        Some(FenceReason::NoSuccessfulWrite {
+            since,
+            limit,
+            last_error: self.last_error.clone(),
+        })
+    }
+
+    fn fence(&mut self, reason: FenceReason) -> Result<Beat, FenceReason> {
+        self.fenced = Some(reason.clone());
+        Err(reason)
+    }
+
+    /// One heartbeat: re-read and compare, then write the next sequence. `Err` means fence: the
+    /// holder has stopped writing for good, and every later call returns the same reason.
+    pub fn beat(&mut self, clock: &dyn Clock) -> Result<Beat, FenceReason> {
+        if let Some(r) = &self.fenced {
+            return Err(r.clone());
+        }
+        let start = clock.now();
+        self.next_due = (self.next_due + self.cfg.interval).max(start);
+        if let Some(r) = self.too_late(start) {
+            return self.fence(r);
+        }
+        let (found, raw) = match claim::read_on_disk(&self.fs) {
+            Ok(x) => x,
+            Err(error) => return self.failed(error, clock),
+        };
+        if raw != self.ours {
+            match self.pending.take() {
+                // A write that reported an error did land after all.
+                Some((blk, bytes, at)) if bytes == raw => {
+                    self.block = blk;
+                    self.ours = bytes;
+                    self.last_write = at;
+                }
+                _ => {
+                    return self.fence(FenceReason::ForeignWriter {
+                        found: Box::new(found),
+                        expected_seq: self.block.mmp_seq,
+                    })
+                }
+            }
+        }
+        self.pending = None;
+        // The read may have hung: check again right before writing.
+        if let Some(r) = self.too_late(clock.now()) {
+            return self.fence(r);
+        }
+        let mut next = self.block.clone();
+        next.mmp_seq = claim::next_seq(self.block.mmp_seq);
+        next.mmp_time = claim::wall_now();
+        let bytes = claim::on_disk_bytes(&self.fs, &next);
+        match self.fs.write_mmp_synced(&next) {
+            Ok(()) => {
+                let now = clock.now();
+                self.block = next;
+                self.ours = bytes;
+                self.last_write = now;
+                self.last_success = now;
+                self.last_error = None;
+                self.beats += 1;
+                Ok(Beat::Wrote {
+                    seq: self.block.mmp_seq,
+                })
+            }
+            Err(error) => {
+                self.pending = Some((next, bytes, clock.now()));
+                self.failed(error, clock)
+            }
+        }
+    }
+
+    fn failed(&mut self, error: Error, clock: &dyn Clock) -> Result<Beat, FenceReason> {
+        self.last_error = Some(error.to_string());
+        let now = clock.now();
+        if let Some(r) = self.too_late(now) {
+            return self.fence(r);
+        }
+        Ok(Beat::Failed {
+            error,
+            since_success: now.saturating_sub(self.last_success),
+        })
+    }
+
+    /// Stop holding: write CLEAN if the block still holds our last write (or a write whose
+    /// outcome was unknown). A fenced holder never writes: it returns the fence reason.
+    pub fn release(self) -> Result<Release, ReleaseError> {
+        if let Some(r) = self.fenced {
+            return Err(ReleaseError::Fenced(r));
+        }
+        let mut ours = vec![self.ours];
+        if let Some((_, b, _)) = &self.pending {
+            ours.push(*b);
+        }
+        claim::release(&self.fs, &self.block, &ours).map_err(ReleaseError::Io)
+    }
+}
+
+/// Why a release wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("not releasing: the holder had fenced ({0})")]
+    Fenced(FenceReason),
+    #[error(transparent)]
+    Io(Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::claim::tests::{opts, FakeClock, Shared};
+    use crate::claim::{claim, ClaimOptions};
+    use crate::mmp::EXT4_MMP_SEQ_CLEAN;
+    use std::cell::Cell;
+
+    fn clean() -> MmpBlock {
+        MmpBlock::new(EXT4_MMP_SEQ_CLEAN, 0, "old", "sda", 5)
+    }
+
+    fn hold<'a>(dev: &'a Shared<'a>, clock: &FakeClock) -> Heartbeat<&'a Shared<'a>> {
+        let fs = MmpFs::open(dev).unwrap();
+        let cfg = HeartbeatConfig::default();
+        let o = ClaimOptions {
+            check_interval: cfg.publish_check_interval(),
+            ..opts("me")
+        };
+        let c = claim(&fs, clock, &mut || 0x500, &o, &|| false, &mut |_, _, _| {}).unwrap();
+        Heartbeat::new(fs, &c, cfg, clock)
+    }
+
+    /// Drive the heartbeat on the fake clock for `secs` seconds or until it fences.
+    fn run(hb: &mut Heartbeat<&Shared<'_>>, clock: &FakeClock, secs: u64) -> Option<FenceReason> {
+        let end = clock.now() + Duration::from_secs(secs);
+        while clock.now() < end {
+            let due = hb.next_due();
+            if due > clock.now() {
+                clock.sleep(due - clock.now());
+            }
+            if let Err(r) = hb.beat(clock) {
+                return Some(r);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn publishes_a_check_interval_readers_wait_out() {
+        let c = HeartbeatConfig::default();
+        assert_eq!(c.publish_check_interval(), 5);
+        assert!(check::wait_time(5) > c.fail_after());
+        let c = HeartbeatConfig {
+            interval: Duration::from_millis(1500),
+            fail_intervals: 10,
+        };
+        assert_eq!(c.publish_check_interval(), 15);
+        assert!(c.validate().is_ok());
+        for (i, n) in [(50u64, 5u32), (1000, 1), (60_000, 10)] {
+            let c = HeartbeatConfig {
+                interval: Duration::from_millis(i),
+                fail_intervals: n,
+            };
+            assert!(c.validate().is_err(), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn steady_heartbeat_counts_up_every_interval() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(true, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        let writes_before = dev.writes.borrow().len();
+        assert!(run(&mut hb, &clock, 30).is_none());
+        let writes = dev.writes.borrow()[writes_before..].to_vec();
+        assert!((30..=31).contains(&writes.len()), "{}", writes.len());
+        for w in writes.windows(2) {
+            assert_eq!(w[1].1, w[0].1 + 1, "sequence counts up");
+            assert_eq!(w[1].0 - w[0].0, Duration::from_secs(1));
+        }
+        assert_eq!(writes[0].1, 0x501, "first beat follows the claim sequence");
+        assert_eq!(dev.current().nodename(), "me");
+        assert_eq!(dev.current().mmp_check_interval, 5);
+    }
+
+    #[test]
+    fn foreign_sequence_fences_and_nothing_more_is_written() {
+        let clock = FakeClock::default();
+        let intruder_at = Cell::new(Duration::MAX);
+        let dev = Shared::new(false, &clean(), &clock, |t| {
+            (t >= intruder_at.get()).then(|| MmpBlock::new(0xBAD, 0, "intruder", "sdz", 5))
+        });
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 5).is_none());
+        intruder_at.set(clock.now() + Duration::from_millis(300));
+        let writes = dev.writes.borrow().len();
+        let r = run(&mut hb, &clock, 5).expect("must fence");
+        match &r {
+            FenceReason::ForeignWriter { found, .. } => assert_eq!(found.nodename(), "intruder"),
+            r => panic!("{r}"),
+        }
+        assert!(r.to_string().contains("ANOTHER WRITER"));
+        assert_eq!(
+            dev.writes.borrow().len(),
+            writes,
+            "no write after the intrusion"
+        );
+        assert!(hb.beat(&clock).is_err(), "stays fenced");
+        assert!(matches!(hb.release(), Err(ReleaseError::Fenced(_))));
+        assert_eq!(
+            dev.current().mmp_seq,
+            0xBAD,
+            "the intruder's block is left alone"
+        );
+    }
+
+    #[test]
+    fn same_sequence_but_other_node_name_is_foreign_too() {
+        let clock = FakeClock::default();
+        let copy_at = Cell::new(Duration::MAX);
+        let dev_cell: Cell<Option<MmpBlock>> = Cell::new(None);
+        let dev = Shared::new(false, &clean(), &clock, |t| {
+            if t >= copy_at.get() {
+                let b = dev_cell.take();
+                if let Some(mut b) = b.clone() {
+                    b.mmp_nodename[0] ^= 1;
+                    return Some(b);
+                }
+            }
+            None
+        });
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 3).is_none());
+        dev_cell.set(Some(hb.block().clone()));
+        copy_at.set(clock.now());
+        assert!(matches!(
+            run(&mut hb, &clock, 3),
+            Some(FenceReason::ForeignWriter { .. })
+        ));
+    }
+
+    #[test]
+    fn write_errors_fence_after_fail_intervals() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 3).is_none());
+        dev.fail_writes.set(true);
+        let t0 = clock.now();
+        let r = run(&mut hb, &clock, 20).expect("fences");
+        let took = clock.now() - t0;
+        assert!(matches!(r, FenceReason::NoSuccessfulWrite { .. }), "{r}");
+        assert!(r.to_string().contains("injected write error"), "{r}");
+        assert!(took <= Duration::from_secs(5), "fenced after {took:?}");
+        // The reader's wait is 11 s: we stopped well before anyone may call the block stale.
+        assert!(took < check::wait_time(5));
+    }
+
+    #[test]
+    fn read_errors_count_as_failures_too() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        dev.fail_reads.set(true);
+        assert!(matches!(
+            run(&mut hb, &clock, 20),
+            Some(FenceReason::NoSuccessfulWrite { .. })
+        ));
+    }
+
+    #[test]
+    fn a_transient_error_does_not_fence() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 2).is_none());
+        dev.fail_writes.set(true);
+        assert!(matches!(hb.beat(&clock), Ok(Beat::Failed { .. })));
+        dev.fail_writes.set(false);
+        assert!(run(&mut hb, &clock, 10).is_none());
+    }
+
+    #[test]
+    fn a_failed_write_that_landed_is_not_foreign() {
+        // The device reports an error but stores the block (e.g. the sync failed).
+        struct LyingDev<'a>(&'a Shared<'a>, Cell<bool>);
+        impl BlockIo for LyingDev<'_> {
+            fn read_at(&self, o: u64, b: &mut [u8]) -> std::io::Result<()> {
+                self.0.read_at(o, b)
+            }
+            fn write_at(&self, o: u64, b: &[u8]) -> std::io::Result<()> {
+                self.0.write_at(o, b)?;
+                if self.1.get() {
+                    return Err(std::io::Error::other("lost completion"));
+                }
+                Ok(())
+            }
+            fn sync(&self) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn size(&self) -> u64 {
+                self.0.size()
+            }
+            fn logical_block_size(&self) -> u32 {
+                512
+            }
+            fn name(&self) -> &str {
+                "lying"
+            }
+        }
+        let clock = FakeClock::default();
+        let shared = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = LyingDev(&shared, Cell::new(false));
+        let fs = MmpFs::open(&dev).unwrap();
+        let c = claim(
+            &fs,
+            &clock,
+            &mut || 9,
+            &opts("me"),
+            &|| false,
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        let mut hb = Heartbeat::new(fs, &c, HeartbeatConfig::default(), &clock);
+        for _ in 0..3 {
+            assert!(matches!(hb.beat(&clock), Ok(Beat::Wrote { .. })));
+            clock.sleep(Duration::from_secs(1));
+        }
+        dev.1.set(true);
+        assert!(matches!(hb.beat(&clock), Ok(Beat::Failed { .. })));
+        dev.1.set(false);
+        clock.sleep(Duration::from_secs(1));
+        assert!(matches!(hb.beat(&clock), Ok(Beat::Wrote { .. })));
+    }
+
+    #[test]
+    fn a_stalled_holder_never_writes_late() {
+        // The process was stopped (or the read hung) past the limit: fence without writing.
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 2).is_none());
+        let writes = dev.writes.borrow().len();
+        clock.sleep(Duration::from_secs(8));
+        assert!(matches!(
+            hb.beat(&clock),
+            Err(FenceReason::NoSuccessfulWrite { .. })
+        ));
+        assert_eq!(dev.writes.borrow().len(), writes);
+    }
+
+    #[test]
+    fn first_beat_must_follow_the_claim_promptly() {
+        // Claim done (its write is 10 s old), but the holder starts 0.7 s late: a reader who saw
+        // the claim write may call it stale at 11 s, and we keep a 0.5 s margin: too late.
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let fs = MmpFs::open(&dev).unwrap();
+        let c = claim(
+            &fs,
+            &clock,
+            &mut || 9,
+            &opts("me"),
+            &|| false,
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        clock.sleep(Duration::from_millis(700));
+        let mut hb = Heartbeat::new(fs, &c, HeartbeatConfig::default(), &clock);
+        assert!(hb.beat(&clock).is_err());
+    }
+
+    #[test]
+    fn release_writes_clean() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 3).is_none());
+        match hb.release().unwrap() {
+            Release::Clean(b) => assert_eq!(b.nodename(), "me"),
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(dev.current().mmp_seq, EXT4_MMP_SEQ_CLEAN);
+    }
+}
