@@ -102,12 +102,12 @@ pub fn run(args: &CheckArgs) -> Outcome {
     };
     let tty = !args.quiet && std::io::stderr().is_terminal();
     let mut shown = false;
-    let mut last_shown = u64::MAX;
+    let mut last_shown = u128::MAX;
     let mut progress = |elapsed: Duration, total: Duration| {
         if !tty {
             return;
         }
-        let left = total.saturating_sub(elapsed).as_secs();
+        let left = total.saturating_sub(elapsed).as_millis().div_ceil(1000);
         if left != last_shown {
             last_shown = left;
             shown = true;

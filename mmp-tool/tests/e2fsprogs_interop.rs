@@ -388,3 +388,39 @@ fn error_messages_explain() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("clear_mmp"), "{err}");
 }
+
+/// On a terminal, the wait shows a countdown on stderr; in a pipe it stays quiet.
+#[test]
+fn countdown_only_on_a_tty() {
+    if !require_e2fsprogs()
+        || !require(
+            have("script"),
+            "needs script (bsdutils) for a pseudo-terminal",
+        )
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let case = make_case(tmp.path(), "stale_live_seq");
+    let cmd = format!(
+        "{} check --timeout 1.5 {}",
+        env!("CARGO_BIN_EXE_mmp-tool"),
+        case.img.display()
+    );
+    let out = run(Command::new("script").args(["-qec", &cmd, "/dev/null"]));
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{tty}");
+    assert!(
+        tty.contains("11 s left") && tty.contains("10 s left"),
+        "countdown on a tty: {tty}"
+    );
+    let piped = run(mmp_tool()
+        .args(["check", "--timeout", "1.5"])
+        .arg(&case.img));
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert_eq!(piped.status.code(), Some(3));
+    assert!(
+        !err.contains("s left") && err.contains("not decided"),
+        "{err}"
+    );
+}
