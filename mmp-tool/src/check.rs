@@ -66,6 +66,11 @@ fn message(dev: &str, r: &CheckReport) -> String {
             r.wait.as_secs(),
             who(&r.first)
         ),
+        Verdict::InUse { block } if block.seq_class() == libmmp::mmp::SeqClass::Clean => format!(
+            "'{dev}' was IN USE until a moment ago: its holder released it (MMP now clean) {:.1} s into the check; last update by {}. Not mounting on a block that was just changing: run the check again.",
+            r.elapsed.as_secs_f64(),
+            who(block)
+        ),
         Verdict::InUse { block } => format!(
             "'{dev}' is IN USE on another node: the MMP block changed {:.1} s into the check; last update by {}. Do not mount.",
             r.elapsed.as_secs_f64(),
