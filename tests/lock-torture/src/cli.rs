@@ -17,16 +17,12 @@ pub const EXIT_VIOLATION: u8 = 1;
 /// Usage or setup error: bad options, unusable directory, a helper could not start.
 pub const EXIT_USAGE: u8 = 2;
 
-const EXIT_HELP: &str = "\
-Exit status:
+const EXIT_HELP: &str = "Exit status:
   0  every test passed / every lock was exclusive and held throughout
-  1  a violation was found: a test failed, two owners held conflicting locks, a lock was
-     lost, or a lock or I/O call failed (ENOLCK, EIO, ...)
-  2  usage or setup error: bad options, the directory is missing or not writable, the
-     initial locks could not be taken, or a helper process could not start
+  1  a violation was found: a test failed, two owners held conflicting locks, a lock was lost, or a lock or I/O call failed (ENOLCK, EIO, ...)
+  2  usage or setup error: bad options, the directory is missing or not writable, the initial locks could not be taken, or a helper process could not start
 
-Reports go to stdout (human text, or JSON with --json); diagnostics go to stderr
-(more with -v, or RUST_LOG=debug).";
+Reports go to stdout (human text, or JSON with --json); diagnostics go to stderr (more with -v, or RUST_LOG=debug).";
 
 fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
@@ -362,17 +358,22 @@ pub struct WorkerArgs {
     pub retry_for: Duration,
 }
 
-/// The man page, rendered from the clap definition.
+/// The man page, rendered from the clap definition: the main page's sections, then one section
+/// per public subcommand (synopsis, description, options), then exit status and version.
 pub fn render_man_page() -> std::io::Result<Vec<u8>> {
     use clap::CommandFactory;
     let cmd = Cli::command();
-    let man = clap_mangen::Man::new(cmd).section("1");
+    let man = clap_mangen::Man::new(cmd.clone()).section("1");
     let mut out = Vec::new();
-    man.render(&mut out)?;
-    // clap_mangen lists subcommands only by name: append each public one with its synopsis,
-    // description and options, as subsections of one section so the page stays one page.
-    let cmd = Cli::command();
-    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("lock-torture {}", sub.get_name());
         let man = clap_mangen::Man::new(sub.clone().bin_name(name.clone())).section("1");
         let mut part = Vec::new();
@@ -390,6 +391,11 @@ pub fn render_man_page() -> std::io::Result<Vec<u8>> {
             }
         }
     }
+    let mut extra = Vec::new();
+    man.render_extra_section(&mut extra)?;
+    let extra = String::from_utf8_lossy(&extra).replacen(".SH EXTRA", ".SH \"EXIT STATUS\"", 1);
+    out.extend_from_slice(extra.as_bytes());
+    man.render_version_section(&mut out)?;
     Ok(out)
 }
 

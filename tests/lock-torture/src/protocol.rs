@@ -285,6 +285,40 @@ mod tests {
     }
 
     #[test]
+    fn torture_response_round_trips_inside_the_tagged_enum() {
+        // Internally tagged enums buffer their content: every field type must survive that.
+        let mut stats = WorkerStats {
+            ops: 3,
+            increments: 9,
+            ..Default::default()
+        };
+        stats.lock_latency.record_ns(1_500);
+        stats.lock_latency.record_ns(u64::MAX);
+        stats.errors.add("ENOLCK", 2);
+        let r = Response::Torture {
+            stats: Box::new(stats),
+            procs: 2,
+            elapsed_ms: 1000,
+        };
+        assert_eq!(decode_response(&encode_line(&r)).unwrap(), r);
+        let params = crate::torture::TortureParams {
+            kind: LockKind::Flock,
+            procs: 2,
+            threads: 3,
+            duration_ms: 10,
+            file: "t".into(),
+            records: 4,
+            max_records: 2,
+            read_percent: 0,
+            hold_us: 0,
+            id_base: 1_000_000,
+            seed: u64::MAX,
+        };
+        let q = Request::Torture { params };
+        assert_eq!(decode_request(&encode_line(&q)).unwrap(), q);
+    }
+
+    #[test]
     fn names_must_stay_inside_the_directory() {
         for bad in ["", ".", "..", "../etc/passwd", "a/b", "/abs"] {
             let line = format!(r#"{{"op":"open","slot":0,"name":{bad:?},"create":true}}"#);

@@ -52,7 +52,8 @@ pub struct Histogram {
     #[serde(with = "sparse")]
     counts: Vec<u64>,
     count: u64,
-    sum_ns: u128,
+    /// Saturating: 2^64 ns is 584 years of summed latency.
+    sum_ns: u64,
     min_ns: u64,
     max_ns: u64,
 }
@@ -104,7 +105,7 @@ impl Histogram {
     pub fn record_ns(&mut self, ns: u64) {
         self.counts[bucket_of(ns)] += 1;
         self.count += 1;
-        self.sum_ns += u128::from(ns);
+        self.sum_ns = self.sum_ns.saturating_add(ns);
         self.min_ns = self.min_ns.min(ns);
         self.max_ns = self.max_ns.max(ns);
     }
@@ -118,7 +119,7 @@ impl Histogram {
             *a = a.saturating_add(*b);
         }
         self.count += other.count;
-        self.sum_ns += other.sum_ns;
+        self.sum_ns = self.sum_ns.saturating_add(other.sum_ns);
         self.min_ns = self.min_ns.min(other.min_ns);
         self.max_ns = self.max_ns.max(other.max_ns);
     }
