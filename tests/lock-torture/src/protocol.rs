@@ -229,6 +229,22 @@ pub fn encode_line<T: Serialize>(msg: &T) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decoding_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            let _ = decode_request(&bytes);
+            let _ = decode_response(&bytes);
+        }
+
+        #[test]
+        fn json_shaped_garbage_never_panics(op in "(hello|open|dup|close|reset|lock|unlock|test|write|read|truncate|hold_and_die|torture|exit)",
+                                            body in "[a-z_\":,0-9\\[\\]{}-]{0,80}") {
+            let line = format!("{{\"op\":\"{op}\",{body}}}");
+            let _ = decode_request(line.as_bytes());
+        }
+    }
 
     #[test]
     fn request_round_trip() {
