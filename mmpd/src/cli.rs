@@ -1,0 +1,173 @@
+//! Command line (also the source of `man/mmpd.8`).
+
+use clap::{Parser, ValueEnum};
+use std::path::PathBuf;
+
+const LONG_ABOUT: &str = "\
+Hold shared block devices for this node through their MMP (multiple-mount protection) block.
+
+For every device it holds, mmpd claims the MMP block, then writes a new sequence number into it
+every interval (default 1 s), so that another node's `mmp-tool check`, `e2mmpstatus`, e2fsck or
+kernel mount sees that the device is in use and stays away. The devices are ext4 filesystems with
+the `mmp` feature (`tune2fs -O mmp -E mmp_update_interval=1 DEV` on an unmounted filesystem), or
+MMP areas made with `mmp-tool format-area` for XFS, btrfs or raw devices.
+
+CLAIM. Before it holds a device, mmpd runs the start of the kernel's MMP protocol, but safer:
+it refuses a block in FSCK state, with an unknown sequence or a bad checksum; it watches a live
+sequence for min(2*CI+1, CI+60) s and refuses if it changes; then it writes a random sequence,
+waits again and re-reads it. Unlike the kernel it does this even when the block is CLEAN, so two
+nodes that both see CLEAN cannot both win. A claim takes about 10 s for a clean block and about
+21 s for a stale one (check interval 5). READY=1 is sent to systemd only after every device is
+claimed.
+
+HEARTBEAT. Before each write mmpd re-reads the block and compares it with what it last wrote.
+It publishes its pace in the block's check interval (max(5, interval x fail-intervals) s), so a
+reader always waits longer than mmpd may go without writing.
+
+FENCING. When another writer appears (the block holds anything but our last write), or no write
+has succeeded for fail-intervals intervals, mmpd stops writing that device for good, logs why at
+error level, and runs the fence action:
+  exit          exit with status 1 (stop the services bound to mmpd@.service with BindsTo=)
+  command       run --fence-command through /bin/sh -c with MMPD_DEVICE, MMPD_REASON, MMPD_SEQ
+                and MMPD_NODE in its environment (remount read-only, stop a service ...);
+                mmpd exits 1 when it holds no device any more
+  sysrq-reboot  write 'b' to /proc/sysrq-trigger: immediate reboot, no sync
+  watchdog      stop petting the watchdog device (kept open, petted every interval only while
+                every device is healthy), so the node resets when its timeout runs out; this
+                also resets a node whose mmpd hangs
+A device fenced by `exit` ends the daemon: its other devices are not released (no CLEAN is
+written), they go stale, so other nodes may take them after their full wait.
+
+RELEASE. SIGTERM or SIGINT: write CLEAN to every held device whose block still holds our last
+write, and exit 0. SIGHUP re-reads the configuration file: new devices are claimed, removed ones
+released, fence settings changed; a changed interval needs a restart.
+
+A second mmpd for the same device on this host refuses to start (lock in the run directory),
+where mmpd also keeps a state file per device for `mmp-tool status`.";
+
+const AFTER_LONG_HELP: &str = "\
+CONFIGURATION FILE (TOML; every key optional except path):
+  run_dir = \"/run/mmpd\"
+  node_name = \"nfs-a\"                 # default: the host name
+  watchdog_device = \"/dev/watchdog\"
+  interval = 1.0                      # seconds, 0.1 to 60
+  fail_intervals = 5
+  fence = \"command\"
+  fence_command = \"systemctl stop nfs-server.service\"
+
+  [[device]]
+  path = \"/dev/disk/by-id/wwn-0x600...\"
+  [[device]]
+  path = \"/dev/vg0/mmp-area\"          # an area made with `mmp-tool format-area`
+  fence = \"watchdog\"                  # per-device keys override the ones above
+
+  Settings come from, in increasing priority: built-in defaults, the file's top level, the
+  command-line options, the device's own [[device]] table.
+
+EXIT STATUS:
+  0  released: every device was set back to CLEAN after SIGTERM/SIGINT
+  1  fenced: another writer appeared or MMP writes failed (or a release found a foreign block)
+  2  error: usage, configuration, device (not found, not ext4, MMP not enabled, I/O error)
+  3  claim refused: in use on another node, fsck running, unknown sequence, bad checksum, or
+     another node won the claim
+  4  another mmpd on this host already holds one of the devices
+
+SYSTEMD: mmpd@NAME.service runs `mmpd --config /etc/mmpd/NAME.toml` (Type=notify,
+WatchdogSec=). Logs go to stderr (the journal); RUST_LOG=debug for detail.";
+
+/// What to do when a device is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FenceAction {
+    /// Exit with status 1.
+    Exit,
+    /// Run the fence command, then exit 1 when no device is held any more.
+    Command,
+    /// Reboot at once through /proc/sysrq-trigger.
+    SysrqReboot,
+    /// Stop petting the watchdog device: the node resets when it times out.
+    Watchdog,
+}
+
+impl FenceAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            FenceAction::Exit => "exit",
+            FenceAction::Command => "command",
+            FenceAction::SysrqReboot => "sysrq-reboot",
+            FenceAction::Watchdog => "watchdog",
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mmpd",
+    version,
+    about = "Hold shared block devices for this node through their MMP block: heartbeat, self-fencing, clean release",
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP
+)]
+pub struct Cli {
+    /// Devices to hold: ext4 filesystems with the mmp feature, or MMP areas.
+    #[arg(value_name = "DEVICE")]
+    pub devices: Vec<PathBuf>,
+
+    /// Configuration file (TOML); re-read on SIGHUP.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Heartbeat interval in seconds [default: 1].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_interval)]
+    pub interval: Option<f64>,
+
+    /// Fence when no MMP write succeeded for this many intervals [default: 5].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(2..=3000))]
+    pub fail_intervals: Option<u32>,
+
+    /// What to do when a device is lost [default: exit].
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub fence: Option<FenceAction>,
+
+    /// Shell command for `--fence command`.
+    #[arg(long, value_name = "CMD")]
+    pub fence_command: Option<String>,
+
+    /// Name written into the MMP block [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+
+    /// Directory for lock and state files [default: $MMPD_RUN_DIR or /run/mmpd].
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+
+    /// Watchdog device for `--fence watchdog` [default: /dev/watchdog].
+    #[arg(long, value_name = "PATH")]
+    pub watchdog_device: Option<PathBuf>,
+
+    /// Where `--fence sysrq-reboot` writes 'b' [default: /proc/sysrq-trigger] (for testing).
+    #[arg(long, value_name = "PATH")]
+    pub sysrq_trigger: Option<PathBuf>,
+
+    /// How often the claim re-reads the MMP block, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=1000))]
+    pub poll_ms: u64,
+
+    /// Check the configuration and devices (read-only), print what would be held, and exit.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// More log output (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+fn parse_interval(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds"))?;
+    if !(0.1..=60.0).contains(&v) {
+        return Err("must be between 0.1 and 60 seconds".into());
+    }
+    Ok(v)
+}

@@ -1,0 +1,287 @@
+//! Configuration: the TOML file merged with the command line, validated before anything runs.
+
+use crate::cli::{Cli, FenceAction};
+use libmmp::heartbeat::HeartbeatConfig;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The settings that may be given at the top of the file, on the command line, or per device.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub interval: Option<f64>,
+    pub fail_intervals: Option<u32>,
+    pub fence: Option<FenceAction>,
+    pub fence_command: Option<String>,
+}
+
+/// A `[[device]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEntry {
+    pub path: PathBuf,
+    pub interval: Option<f64>,
+    pub fail_intervals: Option<u32>,
+    pub fence: Option<FenceAction>,
+    pub fence_command: Option<String>,
+}
+
+/// The configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub run_dir: Option<PathBuf>,
+    pub node_name: Option<String>,
+    pub watchdog_device: Option<PathBuf>,
+    pub sysrq_trigger: Option<PathBuf>,
+    pub interval: Option<f64>,
+    pub fail_intervals: Option<u32>,
+    pub fence: Option<FenceAction>,
+    pub fence_command: Option<String>,
+    #[serde(default)]
+    pub device: Vec<DeviceEntry>,
+}
+
+/// Errors in the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the configuration file: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: invalid configuration: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{device}: {message}")]
+    Invalid { device: String, message: String },
+    #[error("no device to hold: give DEVICE arguments or [[device]] tables in --config")]
+    NoDevice,
+    #[error("{device}: listed twice")]
+    Duplicate { device: String },
+}
+
+/// Everything that decides how one device is held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceConfig {
+    pub path: PathBuf,
+    pub heartbeat: HeartbeatConfig,
+    pub fence: FenceAction,
+    pub fence_command: Option<String>,
+}
+
+/// The merged configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub run_dir: PathBuf,
+    pub node_name: String,
+    pub watchdog_device: PathBuf,
+    pub sysrq_trigger: PathBuf,
+    pub poll: Duration,
+    pub devices: Vec<DeviceConfig>,
+}
+
+impl Config {
+    pub fn uses_watchdog(&self) -> bool {
+        self.devices
+            .iter()
+            .any(|d| d.fence == FenceAction::Watchdog)
+    }
+}
+
+/// Read and parse the file.
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_file(path, &text)
+}
+
+pub fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })
+}
+
+/// Merge the built-in defaults, the file, and the command line (see `mmpd --help`).
+pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
+    let cli_settings = Settings {
+        interval: cli.interval,
+        fail_intervals: cli.fail_intervals,
+        fence: cli.fence,
+        fence_command: cli.fence_command.clone(),
+    };
+    let top = Settings {
+        interval: file.interval,
+        fail_intervals: file.fail_intervals,
+        fence: file.fence,
+        fence_command: file.fence_command.clone(),
+    };
+    let mut entries: Vec<(PathBuf, Settings)> = file
+        .device
+        .iter()
+        .map(|d| {
+            let own = Settings {
+                interval: d.interval,
+                fail_intervals: d.fail_intervals,
+                fence: d.fence,
+                fence_command: d.fence_command.clone(),
+            };
+            (d.path.clone(), own)
+        })
+        .collect();
+    entries.extend(cli.devices.iter().map(|p| (p.clone(), Settings::default())));
+    if entries.is_empty() {
+        return Err(ConfigError::NoDevice);
+    }
+    let mut devices = Vec::new();
+    for (path, own) in entries {
+        // Highest priority last.
+        let layers = [&top, &cli_settings, &own];
+        let interval = layers.iter().rev().find_map(|s| s.interval).unwrap_or(1.0);
+        let fail_intervals = layers
+            .iter()
+            .rev()
+            .find_map(|s| s.fail_intervals)
+            .unwrap_or(libmmp::heartbeat::DEFAULT_FAIL_INTERVALS);
+        let fence = layers
+            .iter()
+            .rev()
+            .find_map(|s| s.fence)
+            .unwrap_or(FenceAction::Exit);
+        let fence_command = layers.iter().rev().find_map(|s| s.fence_command.clone());
+        let device = path.display().to_string();
+        let invalid = |message: String| ConfigError::Invalid {
+            device: device.clone(),
+            message,
+        };
+        if !(0.1..=60.0).contains(&interval) {
+            return Err(invalid(format!(
+                "interval {interval} out of range (0.1 to 60 seconds)"
+            )));
+        }
+        let heartbeat = HeartbeatConfig {
+            interval: Duration::from_secs_f64(interval),
+            fail_intervals,
+        };
+        heartbeat.validate().map_err(invalid)?;
+        if fence == FenceAction::Command && fence_command.as_deref().is_none_or(str::is_empty) {
+            return Err(invalid(
+                "fence = command needs a fence_command (--fence-command CMD)".to_string(),
+            ));
+        }
+        if devices.iter().any(|d: &DeviceConfig| d.path == path) {
+            return Err(ConfigError::Duplicate { device });
+        }
+        devices.push(DeviceConfig {
+            path,
+            heartbeat,
+            fence,
+            fence_command,
+        });
+    }
+    Ok(Config {
+        run_dir: cli
+            .run_dir
+            .clone()
+            .or_else(|| file.run_dir.clone())
+            .unwrap_or_else(libmmp::holder::run_dir_from_env),
+        node_name: cli
+            .node_name
+            .clone()
+            .or_else(|| file.node_name.clone())
+            .unwrap_or_else(libmmp::claim::local_nodename),
+        watchdog_device: cli
+            .watchdog_device
+            .clone()
+            .or_else(|| file.watchdog_device.clone())
+            .unwrap_or_else(|| PathBuf::from("/dev/watchdog")),
+        sysrq_trigger: cli
+            .sysrq_trigger
+            .clone()
+            .or_else(|| file.sysrq_trigger.clone())
+            .unwrap_or_else(|| PathBuf::from("/proc/sysrq-trigger")),
+        poll: Duration::from_millis(cli.poll_ms),
+        devices,
+    })
+}
+
+/// Load: the file if any, then merge.
+pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+    let file = match &cli.config {
+        Some(p) => read_file(p)?,
+        None => FileConfig::default(),
+    };
+    merge(cli, &file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("mmpd").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn layers_in_order() {
+        let file = parse_file(
+            Path::new("t.toml"),
+            r#"
+            interval = 2.0
+            fence = "command"
+            fence_command = "true"
+            [[device]]
+            path = "/dev/a"
+            [[device]]
+            path = "/dev/b"
+            fail_intervals = 7
+            fence = "watchdog"
+            "#,
+        )
+        .unwrap();
+        let c = merge(&cli(&["--interval", "0.5", "/dev/c"]), &file).unwrap();
+        assert_eq!(c.devices.len(), 3);
+        let a = &c.devices[0];
+        assert_eq!(
+            a.heartbeat.interval,
+            Duration::from_millis(500),
+            "cli beats file"
+        );
+        assert_eq!(a.fence, FenceAction::Command);
+        let b = &c.devices[1];
+        assert_eq!(b.heartbeat.fail_intervals, 7);
+        assert_eq!(b.fence, FenceAction::Watchdog);
+        assert!(c.uses_watchdog());
+        assert_eq!(c.devices[2].path, PathBuf::from("/dev/c"));
+    }
+
+    #[test]
+    fn bad_configurations_are_named() {
+        let p = Path::new("/etc/mmpd/x.toml");
+        let e = parse_file(p, "intervall = 1").unwrap_err();
+        assert!(e.to_string().contains("/etc/mmpd/x.toml"), "{e}");
+        assert!(e.to_string().contains("intervall"), "{e}");
+        let e = parse_file(p, "fence = \"explode\"").unwrap_err();
+        assert!(e.to_string().contains("explode"), "{e}");
+        let e = merge(&cli(&[]), &FileConfig::default()).unwrap_err();
+        assert!(matches!(e, ConfigError::NoDevice));
+        let e = merge(
+            &cli(&["--fence", "command", "/dev/x"]),
+            &FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("fence_command"), "{e}");
+        let e = merge(&cli(&["/dev/x", "/dev/x"]), &FileConfig::default()).unwrap_err();
+        assert!(matches!(e, ConfigError::Duplicate { .. }));
+        let e = merge(
+            &cli(&["--interval", "60", "--fail-intervals", "10", "/dev/x"]),
+            &FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("300"), "{e}");
+    }
+}
