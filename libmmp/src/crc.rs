@@ -10,9 +10,35 @@ pub fn raw_crc32c(seed: u32, data: &[u8]) -> u32 {
     !crc32c::crc32c_append(!seed, data)
 }
 
+/// `ext2fs_crc16` / the kernel's `crc16()`: CRC-16 with the reflected polynomial 0xA001
+/// (0x8005), no final inversion; the caller passes the running value (`!0` to start, as the
+/// `gdt_csum` group descriptor checksum does). Bitwise rather than table-driven: it runs over a
+/// few dozen bytes per descriptor.
+pub fn crc16(mut crc: u16, data: &[u8]) -> u16 {
+    for &b in data {
+        crc ^= u16::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    crc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc16_check_values() {
+        // CRC-16/ARC (init 0) and CRC-16/MODBUS (init 0xFFFF) of "123456789".
+        assert_eq!(crc16(0, b"123456789"), 0xBB3D);
+        assert_eq!(crc16(!0, b"123456789"), 0x4B37);
+        assert_eq!(crc16(crc16(!0, b"1234"), b"56789"), 0x4B37);
+    }
 
     #[test]
     fn raw_matches_standard_crc_with_inverted_seed() {

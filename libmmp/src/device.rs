@@ -97,6 +97,42 @@ pub struct Device {
 impl Device {
     /// Open `path` for MMP I/O.
     pub fn open(path: &Path, access: Access) -> Result<Self, OpenError> {
+        Self::open_with(path, access, false)
+    }
+
+    /// Open `path` read-write for an exclusive metadata edit (`mmp-tool enable` and friends).
+    ///
+    /// - Block devices are opened with `O_EXCL`: the kernel then refuses with `EBUSY` (reported
+    ///   as [`OpenError::Io`] with op `"exclusive open (O_EXCL)"`) while the device is mounted
+    ///   in any mount namespace, stacked under dm/md, or opened exclusively by another program,
+    ///   and it refuses new mounts for as long as this descriptor is open.
+    /// - Image files get an open-file-description write lock on the whole file
+    ///   (`F_OFD_SETLK`; `EAGAIN` is reported with op `"lock (F_OFD_SETLK)"`), which keeps two
+    ///   exclusive editors apart. It does not stop `losetup`; callers check loop devices too.
+    pub fn open_exclusive(path: &Path) -> Result<Self, OpenError> {
+        let dev = Self::open_with(path, Access::ReadWrite, true)?;
+        if dev.kind == DeviceKind::RegularFile {
+            let fl = libc::flock {
+                l_type: libc::F_WRLCK as libc::c_short,
+                l_whence: libc::SEEK_SET as libc::c_short,
+                l_start: 0,
+                l_len: 0, // to the end of the file, however it grows
+                l_pid: 0,
+            };
+            nix::fcntl::fcntl(
+                std::os::fd::AsRawFd::as_raw_fd(&dev.file),
+                nix::fcntl::FcntlArg::F_OFD_SETLK(&fl),
+            )
+            .map_err(|e| OpenError::Io {
+                path: path.to_path_buf(),
+                op: "lock (F_OFD_SETLK)",
+                source: e.into(),
+            })?;
+        }
+        Ok(dev)
+    }
+
+    fn open_with(path: &Path, access: Access, exclusive: bool) -> Result<Self, OpenError> {
         let meta = std::fs::metadata(path).map_err(|e| open_error(path, "stat", e))?;
         let ft = meta.file_type();
         let kind = if ft.is_block_device() {
@@ -119,9 +155,17 @@ impl Device {
         let mut flags = libc::O_NOCTTY | libc::O_CLOEXEC;
         if kind == DeviceKind::BlockDevice {
             flags |= libc::O_DIRECT;
+            if exclusive {
+                flags |= libc::O_EXCL;
+            }
         }
         opts.custom_flags(flags);
-        let file = opts.open(path).map_err(|e| open_error(path, "open", e))?;
+        let op = if exclusive && kind == DeviceKind::BlockDevice {
+            "exclusive open (O_EXCL)"
+        } else {
+            "open"
+        };
+        let file = opts.open(path).map_err(|e| open_error(path, op, e))?;
         let (size, sector) = match kind {
             DeviceKind::BlockDevice => (
                 crate::sys::device_size(&file)

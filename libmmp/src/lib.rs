@@ -6,15 +6,21 @@
 //! - [`fs`]: a filesystem seen through its superblock and MMP block.
 //! - [`check`]: the read side of the protocol (is it safe to mount?), with an injected clock.
 //! - [`probe`]: what libblkid sees on a device.
+//! - [`layout`]: block groups (descriptors, bitmaps, backup locations), to allocate the MMP block.
+//! - [`edit`]: enable, disable, interval and clear on an unmounted filesystem.
+//! - [`busy`]: whether this host uses a device (mounts, loop devices, holders).
 
+pub mod busy;
 pub mod check;
 pub mod claim;
 pub mod crc;
 pub mod device;
+pub mod edit;
 pub mod error;
 pub mod fs;
 pub mod heartbeat;
 pub mod holder;
+pub mod layout;
 pub mod mmp;
 pub mod probe;
 pub mod superblock;
