@@ -210,10 +210,12 @@ fn failover_cmd(a: &FailoverArgs) -> Result<Outcome, AppError> {
         probe: a.probe,
         restart: !a.no_restart,
         status_file: a.status_file.clone(),
+        probe_only: a.probe_only,
     };
     if a.duration.is_none() {
+        let what = if a.probe_only { "probing" } else { "holding" };
         eprintln!(
-            "lock-torture: holding {} {} locks until SIGINT or SIGTERM",
+            "lock-torture: {what} {} {} locks until SIGINT or SIGTERM",
             a.locks, a.kind
         );
     }

@@ -97,6 +97,9 @@ The report gives the locks still held, the locks lost (found free, held by anoth
 dropped because the holder died), ENOLCK/EIO and other write errors, the longest write+fsync and \
 the longest gap between successful write rounds, and whether another owner was granted a \
 conflicting lock. If the holder dies it is restarted and retakes its locks (unless --no-restart).\n\n\
+With --probe-only no locks are taken: run it on a second client against the ranges the \
+first client's `failover` holds, to see whether another client is granted a conflicting lock \
+during the failover (use --probe setlk for a real attempt).\n\n\
 With --status-file the current holder and probe pids and lock states are written there about \
 once per interval, for scripts that drive a failover lab.",
         after_help = EXIT_HELP
@@ -287,6 +290,12 @@ pub struct FailoverArgs {
     /// Do not restart the holder process if it dies.
     #[arg(long)]
     pub no_restart: bool,
+
+    /// Take no locks: only probe the ranges that another `failover` (usually on another NFS
+    /// client of the same export) holds, and report every time a conflicting lock would be or
+    /// was granted. Use the same --file, --kind, --locks and --lock-len as the holder.
+    #[arg(long)]
+    pub probe_only: bool,
 
     /// Keep a JSON status (pids, lock states) in this file while running.
     #[arg(long, value_name = "PATH")]

@@ -74,10 +74,23 @@ pub struct IoResult {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum HolderEvent {
-    Acquired { lock: u32 },
-    AcquireFailed { lock: u32, errno: String },
-    Ready { pid: i32 },
-    Tick { seq: u64, results: Vec<IoResult> },
+    Acquired {
+        lock: u32,
+        /// CLOCK_MONOTONIC (system-wide) when the lock was granted.
+        #[serde(default)]
+        mono_ns: u64,
+    },
+    AcquireFailed {
+        lock: u32,
+        errno: String,
+    },
+    Ready {
+        pid: i32,
+    },
+    Tick {
+        seq: u64,
+        results: Vec<IoResult>,
+    },
     Stopped,
 }
 
@@ -101,6 +114,9 @@ pub struct ProbeResult {
     pub pid: Option<i32>,
     pub errno: Option<String>,
     pub ms: f64,
+    /// CLOCK_MONOTONIC (system-wide) when this check started.
+    #[serde(default)]
+    pub mono_ns: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -112,6 +128,18 @@ pub enum ProbeEvent {
         final_round: bool,
         results: Vec<ProbeResult>,
     },
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the host, so the supervisor
+/// can order a probe's check against a holder's grant whatever order their messages arrive in.
+pub fn mono_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| {
+            (t.tv_sec() as u64)
+                .saturating_mul(1_000_000_000)
+                .saturating_add(t.tv_nsec() as u64)
+        })
+        .unwrap_or(0)
 }
 
 fn write_event<T: Serialize>(out: &mut impl Write, ev: &T) -> io::Result<()> {
@@ -198,7 +226,13 @@ pub fn holder_main(params: &HelperParams) -> io::Result<()> {
         match lock::lock(f, params.kind, LockType::Write, t.range, false) {
             Ok(()) => {
                 held[i] = true;
-                write_event(&mut out, &HolderEvent::Acquired { lock: i as u32 })?;
+                write_event(
+                    &mut out,
+                    &HolderEvent::Acquired {
+                        lock: i as u32,
+                        mono_ns: mono_ns(),
+                    },
+                )?;
             }
             Err(e) => write_event(
                 &mut out,
@@ -225,7 +259,13 @@ pub fn holder_main(params: &HelperParams) -> io::Result<()> {
                 // Restarted holder whose lock was taken meanwhile: keep trying, never wait.
                 if lock::lock(f, params.kind, LockType::Write, t.range, false).is_ok() {
                     held[i] = true;
-                    write_event(&mut out, &HolderEvent::Acquired { lock: i as u32 })?;
+                    write_event(
+                        &mut out,
+                        &HolderEvent::Acquired {
+                            lock: i as u32,
+                            mono_ns: mono_ns(),
+                        },
+                    )?;
                 } else {
                     continue;
                 }
@@ -298,6 +338,7 @@ pub fn probe_main(params: &HelperParams) -> io::Result<()> {
         let mut results = Vec::new();
         for (i, (t, f)) in params.targets.iter().zip(&files).enumerate() {
             let t0 = Instant::now();
+            let checked_at = mono_ns();
             let (state, pid, errno) = match mode {
                 ProbeMode::Getlk => match lock::test(f, params.kind, LockType::Write, t.range) {
                     Ok(None) => (ProbeState::Free, None, None),
@@ -322,6 +363,7 @@ pub fn probe_main(params: &HelperParams) -> io::Result<()> {
                 pid,
                 errno,
                 ms: t0.elapsed().as_secs_f64() * 1e3,
+                mono_ns: checked_at,
             });
         }
         write_event(
@@ -354,6 +396,8 @@ pub struct FailoverOptions {
     pub probe: ProbeMode,
     pub restart: bool,
     pub status_file: Option<PathBuf>,
+    /// Run only the probe against locks another process (usually on another client) holds.
+    pub probe_only: bool,
 }
 
 #[derive(Debug, Error)]
@@ -392,6 +436,8 @@ pub struct LossEvent {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FailoverReport {
     pub mode: String,
+    /// "holder" (holder and probe here) or "probe-only" (the locks are held elsewhere).
+    pub role: String,
     pub path: String,
     pub fs_type: String,
     pub kind: LockKind,
@@ -447,8 +493,14 @@ impl FailoverReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "lock-torture failover: {} {} locks on {} ({}), {:.1} s, stopped by {}",
-            self.locks, self.kind, self.path, self.fs_type, self.duration_s, self.stopped_by
+            "lock-torture failover ({}): {} {} locks on {} ({}), {:.1} s, stopped by {}",
+            self.role,
+            self.locks,
+            self.kind,
+            self.path,
+            self.fs_type,
+            self.duration_s,
+            self.stopped_by
         );
         let _ = writeln!(
             s,
@@ -672,6 +724,11 @@ fn validate(opts: &FailoverOptions) -> Result<(), FailoverError> {
             "--lock-len must be 1..=1073741824".into(),
         ));
     }
+    if opts.probe_only && opts.probe == ProbeMode::None {
+        return Err(FailoverError::Options(
+            "--probe-only needs --probe getlk or setlk".into(),
+        ));
+    }
     if opts.interval < Duration::from_millis(10) || opts.probe_interval < Duration::from_millis(10)
     {
         return Err(FailoverError::Options(
@@ -700,63 +757,77 @@ pub fn run(opts: &FailoverOptions, fs_type: &str) -> Result<FailoverReport, Fail
     let (tx, rx) = mpsc::channel::<Msg>();
     let start = Instant::now();
     let mut generation = 1u32;
-    let mut holder = Some(Helper::spawn(
-        "holder",
-        "__holder",
-        &params,
-        Source::Holder(generation),
-        tx.clone(),
-    )?);
+    let mut holder: Option<Helper> = None;
     let mut holder_pids: BTreeSet<i64> = BTreeSet::new();
-    holder_pids.insert(i64::from(holder.as_ref().map_or(0, Helper::pid)));
     let mut state = vec![LockState::Acquiring; n];
+    // When each lock was last granted: probe checks made before that say nothing about it.
+    let mut acquired_at = vec![0u64; n];
+    if opts.probe_only {
+        // The locks are held elsewhere (another client of the same export): every range is
+        // presumed held, and whatever the probe can take is reported.
+        state = vec![LockState::Held; n];
+    } else {
+        holder = Some(Helper::spawn(
+            "holder",
+            "__holder",
+            &params,
+            Source::Holder(generation),
+            tx.clone(),
+        )?);
+        holder_pids.insert(i64::from(holder.as_ref().map_or(0, Helper::pid)));
 
-    // Wait for the first holder to take every lock: anything else is a setup error.
-    let ready_timeout = Duration::from_secs(30);
-    loop {
-        let msg = match rx.recv_timeout(ready_timeout) {
-            Ok(m) => m,
-            Err(_) => {
-                if let Some(h) = holder.take() {
-                    h.finish(Duration::ZERO);
+        // Wait for the first holder to take every lock: anything else is a setup error.
+        let ready_timeout = Duration::from_secs(30);
+        loop {
+            let msg = match rx.recv_timeout(ready_timeout) {
+                Ok(m) => m,
+                Err(_) => {
+                    if let Some(h) = holder.take() {
+                        h.finish(Duration::ZERO);
+                    }
+                    return Err(FailoverError::NotReady(ready_timeout));
                 }
-                return Err(FailoverError::NotReady(ready_timeout));
-            }
-        };
-        let Some(line) = msg.line else {
-            let how = holder
-                .take()
-                .map(|h| h.finish(Duration::from_secs(1)))
-                .unwrap_or_default();
-            return Err(FailoverError::Spawn {
-                what: "holder",
-                source: io::Error::other(format!("exited before taking its locks ({how})")),
-            });
-        };
-        match serde_json::from_str::<HolderEvent>(&line) {
-            Ok(HolderEvent::Acquired { lock }) => state[lock as usize] = LockState::Held,
-            Ok(HolderEvent::AcquireFailed { lock, errno }) => {
-                if let Some(h) = holder.take() {
-                    h.finish(Duration::from_secs(5));
-                }
-                let t = &targets[lock as usize];
-                return Err(FailoverError::Acquire {
-                    lock,
-                    path: t.path.clone(),
-                    range: t.range,
-                    errno,
+            };
+            let Some(line) = msg.line else {
+                let how = holder
+                    .take()
+                    .map(|h| h.finish(Duration::from_secs(1)))
+                    .unwrap_or_default();
+                return Err(FailoverError::Spawn {
+                    what: "holder",
+                    source: io::Error::other(format!("exited before taking its locks ({how})")),
                 });
+            };
+            match serde_json::from_str::<HolderEvent>(&line) {
+                Ok(HolderEvent::Acquired { lock, mono_ns }) => {
+                    if let Some(s) = state.get_mut(lock as usize) {
+                        *s = LockState::Held;
+                        acquired_at[lock as usize] = mono_ns;
+                    }
+                }
+                Ok(HolderEvent::AcquireFailed { lock, errno }) => {
+                    if let Some(h) = holder.take() {
+                        h.finish(Duration::from_secs(5));
+                    }
+                    let t = &targets[lock as usize];
+                    return Err(FailoverError::Acquire {
+                        lock,
+                        path: t.path.clone(),
+                        range: t.range,
+                        errno,
+                    });
+                }
+                Ok(HolderEvent::Ready { .. }) => break,
+                Ok(_) => {}
+                Err(e) => warn!("holder said something unreadable: {e}: {line}"),
             }
-            Ok(HolderEvent::Ready { .. }) => break,
-            Ok(_) => {}
-            Err(e) => warn!("holder said something unreadable: {e}: {line}"),
         }
+        info!(
+            "holder pid {} holds {n} {} locks",
+            holder.as_ref().map_or(0, Helper::pid),
+            opts.kind
+        );
     }
-    info!(
-        "holder pid {} holds {n} {} locks",
-        holder.as_ref().map_or(0, Helper::pid),
-        opts.kind
-    );
 
     let mut probe = if opts.probe == ProbeMode::None {
         None
@@ -772,6 +843,12 @@ pub fn run(opts: &FailoverOptions, fs_type: &str) -> Result<FailoverReport, Fail
 
     let mut rep = FailoverReport {
         mode: "failover".into(),
+        role: if opts.probe_only {
+            "probe-only"
+        } else {
+            "holder"
+        }
+        .into(),
         path: targets[0].path.display().to_string(),
         fs_type: fs_type.into(),
         kind: opts.kind,
@@ -850,12 +927,13 @@ pub fn run(opts: &FailoverOptions, fs_type: &str) -> Result<FailoverReport, Fail
         match (msg.source, msg.line) {
             (Source::Holder(g), Some(line)) if g == generation => {
                 match serde_json::from_str::<HolderEvent>(&line) {
-                    Ok(HolderEvent::Acquired { lock }) => {
+                    Ok(HolderEvent::Acquired { lock, mono_ns }) => {
                         if let Some(s) = state.get_mut(lock as usize) {
                             if *s == LockState::Lost {
                                 info!("lock {lock} taken again by holder generation {g}");
                             }
                             *s = LockState::Held;
+                            acquired_at[lock as usize] = mono_ns;
                         }
                     }
                     Ok(HolderEvent::Tick { results, .. }) => {
@@ -921,9 +999,12 @@ pub fn run(opts: &FailoverOptions, fs_type: &str) -> Result<FailoverReport, Fail
                         &mut rep,
                         &mut state,
                         &results,
-                        opts.kind,
-                        current_pid,
-                        &holder_pids,
+                        &Holders {
+                            kind: opts.kind,
+                            current_pid,
+                            pids: &holder_pids,
+                            acquired_at: &acquired_at,
+                        },
                         &lose,
                     );
                 }
@@ -964,9 +1045,12 @@ pub fn run(opts: &FailoverOptions, fs_type: &str) -> Result<FailoverReport, Fail
                             &mut rep,
                             &mut state,
                             &results,
-                            opts.kind,
-                            current_pid,
-                            &holder_pids,
+                            &Holders {
+                                kind: opts.kind,
+                                current_pid,
+                                pids: &holder_pids,
+                                acquired_at: &acquired_at,
+                            },
                             &lose,
                         );
                         if final_round {
@@ -1029,18 +1113,34 @@ pub fn run(opts: &FailoverOptions, fs_type: &str) -> Result<FailoverReport, Fail
 
 type LoseFn<'a> = dyn Fn(&mut FailoverReport, &mut [LockState], usize, String) + 'a;
 
+/// What the supervisor knows about the holder, to judge probe results against.
+struct Holders<'a> {
+    kind: LockKind,
+    /// The live holder's pid, if any.
+    current_pid: Option<i64>,
+    /// Every holder pid so far (an earlier holder's lock may still be reported in flight).
+    pids: &'a BTreeSet<i64>,
+    /// When each lock was last granted (CLOCK_MONOTONIC ns).
+    acquired_at: &'a [u64],
+}
+
 fn judge_probe(
     rep: &mut FailoverReport,
     state: &mut [LockState],
     results: &[ProbeResult],
-    kind: LockKind,
-    current_pid: Option<i64>,
-    holder_pids: &BTreeSet<i64>,
+    h: &Holders<'_>,
     lose: &LoseFn<'_>,
 ) {
+    let (kind, current_pid, holder_pids, acquired_at) =
+        (h.kind, h.current_pid, h.pids, h.acquired_at);
     for r in results {
         let i = r.lock as usize;
         if i >= state.len() {
+            continue;
+        }
+        if r.mono_ns < acquired_at.get(i).copied().unwrap_or(0) {
+            // Checked before the current holder was granted the lock (e.g. while a restarted
+            // holder was on its way): stale.
             continue;
         }
         rep.probe_longest_ms = rep.probe_longest_ms.max(r.ms);
@@ -1052,7 +1152,13 @@ fn judge_probe(
                 // flight) means somebody else has the range.
                 if let (LockKind::Posix, Some(pid)) = (kind, r.pid) {
                     let pid = i64::from(pid);
-                    if held && pid > 0 && Some(pid) != current_pid && !holder_pids.contains(&pid) {
+                    let known = current_pid.is_some() || !holder_pids.is_empty();
+                    if held
+                        && known
+                        && pid > 0
+                        && Some(pid) != current_pid
+                        && !holder_pids.contains(&pid)
+                    {
                         rep.foreign_holder_observations += 1;
                         lose(
                             rep,
@@ -1137,6 +1243,7 @@ mod tests {
     fn report() -> FailoverReport {
         FailoverReport {
             mode: "failover".into(),
+            role: "holder".into(),
             path: "/x".into(),
             fs_type: "nfs".into(),
             kind: LockKind::Posix,
@@ -1184,6 +1291,7 @@ mod tests {
             pid,
             errno: None,
             ms: 0.5,
+            mono_ns: 1_000,
         }
     }
 
@@ -1222,9 +1330,12 @@ mod tests {
             &mut rep,
             &mut state,
             &results,
-            LockKind::Posix,
-            Some(200),
-            &pids,
+            &Holders {
+                kind: LockKind::Posix,
+                current_pid: Some(200),
+                pids: &pids,
+                acquired_at: &[],
+            },
             &lose_fn,
         );
         assert_eq!(
@@ -1238,9 +1349,12 @@ mod tests {
             &mut rep,
             &mut state,
             &[pr(2, ProbeState::Free, None)],
-            LockKind::Posix,
-            Some(200),
-            &pids,
+            &Holders {
+                kind: LockKind::Posix,
+                current_pid: Some(200),
+                pids: &pids,
+                acquired_at: &[],
+            },
             &lose_fn,
         );
         assert_eq!((rep.locks_lost, rep.free_observations), (1, 1));
@@ -1249,9 +1363,12 @@ mod tests {
             &mut rep,
             &mut state,
             &[pr(0, ProbeState::Held, Some(999))],
-            LockKind::Posix,
-            Some(200),
-            &pids,
+            &Holders {
+                kind: LockKind::Posix,
+                current_pid: Some(200),
+                pids: &pids,
+                acquired_at: &[],
+            },
             &lose_fn,
         );
         assert_eq!((rep.locks_lost, rep.foreign_holder_observations), (2, 1));
@@ -1261,9 +1378,12 @@ mod tests {
             &mut rep,
             &mut state,
             &[pr(0, ProbeState::Held, Some(-1))],
-            LockKind::Ofd,
-            Some(200),
-            &pids,
+            &Holders {
+                kind: LockKind::Ofd,
+                current_pid: Some(200),
+                pids: &pids,
+                acquired_at: &[],
+            },
             &lose_fn,
         );
         assert_eq!(state, vec![LockState::Held]);
@@ -1272,9 +1392,12 @@ mod tests {
             &mut rep,
             &mut state,
             &[pr(0, ProbeState::Granted, None)],
-            LockKind::Flock,
-            Some(200),
-            &pids,
+            &Holders {
+                kind: LockKind::Flock,
+                current_pid: Some(200),
+                pids: &pids,
+                acquired_at: &[],
+            },
             &lose_fn,
         );
         assert_eq!((rep.conflicting_grants, state[0]), (1, LockState::Lost));
@@ -1285,12 +1408,52 @@ mod tests {
             &mut rep,
             &mut state,
             &[pr(9, ProbeState::Free, None), e],
-            LockKind::Posix,
-            None,
-            &pids,
+            &Holders {
+                kind: LockKind::Posix,
+                current_pid: None,
+                pids: &pids,
+                acquired_at: &[],
+            },
             &lose_fn,
         );
         assert_eq!(rep.probe_errors.get("ENOLCK"), 1);
+    }
+
+    #[test]
+    fn probe_checks_older_than_the_grant_are_stale() {
+        let pids = BTreeSet::new();
+        let mut rep = report();
+        let mut state = vec![LockState::Held];
+        // Granted at 2000 ns; a "free" seen at 1000 ns predates it.
+        judge_probe(
+            &mut rep,
+            &mut state,
+            &[pr(0, ProbeState::Free, None)],
+            &Holders {
+                kind: LockKind::Posix,
+                current_pid: Some(1),
+                pids: &pids,
+                acquired_at: &[2_000],
+            },
+            &lose_fn,
+        );
+        assert_eq!((rep.locks_lost, state[0]), (0, LockState::Held));
+        let mut late = pr(0, ProbeState::Free, None);
+        late.mono_ns = 3_000;
+        judge_probe(
+            &mut rep,
+            &mut state,
+            &[late],
+            &Holders {
+                kind: LockKind::Posix,
+                current_pid: Some(1),
+                pids: &pids,
+                acquired_at: &[2_000],
+            },
+            &lose_fn,
+        );
+        assert_eq!((rep.locks_lost, state[0]), (1, LockState::Lost));
+        assert!(mono_ns() > 0);
     }
 
     #[test]
@@ -1331,6 +1494,7 @@ mod tests {
             probe: ProbeMode::Getlk,
             restart: true,
             status_file: None,
+            probe_only: false,
         };
         let t = prepare_targets(&o).unwrap();
         assert_eq!(t.len(), 3);

@@ -191,3 +191,70 @@ fn failover_refuses_to_start_when_a_lock_is_already_taken() {
     );
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn probe_only_instance_sees_the_other_instances_locks_and_their_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    // "Client A": holds 3 locks, never restarts its holder.
+    let mut holder = start(dir.path(), &["--duration", "3s", "--no-restart"]);
+    let st = wait_ready(dir.path(), &mut holder);
+    // "Client B": only probes the same ranges, with real lock attempts.
+    let b_status = dir.path().join("b.json");
+    let mut c = cmd();
+    c.args([
+        "failover",
+        "--json",
+        "--probe-only",
+        "--probe",
+        "setlk",
+        "--locks",
+        "3",
+        "--probe-interval",
+        "50ms",
+        "--duration",
+        "2s",
+        "--dir",
+    ])
+    .arg(dir.path())
+    .arg("--status-file")
+    .arg(&b_status)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let prober = c.spawn().unwrap();
+    // While A holds its locks, B must see every one of them held for a while.
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(b) = read_status(&b_status) {
+            assert_eq!(
+                b.locks_lost, 0,
+                "false loss while the holder was alive: {b:?}"
+            );
+            if b.elapsed_s >= 0.4 {
+                assert!(b.locks.iter().all(|s| s == "held"), "{b:?}");
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < end,
+            "probe-only instance never reported status"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    kill(
+        Pid::from_raw(st.holder_pid.unwrap() as i32),
+        Signal::SIGKILL,
+    )
+    .unwrap();
+    let out = wait_output(prober, Duration::from_secs(30));
+    let rep = json(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_eq!(rep["role"], "probe-only");
+    // Refused while A held the locks, granted once A's holder died.
+    assert!(rep["probe_rounds"].as_u64().unwrap() >= 5, "{rep}");
+    assert!(rep["conflicting_grants"].as_u64().unwrap() >= 3, "{rep}");
+    assert_eq!(rep["locks_lost"], 3, "{rep}");
+    let reason = rep["loss_events"][0]["reason"].as_str().unwrap();
+    assert!(reason.contains("granted"), "{rep}");
+    let out = wait_output(holder, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+}
