@@ -17,24 +17,27 @@ use thiserror::Error;
 
 const EXIT_CODES: &str = "\
 EXIT STATUS:
-  0  success
-  1  incomplete: a client was not notified, a lock remains after release, or not every
-     recorded lock was reclaimed before the timeout (the report says which)
-  2  usage error (bad option or value)
-  3  refused: a precondition does not hold (nfsd running for `grace set`, kernel >= 6.6 for
-     signal-lockd, floating IP not up for `takeover` / still up for `handoff`, stale ledger)
-  4  kernel interface missing or rejected the write (names the /proc file and what to load)
-  5  I/O error (statd directory, sockets)
-  6  malformed input that stops the command (not a statd directory, symlinks, corrupt ledger)";
+
+0: success.
+
+1: incomplete: a client was not notified, a lock remains after release, or not every recorded lock was reclaimed before the timeout (the report says which).
+
+2: usage error (bad option or value).
+
+3: refused: a precondition does not hold (nfsd running for `grace set`, kernel >= 6.6 for signal-lockd, floating IP not up for `takeover` or still up for `handoff`, stale ledger).
+
+4: kernel interface missing or the write was rejected (the message names the /proc file and what to load).
+
+5: I/O error (statd directory, sockets).
+
+6: malformed input that stops the command (not a statd directory, symlinks, corrupt ledger).";
 
 const FAILOVER_ORDER: &str = "\
 FAILOVER ORDER:
-  old node (`handoff`): take the floating IP down, unexport (exportfs -u), then release the
-  locks (unlock_ip, unlock_filesystem) and check /proc/locks, then unmount.
-  new node (`takeover`): set grace while nfsd is stopped (`grace set`), mount, start nfsd and
-  exportfs, bring the floating IP up, and only then notify clients: a notify sent before the
-  exports and IP are up makes reclaims fail (resource-agents PR #443). Then wait for the
-  ledger's locks to come back and end grace early (`wait-reclaim`).";
+
+Old node (`handoff`): take the floating IP down, unexport (exportfs -u), then release the locks (unlock_ip, unlock_filesystem) and check /proc/locks, then unmount.
+
+New node (`takeover`): set grace while nfsd is stopped (`grace set`), mount, start nfsd and exportfs, bring the floating IP up, and only then notify clients: a notify sent before the exports and IP are up makes reclaims fail (resource-agents PR #443). Then wait for the ledger's locks to come back and end grace early (`wait-reclaim`).";
 
 /// Fast, checked NFS (NLM/NSM) lock recovery for HA failover.
 ///
@@ -106,7 +109,7 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
     let v: f64 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of seconds"))?;
-    if !v.is_finite() || v < 0.0 || v > 1e9 {
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
         return Err(format!("{s} is not a valid number of seconds"));
     }
     Ok(Duration::from_secs_f64(v))
@@ -133,10 +136,11 @@ pub struct NotifyOpts {
     /// First retry after SECONDS; doubles per retry up to --max-retry-interval.
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_secs)]
     pub retry_interval: Duration,
+    /// Longest interval between retries to one client.
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_secs)]
     pub max_retry_interval: Duration,
     /// Maximum datagrams per second over all clients.
-    #[arg(long, value_name = "PPS", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, value_name = "PPS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: u32,
     /// rpcbind port on the clients (only for tests with a non-standard rpcbind).
     #[arg(long, value_name = "PORT", default_value_t = 111, hide = true)]
@@ -849,13 +853,112 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The man page (section 8), rendered from the clap definition.
+/// The man page (section 8), rendered from the clap definition: the top-level page from
+/// clap_mangen, then one section per subcommand with its description and options.
 pub fn render_man_page() -> Vec<u8> {
     use clap::CommandFactory;
-    let cmd = Cli::command();
-    let man = clap_mangen::Man::new(cmd).section("8");
+    let mut cmd = Cli::command();
+    cmd.build();
     let mut buf = Vec::new();
     // Writing into a Vec cannot fail.
-    let _ = man.render(&mut buf);
+    let _ = clap_mangen::Man::new(cmd.clone())
+        .section("8")
+        .render(&mut buf);
+    for sub in cmd.get_subcommands() {
+        man_subcommand(&mut buf, "lockd-recover", sub);
+    }
     buf
+}
+
+fn roff_escape(s: &str) -> String {
+    s.lines()
+        .map(|l| {
+            let l = l.replace('\\', "\\e").replace('-', "\\-");
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn man_subcommand(buf: &mut Vec<u8>, prefix: &str, sub: &clap::Command) {
+    use std::io::Write as _;
+    if sub.get_name() == "help" {
+        return;
+    }
+    let name = format!("{prefix} {}", sub.get_name());
+    let _ = writeln!(buf, ".SH \"{}\"", roff_escape(&name.to_uppercase()));
+    let about = sub
+        .get_long_about()
+        .or(sub.get_about())
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    for para in about.split("\n\n") {
+        let _ = writeln!(buf, ".PP\n{}", roff_escape(para));
+    }
+    for arg in sub.get_arguments() {
+        if arg.is_hide_set()
+            || matches!(arg.get_id().as_str(), "help" | "version")
+            || arg.is_global_set()
+        {
+            continue;
+        }
+        let mut flag = String::new();
+        if let Some(s) = arg.get_short() {
+            flag.push_str(&format!("-{s}, "));
+        }
+        if let Some(l) = arg.get_long() {
+            flag.push_str(&format!("--{l}"));
+        }
+        let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values())
+            && !matches!(
+                arg.get_action(),
+                clap::ArgAction::SetTrue | clap::ArgAction::Count
+            );
+        let value = if takes_value {
+            arg.get_value_names()
+                .and_then(|v| v.first())
+                .map(|v| format!(" <{v}>"))
+                .unwrap_or_else(|| format!(" <{}>", arg.get_id().as_str().to_uppercase()))
+        } else {
+            String::new()
+        };
+        let mut help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default();
+        let possible: Vec<String> = if takes_value {
+            arg.get_possible_values()
+                .iter()
+                .map(|p| p.get_name().to_owned())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if !possible.is_empty() {
+            help.push_str(&format!(" [possible values: {}]", possible.join(", ")));
+        }
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|d| d.to_string_lossy().into_owned())
+            .collect();
+        if takes_value && !defaults.is_empty() {
+            help.push_str(&format!(" [default: {}]", defaults.join(", ")));
+        }
+        let _ = writeln!(
+            buf,
+            ".TP\n\\fB{}\\fR{}\n{}",
+            roff_escape(&flag),
+            roff_escape(&value),
+            roff_escape(&help)
+        );
+    }
+    for s in sub.get_subcommands() {
+        man_subcommand(buf, &name, s);
+    }
 }

@@ -79,7 +79,7 @@ impl NotifyConfig {
             update_state: true,
             short_names: true,
             rpcbind_port: nsm::RPCBIND_PORT,
-            max_rate: 2000,
+            max_rate: 10_000,
             initial_timeout: Duration::from_millis(1000),
             max_timeout: Duration::from_secs(30),
             deadline: Duration::from_secs(120),
@@ -724,10 +724,10 @@ trait SourceFamily {
 
 impl SourceFamily for Option<IpAddr> {
     fn is_none_or_v4(&self) -> bool {
-        self.map_or(true, |a| a.is_ipv4())
+        !matches!(self, Some(a) if a.is_ipv6())
     }
     fn is_none_or_v6(&self) -> bool {
-        self.map_or(true, |a| a.is_ipv6())
+        !matches!(self, Some(a) if a.is_ipv4())
     }
 }
 

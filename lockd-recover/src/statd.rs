@@ -596,8 +596,9 @@ impl StatdDir {
             let entry = entry.map_err(io_err("cannot list", &sm))?;
             let src = entry.path();
             let name = entry.file_name();
-            if name.to_str().map_or(true, |n| n.starts_with('.')) {
-                continue;
+            match name.to_str() {
+                Some(n) if !n.starts_with('.') => {}
+                _ => continue,
             }
             let md = fs::symlink_metadata(&src).map_err(io_err("cannot stat", &src))?;
             if !md.is_file() {

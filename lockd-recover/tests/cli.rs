@@ -1,0 +1,266 @@
+//! The command line: clap definition, man page, and commands against a fake proc root.
+
+use clap::CommandFactory;
+use lockd_recover::cli::{render_man_page, Cli};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lockd-recover");
+
+#[test]
+fn verify_cli() {
+    Cli::command().debug_assert();
+}
+
+#[test]
+fn man_page_is_current() {
+    let page = render_man_page();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/lockd-recover.8");
+    if std::env::var("UPDATE_MAN").as_deref() == Ok("1") {
+        std::fs::write(&path, &page).unwrap();
+        return;
+    }
+    let current = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        current == page,
+        "{} is out of date: run `UPDATE_MAN=1 cargo test -p lockd-recover --test cli man_page_is_current`",
+        path.display()
+    );
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().unwrap()
+}
+
+fn fake_proc(osrelease: &str, threads: u64) -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    for d in ["fs/nfsd", "fs/lockd", "sys/fs/nfs", "sys/kernel"] {
+        std::fs::create_dir_all(t.path().join(d)).unwrap();
+    }
+    for f in [
+        "fs/nfsd/unlock_ip",
+        "fs/nfsd/unlock_filesystem",
+        "fs/nfsd/v4_end_grace",
+        "fs/nfsd/nfsv4gracetime",
+        "fs/nfsd/nfsv4leasetime",
+        "fs/lockd/nlm_end_grace",
+        "sys/fs/nfs/nlm_grace_period",
+    ] {
+        std::fs::write(t.path().join(f), "").unwrap();
+    }
+    std::fs::write(t.path().join("sys/fs/nfs/nlm_timeout"), "10\n").unwrap();
+    std::fs::write(t.path().join("sys/kernel/osrelease"), osrelease).unwrap();
+    std::fs::write(t.path().join("fs/nfsd/threads"), format!("{threads}\n")).unwrap();
+    std::fs::write(t.path().join("locks"), "").unwrap();
+    t
+}
+
+fn p(t: &tempfile::TempDir) -> &str {
+    t.path().to_str().unwrap()
+}
+
+#[test]
+fn grace_set_exit_codes() {
+    let running = fake_proc("6.18.0\n", 8);
+    let o = run(&[
+        "--proc-root",
+        p(&running),
+        "grace",
+        "set",
+        "--nlm",
+        "15",
+        "--v4",
+        "15",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "refused while nfsd runs");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only be set while nfsd is stopped"));
+
+    let stopped = fake_proc("6.18.0\n", 0);
+    let o = run(&[
+        "--proc-root",
+        p(&stopped),
+        "grace",
+        "set",
+        "--nlm",
+        "15",
+        "--v4",
+        "15",
+        "--lease",
+        "10",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let read = |f: &str| std::fs::read_to_string(stopped.path().join(f)).unwrap();
+    assert_eq!(read("fs/nfsd/nfsv4gracetime"), "15\n");
+    assert_eq!(read("sys/fs/nfs/nlm_grace_period"), "15\n");
+
+    let o = run(&["--proc-root", p(&stopped), "grace", "set", "--v4", "5"]);
+    assert_eq!(o.status.code(), Some(2), "out of range is a usage error");
+    let o = run(&["--proc-root", p(&stopped), "grace", "set"]);
+    assert_eq!(o.status.code(), Some(2), "clap usage error");
+}
+
+#[test]
+fn grace_end_json() {
+    let t = fake_proc("6.18.0\n", 8);
+    let o = run(&["--proc-root", p(&t), "--json", "grace", "end"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ended"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("fs/lockd/nlm_end_grace")).unwrap(),
+        "Y\n"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let o = run(&["--proc-root", p(&empty), "grace", "end"]);
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "no knob: kernel interface missing"
+    );
+}
+
+#[test]
+fn release_signal_lockd_refused_on_new_kernels() {
+    let t = fake_proc("6.6.0\n", 8);
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "release",
+        "--ip",
+        "192.0.2.1",
+        "--no-verify",
+        "--method",
+        "signal-lockd",
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("removed in Linux 6.6") && err.contains("unlock-fs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn release_verifies_in_proc_locks() {
+    let exp = tempfile::tempdir().unwrap();
+    let t = fake_proc("6.18.0\n", 8);
+    // --ip alone cannot be verified.
+    let o = run(&["--proc-root", p(&t), "release", "--ip", "192.0.2.1"]);
+    assert_eq!(o.status.code(), Some(2));
+    // Clean: both knobs written, verified.
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "--json",
+        "release",
+        "--ip",
+        "192.0.2.1",
+        "--fs",
+        p(&exp),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("fs/nfsd/unlock_ip")).unwrap(),
+        "192.0.2.1\n"
+    );
+    // A lock on that filesystem remains: exit 1, named in the message.
+    let (maj, min) = lockd_recover::procfs::fs_dev(exp.path()).unwrap();
+    std::fs::write(
+        t.path().join("locks"),
+        format!("1: POSIX  ADVISORY  WRITE 777 {maj:02x}:{min:02x}:12 0 EOF\n"),
+    )
+    .unwrap();
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "release",
+        "--fs",
+        p(&exp),
+        "--settle",
+        "0.2",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pid 777"));
+    // Missing knobs name the path and what to do, exit 4.
+    let empty = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "--proc-root",
+        p(&empty),
+        "release",
+        "--ip",
+        "192.0.2.1",
+        "--no-verify",
+    ]);
+    assert_eq!(o.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unlock_ip"));
+}
+
+#[test]
+fn handoff_refuses_while_ip_is_local_and_takeover_while_ip_is_not() {
+    let t = fake_proc("6.18.0\n", 8);
+    let exp = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "handoff",
+        "--ip",
+        "127.0.0.1",
+        "--fs",
+        p(&exp),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("still configured"));
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("fs/nfsd/unlock_ip")).unwrap(),
+        "",
+        "nothing written"
+    );
+    // 192.0.2.1 (TEST-NET-1) is not configured here: binding to it fails, no packet is sent.
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "takeover",
+        "--ip",
+        "192.0.2.1",
+        "--state-dir",
+        p(&exp),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not configured"));
+    let stopped = fake_proc("6.18.0\n", 0);
+    let o = run(&[
+        "--proc-root",
+        p(&stopped),
+        "takeover",
+        "--ip",
+        "127.0.0.1",
+        "--state-dir",
+        p(&exp),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("start nfsd"));
+}
+
+#[test]
+fn bad_state_dir_is_a_clear_error() {
+    let t = tempfile::tempdir().unwrap();
+    let o = run(&["notify", "--state-dir", p(&t)]);
+    assert_eq!(o.status.code(), Some(5));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("sm") && err.contains(p(&t)), "{err}");
+    std::fs::create_dir(t.path().join("sm")).unwrap();
+    std::fs::write(t.path().join("sm.bak"), "").unwrap();
+    let o = run(&["notify", "--state-dir", p(&t)]);
+    assert_eq!(o.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a directory"));
+}
