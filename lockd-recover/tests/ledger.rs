@@ -1,0 +1,229 @@
+//! `record` and `wait-reclaim` with real POSIX locks taken by this process and read back from
+//! the kernel's /proc/locks. The proc root is a directory whose `locks` is a symlink to
+//! /proc/locks and whose grace knobs are plain files, so ending grace can be observed.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lockd-recover");
+
+fn lock(f: &File, start: i64, len: i64, write: bool) {
+    let fl = libc::flock {
+        l_type: if write { libc::F_WRLCK } else { libc::F_RDLCK } as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: start,
+        l_len: len,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(f.as_raw_fd(), nix::fcntl::FcntlArg::F_SETLK(&fl)).unwrap();
+}
+
+fn proc_root() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/proc/locks", t.path().join("locks")).unwrap();
+    for d in ["fs/lockd", "fs/nfsd"] {
+        std::fs::create_dir_all(t.path().join(d)).unwrap();
+    }
+    std::fs::write(t.path().join("fs/lockd/nlm_end_grace"), "").unwrap();
+    std::fs::write(t.path().join("fs/nfsd/v4_end_grace"), "").unwrap();
+    t
+}
+
+/// A directory on its own filesystem if possible (/dev/shm is a tmpfs), so that locks other
+/// processes hold on the build filesystem do not enter the ledger.
+fn export_dir() -> tempfile::TempDir {
+    if Path::new("/dev/shm").is_dir() {
+        if let Ok(t) = tempfile::tempdir_in("/dev/shm") {
+            return t;
+        }
+    }
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn record_then_wait_reclaim_with_real_kernel_locks() {
+    let exp = export_dir();
+    let state = tempfile::tempdir().unwrap();
+    let proc = proc_root();
+    let pr = proc.path().to_str().unwrap();
+    let path_a = exp.path().join("a");
+    let path_b = exp.path().join("b");
+    let a = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path_a)
+        .unwrap();
+    let b = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path_b)
+        .unwrap();
+    lock(&a, 0, 0, true);
+    lock(&b, 100, 50, false);
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+
+    let o = Command::new(BIN)
+        .args([
+            "--proc-root",
+            pr,
+            "--json",
+            "record",
+            "--count",
+            "1",
+            "--fs",
+        ])
+        .arg(exp.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ledger: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let locks = ledger["locks"].as_array().unwrap();
+    let pid = i64::from(std::process::id());
+    let ours: Vec<&serde_json::Value> = locks.iter().filter(|l| l["pid"] == pid).collect();
+    assert_eq!(ours.len(), 2, "{ledger}");
+    assert!(ours
+        .iter()
+        .any(|l| l["ino"] == ino(&path_a) && l["access"] == "WRITE" && l["end"].is_null()));
+    assert!(ours.iter().any(|l| l["ino"] == ino(&path_b)
+        && l["access"] == "READ"
+        && l["start"] == 100
+        && l["end"] == 149));
+
+    // "Failover": the locks go away. wait-reclaim times out, reports them, leaves grace alone.
+    drop(a);
+    drop(b);
+    let o = Command::new(BIN)
+        .args([
+            "--proc-root",
+            pr,
+            "--json",
+            "wait-reclaim",
+            "--timeout",
+            "0.5",
+            "--min-grace",
+            "0",
+            "--fs",
+        ])
+        .arg(exp.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["missing"].as_array().unwrap().len(), 2);
+    assert!(r["grace_ended"].is_null());
+    assert_eq!(
+        std::fs::read_to_string(proc.path().join("fs/lockd/nlm_end_grace")).unwrap(),
+        ""
+    );
+
+    // The locks come back (as a reclaim would) while wait-reclaim watches: it ends grace, but
+    // not before the --min-grace floor.
+    let child = Command::new(BIN)
+        .args([
+            "--proc-root",
+            pr,
+            "--json",
+            "wait-reclaim",
+            "--timeout",
+            "20",
+            "--min-grace",
+            "1",
+            "--fs",
+        ])
+        .arg(exp.path())
+        .arg("--state-dir")
+        .arg(state.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    let a = File::options()
+        .read(true)
+        .write(true)
+        .open(&path_a)
+        .unwrap();
+    let b = File::options()
+        .read(true)
+        .write(true)
+        .open(&path_b)
+        .unwrap();
+    lock(&a, 0, 0, true);
+    lock(&b, 100, 50, false);
+    let o = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    assert_eq!(o.status.code(), Some(0));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["all_reclaimed"], true);
+    assert!(r["missing"].as_array().unwrap().is_empty());
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(proc.path().join("fs/lockd/nlm_end_grace")).unwrap(),
+        "Y\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(proc.path().join("fs/nfsd/v4_end_grace")).unwrap(),
+        "Y\n"
+    );
+    drop((a, b));
+}
+
+#[test]
+fn corrupt_and_stale_ledgers_are_refused() {
+    let exp = export_dir();
+    let state = tempfile::tempdir().unwrap();
+    let proc = proc_root();
+    let pr = proc.path().to_str().unwrap();
+    let ledger = state.path().join("lockd-recover-ledger.json");
+    std::fs::write(&ledger, b"not json").unwrap();
+    let run = || {
+        Command::new(BIN)
+            .args([
+                "--proc-root",
+                pr,
+                "wait-reclaim",
+                "--timeout",
+                "0.1",
+                "--fs",
+            ])
+            .arg(exp.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a lock ledger"));
+    std::fs::write(
+        &ledger,
+        br#"{"format":1,"node":"old","fs":"/x","taken_at_unix_ms":1000,"locks":[]}"#,
+    )
+    .unwrap();
+    let o = run();
+    assert_eq!(o.status.code(), Some(3), "a ledger from 1970 is stale");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--max-age"));
+    assert_eq!(
+        std::fs::read_to_string(proc.path().join("fs/lockd/nlm_end_grace")).unwrap(),
+        ""
+    );
+}
