@@ -100,6 +100,51 @@ the wait a check would need. The block is shown even when its magic or checksum 
 
 Exit status: 0 printed, 2 error.")]
     Dump(DumpArgs),
+    /// Claim the device for this node with the MMP protocol (also when CLEAN), for scripts.
+    #[command(long_about = "\
+Claim the device for this node, once: refuse FSCK, an unknown sequence or a bad checksum; watch a
+live sequence for min(2*CI+1, CI+60) s and refuse if it changes; then write a random sequence
+with this node's name, watch it for about 10 s more and re-read it. Unlike the kernel this runs
+even when the block is CLEAN, so of two nodes that claim a clean block at the same time exactly
+one wins (the one that wrote last); the other exits 1.
+
+A claim is not a lease: nothing keeps writing the block afterwards, so another node that saw our
+write may call it stale about one second after `claim` returns. Follow it at once with mmpd, or
+use `mmp-tool mount`, which hands the device to the kernel. The claim is recorded in the run
+directory for `mmp-tool release`. Refused while an mmpd on this host holds the device.
+
+Exit status: 0 claimed, 1 refused (in use, FSCK, unknown sequence, bad checksum, lost the race,
+held by a local mmpd), 2 error.")]
+    Claim(crate::claim::ClaimArgs),
+
+    /// Set the MMP block back to CLEAN after `claim`, if it still holds our claim.
+    #[command(long_about = "\
+Set the MMP block back to CLEAN, but only if it still holds the sequence this host's last
+`mmp-tool claim` wrote (recorded in the run directory), or, with --force, any live sequence
+written under this node's name. Anything else is another node's: nothing is written and the exit
+status is 1. Refused while an mmpd on this host holds the device (stop mmpd instead: it releases
+on SIGTERM). An already clean block is success.
+
+Exit status: 0 released (or already clean), 1 not ours or held by a local mmpd, 2 error.")]
+    Release(crate::release::ReleaseArgs),
+
+    /// Claim, write CLEAN and mount at once: the kernel skips its wait, nobody slips in.
+    #[command(long_about = "\
+Mount an ext4 filesystem with MMP safely: claim it with the MMP protocol (see `claim`; about 10 s
+for a clean block, 21 s for a stale one), write CLEAN over our own verified sequence, and run
+`mount -t ext4 [-o OPTS] DEVICE DIR` at once. The kernel mounts a clean filesystem without its
+own wait and starts kmmpd, which holds the device from then on.
+
+The remaining window: from our CLEAN write until the kernel's first write inside mount(2)
+(milliseconds, reported as handoff_window_ms in --json plus the mount's own start), the block
+reads CLEAN. A node that claims with mmp-tool or mmpd during that window still loses: it waits
+at least 10 s after its write and sees kmmpd's updates. A node that runs a plain `mount` without
+claiming, and reads the block exactly then, mounts too: that is the kernel's own clean-mount race
+(LU-13932), which only a claim on every node closes.
+
+Exit status: 0 mounted, 1 refused (as for claim), 2 error (including a failed mount(8); the block
+is then left CLEAN).")]
+    Mount(crate::mount::MountArgs),
 }
 
 #[derive(Debug, Args)]
@@ -116,6 +161,10 @@ pub struct StatusArgs {
     /// Print a JSON object on stdout instead of text.
     #[arg(long)]
     pub json: bool,
+    /// mmpd's run directory, to show whether an mmpd on this host holds the device
+    /// [default: $MMPD_RUN_DIR or /run/mmpd].
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

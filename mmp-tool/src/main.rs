@@ -1,10 +1,13 @@
 //! mmp-tool: check and inspect ext4 multiple-mount protection before mounting shared storage.
 
 mod check;
+mod claim;
 mod cli;
 mod common;
 mod dump;
 mod exit;
+mod mount;
+mod release;
 mod status;
 
 use clap::Parser;
@@ -33,6 +36,9 @@ fn main() -> ExitCode {
         Command::Status(a) => status::run(a),
         Command::Check(a) => check::run(a),
         Command::Dump(a) => dump::run(a),
+        Command::Claim(a) => claim::run(a),
+        Command::Release(a) => release::run(a),
+        Command::Mount(a) => mount::run(a),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

@@ -9,8 +9,24 @@ pub fn run(args: &StatusArgs) -> Outcome {
     let fs = open_fs(path)?;
     let (blk, csum) = fs.read_mmp_raw()?;
     let r = block_report(path, &fs, &blk, csum);
+    // An mmpd on this host holding the device (its lock is held and its state file says so).
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(libmmp::holder::run_dir_from_env);
+    let local_holder = libmmp::holder::local_holder(&run_dir, path).ok().flatten();
     if args.json {
-        print_json(&r)?;
+        #[derive(serde::Serialize)]
+        struct StatusJson<'a> {
+            #[serde(flatten)]
+            report: &'a crate::common::BlockReport,
+            /// The mmpd on this host that holds the device, if any.
+            local_holder: Option<libmmp::holder::HolderState>,
+        }
+        print_json(&StatusJson {
+            report: &r,
+            local_holder,
+        })?;
         return Ok(0);
     }
     let meaning = match r.state {
@@ -62,6 +78,22 @@ pub fn run(args: &StatusArgs) -> Outcome {
             ),
         }
     );
+    if let Some(h) = &local_holder {
+        t += &format!(
+            "held by:          mmpd pid {} on this host ({} since {}, sequence {:#010x}, interval {} ms, fence {}{})\n",
+            h.pid,
+            h.state,
+            crate::common::format_time(h.since),
+            h.seq,
+            h.interval_ms,
+            h.fence,
+            if h.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", h.reason)
+            }
+        );
+    }
     print_out(&t)?;
     Ok(0)
 }

@@ -263,15 +263,9 @@ impl Daemon {
 
     fn on_signal(&mut self, signo: i32) {
         match Signal::try_from(signo) {
-            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) => {
-                if !self.shutting_down {
-                    tracing::info!("signal {signo}: releasing every device");
-                    notify(&[NotifyState::Stopping]);
-                    self.shutting_down = true;
-                    for s in &self.slots {
-                        s.shared.request_stop();
-                    }
-                }
+            Ok(Signal::SIGTERM) | Ok(Signal::SIGINT) if !self.shutting_down => {
+                tracing::info!("signal {signo}: releasing every device");
+                self.begin_shutdown();
             }
             Ok(Signal::SIGHUP) => self.reload(),
             _ => {}

@@ -24,7 +24,6 @@ pub struct Watchdog {
 impl Watchdog {
     pub fn open(path: &Path) -> io::Result<Self> {
         let file = OpenOptions::new()
-            .write(true)
             .append(true)
             .custom_flags(libc::O_CLOEXEC)
             .open(path)?;

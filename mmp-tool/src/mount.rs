@@ -1,0 +1,149 @@
+//! `mmp-tool mount`: claim with our protocol, write CLEAN, and mount at once, so the kernel
+//! skips its own wait but no other node can have slipped in.
+
+use crate::claim::{local_mmpd, open_fs_rw, refusal, run_claim, ClaimFlags};
+use crate::cli::DeviceArg;
+use crate::common::{print_json, print_out};
+use crate::exit::{self, Outcome};
+use clap::Args;
+use libmmp::claim::{self, Release};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// Mount point.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Mount options, passed to mount(8) as `-o OPTS`.
+    #[arg(short = 'o', long = "options", value_name = "OPTS")]
+    pub options: Option<String>,
+    /// Filesystem type for mount(8): ext4, or ldiskfs.
+    #[arg(short = 't', long = "type", value_name = "TYPE", default_value = "ext4", value_parser = ["ext4", "ldiskfs"])]
+    pub fstype: String,
+    #[command(flatten)]
+    pub opts: ClaimFlags,
+}
+
+#[derive(Serialize)]
+struct MountJson {
+    device: String,
+    dir: String,
+    mounted: bool,
+    result: &'static str,
+    message: String,
+    sequence: Option<u32>,
+    claim_seconds: f64,
+    /// From writing CLEAN to the start of mount(8): the window in which a node that mounts
+    /// without claiming could also see CLEAN.
+    handoff_window_ms: Option<f64>,
+    mount_seconds: Option<f64>,
+}
+
+pub fn run(args: &MountArgs) -> Outcome {
+    let path = &args.dev.device;
+    let flags = &args.opts;
+    let dev = path.display().to_string();
+    let dir = args.dir.display().to_string();
+    let mut js = MountJson {
+        device: dev.clone(),
+        dir: dir.clone(),
+        mounted: false,
+        result: "",
+        message: String::new(),
+        sequence: None,
+        claim_seconds: 0.0,
+        handoff_window_ms: None,
+        mount_seconds: None,
+    };
+    let finish = |js: MountJson, code: u8| -> Outcome {
+        if flags.json {
+            print_json(&js)?;
+        } else if code == exit::OK {
+            print_out(&format!("mmp-tool: {}\n", js.message))?;
+        } else {
+            eprintln!("mmp-tool: {}", js.message);
+        }
+        Ok(code)
+    };
+    if let Some(msg) = local_mmpd(&flags.run_dir(), path) {
+        js.result = "held_by_local_mmpd";
+        js.message = msg;
+        return finish(js, exit::UNSAFE);
+    }
+    if !args.dir.is_dir() {
+        js.result = "bad_mount_point";
+        js.message = format!("{dir}: not a directory; nothing was written to '{dev}'");
+        return finish(js, exit::ERROR);
+    }
+    let fs = open_fs_rw(path)?;
+    fs.require_mmp()?;
+    let claimed = match run_claim(&fs, flags) {
+        Ok(c) => c,
+        Err(e) => {
+            js.result = e.name();
+            let (code, msg) = refusal(e)?;
+            js.message = format!("{msg}; not mounting");
+            return finish(js, code);
+        }
+    };
+    js.sequence = Some(claimed.block.mmp_seq);
+    js.claim_seconds = claimed.elapsed.as_secs_f64();
+    // Hand off: CLEAN (only over our own verified write), then mount(2) at once. The kernel
+    // mounts a clean block without waiting and starts kmmpd.
+    match claim::release(&fs, &claimed.block, &[claimed.on_disk])? {
+        Release::Clean(_) => {}
+        Release::NotOurs(found) => {
+            js.result = "lost";
+            js.message = format!(
+                "'{dev}': lost the claim at the handoff: node '{}' wrote sequence {:#010x}; not mounting",
+                found.nodename(),
+                found.mmp_seq
+            );
+            return finish(js, exit::UNSAFE);
+        }
+    }
+    let clean_at = Instant::now();
+    drop(fs);
+    let mut cmd = Command::new("mount");
+    cmd.arg("-t").arg(&args.fstype);
+    if let Some(o) = &args.options {
+        cmd.arg("-o").arg(o);
+    }
+    cmd.arg(path).arg(&args.dir);
+    let started = Instant::now();
+    js.handoff_window_ms = Some(started.duration_since(clean_at).as_secs_f64() * 1000.0);
+    let out = cmd.output();
+    js.mount_seconds = Some(started.elapsed().as_secs_f64());
+    match out {
+        Ok(o) if o.status.success() => {
+            js.mounted = true;
+            js.result = "mounted";
+            js.message = format!(
+                "mounted '{dev}' on {dir}: claimed with sequence {:#010x} in {:.1} s, CLEAN written and mount started {:.1} ms later; the kernel (kmmpd) holds it now",
+                claimed.block.mmp_seq,
+                js.claim_seconds,
+                js.handoff_window_ms.unwrap_or(0.0)
+            );
+            finish(js, exit::OK)
+        }
+        Ok(o) => {
+            js.result = "mount_failed";
+            js.message = format!(
+                "mount(8) failed ({}): {}; the MMP block was left CLEAN",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+            finish(js, exit::ERROR)
+        }
+        Err(e) => {
+            js.result = "mount_failed";
+            js.message = format!("cannot run mount(8): {e}; the MMP block was left CLEAN");
+            finish(js, exit::ERROR)
+        }
+    }
+}

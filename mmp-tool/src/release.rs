@@ -1,0 +1,121 @@
+//! `mmp-tool release`: set the MMP block back to CLEAN after `mmp-tool claim`, but only if it
+//! still holds our claim.
+
+use crate::claim::{local_mmpd, open_fs_rw, read_claim_record, remove_claim_record};
+use crate::cli::DeviceArg;
+use crate::common::{print_json, print_out};
+use crate::exit::{self, Outcome};
+use clap::Args;
+use libmmp::claim::{local_nodename, wall_now};
+use libmmp::holder;
+use libmmp::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
+use serde::Serialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Release even without a claim recorded on this host, if the block names this node
+    /// (`--node-name`) and holds a live sequence (e.g. after a reboot emptied /run).
+    #[arg(long)]
+    pub force: bool,
+    /// This node's name in the MMP block, for `--force` [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// mmpd's run directory and the claim records [default: $MMPD_RUN_DIR or /run/mmpd].
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct ReleaseJson {
+    device: String,
+    released: bool,
+    result: &'static str,
+    message: String,
+}
+
+pub fn run(args: &ReleaseArgs) -> Outcome {
+    let path = &args.dev.device;
+    let dev = path.display().to_string();
+    let run_dir = args
+        .run_dir
+        .clone()
+        .unwrap_or_else(holder::run_dir_from_env);
+    let node = args.node_name.clone().unwrap_or_else(local_nodename);
+    let done = |released: bool, result: &'static str, message: String| -> Outcome {
+        if args.json {
+            print_json(&ReleaseJson {
+                device: dev.clone(),
+                released,
+                result,
+                message,
+            })?;
+        } else if released {
+            print_out(&format!("mmp-tool: {message}\n"))?;
+        } else {
+            eprintln!("mmp-tool: {message}");
+        }
+        Ok(if released { exit::OK } else { exit::UNSAFE })
+    };
+    if let Some(msg) = local_mmpd(&run_dir, path) {
+        return done(false, "held_by_local_mmpd", msg);
+    }
+    let fs = open_fs_rw(path)?;
+    let blk = fs.read_mmp()?;
+    if blk.mmp_seq == EXT4_MMP_SEQ_CLEAN {
+        remove_claim_record(&run_dir, path);
+        return done(
+            true,
+            "already_clean",
+            format!("'{dev}': MMP is already clean"),
+        );
+    }
+    let record = read_claim_record(&run_dir, path);
+    let ours = match &record {
+        Some(r) => r.seq == blk.mmp_seq && r.node_name == blk.nodename(),
+        None => {
+            args.force && blk.nodename() == node && matches!(blk.seq_class(), SeqClass::Live(_))
+        }
+    };
+    if !ours {
+        let why = match &record {
+            Some(r) => format!(
+                "our claim was sequence {:#010x} as node '{}'",
+                r.seq, r.node_name
+            ),
+            None if args.force => {
+                format!("it does not name this node ('{node}') with a live sequence")
+            }
+            None => "no claim by this host is recorded (use --force if the block names this node)"
+                .to_string(),
+        };
+        return done(
+            false,
+            "not_ours",
+            format!(
+                "'{dev}': NOT released: the MMP block holds sequence {:#010x} from node '{}' device '{}', and {why}. Another node may be using it; nothing was written.",
+                blk.mmp_seq,
+                blk.nodename(),
+                blk.bdevname()
+            ),
+        );
+    }
+    let mut clean = blk.clone();
+    clean.mmp_seq = EXT4_MMP_SEQ_CLEAN;
+    clean.mmp_time = wall_now();
+    fs.write_mmp_synced(&clean)?;
+    remove_claim_record(&run_dir, path);
+    done(
+        true,
+        "released",
+        format!(
+            "released '{dev}': the MMP block (sequence {:#010x}) is CLEAN now",
+            blk.mmp_seq
+        ),
+    )
+}
