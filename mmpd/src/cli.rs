@@ -162,6 +162,13 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+impl Cli {
+    /// No arguments at all (for callers that merge a configuration file alone).
+    pub fn empty() -> Self {
+        Cli::parse_from(["mmpd"])
+    }
+}
+
 fn parse_interval(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
