@@ -778,6 +778,15 @@ pub fn enable<D: BlockIo>(
     // ext2fs_new_block3 with goal 0: the first zero bit from s_first_data_block.
     let mut found = None;
     for g in 0..geo.group_count {
+        let d = gt.desc(g);
+        if geo.desc_csum.enabled()
+            && d.bg_flags & EXT2_BG_BLOCK_UNINIT != 0
+            && d.bg_free_blocks_count == 0
+        {
+            // All metadata: nothing to find, and building its bitmap (which looks at every
+            // group's descriptor) for each such group would make a full scan quadratic.
+            continue;
+        }
         let (bm, uninit) = load_bitmap(fs, &geo, &gt, g)?;
         if let Some(bit) = first_zero(&bm, geo.group_blocks(g) as usize) {
             found = Some((g, bit, bm, uninit));

@@ -1043,3 +1043,39 @@ fn gdt_csum_images_have_superblock_state_in_backups_cleared() {
     b.copy_from_slice(&img[o..o + SUPERBLOCK_SIZE]);
     assert_eq!(superblock_state(&b), 0);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Corrupt metadata never makes an edit panic: every edit either refuses or leaves an image
+    /// whose primary superblock still parses.
+    #[test]
+    fn edits_never_panic_on_corrupt_images(
+        flips in proptest::collection::vec((0usize..24 * 1024, proptest::prelude::any::<u8>()), 1..8),
+        csum in 0u8..4,
+        fill in proptest::prelude::any::<bool>(),
+    ) {
+        let spec = Spec {
+            csum: [Csum::None, Csum::Gdt, Csum::Meta, Csum::MetaSeed][csum as usize],
+            fill_group0: fill,
+            ..Spec::default()
+        };
+        for base in [build(spec), enabled(spec)] {
+            let mut img = base.clone();
+            for &(pos, v) in &flips {
+                img[pos] ^= v;
+            }
+            let clock = FakeClock::default();
+            if let Ok(fs) = MmpFs::open(MemDevice::new("mem.img", img.clone())) {
+                if enable(&fs, None, &env()).is_ok() {
+                    proptest::prop_assert!(Superblock::parse(&fs.device().snapshot()[1024..2048]).is_ok());
+                }
+            }
+            if let Ok(fs) = MmpFs::open(MemDevice::new("mem.img", img.clone())) {
+                let _ = clear(&fs, &env(), &clock, true, &mut no_progress());
+                let _ = disable(&fs, &env(), &clock, Settle::For(CLAIM_SETTLE), &mut no_progress());
+                let _ = set_interval(&fs, 3, &env(), &clock, Settle::For(CLAIM_SETTLE), &mut no_progress());
+            }
+        }
+    }
+}
