@@ -568,6 +568,7 @@ impl Daemon {
                 }
                 if !self.shutting_down {
                     self.ready_sent = true;
+                    self.last_status = now;
                     let status = self.status_line();
                     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
                     tracing::info!("ready: {status}");
