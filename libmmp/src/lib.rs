@@ -10,6 +10,7 @@
 //! - [`edit`]: enable, disable, interval and clear on an unmounted filesystem.
 //! - [`busy`]: whether this host uses a device (mounts, loop devices, holders).
 
+pub mod area;
 pub mod busy;
 pub mod check;
 pub mod claim;
