@@ -142,6 +142,9 @@ pub struct NotifyOpts {
     /// Maximum datagrams per second over all clients.
     #[arg(long, value_name = "PPS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate: u32,
+    /// Maximum requests awaiting a reply, over all clients.
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: u32,
     /// rpcbind port on the clients (only for tests with a non-standard rpcbind).
     #[arg(long, value_name = "PORT", default_value_t = 111, hide = true)]
     pub rpcbind_port: u16,
@@ -439,6 +442,7 @@ fn notify_config(
     c.initial_timeout = o.retry_interval.max(Duration::from_millis(10));
     c.max_timeout = o.max_retry_interval.max(c.initial_timeout);
     c.max_rate = o.rate;
+    c.max_in_flight = o.window as usize;
     c.rpcbind_port = o.rpcbind_port;
     c
 }

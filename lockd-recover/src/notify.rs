@@ -62,6 +62,9 @@ pub struct NotifyConfig {
     pub rpcbind_port: u16,
     /// Packets per second, all clients together.
     pub max_rate: u32,
+    /// Requests awaiting a reply, all clients together. Bounds the queue at a slow peer (or a
+    /// congested path) so that bursts are not dropped and paid for with back-off.
+    pub max_in_flight: usize,
     pub initial_timeout: Duration,
     pub max_timeout: Duration,
     /// Give up on clients not reached after this long (their records stay in `sm.bak/`).
@@ -80,6 +83,7 @@ impl NotifyConfig {
             short_names: true,
             rpcbind_port: nsm::RPCBIND_PORT,
             max_rate: 10_000,
+            max_in_flight: 256,
             initial_timeout: Duration::from_millis(1000),
             max_timeout: Duration::from_secs(30),
             deadline: Duration::from_secs(120),
@@ -205,6 +209,8 @@ struct Target {
     done_at: Option<Instant>,
     record_removed: bool,
     acknowledged: Vec<String>,
+    /// A request is out and its retry time has not come yet.
+    awaiting: bool,
 }
 
 /// The names to send: `base`, then `base` cut at its first dot (sm-notify
@@ -454,6 +460,7 @@ pub fn run(cfg: &NotifyConfig) -> Result<NotifyReport, NotifyError> {
                 done_at: None,
                 record_removed: false,
                 acknowledged: Vec::new(),
+                awaiting: false,
             });
         }
     }
@@ -601,11 +608,23 @@ pub fn run(cfg: &NotifyConfig) -> Result<NotifyReport, NotifyError> {
         bucket.refill(now);
         let n = targets.len();
         let mut rate_limited = false;
+        let mut in_flight = 0usize;
+        for t in targets.iter_mut() {
+            if t.awaiting && t.next_send <= now {
+                t.awaiting = false; // timed out: due for a retry
+            }
+            in_flight += usize::from(t.awaiting);
+        }
         for step in 0..n {
             let i = (cursor + step) % n;
             let t = &targets[i];
             if !matches!(t.phase, Phase::Lookup | Phase::Notify) || t.next_send > now {
                 continue;
+            }
+            if in_flight >= cfg.max_in_flight.max(1) {
+                // Replies (or retry times) wake us up again.
+                cursor = i;
+                break;
             }
             if !bucket.take() {
                 cursor = i;
@@ -793,6 +812,7 @@ fn send_one(
         },
     );
     t.packets += 1;
+    t.awaiting = true;
     t.sends_in_phase += 1;
     t.next_send = now + t.timeout;
     t.timeout = (t.timeout * 2).min(cfg.max_timeout);
@@ -826,6 +846,7 @@ fn handle_reply(
         return false;
     };
     let t = &mut targets[p.idx];
+    t.awaiting = false;
     if t.phase != p.phase || t.name_idx != p.name_idx {
         // A late answer to an earlier retransmission of a step already completed.
         return true;

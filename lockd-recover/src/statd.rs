@@ -577,8 +577,9 @@ impl StatdDir {
             return Ok(false);
         }
         if kept.iter().all(|b| b.is_ascii_whitespace()) {
+            // No directory fsync here (nfs-utils does none either): if the unlink is lost in a
+            // crash, the client is merely notified once more on the next run.
             fs::remove_file(&path).map_err(io_err("cannot remove", &path))?;
-            sync_dir(&dir)?;
         } else {
             atomic_replace(&dir, host, &kept, owner_of(&md))?;
         }
