@@ -145,6 +145,25 @@ claiming, and reads the block exactly then, mounts too: that is the kernel's own
 Exit status: 0 mounted, 1 refused (as for claim), 2 error (including a failed mount(8); the block
 is then left CLEAN).")]
     Mount(crate::mount::MountArgs),
+
+    /// Make an MMP area on a small device or file, for XFS, btrfs or raw devices.
+    #[command(long_about = "\
+Make an MMP area: the ext4 multiple-mount protection for a filesystem that has none of its own
+(XFS, btrfs) or for a raw device, on a small dedicated device, partition or file (8 KiB is
+enough; a missing file is created). The area holds an ext4-like superblock that no kernel or
+e2fsprogs will mount or open (an unknown incompatible feature bit) and an MMP block in the same
+format as ext4's, so `mmpd`, `check`, `status`, `claim` and `release` work on it unchanged.
+
+Hold the area with mmpd on the node that uses the protected filesystem, and mount that
+filesystem only while mmpd holds the area (BindsTo= and After= mmpd@NAME.service). The kernel
+does not look at the area: only nodes that go through mmpd or mmp-tool are kept out.
+
+Refuses (writing nothing) when a local mmpd holds the area, when the area's MMP block is not
+CLEAN, or when libblkid finds a filesystem or other signature on the device; --force overrides
+the last two.
+
+Exit status: 0 formatted, 1 the area is (or may be) in use, 2 error or a signature found.")]
+    FormatArea(crate::format_area::FormatAreaArgs),
 }
 
 #[derive(Debug, Args)]

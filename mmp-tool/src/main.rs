@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod dump;
 mod exit;
+mod format_area;
 mod mount;
 mod release;
 mod status;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Command::Claim(a) => claim::run(a),
         Command::Release(a) => release::run(a),
         Command::Mount(a) => mount::run(a),
+        Command::FormatArea(a) => format_area::run(a),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

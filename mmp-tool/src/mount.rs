@@ -82,6 +82,13 @@ pub fn run(args: &MountArgs) -> Outcome {
     }
     let fs = open_fs_rw(path)?;
     fs.require_mmp()?;
+    if libmmp::area::is_area(fs.superblock()) {
+        js.result = "mmp_area";
+        js.message = format!(
+            "'{dev}' is an MMP area, not a filesystem: hold it with mmpd and mount the filesystem it protects while mmpd holds it; nothing was written"
+        );
+        return finish(js, exit::ERROR);
+    }
     let claimed = match run_claim(&fs, flags) {
         Ok(c) => c,
         Err(e) => {
