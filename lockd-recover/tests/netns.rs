@@ -327,7 +327,38 @@ fn nfs_utils_formats_interop() {
         );
     }
 
-    // 5. `show` reads statd's directory without complaint.
+    // 5. IPv6: a client at ::1 is found through RPCBPROC_GETADDR (rpcbind v3, netid udp6).
+    let v6 = lab.dir.path().join("server6");
+    let d6 = StatdDir::create(&v6).unwrap();
+    d6.add_record(
+        RecordDir::Sm,
+        "::1",
+        &MonitorRecord::lockd("::1", "v6srv", [6; 16]),
+    )
+    .unwrap();
+    let before = lab.notifies().len();
+    let o = lab
+        .cmd(BIN)
+        .args(["notify", "--json", "--deadline", "5", "--state-dir"])
+        .arg(&v6)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(json(&o)["notified"], 1);
+    let seen = lab.wait_notifies(before + 1);
+    assert!(
+        seen[before..]
+            .iter()
+            .any(|(m, ip, _)| m == "v6srv" && ip == "::1"),
+        "{seen:?}"
+    );
+
+    // 6. `show` reads statd's directory without complaint.
     let o = std::process::Command::new(BIN)
         .args(["show", "--json", "--state-dir"])
         .arg(&peer)
