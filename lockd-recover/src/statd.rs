@@ -785,6 +785,48 @@ mod tests {
     }
 
     #[test]
+    fn atomic_rewrites_keep_the_owner() {
+        if !nix::unistd::geteuid().is_root() {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "needs root under CI=true"
+            );
+            eprintln!("SKIP atomic_rewrites_keep_the_owner: not root");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let d = StatdDir::create(t.path()).unwrap();
+        let state = t.path().join(STATE_FILE);
+        fs::write(&state, 3i32.to_ne_bytes()).unwrap();
+        std::os::unix::fs::chown(&state, Some(65534), Some(65534)).unwrap();
+        d.bump_state(true).unwrap();
+        let md = fs::metadata(&state).unwrap();
+        assert_eq!((md.uid(), md.gid()), (65534, 65534));
+        let a = MonitorRecord::lockd("10.0.0.5", "a", [1; 16]);
+        let b = MonitorRecord::lockd("10.0.0.5", "b", [2; 16]);
+        d.add_record(RecordDir::SmBak, "h", &a).unwrap();
+        d.add_record(RecordDir::SmBak, "h", &b).unwrap();
+        let rec = d.dir(RecordDir::SmBak).join("h");
+        std::os::unix::fs::chown(&rec, Some(65534), Some(65534)).unwrap();
+        assert!(d.remove_record(RecordDir::SmBak, "h", &a).unwrap());
+        let md = fs::metadata(&rec).unwrap();
+        assert_eq!(
+            (md.uid(), md.gid(), md.mode() & 0o777),
+            (65534, 65534, 0o600)
+        );
+        // New files take the owner of sm/, like statd running as that user would create them.
+        std::os::unix::fs::chown(d.dir(RecordDir::Sm), Some(65534), Some(65534)).unwrap();
+        d.add_record(RecordDir::Sm, "new", &a).unwrap();
+        assert_eq!(
+            fs::metadata(d.dir(RecordDir::Sm).join("new"))
+                .unwrap()
+                .uid(),
+            65534
+        );
+    }
+
+    #[test]
     fn symlinked_state_file_is_refused() {
         let t = tempfile::tempdir().unwrap();
         let d = StatdDir::create(t.path()).unwrap();
