@@ -40,10 +40,12 @@ HOLDER=$!; PIDS+=("$HOLDER")
 for _ in $(seq 100); do [ "$(cat /proc/$HOLDER/comm 2>/dev/null)" = sleep ] && break; sleep 0.05; done
 in_ns() { nsenter -t "$HOLDER" -m -n -- "$@"; }
 
-in_ns rpcbind -f -w >"$WORK/rpcbind.log" 2>&1 & PIDS+=($!)
+# Started with nsenter directly (it execs the daemon), not through the in_ns function: a
+# function in the background runs in a subshell, and $! would be that subshell, not the daemon.
+nsenter -t "$HOLDER" -m -n -- rpcbind -f -w >"$WORK/rpcbind.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do in_ns rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.05; done
 mkdir -p "$WORK/peer/sm" "$WORK/peer/sm.bak"
-in_ns rpc.statd -F -L -P "$WORK/peer" >"$WORK/statd.log" 2>&1 & PIDS+=($!)
+nsenter -t "$HOLDER" -m -n -- rpc.statd -F -L -P "$WORK/peer" >"$WORK/statd.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do in_ns rpcinfo -p 127.0.0.1 2>/dev/null | grep -q status && break; sleep 0.05; done
 
 make_dir() { # DIR N
