@@ -287,3 +287,65 @@ fn file_fsck_sequence_is_refused_with_3() {
         libmmp::mmp::EXT4_MMP_SEQ_FSCK
     );
 }
+
+#[test]
+fn file_two_devices_one_fenced_by_command_the_other_still_held() {
+    if !can_make_images("file_two_devices_one_fenced_by_command_the_other_still_held") {
+        return;
+    }
+    let img = Image::new();
+    let img2 = Image::new();
+    let marker = img.file("fenced");
+    let cmd = format!("echo \"$MMPD_DEVICE\" >> '{}'", marker.display());
+    let mut d = mmpd(
+        &img,
+        "mmpd",
+        &[
+            "--fence",
+            "command",
+            "--fence-command",
+            &cmd,
+            img.path.to_str().unwrap(),
+            img2.path.to_str().unwrap(),
+        ],
+    );
+    // READY=1 (the "ready:" log line) only once both are claimed.
+    assert!(d.wait_log("ready:", CLAIM), "{}", d.log());
+    let ready_line = d
+        .log()
+        .lines()
+        .find(|l| l.contains("ready:"))
+        .unwrap()
+        .to_string();
+    assert!(
+        ready_line.contains(img.path.to_str().unwrap())
+            && ready_line.contains(img2.path.to_str().unwrap()),
+        "{ready_line}"
+    );
+    write_foreign(&img.path, 0x0BAD_0006, "intruder");
+    assert!(
+        wait_for(Duration::from_secs(5), || marker.exists()),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        img.path.to_str().unwrap()
+    );
+    // The other device is still held: its sequence keeps moving, and mmpd keeps running.
+    let s1 = read_block(&img2.path).mmp_seq;
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_ne!(read_block(&img2.path).mmp_seq, s1);
+    assert_eq!(d.try_code(), None, "{}", d.log());
+    let st = holder::local_holder(&img.file("run"), &img.path)
+        .unwrap()
+        .expect("state of the fenced device");
+    assert_eq!(st.state, "fenced");
+    assert!(st.reason.contains("ANOTHER WRITER"), "{st:?}");
+    // Release: the held one becomes CLEAN, the fenced one keeps the intruder's block; the
+    // exit status says a device was lost.
+    d.signal(Signal::SIGTERM);
+    assert_eq!(d.wait_code(Duration::from_secs(10)), Some(1), "{}", d.log());
+    assert_eq!(read_block(&img2.path).mmp_seq, EXT4_MMP_SEQ_CLEAN);
+    assert_eq!(read_block(&img.path).mmp_seq, 0x0BAD_0006);
+}
