@@ -28,6 +28,11 @@ EXIT STATUS (compatible with e2mmpstatus where it applies):
      filesystem; treat anything but 0 and 1 as an error in scripts that run either)
   3  undecided: `check --timeout` ran out before the wait ended and nothing changed so far
 
+  enable, disable, interval and clear: 0 done (or nothing to do); 1 refused because the
+  filesystem is in use (mounted or attached on this host, MMP block live or FSCK, or it changed
+  while watched); 2 refused for any other reason (unsupported features, journal needs
+  recovery, inconsistent metadata) or a failed write. Nothing is written when refused.
+
 FAILOVER SCRIPT EXAMPLE:
   # On the node taking over, after fencing the old one:
   if mmp-tool check /dev/mapper/shared; then
@@ -100,6 +105,7 @@ the wait a check would need. The block is shown even when its magic or checksum 
 
 Exit status: 0 printed, 2 error.")]
     Dump(DumpArgs),
+
     /// Claim the device for this node with the MMP protocol (also when CLEAN), for scripts.
     #[command(long_about = "\
 Claim the device for this node, once: refuse FSCK, an unknown sequence or a bad checksum; watch a
@@ -164,6 +170,84 @@ the last two.
 
 Exit status: 0 formatted, 1 the area is (or may be) in use, 2 error or a signature found.")]
     FormatArea(crate::format_area::FormatAreaArgs),
+
+    /// Turn MMP on for an unmounted filesystem (what `tune2fs -O mmp` does, without the wait).
+    #[command(long_about = "\
+Turn multiple-mount protection on for an unmounted ext4 filesystem, natively: what
+`tune2fs -O mmp` does, without its wait.
+
+The MMP block is allocated where e2fsprogs puts it (the first free block from the start of the
+filesystem), zeroed, and given a CLEAN MMP structure; the block bitmap (built first if the group
+was never initialised), the group's free count and checksums, the superblock (feature, block,
+interval, free count, checksum) and every backup superblock and descriptor table are updated.
+The writes are ordered so that a crash at any point leaves a filesystem `e2fsck -fy` repairs.
+
+Nothing is written, and the reason and next step are printed, if the device is mounted or
+attached to a loop device on this host or cannot be opened exclusively, the journal needs
+recovery, the superblock checksum is bad, the metadata is inconsistent, or the filesystem uses
+features this tool does not edit (bigalloc, meta_bg, an external journal device, unknown
+features: use tune2fs for those). An already enabled, clean filesystem is left alone.
+
+MMP only protects against nodes that mount after it is on: enable it before the filesystem is
+shared, and mount it on one node at a time.
+
+Exit status: 0 done (or already enabled), 1 refused because the filesystem is in use (mounted
+here, or its MMP block is live or FSCK), 2 refused for any other reason or failed.")]
+    Enable(EnableArgs),
+
+    /// Turn MMP off for an unmounted filesystem, freeing and zeroing its block.
+    #[command(long_about = "\
+Turn multiple-mount protection off for an unmounted ext4 filesystem: what `tune2fs -O ^mmp`
+does, without its wait and without leaving an FSCK sequence in the freed block.
+
+The MMP block must be CLEAN. It is first claimed with a live sequence and watched for 2 s
+(--full-wait: the kernel's full wait, as e2fsprogs does), so that a node starting to mount at the
+same moment either refuses or is seen, and the edit stops. Then the superblock drops the
+feature, the old block is zeroed and freed (bitmap, group free count and checksums), and the
+backups are rewritten. A crash at any point leaves a filesystem `e2fsck -fy` repairs.
+
+Refused, with nothing written, when the device is mounted or attached here, its MMP block is
+live (mounted elsewhere, or its node crashed), FSCK, unknown or corrupt, the journal needs
+recovery, the superblock checksum is bad, or it uses features this tool does not edit. A
+filesystem without MMP is left alone.
+
+Exit status: 0 done (or MMP already off), 1 refused because the filesystem is in use (mounted
+here, MMP block not clean, or it changed while watched), 2 refused for any other reason or
+failed.")]
+    Disable(DisableArgs),
+
+    /// Set the MMP update interval of an unmounted filesystem.
+    #[command(long_about = "\
+Set the MMP update interval (seconds between two updates of the MMP block by the node that has
+the filesystem mounted; 1 to 300, default 5 when MMP is enabled). A mount after a crash waits
+2 * min(2*CI+1, CI+60) seconds, where CI, the check interval the crashed node published, is
+about twice its update interval and at least 5 s: 42 s with the default 5 s, 22 s with 1 s. A
+short interval means faster failover and more writes.
+
+Unlike `tune2fs -E mmp_update_interval=N`, the MMP block's check interval is rewritten too
+(max(N, 5)), so the two never disagree. The block is claimed and watched first, as for
+`disable`; the same refusals apply.
+
+Exit status: 0 done (or already set), 1 refused because the filesystem is in use, 2 refused for
+any other reason or failed.")]
+    Interval(IntervalArgs),
+
+    /// Reset a stuck MMP block (FSCK from a killed e2fsck, garbage) to CLEAN.
+    #[command(long_about = "\
+Reset the MMP block to CLEAN, like `tune2fs -f -E clear_mmp`: for a block left holding FSCK by a
+killed e2fsck, tune2fs or debugfs (\"fsck is running on the filesystem\" at mount), an unknown
+sequence, a stale live sequence, or garbage.
+
+Unlike tune2fs, the block is first watched for the kernel's full wait (min(2*CI+1, CI+60)
+seconds, with CI the check interval, 11 s by default) and nothing is written if it changes at
+all: then a node is using the filesystem. --force skips the watch; use it only when you know
+that no node has the filesystem open. Only the MMP block is written, so this works even when
+the journal needs recovery (e2fsck needs a clean MMP block to run). A clean block is left alone.
+A device mounted or attached on this host is always refused.
+
+Exit status: 0 done (or already clean), 1 refused because the block changed while watched or the
+filesystem is in use here, 2 refused for any other reason or failed.")]
+    Clear(ClearArgs),
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +295,66 @@ pub struct DumpArgs {
     /// Print a JSON object on stdout instead of text (same fields as `status --json`).
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EnableArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// MMP update interval in seconds (1 to 300).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u16).range(1..=300))]
+    pub interval: Option<u16>,
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DisableArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// Watch the claimed MMP block for the kernel's full wait (11 s by default) instead of 2 s.
+    #[arg(long)]
+    pub full_wait: bool,
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Never show the countdown, even on a terminal.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IntervalArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// The new MMP update interval in seconds (1 to 300).
+    #[arg(value_name = "SECONDS", value_parser = clap::value_parser!(u16).range(1..=300))]
+    pub seconds: u16,
+    /// Watch the claimed MMP block for the kernel's full wait (11 s by default) instead of 2 s.
+    #[arg(long)]
+    pub full_wait: bool,
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Never show the countdown, even on a terminal.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClearArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// Do not watch the block first: reset it at once. Only when no node can be using it.
+    #[arg(long)]
+    pub force: bool,
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Never show the countdown, even on a terminal.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {

@@ -1,13 +1,15 @@
 //! Shared pieces of the subcommands: opening a device, the block report, output helpers.
 
+use crate::exit::{self, Outcome, ToolError};
 use libmmp::check::{check_interval, wait_time};
 use libmmp::device::{Access, Device};
+use libmmp::edit::{self, EditError, EditReport};
 use libmmp::fs::{ChecksumStatus, MmpFs};
 use libmmp::mmp::{MmpBlock, EXT4_MMP_MAGIC};
 use libmmp::probe;
 use libmmp::Error;
 use serde::Serialize;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,16 +18,139 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub fn open_fs(path: &Path) -> Result<MmpFs<Device>, Error> {
     let dev = Device::open(path, Access::ReadOnly)?;
     match MmpFs::open(dev) {
-        Err(Error::NotExt4 { device, .. }) => {
-            let id = probe::identify(path);
-            let found = match (id.fs_type, id.ambivalent) {
-                (Some(t), _) => Some(t),
-                (None, true) => Some("several conflicting signatures".to_string()),
-                (None, false) => None,
-            };
-            Err(Error::NotExt4 { device, found })
+        Err(Error::NotExt4 { device, .. }) => Err(not_ext4(path, device)),
+        other => other,
+    }
+}
+
+/// "Not ext4", with what libblkid sees on `path` instead.
+fn not_ext4(path: &Path, device: String) -> Error {
+    let id = probe::identify(path);
+    let found = match (id.fs_type, id.ambivalent) {
+        (Some(t), _) => Some(t),
+        (None, true) => Some("several conflicting signatures".to_string()),
+        (None, false) => None,
+    };
+    Error::NotExt4 { device, found }
+}
+
+/// Open `path` for `enable`/`disable`/`interval`/`clear`: refused if this host uses it, then
+/// opened exclusively (see `libmmp::edit::open_for_edit`).
+pub fn open_fs_for_edit(path: &Path) -> Result<MmpFs<Device>, EditError> {
+    match edit::open_for_edit(path) {
+        Err(EditError::Fs(Error::NotExt4 { device, .. })) => {
+            Err(EditError::Fs(not_ext4(path, device)))
         }
         other => other,
+    }
+}
+
+/// A countdown on stderr while an edit watches the MMP block, when stderr is a terminal.
+pub struct Countdown {
+    tty: bool,
+    shown: bool,
+    last: u64,
+    label: String,
+}
+
+impl Countdown {
+    pub fn new(quiet: bool, label: String) -> Self {
+        Countdown {
+            tty: !quiet && io::stderr().is_terminal(),
+            shown: false,
+            last: u64::MAX,
+            label,
+        }
+    }
+
+    pub fn tick(&mut self, elapsed: Duration, total: Duration) {
+        if !self.tty {
+            return;
+        }
+        let left = total.saturating_sub(elapsed).as_secs();
+        if left != self.last {
+            self.last = left;
+            self.shown = true;
+            let mut e = io::stderr().lock();
+            let _ = write!(
+                e,
+                "\rmmp-tool: {} for {} s: {left:>3} s left ",
+                self.label,
+                total.as_secs()
+            );
+            let _ = e.flush();
+        }
+    }
+}
+
+impl Drop for Countdown {
+    fn drop(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+/// `--json` output of an edit.
+#[derive(Serialize)]
+struct EditJson<'a> {
+    ok: bool,
+    exit_code: u8,
+    message: String,
+    #[serde(flatten)]
+    report: &'a EditReport,
+}
+
+/// `--json` output of a refused or failed edit.
+#[derive(Serialize)]
+struct RefusalJson<'a> {
+    ok: bool,
+    action: &'a str,
+    device: String,
+    changed: bool,
+    reason: &'static str,
+    exit_code: u8,
+    message: String,
+}
+
+/// Print the outcome of an edit (`describe` words a success) and map it to an exit code.
+pub fn finish_edit(
+    action: &str,
+    path: &Path,
+    json: bool,
+    result: Result<EditReport, EditError>,
+    describe: impl FnOnce(&EditReport) -> String,
+) -> Outcome {
+    match result {
+        Ok(r) => {
+            let message = describe(&r);
+            if json {
+                print_json(&EditJson {
+                    ok: true,
+                    exit_code: exit::OK,
+                    message,
+                    report: &r,
+                })?;
+            } else {
+                print_out(&format!("mmp-tool: {message}\n"))?;
+            }
+            Ok(exit::OK)
+        }
+        Err(e) => {
+            let err = ToolError::Edit(e);
+            if let (true, ToolError::Edit(e)) = (json, &err) {
+                print_json(&RefusalJson {
+                    ok: false,
+                    action,
+                    device: path.display().to_string(),
+                    changed: false,
+                    reason: e.reason(),
+                    exit_code: err.exit_code(),
+                    message: e.to_string(),
+                })?;
+            }
+            Err(err)
+        }
     }
 }
 

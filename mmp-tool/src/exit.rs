@@ -15,6 +15,9 @@ pub enum ToolError {
     Mmp(#[from] libmmp::Error),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
+    /// `enable`, `disable`, `interval`, `clear`: refused or failed.
+    #[error(transparent)]
+    Edit(#[from] libmmp::edit::EditError),
 }
 
 impl ToolError {
@@ -22,6 +25,8 @@ impl ToolError {
         match self {
             // e2mmpstatus maps EXT2_ET_MMP_CSUM_INVALID to 1.
             ToolError::Mmp(e) if e.is_bad_mmp_checksum() => UNSAFE,
+            // The filesystem is in use (mounted here, MMP live or FSCK, changed while watched).
+            ToolError::Edit(e) if e.is_in_use() => UNSAFE,
             _ => ERROR,
         }
     }

@@ -2,11 +2,15 @@
 
 mod check;
 mod claim;
+mod clear;
 mod cli;
 mod common;
+mod disable;
 mod dump;
+mod enable;
 mod exit;
 mod format_area;
+mod interval;
 mod mount;
 mod release;
 mod status;
@@ -41,6 +45,10 @@ fn main() -> ExitCode {
         Command::Release(a) => release::run(a),
         Command::Mount(a) => mount::run(a),
         Command::FormatArea(a) => format_area::run(a),
+        Command::Enable(a) => enable::run(a),
+        Command::Disable(a) => disable::run(a),
+        Command::Interval(a) => interval::run(a),
+        Command::Clear(a) => clear::run(a),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),

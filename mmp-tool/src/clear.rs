@@ -1,0 +1,46 @@
+//! `mmp-tool clear`: reset a stuck MMP block to CLEAN after watching it (libmmp::edit::clear).
+
+use crate::cli::ClearArgs;
+use crate::common::{finish_edit, open_fs_for_edit, Countdown};
+use crate::exit::Outcome;
+use libmmp::check::SystemClock;
+use libmmp::edit::{self, EditEnv, EditReport};
+
+pub fn run(args: &ClearArgs) -> Outcome {
+    let path = &args.dev.device;
+    let env = EditEnv::for_device(&path.display().to_string());
+    let mut countdown = Countdown::new(
+        args.quiet,
+        format!("watching the MMP block of {}", path.display()),
+    );
+    let result = open_fs_for_edit(path).and_then(|fs| {
+        edit::clear(
+            &fs,
+            &env,
+            &SystemClock::default(),
+            args.force,
+            &mut |e, t| countdown.tick(e, t),
+        )
+    });
+    drop(countdown);
+    finish_edit("clear", path, args.json, result, describe)
+}
+
+fn describe(r: &EditReport) -> String {
+    let was = r.previous_state.unwrap_or("unknown").replace('_', " ");
+    if !r.changed {
+        return format!(
+            "the MMP block {} of {} is already clean; nothing written",
+            r.mmp_block, r.device
+        );
+    }
+    let watched = if r.watched_seconds > 0.0 {
+        format!("after it stayed unchanged for {:.1} s", r.watched_seconds)
+    } else {
+        "without watching it (--force)".to_string()
+    };
+    format!(
+        "reset the MMP block {} of {} from {was} to CLEAN {watched}",
+        r.mmp_block, r.device
+    )
+}

@@ -1,0 +1,43 @@
+//! `mmp-tool disable`: turn MMP off for an unmounted filesystem (libmmp::edit::disable).
+
+use crate::cli::DisableArgs;
+use crate::common::{finish_edit, open_fs_for_edit, Countdown};
+use crate::exit::Outcome;
+use libmmp::check::SystemClock;
+use libmmp::edit::{self, EditEnv, EditReport, Settle, CLAIM_SETTLE};
+
+pub fn run(args: &DisableArgs) -> Outcome {
+    let path = &args.dev.device;
+    let env = EditEnv::for_device(&path.display().to_string());
+    let settle = if args.full_wait {
+        Settle::Full
+    } else {
+        Settle::For(CLAIM_SETTLE)
+    };
+    let mut countdown = Countdown::new(
+        args.quiet,
+        format!("watching the claimed MMP block of {}", path.display()),
+    );
+    let result = open_fs_for_edit(path).and_then(|fs| {
+        edit::disable(&fs, &env, &SystemClock::default(), settle, &mut |e, t| {
+            countdown.tick(e, t)
+        })
+    });
+    drop(countdown);
+    finish_edit("disable", path, args.json, result, describe)
+}
+
+fn describe(r: &EditReport) -> String {
+    if !r.changed {
+        return format!("MMP is not enabled on {}; nothing written", r.device);
+    }
+    format!(
+        "disabled MMP on {}: block {} zeroed and freed (the claim was watched for {:.1} s); free blocks {} -> {}; {} backup superblock(s) and descriptor table(s) updated",
+        r.device,
+        r.mmp_block,
+        r.watched_seconds,
+        r.free_blocks_before,
+        r.free_blocks_after,
+        r.backup_groups.len()
+    )
+}

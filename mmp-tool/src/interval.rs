@@ -1,0 +1,50 @@
+//! `mmp-tool interval`: set the MMP update interval (libmmp::edit::set_interval).
+
+use crate::cli::IntervalArgs;
+use crate::common::{finish_edit, open_fs_for_edit, Countdown};
+use crate::exit::Outcome;
+use libmmp::check::SystemClock;
+use libmmp::edit::{self, EditEnv, EditReport, Settle, CLAIM_SETTLE};
+
+pub fn run(args: &IntervalArgs) -> Outcome {
+    let path = &args.dev.device;
+    let env = EditEnv::for_device(&path.display().to_string());
+    let settle = if args.full_wait {
+        Settle::Full
+    } else {
+        Settle::For(CLAIM_SETTLE)
+    };
+    let mut countdown = Countdown::new(
+        args.quiet,
+        format!("watching the claimed MMP block of {}", path.display()),
+    );
+    let result = open_fs_for_edit(path).and_then(|fs| {
+        edit::set_interval(
+            &fs,
+            args.seconds,
+            &env,
+            &SystemClock::default(),
+            settle,
+            &mut |e, t| countdown.tick(e, t),
+        )
+    });
+    drop(countdown);
+    finish_edit("interval", path, args.json, result, describe)
+}
+
+fn describe(r: &EditReport) -> String {
+    let ci = r.check_interval.unwrap_or(0);
+    if !r.changed {
+        return format!(
+            "the MMP update interval of {} is already {} s (check interval {ci} s); nothing written",
+            r.device, r.update_interval
+        );
+    }
+    format!(
+        "set the MMP update interval of {} to {} s and the check interval to {ci} s (the claim was watched for {:.1} s); {} backup superblock(s) updated",
+        r.device,
+        r.update_interval,
+        r.watched_seconds,
+        r.backup_groups.len()
+    )
+}

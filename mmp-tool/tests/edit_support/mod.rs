@@ -1,0 +1,286 @@
+//! Shared helpers of the `enable`/`disable`/`interval`/`clear` integration tests: real
+//! e2fsprogs, real loop devices and the real kernel, with everything created cleaned up.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use libmmp::device::{Access, Device};
+use libmmp::fs::MmpFs;
+use libmmp::layout::Geometry;
+use libmmp::superblock::Superblock;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A controlled mke2fs.conf, so that the matrix does not depend on the distribution's defaults.
+const MKE2FS_CONF: &str = "\
+[defaults]
+	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
+	blocksize = 4096
+	inode_size = 256
+	inode_ratio = 16384
+	lazy_itable_init = 1
+[fs_types]
+	ext4 = {
+		features = has_journal,extent,huge_file,dir_nlink,extra_isize
+	}
+	small = {
+	}
+	floppy = {
+	}
+";
+
+pub fn tool() -> &'static str {
+    env!("CARGO_BIN_EXE_mmp-tool")
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Whether the e2fsprogs and util-linux programs are here. Missing: skip with a message, or
+/// fail under CI=true.
+pub fn have_tools(test: &str) -> bool {
+    let missing: Vec<&str> = [
+        "mke2fs",
+        "e2fsck",
+        "tune2fs",
+        "dumpe2fs",
+        "e2mmpstatus",
+        "losetup",
+        "mount",
+        "umount",
+    ]
+    .into_iter()
+    .filter(|p| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {p}"))
+            .stdout(Stdio::null())
+            .status()
+            .map_or(true, |s| !s.success())
+    })
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "{test}: cannot run: missing programs {missing:?} (Debian: e2fsprogs, util-linux, mount)"
+    );
+    assert!(!ci(), "{msg} (CI=true: failing instead of skipping)");
+    eprintln!("SKIPPED {msg}");
+    false
+}
+
+/// Whether loop devices and mounts are possible (root, /dev/loop-control). Not: skip with a
+/// message, or fail under CI=true.
+pub fn have_root_loop(test: &str) -> bool {
+    let root = fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    let ok = root && Path::new("/dev/loop-control").exists();
+    if !ok {
+        let msg = format!("{test}: kernel part cannot run: needs root and loop devices");
+        assert!(!ci(), "{msg} (CI=true: failing instead of skipping)");
+        eprintln!("SKIPPED {msg}");
+    }
+    ok
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    out
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Run a program and insist on exit 0.
+pub fn ok(cmd: &mut Command) -> Output {
+    let o = run(cmd);
+    assert!(
+        o.status.success(),
+        "{cmd:?} failed ({}): {}",
+        o.status,
+        text(&o)
+    );
+    o
+}
+
+pub fn mkfs_cmd(dir: &Path) -> Command {
+    let conf = dir.join("mke2fs.conf");
+    if !conf.exists() {
+        fs::write(&conf, MKE2FS_CONF).unwrap();
+    }
+    let mut c = Command::new("mke2fs");
+    c.env("MKE2FS_CONFIG", conf)
+        .args(["-q", "-F", "-t", "ext4"]);
+    c
+}
+
+/// Make an image of `mib` MiB with `mke2fs -t ext4 ARGS`.
+pub fn mkfs(dir: &Path, name: &str, mib: u64, args: &[&str]) -> PathBuf {
+    let img = dir.join(format!("{name}.img"));
+    let f = fs::File::create(&img).unwrap();
+    f.set_len(mib << 20).unwrap();
+    drop(f);
+    ok(mkfs_cmd(dir).args(args).arg(&img));
+    img
+}
+
+/// Free blocks of each group, as dumpe2fs reports them.
+pub fn group_free_blocks(img: &Path) -> Vec<u64> {
+    let o = ok(Command::new("dumpe2fs").arg(img).stderr(Stdio::null()));
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .split_once(" free blocks, ")
+                .and_then(|(n, _)| n.parse().ok())
+        })
+        .collect()
+}
+
+/// Like [`mkfs`], but with group 0 completely full (a file made with `mke2fs -d` takes its
+/// free blocks), so that the first free block lies in a later group.
+pub fn mkfs_group0_full(dir: &Path, name: &str, mib: u64, args: &[&str], bs: u64) -> PathBuf {
+    let probe = mkfs(dir, &format!("{name}.probe"), mib, args);
+    let free0 = group_free_blocks(&probe)[0];
+    fs::remove_file(&probe).unwrap();
+    let src = dir.join(format!("{name}.src"));
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("fill"), vec![b'x'; (free0 * bs) as usize]).unwrap();
+    let mut a: Vec<&str> = args.to_vec();
+    let s = src.to_string_lossy().into_owned();
+    a.extend(["-d", s.as_str()]);
+    let img = mkfs(dir, name, mib, &a);
+    fs::remove_dir_all(&src).unwrap();
+    img
+}
+
+pub fn superblock(img: &Path) -> Superblock {
+    MmpFs::open(Device::open(img, Access::ReadOnly).unwrap())
+        .unwrap()
+        .superblock()
+        .clone()
+}
+
+pub fn geometry(img: &Path) -> Geometry {
+    Geometry::from_superblock(&superblock(img)).unwrap()
+}
+
+pub fn dumpe2fs_h(img: &Path) -> String {
+    text(&ok(Command::new("dumpe2fs").arg("-h").arg(img)))
+}
+
+pub fn e2fsck_n(img: &Path) -> Output {
+    run(Command::new("e2fsck").arg("-fn").arg(img))
+}
+
+/// `mmp-tool ARGS --json`: exit code and the JSON object it printed.
+pub fn tool_json(args: &[&str]) -> (i32, serde_json::Value, String) {
+    let o = run(Command::new(tool()).args(args).arg("--json"));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "mmp-tool {args:?} --json printed no JSON ({e}): {}",
+            text(&o)
+        )
+    });
+    (
+        o.status.code().unwrap_or(-1),
+        v,
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// A loop device attached to an image; detached on drop (even when the test panics).
+pub struct Loop {
+    pub dev: PathBuf,
+}
+
+impl Loop {
+    pub fn attach(img: &Path) -> Loop {
+        let o = ok(Command::new("losetup").args(["-f", "--show"]).arg(img));
+        Loop {
+            dev: PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
+        }
+    }
+
+    /// `loopN`
+    pub fn name(&self) -> String {
+        self.dev.file_name().unwrap().to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// A mount; unmounted on drop.
+pub struct Mount {
+    pub dir: PathBuf,
+}
+
+impl Mount {
+    pub fn new(dev: &Path, dir: &Path, opts: &str) -> Mount {
+        fs::create_dir_all(dir).unwrap();
+        ok(Command::new("mount")
+            .args(["-t", "ext4", "-o", opts])
+            .arg(dev)
+            .arg(dir));
+        Mount {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}
+
+/// Mount `dev` (ext4, rw) at `dir`, check that the kernel runs `kmmpd-<dev>`, and unmount, all
+/// inside a private mount namespace of a child shell. A mount in our own namespace would be
+/// copied into any namespace another process creates meanwhile (`unshare -m`, `ip netns exec`
+/// in concurrently running tests); such a copy keeps the filesystem alive after our umount, so
+/// kmmpd would never write CLEAN. In a private namespace nobody else can see the mount.
+pub fn kernel_mount_cycle(dev: &Path, dir: &Path) -> Result<(), String> {
+    fs::create_dir_all(dir).unwrap();
+    let name = dev.file_name().unwrap().to_string_lossy().into_owned();
+    let script = format!(
+        "mount -t ext4 -o noinit_itable '{dev}' '{dir}' || exit 3; \
+         if cat /proc/[0-9]*/comm 2>/dev/null | grep -qx 'kmmpd-{name}'; then r=0; else r=4; fi; \
+         umount '{dir}' || exit 5; exit $r",
+        dev = dev.display(),
+        dir = dir.display()
+    );
+    let o = run(Command::new("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]));
+    match o.status.code() {
+        Some(0) => Ok(()),
+        Some(3) => Err(format!("mount of {} failed: {}", dev.display(), text(&o))),
+        Some(4) => Err(format!("no kmmpd-{name} thread while mounted")),
+        Some(5) => Err(format!("umount failed: {}", text(&o))),
+        c => Err(format!("unshare exited {c:?}: {}", text(&o))),
+    }
+}
+
+/// A short digest of a file, for messages (equality is checked on the bytes themselves).
+pub fn digest(b: &[u8]) -> u32 {
+    libmmp::crc::raw_crc32c(!0, b)
+}
