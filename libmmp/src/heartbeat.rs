@@ -604,7 +604,7 @@ mod tests {
 
     #[test]
     fn first_beat_must_follow_the_claim_promptly() {
-        // Claim done (its write is 10 s old), but the holder starts 0.7 s late: a reader who saw
+        // Claim done (its write is 9 s old), but the holder starts 1.6 s late: a reader who saw
         // the claim write may call it stale at 11 s, and we keep a 0.5 s margin: too late.
         let clock = FakeClock::default();
         let dev = Shared::new(false, &clean(), &clock, |_| None);
@@ -618,7 +618,7 @@ mod tests {
             &mut |_, _, _| {},
         )
         .unwrap();
-        clock.sleep(Duration::from_millis(700));
+        clock.sleep(Duration::from_millis(1600));
         let mut hb = Heartbeat::new(fs, &c, HeartbeatConfig::default(), &clock);
         assert!(hb.beat(&clock).is_err());
     }

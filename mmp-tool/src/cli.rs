@@ -110,7 +110,7 @@ Exit status: 0 printed, 2 error.")]
     #[command(long_about = "\
 Claim the device for this node, once: refuse FSCK, an unknown sequence or a bad checksum; watch a
 live sequence for min(2*CI+1, CI+60) s and refuse if it changes; then write a random sequence
-with this node's name, watch it for about 10 s more and re-read it. Unlike the kernel this runs
+with this node's name, watch it for about 9 s more and re-read it. Unlike the kernel this runs
 even when the block is CLEAN, so of two nodes that claim a clean block at the same time exactly
 one wins (the one that wrote last); the other exits 1.
 
@@ -136,15 +136,15 @@ Exit status: 0 released (or already clean), 1 not ours or held by a local mmpd, 
 
     /// Claim, write CLEAN and mount at once: the kernel skips its wait, nobody slips in.
     #[command(long_about = "\
-Mount an ext4 filesystem with MMP safely: claim it with the MMP protocol (see `claim`; about 10 s
-for a clean block, 21 s for a stale one), write CLEAN over our own verified sequence, and run
+Mount an ext4 filesystem with MMP safely: claim it with the MMP protocol (see `claim`; about 9 s
+for a clean block, 20 s for a stale one), write CLEAN over our own verified sequence, and run
 `mount -t ext4 [-o OPTS] DEVICE DIR` at once. The kernel mounts a clean filesystem without its
 own wait and starts kmmpd, which holds the device from then on.
 
 The remaining window: from our CLEAN write until the kernel's first write inside mount(2)
 (milliseconds, reported as handoff_window_ms in --json plus the mount's own start), the block
 reads CLEAN. A node that claims with mmp-tool or mmpd during that window still loses: it waits
-at least 10 s after its write and sees kmmpd's updates. A node that runs a plain `mount` without
+at least 9 s after its write and sees kmmpd's updates. A node that runs a plain `mount` without
 claiming, and reads the block exactly then, mounts too: that is the kernel's own clean-mount race
 (LU-13932), which only a claim on every node closes.
 

@@ -16,8 +16,8 @@ CLAIM. Before it holds a device, mmpd runs the start of the kernel's MMP protoco
 it refuses a block in FSCK state, with an unknown sequence or a bad checksum; it watches a live
 sequence for min(2*CI+1, CI+60) s and refuses if it changes; then it writes a random sequence,
 waits again and re-reads it. Unlike the kernel it does this even when the block is CLEAN, so two
-nodes that both see CLEAN cannot both win. A claim takes about 10 s for a clean block and about
-21 s for a stale one (check interval 5). READY=1 is sent to systemd only after every device is
+nodes that both see CLEAN cannot both win. A claim takes about 9 s for a clean block and about
+20 s for a stale one (check interval 5). READY=1 is sent to systemd only after every device is
 claimed.
 
 HEARTBEAT. Before each write mmpd re-reads the block and compares it with what it last wrote.

@@ -22,7 +22,7 @@ fn mmpd(img: &Image, name: &str, args: &[&str]) -> Proc {
     Proc::spawn(Path::new(MMPD), &all, img.file(&format!("{name}.log")), &[])
 }
 
-/// A claim of a clean block takes 10 s; allow for a loaded machine.
+/// A claim of a clean block takes 9 s; allow for a loaded machine.
 const CLAIM: Duration = Duration::from_secs(25);
 
 #[test]

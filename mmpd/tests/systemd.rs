@@ -67,8 +67,8 @@ fn file_notifications_follow_the_claim_and_the_health() {
         .find(|(_, m)| m.contains("READY=1"))
         .cloned()
         .unwrap();
-    // Only after the claim (10 s for a clean block), and it says what is held.
-    assert!(ready_at >= Duration::from_secs(10), "{ready_at:?}");
+    // Only after the claim (9 s for a clean block), and it says what is held.
+    assert!(ready_at >= Duration::from_secs(9), "{ready_at:?}");
     assert!(
         ready_msg.contains("STATUS=") && ready_msg.contains("holding seq 0x"),
         "{ready_msg}"
