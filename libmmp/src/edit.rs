@@ -242,6 +242,13 @@ pub enum EditError {
     )]
     NoSpace { device: String },
 
+    #[error("{device}: its {block_size}-byte filesystem blocks are smaller than the device's {sector}-byte logical sectors: the kernel cannot mount the filesystem from this device, and e2fsck cannot read an MMP block through it; refusing to enable MMP. Next: enable it through the image file or a device with sectors of at most {block_size} bytes, or recreate the filesystem with blocks of at least {sector} bytes")]
+    BlockSmallerThanSector {
+        device: String,
+        block_size: u32,
+        sector: u32,
+    },
+
     #[error("{device}: update interval {interval} s is out of range ({MIN_UPDATE_INTERVAL} to {MAX_UPDATE_INTERVAL} s)")]
     BadInterval { device: String, interval: u16 },
 
@@ -320,6 +327,7 @@ impl EditError {
             EditError::Inconsistent { .. } => "inconsistent",
             EditError::NoSpace { .. } => "no_space",
             EditError::BadInterval { .. } => "bad_interval",
+            EditError::BlockSmallerThanSector { .. } => "block_smaller_than_sector",
             EditError::Write { .. } => "write_failed",
         }
     }
@@ -772,6 +780,16 @@ pub fn enable<D: BlockIo>(
             }),
             _ => Ok(rep),
         };
+    }
+    let sector = fs.device().logical_block_size();
+    if sector > geo.block_size {
+        // e2fsprogs reads the MMP block with O_DIRECT, one block long: a short read on such a
+        // device ("fix mmp tests on hard 4k devices"), so e2fsck would refuse to run at all.
+        return Err(EditError::BlockSmallerThanSector {
+            device,
+            block_size: geo.block_size,
+            sector,
+        });
     }
     let mut gt = load_gdt(fs, &geo)?;
 

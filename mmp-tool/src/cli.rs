@@ -184,9 +184,11 @@ The writes are ordered so that a crash at any point leaves a filesystem `e2fsck 
 
 Nothing is written, and the reason and next step are printed, if the device is mounted or
 attached to a loop device on this host or cannot be opened exclusively, the journal needs
-recovery, the superblock checksum is bad, the metadata is inconsistent, or the filesystem uses
+recovery, the superblock checksum is bad, the metadata is inconsistent, the filesystem uses
 features this tool does not edit (bigalloc, meta_bg, an external journal device, unknown
-features: use tune2fs for those). An already enabled, clean filesystem is left alone.
+features: use tune2fs for those), or its blocks are smaller than the device's logical sectors
+(neither the kernel nor e2fsck could use the MMP block through that device). An already
+enabled, clean filesystem is left alone.
 
 MMP only protects against nodes that mount after it is on: enable it before the filesystem is
 shared, and mount it on one node at a time.

@@ -680,3 +680,104 @@ fn interval_then_kernel() {
         }
     }
 }
+
+/// The block-device path: O_EXCL, O_DIRECT with BLKSSZGET-aligned I/O, and on 4 KiB logical
+/// sectors the read-modify-write of 1 KiB superblocks and MMP structures; e2fsck, e2mmpstatus
+/// and the kernel use the same loop device. A filesystem whose blocks are smaller than the
+/// sectors is refused (neither the kernel nor e2fsprogs could use its MMP block there).
+#[test]
+fn edits_through_loop_block_devices() {
+    if !have_tools("edits_through_loop_block_devices")
+        || !have_root_loop("edits_through_loop_block_devices")
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cases: [(&str, &str, &[&str], bool); 3] = [
+        (
+            "bd512",
+            "512",
+            &[
+                "-b",
+                "1024",
+                "-g",
+                "2048",
+                "-O",
+                "64bit,flex_bg,metadata_csum",
+            ],
+            true,
+        ),
+        (
+            "bd4k",
+            "4096",
+            &[
+                "-b",
+                "4096",
+                "-g",
+                "1024",
+                "-O",
+                "64bit,flex_bg,metadata_csum",
+            ],
+            true,
+        ),
+        (
+            "bd4k-1k",
+            "4096",
+            &["-b", "1024", "-g", "2048", "-O", "uninit_bg"],
+            false,
+        ),
+    ];
+    for (name, sector, args, usable) in cases {
+        let img = mkfs(d, name, 16, args);
+        let free_before = superblock(&img).free_blocks_count;
+        let theirs = d.join(format!("{name}.tune2fs.img"));
+        fs::copy(&img, &theirs).unwrap();
+        ok(Command::new("tune2fs").args(["-O", "mmp"]).arg(&theirs));
+        let lp = Loop::attach_with(&img, &["--sector-size", sector]);
+        let dev = lp.dev.to_str().unwrap();
+        if !usable {
+            let before = fs::read(&img).unwrap();
+            let (code, j, err) = tool_json(&["enable", dev]);
+            assert_eq!(
+                (code, j["reason"].as_str()),
+                (2, Some("block_smaller_than_sector")),
+                "{err}"
+            );
+            assert_eq!(fs::read(&img).unwrap(), before, "nothing written");
+            continue;
+        }
+        let (code, j, err) = tool_json(&["enable", dev, "--interval", "3"]);
+        assert_eq!(code, 0, "{name}: {err} {j}");
+        assert_eq!(
+            j["mmp_block"].as_u64(),
+            Some(superblock(&theirs).s_mmp_block),
+            "{name}: same block as tune2fs"
+        );
+        let fsck = run(Command::new("e2fsck").arg("-fn").arg(dev));
+        assert!(fsck.status.success(), "{name}: {}", text(&fsck));
+        assert!(
+            run(Command::new("e2mmpstatus").arg(dev)).status.success(),
+            "{name}"
+        );
+        kernel_mount_cycle(&lp.dev, &d.join(format!("{name}.mnt"))).unwrap();
+        let (code, j, err) = tool_json(&["interval", dev, "7"]);
+        assert_eq!(
+            (code, j["check_interval"].as_u64()),
+            (0, Some(7)),
+            "{name}: {err}"
+        );
+        let (code, j, _) = tool_json(&["clear", dev]);
+        assert_eq!(
+            (code, j["changed"].as_bool()),
+            (0, Some(false)),
+            "{name}: clean, nothing to do"
+        );
+        let (code, j, err) = tool_json(&["disable", dev]);
+        assert_eq!(code, 0, "{name}: {err} {j}");
+        let fsck = run(Command::new("e2fsck").arg("-fn").arg(dev));
+        assert!(fsck.status.success(), "{name}: {}", text(&fsck));
+        drop(lp);
+        assert_eq!(superblock(&img).free_blocks_count, free_before, "{name}");
+    }
+}

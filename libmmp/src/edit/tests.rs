@@ -1009,8 +1009,20 @@ impl BlockIo for BigSectors {
 }
 
 #[test]
+fn enable_refuses_blocks_smaller_than_the_sectors() {
+    let plain = build(Spec::default()); // 1 KiB blocks
+    let fs = MmpFs::open(BigSectors(MemDevice::new("mem.img", plain.clone()))).unwrap();
+    let e = enable(&fs, None, &env()).unwrap_err();
+    assert_eq!(e.reason(), "block_smaller_than_sector", "{e}");
+    assert!(e.to_string().contains("4096-byte logical sectors"), "{e}");
+    assert_eq!(fs.device().0.snapshot(), plain);
+}
+
+#[test]
 fn unaligned_structures_on_big_sectors_are_read_modify_written() {
     let spec = Spec {
+        bs: 4096,
+        bpg: 1024,
         groups: 5,
         last_short: 0,
         ..Spec::default()

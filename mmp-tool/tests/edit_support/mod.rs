@@ -205,7 +205,15 @@ pub struct Loop {
 
 impl Loop {
     pub fn attach(img: &Path) -> Loop {
-        let o = ok(Command::new("losetup").args(["-f", "--show"]).arg(img));
+        Self::attach_with(img, &[])
+    }
+
+    /// With extra `losetup` options (e.g. `--sector-size 4096`).
+    pub fn attach_with(img: &Path, opts: &[&str]) -> Loop {
+        let o = ok(Command::new("losetup")
+            .args(opts)
+            .args(["-f", "--show"])
+            .arg(img));
         Loop {
             dev: PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
         }
