@@ -1,0 +1,258 @@
+#!/bin/bash
+# Node roles of the failover lab, run inside a lab VM by the host (lab.sh) through the agent.
+#   node.sh server-prep                  load nfsd/ext4, start rpcbind
+#   node.sh activate ours|stock          take the service: MMP-gated mount, statd, exports, nfsd,
+#                                        floating IP, then notify/reclaim (ours) or sm-notify (stock)
+#   node.sh deactivate ours|stock        planned handoff: IP down, unexport, release locks, stop, umount
+#   node.sh split-brain                  try to take the service while the other node holds it
+#   node.sh client-prep                  load the NFS client, rpcbind + statd, mount the export
+#   node.sh torture-start|torture-stop   lock-torture failover holder on client C
+#   node.sh probe-start|probe-stop       lock-torture --probe-only on client D
+#   node.sh writer-start|writer-stop     lock-protected appender with a host-visible progress log
+#   node.sh verify-writer FILE ACKED     (active server) check the appender's file on the disk
+# Every step prints "MARK <epoch> <name>" lines that lab.sh puts on the scenario's timeline.
+set -u
+. /run/lab/env
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+BIN=$LAB_BIN
+DEV=/dev/vda
+MNT=/srv/ha
+EXPORT=$MNT/export
+STATD=$MNT/statd
+LEDGER=$MNT/ledger
+FIP=$LAB_FIP
+FIP_NAME=nfs-ha
+NFSMNT=/mnt/nfs
+C=/run/lab
+
+mark() { echo "MARK $(date +%s.%N) $*"; }
+die() { mark "FAILED $*"; echo "node.sh: $*" >&2; exit 1; }
+# Run a daemon and remember its pid (killed by pid, never by name).
+pidof_file() { [[ -s /run/$1.pid ]] && cat "/run/$1.pid"; }
+stop_pid() {
+    local p
+    p=$(pidof_file "$1") || return 0
+    kill -TERM "$p" 2> /dev/null
+    for _ in $(seq 1 50); do kill -0 "$p" 2> /dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2> /dev/null
+    rm -f "/run/$1.pid"
+}
+
+server_prep() {
+    modprobe ext4 && modprobe nfsd && modprobe lockd || die "modprobe"
+    mountpoint -q /proc/fs/nfsd || mount -t nfsd nfsd /proc/fs/nfsd || die "mount nfsd fs"
+    mkdir -p $MNT /run/mmpd
+    rpcbind -w || die "rpcbind"
+    mark "server prepared"
+}
+
+# The takeover sequence. Gate: mmp-tool mount (claim, CLEAN, mount at once).
+activate() {
+    local mode=$1
+    mark "activate start ($mode)"
+    if [[ $mode == ours ]]; then
+        # Bounded grace, set while nfsd is stopped; wait-reclaim ends it early.
+        $BIN/lockd-recover grace set --nlm 60 --v4 60 > /dev/null || die "grace set"
+        $BIN/mmp-tool mount --json -q "$DEV" "$MNT" > /run/mmp-mount.json
+        local rc=$?
+        echo "mmp-tool mount: $(cat /run/mmp-mount.json)"
+        [[ $rc -eq 0 ]] || die "mmp-tool mount refused or failed (exit $rc)"
+    else
+        mount -t ext4 "$DEV" "$MNT" || die "kernel mount refused"
+    fi
+    mark "mounted"
+    mkdir -p $EXPORT $STATD/sm $STATD/sm.bak $STATD/sm.ha $LEDGER
+    # Records saved by a planned stop (nfsd's clean shutdown unmonitors every client).
+    cp -n $STATD/sm.ha/* $STATD/sm/ 2> /dev/null
+    rm -f $STATD/sm.ha/*
+    rpc.statd --no-notify -P $STATD || die "rpc.statd"
+    pgrep -n -x rpc.statd > /run/statd.pid
+    mark "statd started"
+    exportfs -i -o rw,sync,no_root_squash,no_subtree_check,fsid=4711 "$LAB_NET:$EXPORT" || die "exportfs"
+    rpc.mountd -N 4 || die "rpc.mountd"
+    pgrep -n -x rpc.mountd > /run/mountd.pid
+    mark "exported, mountd started"
+    rpc.nfsd -N 4 8 || die "rpc.nfsd"
+    mark "nfsd started"
+    ip addr add "$FIP/$LAB_PREFIX" dev eth0 || die "floating IP"
+    # Gratuitous ARP, so the clients' neighbour caches point to this node at once.
+    busybox arping -U -c 3 -I eth0 -s "$FIP" "$FIP" > /dev/null 2>&1 &
+    mark "floating IP up"
+    if [[ $mode == ours ]]; then
+        $BIN/lockd-recover --json takeover --state-dir $STATD --ip "$FIP" --mon-name $FIP_NAME \
+            --fs $EXPORT --ledger-dir $LEDGER --deadline 60 --timeout 60 --min-grace 5 \
+            > /run/takeover.json
+        local rc=$?
+        echo "takeover: $(cat /run/takeover.json)"
+        mark "takeover done (exit $rc)"
+        # The ledger of the locks held while active (on the shared disk, fails over with it).
+        setsid $BIN/lockd-recover record --fs $EXPORT --state-dir $LEDGER --interval 1 \
+            > /run/record.log 2>&1 < /dev/null &
+        echo $! > /run/record.pid
+    else
+        sm-notify -f -d -P $STATD -v $FIP_NAME
+        mark "sm-notify done (exit $?)"
+    fi
+    mark "active"
+}
+
+deactivate() {
+    local mode=$1
+    mark "deactivate start ($mode)"
+    stop_pid record
+    ip addr del "$FIP/$LAB_PREFIX" dev eth0 || die "floating IP del"
+    mark "floating IP down"
+    exportfs -u "$LAB_NET:$EXPORT" || die "exportfs -u"
+    if [[ $mode == ours ]]; then
+        $BIN/lockd-recover --json handoff --ip "$FIP" --fs $EXPORT > /run/handoff.json
+        local rc=$?
+        echo "handoff: $(cat /run/handoff.json)"
+        [[ $rc -eq 0 ]] || die "lockd-recover handoff (exit $rc)"
+        mark "locks released and verified"
+    else
+        echo $EXPORT > /proc/fs/nfsd/unlock_filesystem || die "unlock_filesystem"
+        mark "unlock_filesystem written"
+    fi
+    # nfsd's shutdown unmonitors every client: keep their records for the next server.
+    cp -p $STATD/sm/* $STATD/sm.ha/ 2> /dev/null
+    rpc.nfsd 0
+    stop_pid mountd
+    stop_pid statd
+    mark "nfsd stopped"
+    umount $MNT || die "umount"
+    mark "unmounted"
+    $BIN/mmp-tool status --json "$DEV" > /run/mmp-status.json
+    echo "mmp status: $(cat /run/mmp-status.json)"
+    grep -q '"state": *"clean"' /run/mmp-status.json || die "MMP not clean after umount"
+    mark "MMP clean"
+}
+
+split_brain() {
+    mark "split-brain attempt start"
+    local before after rc
+    before=$($BIN/mmp-tool status --json "$DEV")
+    echo "status before: $before"
+    $BIN/mmp-tool mount --json -q "$DEV" "$MNT" > /run/mmp-mount.json
+    rc=$?
+    echo "mmp-tool mount: exit $rc $(cat /run/mmp-mount.json)"
+    mark "mmp-tool mount exit $rc"
+    if mountpoint -q $MNT; then umount $MNT; die "mmp-tool mount MOUNTED a filesystem in use"; fi
+    [[ $rc -eq 1 ]] || die "mmp-tool mount did not refuse with exit 1"
+    if [[ ${1:-} == --kernel ]]; then
+        mount -t ext4 "$DEV" "$MNT"
+        rc=$?
+        mark "kernel mount exit $rc"
+        if mountpoint -q $MNT; then umount $MNT; die "kernel mount MOUNTED a filesystem in use"; fi
+        dmesg | grep -i 'mmp' | tail -3
+    fi
+    mark "split-brain refused"
+}
+
+client_prep() {
+    modprobe nfs && modprobe nfsv3 || die "modprobe nfs"
+    rpcbind -w || die "rpcbind"
+    rpc.statd --no-notify || die "rpc.statd"
+    mkdir -p $NFSMNT
+    # Short RPC timeouts: the reconnect back-off is capped by timeo*(retrans+1).
+    mount -t nfs -o vers=3,proto=tcp,hard,timeo=10,retrans=2 "$FIP_NAME:$EXPORT" $NFSMNT ||
+        die "nfs mount"
+    mark "client mounted"
+}
+
+torture_start() {
+    setsid $BIN/lock-torture failover --dir $NFSMNT --locks 4 --interval 200ms --probe none \
+        --status-file $C/lt-status.json --json > /run/lt.json 2> /run/lt.err < /dev/null &
+    echo $! > /run/lt.pid
+    for _ in $(seq 1 300); do
+        grep -q '"ready": *true' $C/lt-status.json 2> /dev/null && { mark "torture ready"; return 0; }
+        sleep 0.1
+    done
+    cat /run/lt.err
+    die "lock-torture not ready"
+}
+
+report_stop() {
+    local name=$1 p
+    p=$(pidof_file "$name") || die "$name not running"
+    kill -TERM "$p"
+    for _ in $(seq 1 300); do kill -0 "$p" 2> /dev/null || break; sleep 0.1; done
+    rm -f /run/$name.pid
+    echo "REPORT $(tr -d '\n' < /run/$name.json)"
+    tail -5 /run/$name.err >&2
+}
+
+probe_start() {
+    setsid $BIN/lock-torture failover --dir $NFSMNT --locks 4 --probe-only --probe setlk \
+        --probe-interval 200ms --json > /run/probe.json 2> /run/probe.err < /dev/null &
+    echo $! > /run/probe.pid
+    mark "probe started"
+}
+
+# The lock-protected appender (guest/writer.pl): its progress log is host-visible.
+writer_start() {
+    setsid perl /run/labfiles/guest/writer.pl $NFSMNT/writer.dat $C/writer.log \
+        > /run/writer.err 2>&1 < /dev/null &
+    echo $! > /run/writer.pid
+    mark "writer started"
+}
+
+writer_stop() { stop_pid writer; }
+
+verify_writer() {
+    local acked=$1 f=$EXPORT/writer.dat
+    echo 3 > /proc/sys/vm/drop_caches
+    awk -v acked="$acked" '
+        { if ($0 !~ /^[0-9]{8}$/) { print "bad line " NR ": " $0; bad = 1; exit }
+          if ($0 + 0 != NR) { print "line " NR " holds " $0; bad = 1; exit } }
+        END { if (bad) exit 1
+              if (NR < acked) { print "only " NR " records, " acked " were acknowledged"; exit 1 }
+              print "writer file: " NR " records in order, all " acked " acknowledged present" }' "$f"
+}
+
+# Marks when N locks are held again on the export and when lockd/v4 grace ends (both modes).
+watch_recovery() {
+    local want=$1 limit=$2 locks_seen=0 nlm_seen=0 v4_seen=0 n i
+    for ((i = 0; i < limit * 5; i++)); do
+        if [[ $locks_seen -eq 0 ]] && mountpoint -q $MNT; then
+            n=$(awk '$2 == "POSIX" || $3 == "POSIX"' /proc/locks | wc -l)
+            if [[ $n -ge $want ]]; then mark "$n locks held on the server"; locks_seen=1; fi
+        fi
+        if [[ $nlm_seen -eq 0 && -d /proc/fs/nfsd && $(cat /proc/fs/nfsd/threads 2> /dev/null) -gt 0 ]] &&
+            [[ $(head -c 1 /proc/fs/lockd/nlm_end_grace 2> /dev/null) == Y ]]; then
+            mark "lockd grace over"; nlm_seen=1
+        fi
+        if [[ $v4_seen -eq 0 && $(cat /proc/fs/nfsd/threads 2> /dev/null) -gt 0 ]] &&
+            [[ $(head -c 1 /proc/fs/nfsd/v4_end_grace 2> /dev/null) == Y ]]; then
+            mark "v4 grace over"; v4_seen=1
+        fi
+        [[ $locks_seen -eq 1 && $nlm_seen -eq 1 && $v4_seen -eq 1 ]] && return 0
+        sleep 0.2
+    done
+    mark "watch ended: locks_seen=$locks_seen nlm_grace_over=$nlm_seen v4_grace_over=$v4_seen"
+}
+
+cmd=$1
+shift
+case $cmd in
+server-prep) server_prep ;;
+activate) activate "$@" ;;
+deactivate) deactivate "$@" ;;
+split-brain) split_brain "$@" ;;
+client-prep) client_prep ;;
+torture-start) torture_start ;;
+torture-stop) report_stop lt ;;
+probe-start) probe_start ;;
+probe-stop) report_stop probe ;;
+writer-start) writer_start ;;
+writer-stop) writer_stop ;;
+verify-writer) verify_writer "$@" ;;
+watch-recovery) watch_recovery "$@" ;;
+client-write-check)
+    echo "check $(date +%s.%N)" > $NFSMNT/check.txt && sync $NFSMNT/check.txt && grep -q check $NFSMNT/check.txt
+    ;;
+sync) sync; mark "synced" ;;
+record-pause) kill -STOP "$(pidof_file record)" && mark "ledger recorder paused" ;;
+record-resume) kill -CONT "$(pidof_file record)" && mark "ledger recorder resumed" ;;
+dmesg) dmesg | tail -${1:-40} ;;
+*) echo "node.sh: unknown command $cmd" >&2; exit 2 ;;
+esac
