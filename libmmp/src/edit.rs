@@ -939,7 +939,13 @@ fn claim<D: BlockIo>(
         },
     };
     // check() watches a live sequence and reports any change at once.
-    let r = check::check(fs, clock, opts, progress)?;
+    // check() reports progress against the kernel's full wait; with a shorter settle, report
+    // against the settle time so that a countdown ends at zero.
+    let mut shown = |elapsed: Duration, wait: Duration| {
+        let total = opts.timeout.map_or(wait, |t| t.min(wait));
+        progress(elapsed.min(total), total)
+    };
+    let r = check::check(fs, clock, opts, &mut shown)?;
     let ours = r.first.encode_raw() == enc;
     match r.verdict {
         Verdict::Undecided | Verdict::Safe(_) if ours => Ok((enc, r.elapsed)),

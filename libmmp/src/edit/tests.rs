@@ -458,15 +458,21 @@ fn enabled(spec: Spec) -> Vec<u8> {
 fn interval_rewrites_superblock_backups_and_block() {
     let fs = fs_of(enabled(Spec::default()));
     let clock = FakeClock::default();
+    let mut last = (Duration::MAX, Duration::ZERO);
     let r = set_interval(
         &fs,
         1,
         &env(),
         &clock,
         Settle::For(CLAIM_SETTLE),
-        &mut no_progress(),
+        &mut |e, t| last = (e, t),
     )
     .unwrap();
+    assert_eq!(
+        last,
+        (CLAIM_SETTLE, CLAIM_SETTLE),
+        "the countdown runs to the settle time"
+    );
     assert!(r.changed);
     assert_eq!(
         clock.now(),
