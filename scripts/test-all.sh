@@ -17,7 +17,7 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (man pages are checked by the man_page_is_current tests)"
-cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-4}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
 step "fuzz targets build"
 (cd fuzz && cargo check --quiet)
