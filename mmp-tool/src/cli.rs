@@ -204,7 +204,10 @@ does, without its wait and without leaving an FSCK sequence in the freed block.
 
 The MMP block must be CLEAN. It is first claimed with a live sequence and watched for 2 s
 (--full-wait: the kernel's full wait, as e2fsprogs does), so that a node starting to mount at the
-same moment either refuses or is seen, and the edit stops. Then the superblock drops the
+same moment either refuses or is seen, and the edit stops. (The window left: a mounter that read
+CLEAN before our claim and writes its own sequence more than 2 s later is not seen. The kernel
+writes within milliseconds of its read; --full-wait widens the watch to e2fsprogs' 11 s.) Then
+the superblock drops the
 feature, the old block is zeroed and freed (bitmap, group free count and checksums), and the
 backups are rewritten. A crash at any point leaves a filesystem `e2fsck -fy` repairs.
 
