@@ -7,7 +7,9 @@ packages=(
   # building: blkid crate (bindgen needs libclang), C shims built by tests
   libblkid-dev pkg-config libclang-dev clang gcc
   # reference implementation and loop devices
-  e2fsprogs util-linux mount kmod procps
+  e2fsprogs util-linux mount kmod procps bsdutils
+  # mmpd unit file check (systemd-analyze verify)
+  systemd
   # NSM peers (rpcbind, rpc.statd, sm-notify) and network namespaces
   rpcbind nfs-common iproute2
   # benchmarks
