@@ -24,6 +24,8 @@ ip link set eth0 up
 ip addr add "$LAB_IP/$LAB_PREFIX" dev eth0
 # /etc is the host's (read-only): give the lab its own hosts file.
 cp $C/hosts /run/hosts && mount --bind /run/hosts /etc/hosts
+# No name server: every lookup is answered from the lab's hosts file (nothing leaves the lab).
+echo "options attempts:1 timeout:1" > /run/resolv.conf && mount --bind /run/resolv.conf /etc/resolv.conf
 mkdir -p /run/rpcbind /run/sendsigs.omit.d /var/lib/nfs/sm /var/lib/nfs/sm.bak /var/lib/nfs/v4recovery
 : > /var/lib/nfs/etab; : > /var/lib/nfs/rmtab
 mkdir -p $C/cmd $C/out

@@ -47,20 +47,72 @@ server_prep() {
 }
 
 # The takeover sequence. Gate: mmp-tool mount (claim, CLEAN, mount at once).
+TICKLE_TCP=/usr/libexec/heartbeat/tickle_tcp
+
+# While active: the established TCP connections on the floating IP, every second, on the shared
+# disk (like the portblock RA's tickle_dir), so the next server can tickle them.
+conn_record_loop() {
+    mkdir -p $MNT/tickle
+    while :; do
+        ss -Htn state established src "$FIP" | awk '{ print $3 "\t" $4 }' |
+            dd of=$MNT/tickle/.$FIP.new conv=fsync status=none &&
+            mv $MNT/tickle/.$FIP.new $MNT/tickle/$FIP
+        sleep 1
+    done
+}
+
+# A dead server leaves each client's NFS and NLM TCP connections ESTABLISHED, retransmitting
+# with exponential back-off (27 s between tries after half a minute): a client only finds the
+# new server at its next retransmission. A "tickle ACK" (resource-agents' tickle_tcp, as the
+# portblock RA does) makes the client answer at once; this node has no such connection and
+# resets it, and the client reconnects now.
+tickle_clients() {
+    local f=$MNT/tickle/$FIP n
+    [[ ${LAB_TICKLE:-1} == 1 && -s $f && -x $TICKLE_TCP ]] || { mark "no tickle"; return 0; }
+    n=$(wc -l < $f)
+    $TICKLE_TCP -n 3 < $f > /dev/null 2>&1
+    mark "tickled $n client connections"
+}
+
+start_recorders() {
+    if [[ $1 == ours ]]; then
+        # The ledger of the locks held while active (on the shared disk, fails over with it).
+        setsid $BIN/lockd-recover record --fs $EXPORT --state-dir $LEDGER --interval 1 \
+            > /run/record.log 2>&1 < /dev/null &
+        echo $! > /run/record.pid
+    fi
+    setsid bash /run/labfiles/guest/node.sh conn-record > /dev/null 2>&1 < /dev/null &
+    echo $! > /run/connrec.pid
+}
+
+# The takeover sequence. Ours: grace set, nfsd and mountd started while mmp-tool mount waits
+# (nothing can reach them: the floating IP comes last), then statd + exports on the mounted
+# filesystem, IP up, tickle, lockd-recover takeover. Stock: the usual order, kernel mount,
+# sm-notify, default grace.
 activate() {
-    local mode=$1
+    local mode=$1 rc
     mark "activate start ($mode)"
     if [[ $mode == ours ]]; then
         # Bounded grace, set while nfsd is stopped; wait-reclaim ends it early.
-        $BIN/lockd-recover grace set --nlm 60 --v4 60 > /dev/null || die "grace set"
+        $BIN/lockd-recover grace set --nlm 60 --v4 60 > /dev/null 2>&1 || die "grace set"
+        ( rpc.nfsd -N 4 8 && rpc.mountd -N 4 && pgrep -n -x rpc.mountd > /run/mountd.pid ) &
+        local early=$!
         $BIN/mmp-tool mount --json -q "$DEV" "$MNT" > /run/mmp-mount.json
-        local rc=$?
-        echo "mmp-tool mount: $(cat /run/mmp-mount.json)"
-        [[ $rc -eq 0 ]] || die "mmp-tool mount refused or failed (exit $rc)"
+        rc=$?
+        echo "mmp-tool mount: $(jq -c . /run/mmp-mount.json)"
+        if [[ $rc -ne 0 ]]; then
+            wait $early
+            rpc.nfsd 0
+            stop_pid mountd
+            die "mmp-tool mount refused or failed (exit $rc)"
+        fi
+        mark "mounted"
+        wait $early || die "rpc.nfsd/rpc.mountd"
+        mark "nfsd and mountd running (started during the MMP wait)"
     else
         mount -t ext4 "$DEV" "$MNT" || die "kernel mount refused"
+        mark "mounted"
     fi
-    mark "mounted"
     mkdir -p $EXPORT $STATD/sm $STATD/sm.bak $STATD/sm.ha $LEDGER
     # Records saved by a planned stop (nfsd's clean shutdown unmonitors every client).
     cp -n $STATD/sm.ha/* $STATD/sm/ 2> /dev/null
@@ -69,30 +121,36 @@ activate() {
     pgrep -n -x rpc.statd > /run/statd.pid
     mark "statd started"
     exportfs -i -o rw,sync,no_root_squash,no_subtree_check,fsid=4711 "$LAB_NET:$EXPORT" || die "exportfs"
-    rpc.mountd -N 4 || die "rpc.mountd"
-    pgrep -n -x rpc.mountd > /run/mountd.pid
-    mark "exported, mountd started"
-    rpc.nfsd -N 4 8 || die "rpc.nfsd"
+    if [[ $mode != ours ]]; then
+        rpc.mountd -N 4 || die "rpc.mountd"
+        pgrep -n -x rpc.mountd > /run/mountd.pid
+        rpc.nfsd -N 4 8 || die "rpc.nfsd"
+    fi
     mark "nfsd started"
     ip addr add "$FIP/$LAB_PREFIX" dev eth0 || die "floating IP"
     # Gratuitous ARP, so the clients' neighbour caches point to this node at once.
     busybox arping -U -c 3 -I eth0 -s "$FIP" "$FIP" > /dev/null 2>&1 &
     mark "floating IP up"
+    tickle_clients
     if [[ $mode == ours ]]; then
         $BIN/lockd-recover --json takeover --state-dir $STATD --ip "$FIP" --mon-name $FIP_NAME \
             --fs $EXPORT --ledger-dir $LEDGER --deadline 60 --timeout 60 --min-grace 5 \
-            > /run/takeover.json
-        local rc=$?
-        echo "takeover: $(cat /run/takeover.json)"
+            > /run/takeover.json 2> /run/takeover.err
+        rc=$?
+        echo "takeover: $(jq -c . /run/takeover.json)"
         mark "takeover done (exit $rc)"
-        # The ledger of the locks held while active (on the shared disk, fails over with it).
-        setsid $BIN/lockd-recover record --fs $EXPORT --state-dir $LEDGER --interval 1 \
-            > /run/record.log 2>&1 < /dev/null &
-        echo $! > /run/record.pid
+        # Nobody to notify and no ledger (a fresh filesystem): nothing can be reclaimed, so end
+        # grace now, as sm-notify does when it has no hosts (lift-grace).
+        if jq -e '(.notify.clients | length) == 0 and .reclaim == null' /run/takeover.json > /dev/null; then
+            $BIN/lockd-recover grace end > /dev/null && mark "no client recorded: grace ended"
+        fi
     else
-        sm-notify -f -d -P $STATD -v $FIP_NAME
-        mark "sm-notify done (exit $?)"
+        # As the HA agents run it: it forks into the background after loading the list and keeps
+        # retrying unreached clients for 15 minutes.
+        sm-notify -f -P $STATD -v $FIP_NAME
+        mark "sm-notify started (exit $?)"
     fi
+    start_recorders "$mode"
     mark "active"
 }
 
@@ -100,13 +158,14 @@ deactivate() {
     local mode=$1
     mark "deactivate start ($mode)"
     stop_pid record
+    stop_pid connrec
     ip addr del "$FIP/$LAB_PREFIX" dev eth0 || die "floating IP del"
     mark "floating IP down"
     exportfs -u "$LAB_NET:$EXPORT" || die "exportfs -u"
     if [[ $mode == ours ]]; then
         $BIN/lockd-recover --json handoff --ip "$FIP" --fs $EXPORT > /run/handoff.json
         local rc=$?
-        echo "handoff: $(cat /run/handoff.json)"
+        echo "handoff: $(jq -c . /run/handoff.json)"
         [[ $rc -eq 0 ]] || die "lockd-recover handoff (exit $rc)"
         mark "locks released and verified"
     else
@@ -156,11 +215,12 @@ client_prep() {
     # Short RPC timeouts: the reconnect back-off is capped by timeo*(retrans+1).
     mount -t nfs -o vers=3,proto=tcp,hard,timeo=10,retrans=2 "$FIP_NAME:$EXPORT" $NFSMNT ||
         die "nfs mount"
+    grep " $NFSMNT " /proc/mounts
     mark "client mounted"
 }
 
 torture_start() {
-    setsid $BIN/lock-torture failover --dir $NFSMNT --locks 4 --interval 200ms --probe none \
+    setsid $BIN/lock-torture failover --dir $NFSMNT --locks 4 --interval 500ms --probe none \
         --status-file $C/lt-status.json --json > /run/lt.json 2> /run/lt.err < /dev/null &
     echo $! > /run/lt.pid
     for _ in $(seq 1 300); do
@@ -183,7 +243,7 @@ report_stop() {
 
 probe_start() {
     setsid $BIN/lock-torture failover --dir $NFSMNT --locks 4 --probe-only --probe setlk \
-        --probe-interval 200ms --json > /run/probe.json 2> /run/probe.err < /dev/null &
+        --probe-interval 500ms --json > /run/probe.json 2> /run/probe.err < /dev/null &
     echo $! > /run/probe.pid
     mark "probe started"
 }
@@ -202,7 +262,7 @@ verify_writer() {
     local acked=$1 f=$EXPORT/writer.dat
     echo 3 > /proc/sys/vm/drop_caches
     awk -v acked="$acked" '
-        { if ($0 !~ /^[0-9]{8}$/) { print "bad line " NR ": " $0; bad = 1; exit }
+        { if ($0 !~ /^[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]$/) { print "bad line " NR ": " $0; bad = 1; exit }
           if ($0 + 0 != NR) { print "line " NR " holds " $0; bad = 1; exit } }
         END { if (bad) exit 1
               if (NR < acked) { print "only " NR " records, " acked " were acknowledged"; exit 1 }
@@ -251,8 +311,20 @@ client-write-check)
     echo "check $(date +%s.%N)" > $NFSMNT/check.txt && sync $NFSMNT/check.txt && grep -q check $NFSMNT/check.txt
     ;;
 sync) sync; mark "synced" ;;
-record-pause) kill -STOP "$(pidof_file record)" && mark "ledger recorder paused" ;;
-record-resume) kill -CONT "$(pidof_file record)" && mark "ledger recorder resumed" ;;
+record-pause) kill -STOP "$(pidof_file record)" "$(pidof_file connrec)" && mark "recorders paused" ;;
+record-resume) kill -CONT "$(pidof_file record)" "$(pidof_file connrec)" && mark "recorders resumed" ;;
+conn-record) conn_record_loop ;;
 dmesg) dmesg | tail -${1:-40} ;;
+net-watch)
+    # Diagnostics: the client's TCP sockets to the floating IP and its neighbour entry.
+    while :; do
+        echo "T $(date +%s.%N)"
+        ss -tni dst "$FIP"
+        ip neigh show "$FIP"
+        sleep 0.5
+    done > $C/netwatch.log 2>&1 &
+    echo $! > /run/netwatch.pid
+    ;;
+net-watch-stop) stop_pid netwatch ;;
 *) echo "node.sh: unknown command $cmd" >&2; exit 2 ;;
 esac

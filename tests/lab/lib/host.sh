@@ -166,6 +166,7 @@ LAB_NET=$LAB_NET
 LAB_FIP=$FIP
 LAB_AGENT=/run/labfiles/guest/agent.sh
 LAB_BIN=/run/labfiles/bin
+LAB_TICKLE=${LAB_TICKLE:-1}
 EOV
     cp "$LAB/hosts" "$d/hosts"
     if [[ $n == a || $n == b ]]; then
@@ -294,9 +295,11 @@ workload_stop() {
     tw=$(vm_exec c writer-stop)
     vm_wait c "$tw" 30
     WRITER_ACKED=$(awk '$2 == "ok" { n = $3 } END { print n + 0 }' "$LAB/vm/c/writer.log")
-    tt=$(vm_exec c torture-stop) tp=$(vm_exec d probe-stop)
-    vm_wait c "$tt" 60
+    # The probe first: once the holder has stopped, its ranges are free for anyone.
+    tp=$(vm_exec d probe-stop)
     vm_wait d "$tp" 60
+    tt=$(vm_exec c torture-stop)
+    vm_wait c "$tt" 60
     TORTURE_JSON=$(vm_out c "$tt" | sed -n 's/^REPORT //p')
     PROBE_JSON=$(vm_out d "$tp" | sed -n 's/^REPORT //p')
 }
@@ -353,8 +356,10 @@ print_phases() {
     t_start=$(tl_find "$new activate start")
     t_mounted=$(tl_find "$new mounted")
     t_nfsd=$(tl_find "$new nfsd started")
+    local t_tickle
+    t_tickle=$(tl_find "$new (tickled|no tickle)")
     t_ip=$(tl_find "$new floating IP up")
-    t_notified=$(tl_find "$new (takeover done|sm-notify done)")
+    t_notified=$(tl_find "$new (takeover done|sm-notify started)")
     t_locks=$(tl_find "$new [0-9]+ locks held on the server")
     t_nlm=$(tl_find "$new lockd grace over")
     t_v4=$(tl_find "$new v4 grace over")
@@ -364,7 +369,8 @@ print_phases() {
         "MMP gate + mount" "$(tl_sub "$t_mounted" "$t_start")" \
         "statd, exports, nfsd start" "$(tl_sub "$t_nfsd" "$t_mounted")" \
         "floating IP up (+ARP)" "$(tl_sub "$t_ip" "$t_nfsd")" \
-        "notify (+ reclaim wait: ours)" "$(tl_sub "$t_notified" "$t_ip")" \
+        "tickle ACKs" "$(tl_sub "$t_tickle" "$t_ip")" \
+        "notify (+ reclaim wait: ours)" "$(tl_sub "$t_notified" "$t_tickle")" \
         "all locks held again (from kill)" "$(tl_sub "$t_locks" "$t0")" \
         "lockd grace over (from kill)" "$(tl_sub "$t_nlm" "$t0")" \
         "v4 grace over (from kill)" "$(tl_sub "$t_v4" "$t0")" \
@@ -372,7 +378,7 @@ print_phases() {
     RESUMED_S=$(tl_sub "$t_res" "$t0")
     LOCKS_S=$(tl_sub "$t_locks" "$t0")
     MMP_S=$(tl_sub "$t_mounted" "$t_start")
-    echo "PHASES $SCEN_NAME start=$(tl_sub "$t_start" "$t0") mount=$(tl_sub "$t_mounted" "$t_start") nfsd=$(tl_sub "$t_nfsd" "$t_mounted") ip=$(tl_sub "$t_ip" "$t_nfsd") notify=$(tl_sub "$t_notified" "$t_ip") locks=$(tl_sub "$t_locks" "$t0") nlm_grace=$(tl_sub "$t_nlm" "$t0") v4_grace=$(tl_sub "$t_v4" "$t0") resumed=$(tl_sub "$t_res" "$t0")" >> "$LAB/phases.txt"
+    echo "PHASES $SCEN_NAME start=$(tl_sub "$t_start" "$t0") mount=$(tl_sub "$t_mounted" "$t_start") nfsd=$(tl_sub "$t_nfsd" "$t_mounted") ip=$(tl_sub "$t_ip" "$t_nfsd") tickle=$(tl_sub "$t_tickle" "$t_ip") notify=$(tl_sub "$t_notified" "$t_tickle") locks=$(tl_sub "$t_locks" "$t0") nlm_grace=$(tl_sub "$t_nlm" "$t0") v4_grace=$(tl_sub "$t_v4" "$t0") resumed=$(tl_sub "$t_res" "$t0")" >> "$LAB/phases.txt"
 }
 
 EXPECTED_LOCKS=2 # lock-torture's 4 adjacent ranges (one lock on the server) + the writer's
@@ -383,6 +389,7 @@ failover_once() {
     local kind=$1 mode=$2 old=$ACTIVE new=$STANDBY t0 ta tw tr rc=0 res
     tl_start "$SCEN_NAME"
     tw=$(vm_exec "$new" watch-recovery $EXPECTED_LOCKS 150)
+    if [[ ${LAB_DIAG:-0} == 1 ]]; then vm_exec c net-watch > /dev/null; fi
     t0=$(now)
     if [[ $kind == hard ]]; then
         vm_kill "$old"
@@ -408,6 +415,12 @@ failover_once() {
     # The watcher ends when locks are back and both graces are over (or at its time limit).
     vm_wait "$new" "$tw" 200 > /dev/null 2>&1
     tl_guest "$new" "$tw"
+    if [[ ${LAB_DIAG:-0} == 1 ]]; then
+        vm_exec c net-watch-stop > /dev/null
+        local td
+        td=$(vm_exec c dmesg 60)
+        vm_wait c "$td" 30 && vm_out c "$td" > "$LAB/dmesg-c-$SCEN_NAME.txt"
+    fi
     ACTIVE=$new STANDBY=$old
     tl_print "$t0"
     print_phases "$t0" "$new"
@@ -415,7 +428,8 @@ failover_once() {
         local tj
         tj=$(vm_out "$new" "$ta" | sed -n 's/^takeover: //p')
         if [[ -n $tj ]]; then
-            jq -r '"  lockd-recover takeover: notified \(.notify.notified) clients (failed \(.notify.failed)) in \(.notify.elapsed_ms) ms; ledger locks \(.reclaim.expected // "-"), reclaimed after \(.reclaim.reclaimed_after_ms // "-") ms, missing \(.reclaim.missing | length? // "-"), grace ended: \(.reclaim.grace_ended != null)"' <<< "$tj" 2> /dev/null
+            jq -r '"  lockd-recover takeover: notified \(.notify.notified) clients, failed \(.notify.failed), in \(.notify.elapsed_ms) ms; ledger locks \(.reclaim.expected // "-"), all held again after \(.reclaim.reclaimed_after_ms // "-") ms, missing \(.reclaim.missing // [] | length), grace ended: \(.reclaim.grace_ended != null)"' <<< "$tj" 2> /dev/null
+            jq -r '.notify.clients[] | select(.status != "notified") | "  WARNING: takeover could not notify \(.host): \(.status): \(.detail)"' <<< "$tj" 2> /dev/null
         fi
         local mj
         mj=$(vm_out "$new" "$ta" | sed -n 's/^mmp-tool mount: //p')
