@@ -162,6 +162,9 @@ deactivate() {
     ip addr del "$FIP/$LAB_PREFIX" dev eth0 || die "floating IP del"
     mark "floating IP down"
     exportfs -u "$LAB_NET:$EXPORT" || die "exportfs -u"
+    # Releasing the locks and stopping nfsd unmonitor the clients (statd deletes their sm/
+    # records): keep the records for the next server, as heartbeat/nfsserver does (sm.ha).
+    cp -p $STATD/sm/* $STATD/sm.ha/ 2> /dev/null
     if [[ $mode == ours ]]; then
         $BIN/lockd-recover --json handoff --ip "$FIP" --fs $EXPORT > /run/handoff.json
         local rc=$?
@@ -172,8 +175,6 @@ deactivate() {
         echo $EXPORT > /proc/fs/nfsd/unlock_filesystem || die "unlock_filesystem"
         mark "unlock_filesystem written"
     fi
-    # nfsd's shutdown unmonitors every client: keep their records for the next server.
-    cp -p $STATD/sm/* $STATD/sm.ha/ 2> /dev/null
     rpc.nfsd 0
     stop_pid mountd
     stop_pid statd
@@ -181,7 +182,7 @@ deactivate() {
     umount $MNT || die "umount"
     mark "unmounted"
     $BIN/mmp-tool status --json "$DEV" > /run/mmp-status.json
-    echo "mmp status: $(cat /run/mmp-status.json)"
+    echo "mmp status: $(jq -c . /run/mmp-status.json)"
     grep -q '"state": *"clean"' /run/mmp-status.json || die "MMP not clean after umount"
     mark "MMP clean"
 }

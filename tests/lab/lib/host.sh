@@ -295,6 +295,7 @@ workload_stop() {
     tw=$(vm_exec c writer-stop)
     vm_wait c "$tw" 30
     WRITER_ACKED=$(awk '$2 == "ok" { n = $3 } END { print n + 0 }' "$LAB/vm/c/writer.log")
+    cp "$LAB/vm/c/writer.log" "$LAB/writer-$SCEN_NAME.log"
     # The probe first: once the holder has stopped, its ranges are free for anyone.
     tp=$(vm_exec d probe-stop)
     vm_wait d "$tp" 60
@@ -364,21 +365,24 @@ print_phases() {
     t_nlm=$(tl_find "$new lockd grace over")
     t_v4=$(tl_find "$new v4 grace over")
     t_res=$(tl_find "writes resumed")
-    echo "  phases (s):"
-    printf '    %-34s %s\n' "until the new node starts" "$(tl_sub "$t_start" "$t0")" \
+    echo "  phases (s; T0 = the kill, or the start of the old node's handoff script):"
+    local t_old_done
+    t_old_done=$(tl_find "(MMP clean|killed VM)")
+    printf '    %-34s %s\n' "old node: handoff script (release)" "$(tl_sub "$t_old_done" "$t0")" \
+        "until the new node starts" "$(tl_sub "$t_start" "$t0")" \
         "MMP gate + mount" "$(tl_sub "$t_mounted" "$t_start")" \
         "statd, exports, nfsd start" "$(tl_sub "$t_nfsd" "$t_mounted")" \
         "floating IP up (+ARP)" "$(tl_sub "$t_ip" "$t_nfsd")" \
         "tickle ACKs" "$(tl_sub "$t_tickle" "$t_ip")" \
         "notify (+ reclaim wait: ours)" "$(tl_sub "$t_notified" "$t_tickle")" \
-        "all locks held again (from kill)" "$(tl_sub "$t_locks" "$t0")" \
-        "lockd grace over (from kill)" "$(tl_sub "$t_nlm" "$t0")" \
-        "v4 grace over (from kill)" "$(tl_sub "$t_v4" "$t0")" \
-        "client writes resumed (from kill)" "$(tl_sub "$t_res" "$t0")"
+        "all locks held again (from T0)" "$(tl_sub "$t_locks" "$t0")" \
+        "lockd grace over (from T0)" "$(tl_sub "$t_nlm" "$t0")" \
+        "v4 grace over (from T0)" "$(tl_sub "$t_v4" "$t0")" \
+        "client writes resumed (from T0)" "$(tl_sub "$t_res" "$t0")"
     RESUMED_S=$(tl_sub "$t_res" "$t0")
     LOCKS_S=$(tl_sub "$t_locks" "$t0")
     MMP_S=$(tl_sub "$t_mounted" "$t_start")
-    echo "PHASES $SCEN_NAME start=$(tl_sub "$t_start" "$t0") mount=$(tl_sub "$t_mounted" "$t_start") nfsd=$(tl_sub "$t_nfsd" "$t_mounted") ip=$(tl_sub "$t_ip" "$t_nfsd") tickle=$(tl_sub "$t_tickle" "$t_ip") notify=$(tl_sub "$t_notified" "$t_tickle") locks=$(tl_sub "$t_locks" "$t0") nlm_grace=$(tl_sub "$t_nlm" "$t0") v4_grace=$(tl_sub "$t_v4" "$t0") resumed=$(tl_sub "$t_res" "$t0")" >> "$LAB/phases.txt"
+    echo "PHASES $SCEN_NAME release=$(tl_sub "$t_old_done" "$t0") start=$(tl_sub "$t_start" "$t0") mount=$(tl_sub "$t_mounted" "$t_start") nfsd=$(tl_sub "$t_nfsd" "$t_mounted") ip=$(tl_sub "$t_ip" "$t_nfsd") tickle=$(tl_sub "$t_tickle" "$t_ip") notify=$(tl_sub "$t_notified" "$t_tickle") locks=$(tl_sub "$t_locks" "$t0") nlm_grace=$(tl_sub "$t_nlm" "$t0") v4_grace=$(tl_sub "$t_v4" "$t0") resumed=$(tl_sub "$t_res" "$t0")" >> "$LAB/phases.txt"
 }
 
 EXPECTED_LOCKS=2 # lock-torture's 4 adjacent ranges (one lock on the server) + the writer's
@@ -401,11 +405,18 @@ failover_once() {
         tl_guest "$old" "$tr"
         [[ $rc -eq 0 ]] || { tl_print "$t0"; return 1; }
     fi
+    local t_out=$t0
+    if [[ $kind == handoff ]]; then
+        # Clock starts when the old node's handoff script starts (not when the lab sent it);
+        # writes go on until its floating IP goes down.
+        t0=$(tl_find "${VM_HOST[$old]} deactivate start")
+        t_out=$(tl_find "${VM_HOST[$old]} floating IP down")
+    fi
     ta=$(vm_exec "$new" activate "$mode")
     tl "${VM_HOST[$new]} told to take over"
     vm_wait "$new" "$ta" 180 || rc=1
     tl_guest "$new" "$ta"
-    if res=$(wait_writer_resumed "$t0" 60); then
+    if res=$(wait_writer_resumed "$t_out" 60); then
         echo "$res client writes resumed (first fsynced record under the lock)" |
             awk '{ t = $1; $1 = ""; print t, "clientc", $0 }' >> "$TL"
     else
