@@ -94,7 +94,7 @@ activate() {
     mark "activate start ($mode)"
     if [[ $mode == ours ]]; then
         # Bounded grace, set while nfsd is stopped; wait-reclaim ends it early.
-        $BIN/lockd-recover grace set --nlm 60 --v4 60 > /dev/null 2>&1 || die "grace set"
+        $BIN/lockd-recover grace set --nlm 60 --v4 60 --lease 60 > /dev/null 2>&1 || die "grace set"
         ( rpc.nfsd -N 4 8 && rpc.mountd -N 4 && pgrep -n -x rpc.mountd > /run/mountd.pid ) &
         local early=$!
         $BIN/mmp-tool mount --json -q "$DEV" "$MNT" > /run/mmp-mount.json
@@ -110,6 +110,11 @@ activate() {
         wait $early || die "rpc.nfsd/rpc.mountd"
         mark "nfsd and mountd running (started during the MMP wait)"
     else
+        # The kernel's default grace (lockd: 5 x nlm_timeout = 50 s; v4: 90 s), also on a node
+        # whose earlier activation set other values (they persist while the kernel runs).
+        echo 0 > /proc/sys/fs/nfs/nlm_grace_period
+        echo 90 > /proc/fs/nfsd/nfsv4gracetime
+        echo 90 > /proc/fs/nfsd/nfsv4leasetime
         mount -t ext4 "$DEV" "$MNT" || die "kernel mount refused"
         mark "mounted"
     fi

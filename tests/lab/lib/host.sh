@@ -348,7 +348,16 @@ judge_workload() {
 }
 
 # --- scenarios ------------------------------------------------------------------------------
-banner() { echo; echo "=== $*"; }
+NEED_REBOOT=
+banner() {
+    if [[ -n $NEED_REBOOT ]]; then
+        log "booting the killed VM ${VM_HOST[$NEED_REBOOT]} again as the standby"
+        vm_reboot_server "$NEED_REBOOT" || return 1
+        NEED_REBOOT=
+    fi
+    echo
+    echo "=== $*"
+}
 
 # Phase breakdown of one failover from the merged timeline; T0 = kill or handoff start.
 # Sets RESUMED_S (T0 -> writer resumed).
@@ -452,7 +461,7 @@ failover_once() {
 scenario_hard() {
     local mode=$1 rc=0
     SCEN_NAME=hard-$mode
-    banner "scenario 1$([[ $mode == stock ]] && echo ' (stock tools: kernel mount, sm-notify, default grace)'): hard failover ${VM_HOST[$ACTIVE]} -> ${VM_HOST[$STANDBY]}, ${VM_HOST[$ACTIVE]} killed"
+    banner "scenario 1$([[ $mode == stock ]] && echo ' (stock tools: kernel mount, sm-notify, default grace)'): hard failover ${VM_HOST[$ACTIVE]} -> ${VM_HOST[$STANDBY]}, ${VM_HOST[$ACTIVE]} killed" || return 1
     workload_start || return 1
     sleep 3
     local killed=$ACTIVE
@@ -462,8 +471,8 @@ scenario_hard() {
     judge_workload || rc=1
     echo "  target: client writes resumed within 30 s of the kill: $RESUMED_S s $(awk -v r="$RESUMED_S" 'BEGIN { print (r != "-" && r + 0 <= 30) ? "(met)" : "(NOT met)" }')"
     echo "RESULT $SCEN_NAME resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S rc=$rc" >> "$LAB/phases.txt"
-    log "rebooting the killed VM ${VM_HOST[$killed]} as the new standby"
-    vm_reboot_server "$killed" || rc=1
+    # The killed VM is booted again as the standby when the next scenario needs it.
+    NEED_REBOOT=$killed
     echo "  verdict: $([[ $rc -eq 0 ]] && echo PASS || echo FAIL)"
     return $rc
 }
@@ -471,7 +480,7 @@ scenario_hard() {
 scenario_handoff() {
     local mode=$1 rc=0
     SCEN_NAME=handoff-$mode
-    banner "scenario 3$([[ $mode == stock ]] && echo ' (stock tools: unlock_filesystem, kernel mount, sm-notify, default grace)'): planned handoff ${VM_HOST[$ACTIVE]} -> ${VM_HOST[$STANDBY]}"
+    banner "scenario 3$([[ $mode == stock ]] && echo ' (stock tools: unlock_filesystem, kernel mount, sm-notify, default grace)'): planned handoff ${VM_HOST[$ACTIVE]} -> ${VM_HOST[$STANDBY]}" || return 1
     workload_start || return 1
     sleep 3
     failover_once handoff "$mode" || rc=1
@@ -486,7 +495,7 @@ scenario_handoff() {
 scenario_rounds() {
     local rounds=$1 rc=0 i killed worst=0
     SCEN_NAME=rounds
-    banner "scenario 4: $rounds alternating hard failovers with the client workload running throughout"
+    banner "scenario 4: $rounds alternating hard failovers with the client workload running throughout" || return 1
     workload_start || return 1
     sleep 3
     for ((i = 1; i <= rounds; i++)); do
@@ -514,7 +523,7 @@ disk_hash() {
 scenario_split_brain() {
     local rc=0 t h1 h2 holder
     SCEN_NAME=split-brain
-    banner "scenario 2: split brain refused: ${VM_HOST[$ACTIVE]} holds the filesystem, ${VM_HOST[$STANDBY]} is told to take over"
+    banner "scenario 2: split brain refused: ${VM_HOST[$ACTIVE]} holds the filesystem, ${VM_HOST[$STANDBY]} is told to take over" || return 1
     tl_start split-brain
     # Quiesce the active node's own writes (the ledger recorder rewrites its file every second)
     # so that the only writes left are kmmpd's to the MMP block.
