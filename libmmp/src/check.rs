@@ -197,6 +197,9 @@ pub fn check<D: BlockIo>(
         first.mmp_check_interval,
     );
     let wait = wait_time(ci);
+    // The wait runs from when the first read returned, as the kernel sleeps only after its
+    // read: a slow first read must not shorten the time the data it returned is watched.
+    let watch_start = clock.now();
     let report = |verdict, reads| CheckReport {
         verdict,
         first: first.clone(),
@@ -214,7 +217,7 @@ pub fn check<D: BlockIo>(
     let first_raw = first.encode_raw();
     let poll = opts.poll.max(Duration::from_millis(1));
     loop {
-        let elapsed = clock.now().saturating_sub(start);
+        let elapsed = clock.now().saturating_sub(watch_start);
         progress(elapsed.min(wait), wait);
         if elapsed >= wait {
             return Ok(report(Verdict::Safe(SafeReason::Stale), reads));
@@ -428,6 +431,68 @@ mod tests {
             "fast negative, took {:?}",
             clock.now()
         );
+    }
+
+    /// The wait runs from when the first read returned, as the kernel sleeps after its read:
+    /// a first read that takes long (a loaded or failing-over path) must not shorten the time
+    /// the data it returned is watched.
+    #[test]
+    fn a_slow_first_read_does_not_shorten_the_wait() {
+        struct SlowFirst<'a> {
+            inner: MemDevice,
+            clock: &'a FakeClock,
+            first: Cell<bool>,
+        }
+        // A writer that wrote at 4.9 s and writes again at 15 s: 10.1 s apart, inside the
+        // kernel's 11 s wait.
+        fn writer(t: Duration) -> MmpBlock {
+            let seq = match t.as_millis() {
+                0..=4899 => 1,
+                4900..=14_999 => 2,
+                _ => 3,
+            };
+            MmpBlock::new(seq, 0, "holder", "sda", 5)
+        }
+        impl BlockIo for SlowFirst<'_> {
+            fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+                if offset == MMP_BLOCK * BS && self.first.replace(false) {
+                    // The read is queued for 5 s; the device returns what it holds then.
+                    self.clock.sleep(Duration::from_secs(5));
+                }
+                let b = writer(self.clock.now());
+                self.inner.write_at(MMP_BLOCK * BS, &b.encode(None))?;
+                self.inner.read_at(offset, buf)
+            }
+            fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+                self.inner.write_at(offset, buf)
+            }
+            fn sync(&self) -> io::Result<()> {
+                Ok(())
+            }
+            fn size(&self) -> u64 {
+                self.inner.size()
+            }
+            fn logical_block_size(&self) -> u32 {
+                512
+            }
+            fn name(&self) -> &str {
+                "slow"
+            }
+        }
+        let clock = FakeClock::default();
+        let dev = SlowFirst {
+            inner: image(false, &writer(Duration::ZERO)),
+            clock: &clock,
+            first: Cell::new(true),
+        };
+        let r = run(dev, &clock, None);
+        match &r.verdict {
+            Verdict::InUse { block } => assert_eq!(block.mmp_seq, 3),
+            v => panic!(
+                "the writer at 15 s must be seen, got {v:?} at {:?}",
+                clock.now()
+            ),
+        }
     }
 
     #[test]
