@@ -330,6 +330,11 @@ impl Superblock {
     pub fn mmp_block_in_range(&self) -> bool {
         self.s_mmp_block > u64::from(self.s_first_data_block)
             && self.s_mmp_block < self.blocks_count
+            // A 64-bit block count allows block numbers whose byte offset overflows u64.
+            && self
+                .s_mmp_block
+                .checked_mul(u64::from(self.block_size()))
+                .is_some()
     }
 
     /// Byte offset of the MMP block on the device (valid only if [`Self::mmp_block_in_range`]).
@@ -419,6 +424,29 @@ pub(crate) mod tests {
             b[S_CHECKSUM..].copy_from_slice(&c.to_le_bytes());
         }
         b
+    }
+
+    /// A 64-bit block count lets `s_mmp_block * block_size` overflow u64: such a block number
+    /// is out of range (no device is that large), never a panic or a wrapped offset that a
+    /// claim would then write to.
+    #[test]
+    fn mmp_block_whose_offset_overflows_is_out_of_range() {
+        let mut b = sample(false);
+        b[S_LOG_BLOCK_SIZE..S_LOG_BLOCK_SIZE + 4].copy_from_slice(&6u32.to_le_bytes());
+        let incompat = feature::INCOMPAT_MMP | feature::INCOMPAT_64BIT;
+        b[S_FEATURE_INCOMPAT..S_FEATURE_INCOMPAT + 4].copy_from_slice(&incompat.to_le_bytes());
+        b[S_BLOCKS_COUNT_HI..S_BLOCKS_COUNT_HI + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        // 2^50 blocks of 64 KiB: byte offset 2^66, which wraps to 0.
+        b[S_MMP_BLOCK..S_MMP_BLOCK + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
+        let sb = Superblock::parse(&b).unwrap();
+        assert!(!sb.mmp_block_in_range());
+        let mut img = vec![0u8; 8192];
+        img[1024..2048].copy_from_slice(&b);
+        let fs = crate::fs::MmpFs::open(crate::device::MemDevice::new("big.img", img)).unwrap();
+        assert!(matches!(
+            fs.read_mmp_raw(),
+            Err(crate::Error::MmpBlockOutOfRange { .. })
+        ));
     }
 
     #[test]
