@@ -126,9 +126,10 @@ held by a local mmpd), 2 error.")]
     /// Set the MMP block back to CLEAN after `claim`, if it still holds our claim.
     #[command(long_about = "\
 Set the MMP block back to CLEAN, but only if it still holds the sequence this host's last
-`mmp-tool claim` wrote (recorded in the run directory), or, with --force, any live sequence
-written under this node's name. Anything else is another node's: nothing is written and the exit
-status is 1. Refused while an mmpd on this host holds the device (stop mmpd instead: it releases
+`mmp-tool claim` wrote (recorded in the run directory), or, with --force, a live sequence
+written under this node's name that stays unchanged for the kernel's full wait (about 11 s; a
+kernel mount on this host writes this node's name too). Anything else is another node's: nothing
+is written and the exit status is 1. Refused while an mmpd on this host holds the device (stop mmpd instead: it releases
 on SIGTERM). An already clean block is success.
 
 Exit status: 0 released (or already clean), 1 not ours or held by a local mmpd, 2 error.")]

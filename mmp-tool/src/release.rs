@@ -6,6 +6,7 @@ use crate::cli::DeviceArg;
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome};
 use clap::Args;
+use libmmp::check::{self, CheckOptions, SafeReason, SystemClock, Verdict};
 use libmmp::claim::{local_nodename, wall_now};
 use libmmp::holder;
 use libmmp::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
@@ -20,7 +21,8 @@ pub struct ReleaseArgs {
     #[arg(long)]
     pub json: bool,
     /// Release even without a claim recorded on this host, if the block names this node
-    /// (`--node-name`) and holds a live sequence (e.g. after a reboot emptied /run).
+    /// (`--node-name`) and holds a live sequence that does not change for the kernel's full
+    /// wait (e.g. after a reboot emptied /run).
     #[arg(long)]
     pub force: bool,
     /// This node's name in the MMP block, for `--force` [default: the host name].
@@ -104,6 +106,35 @@ pub fn run(args: &ReleaseArgs) -> Outcome {
                 blk.bdevname()
             ),
         );
+    }
+    if record.is_none() {
+        // --force has only the node name to go by, and a kernel mount on this host (kmmpd
+        // writes the host name) or another node with the same name writes it too. CLEAN over a
+        // live block lets any other node's kernel mount at once, so first watch the block for
+        // the kernel's full wait, as a mount would: only a stale sequence is released.
+        let report = check::check(
+            &fs,
+            &SystemClock::default(),
+            CheckOptions::default(),
+            &mut |_, _| {},
+        )?;
+        let still = report.first.encode_raw() == blk.encode_raw();
+        if report.verdict != Verdict::Safe(SafeReason::Stale) || !still {
+            let now = match &report.verdict {
+                Verdict::InUse { block } => block.clone(),
+                _ => report.first.clone(),
+            };
+            return done(
+                false,
+                "in_use",
+                format!(
+                    "'{dev}': NOT released: the MMP block (sequence {:#010x}, node '{}') is {}: a node is using it (a kernel mount on this host writes this host's name too); nothing was written",
+                    now.mmp_seq,
+                    now.nodename(),
+                    if still { report.verdict.name().replace('_', " ") } else { "changed".to_string() }
+                ),
+            );
+        }
     }
     let mut clean = blk.clone();
     clean.mmp_seq = EXT4_MMP_SEQ_CLEAN;

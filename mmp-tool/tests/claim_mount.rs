@@ -254,3 +254,49 @@ fn file_claim_refusals_write_nothing() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("/nonexistent/x"), "{err}");
 }
+
+/// `release --force` has no record of a claim, only a node name, which a kernel mount on this
+/// host (kmmpd writes the host name) or another node with the same name also writes. It must
+/// watch the block first: CLEAN over a live block lets another node's kernel mount at once.
+#[test]
+fn file_release_force_refuses_a_block_that_is_still_written() {
+    if !can_make_images("file_release_force_refuses_a_block_that_is_still_written") {
+        return;
+    }
+    let img = Image::new();
+    let p = img.path.to_str().unwrap();
+    let run = img.file("run");
+    write_foreign(&img.path, 100, "me");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (code, out, err) = std::thread::scope(|s| {
+        // A live writer naming "me", like kmmpd, every 300 ms.
+        s.spawn(|| {
+            let mut seq = 100;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(300));
+                seq += 1;
+                write_foreign(&img.path, seq, "me");
+            }
+        });
+        let r = tool(
+            &run,
+            &["release", "--json", "--force", "--node-name", "me", p],
+        );
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        r
+    });
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(json(&out)["released"], false, "{out}");
+    assert_ne!(read_block(&img.path).mmp_seq, EXT4_MMP_SEQ_CLEAN);
+
+    // A stale block naming us is released, after the kernel's wait (11 s here).
+    write_foreign(&img.path, 200, "me");
+    let t = Instant::now();
+    let (code, out, err) = tool(
+        &run,
+        &["release", "--json", "--force", "--node-name", "me", p],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(t.elapsed() >= Duration::from_secs(11), "{:?}", t.elapsed());
+    assert_eq!(read_block(&img.path).mmp_seq, EXT4_MMP_SEQ_CLEAN);
+}
