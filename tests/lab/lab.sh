@@ -18,7 +18,7 @@ while [[ $# -gt 0 ]]; do
     --rounds) rounds=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --bin-dir) bin_dir=$2; shift 2 ;;
-    -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -54,4 +54,6 @@ echo
 echo "=== summary ($(elapsed_total) s in all)"
 printf '%s\n' "${results[@]}"
 printf '%s\n' "${results[@]}" > "$LAB/summary.txt"
+npass=$(printf '%s\n' "${results[@]}" | grep -c ': PASS$')
+echo "$npass passed, $((${#results[@]} - npass)) failed"
 exit $failed
