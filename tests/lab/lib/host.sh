@@ -376,9 +376,9 @@ print_phases() {
     t_res=$(tl_find "writes resumed")
     echo "  phases (s; T0 = the kill, or the start of the old node's handoff script):"
     local t_old_done
-    t_old_done=$(tl_find "(MMP clean|killed VM)")
-    printf '    %-34s %s\n' "old node: handoff script (release)" "$(tl_sub "$t_old_done" "$t0")" \
-        "until the new node starts" "$(tl_sub "$t_start" "$t0")" \
+    t_old_done=$(tl_find "MMP clean")
+    [[ -z $(tl_find "MMP clean") ]] || printf '    %-34s %s\n' "old node: release, stop, umount" "$(tl_sub "$t_old_done" "$t0")"
+    printf '    %-34s %s\n' "until the new node starts" "$(tl_sub "$t_start" "$t0")" \
         "MMP gate + mount" "$(tl_sub "$t_mounted" "$t_start")" \
         "statd, exports, nfsd start" "$(tl_sub "$t_nfsd" "$t_mounted")" \
         "floating IP up (+ARP)" "$(tl_sub "$t_ip" "$t_nfsd")" \
