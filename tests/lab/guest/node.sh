@@ -9,7 +9,11 @@
 #   node.sh torture-start|torture-stop   lock-torture failover holder on client C
 #   node.sh probe-start|probe-stop       lock-torture --probe-only on client D
 #   node.sh writer-start|writer-stop     lock-protected appender with a host-visible progress log
-#   node.sh verify-writer FILE ACKED     (active server) check the appender's file on the disk
+#   node.sh verify-writer ACKED          (active server) check the appender's file on the disk
+#   node.sh watch-recovery N SECS        (new server) mark when N locks are held and grace ends
+#   node.sh record-pause|record-resume   stop/continue the ledger and connection recorders
+#   node.sh conn-record                  (internal) the connection recorder loop
+#   node.sh net-watch|net-watch-stop|dmesg|sync|client-write-check   diagnostics and checks
 # Every step prints "MARK <epoch> <name>" lines that lab.sh puts on the scenario's timeline.
 set -u
 . /run/lab/env
@@ -46,7 +50,6 @@ server_prep() {
     mark "server prepared"
 }
 
-# The takeover sequence. Gate: mmp-tool mount (claim, CLEAN, mount at once).
 TICKLE_TCP=/usr/libexec/heartbeat/tickle_tcp
 
 # While active: the established TCP connections on the floating IP, every second, on the shared
