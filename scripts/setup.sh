@@ -12,6 +12,9 @@ packages=(
   systemd
   # NSM peers (rpcbind, rpc.statd, sm-notify) and network namespaces
   rpcbind nfs-common iproute2
+  # failover lab (tests/lab): VMs with the Debian kernel, kernel NFS server, tickle ACKs
+  qemu-system-x86 linux-image-amd64 busybox-static nfs-kernel-server cpio gzip binutils jq perl bc
+  resource-agents
   # benchmarks
   hyperfine
 )

@@ -19,6 +19,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (man pages are checked by the man_page_is_current tests)"
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
+step "failover lab: split brain refused, then hard failover (qemu VMs, tests/lab)"
+if [[ $(id -u) -eq 0 ]]; then
+  LAB_PROFILE=dev bash tests/lab/lab.sh --scenarios ci
+elif [[ "${CI:-}" == true ]]; then
+  echo "CI=true and the failover lab cannot run: it needs root" >&2
+  exit 1
+else
+  echo "SKIPPED: the failover lab needs root (sudo bash tests/lab/lab.sh)"
+fi
+
 step "fuzz targets build"
 (cd fuzz && cargo check --quiet)
 
