@@ -473,6 +473,24 @@ impl StatdDir {
             }
             names.push((name, path));
         }
+        // rpc.statd rewrites a record through `<name>.new` and a rename
+        // (nfs-utils `nsm_make_temp_pathname`); a crash in between leaves `<name>.new` next to
+        // `<name>`. That is a stale copy of a record, not a client named "<name>.new": report it
+        // as skipped (and keep it) instead of notifying it.
+        let present: std::collections::HashSet<String> =
+            names.iter().map(|(n, _)| n.clone()).collect();
+        names.retain(|(name, path)| match name.strip_suffix(".new") {
+            Some(base) if present.contains(base) => {
+                listing.skipped.push(SkippedEntry {
+                    path: path.clone(),
+                    reason: format!(
+                        "temporary copy of {base} left by an interrupted rpc.statd rewrite"
+                    ),
+                });
+                false
+            }
+            _ => true,
+        });
         names.sort();
         for (name, path) in names {
             let data = match read_nofollow(&path, "file") {
@@ -870,6 +888,27 @@ mod tests {
             "this is not a record\n"
         );
         assert_eq!(fs::read_to_string(bak.join("broken")).unwrap(), "junk\n");
+    }
+
+    #[test]
+    fn statd_temp_copy_next_to_its_record_is_skipped_and_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let d = StatdDir::create(t.path()).unwrap();
+        let sm = d.dir(RecordDir::Sm);
+        fs::write(sm.join("clientd"), LINE).unwrap();
+        fs::write(sm.join("clientd.new"), LINE).unwrap();
+        // A host whose own name ends in ".new" (there is such a TLD) is still a client.
+        fs::write(sm.join("shop.new"), LINE).unwrap();
+        let l = d.list(RecordDir::Sm).unwrap();
+        let names: Vec<&str> = l.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["clientd", "shop.new"]);
+        assert_eq!(l.skipped.len(), 1);
+        assert!(
+            l.skipped[0].reason.contains("temporary copy of clientd"),
+            "{:?}",
+            l.skipped
+        );
+        assert!(sm.join("clientd.new").exists(), "kept, never deleted");
     }
 
     #[test]
