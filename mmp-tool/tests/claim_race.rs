@@ -1,0 +1,586 @@
+//! Two `mmp-tool claim` processes started at the same moment on a CLEAN block: exactly one
+//! wins, over hundreds of rounds.
+//!
+//! Each round is its own small image (1 MiB, `mkfs.ext4 -O mmp -E mmp_update_interval=1`:
+//! a claim of a clean block verifies for 9 s), raced by two claim processes with their own node
+//! name and run directory, i.e. two "hosts". Two processes on one image file are a real race:
+//! both go through the same page cache, as two hosts go to one LUN. Rounds run in batches of
+//! [`BATCH`] (twice as many claim processes at once), so 200 rounds take about four claims'
+//! time.
+//!
+//! - `claims_started_together_exactly_one_wins` (image files; needs only e2fsprogs): both
+//!   processes of a round block on opening their round's FIFO and are released together.
+//!   Started together means a few milliseconds apart, so usually one process reads the block
+//!   after the other's write: it then watches that live sequence for `min(2*CI+1, CI+60)` =
+//!   11 s. The winner's node follows its claim at once with a holder, as `mmp-tool claim
+//!   --help` asks (here libmmp's `Heartbeat`, the code mmpd runs), so the watcher sees the
+//!   block move and refuses ("in_use"). A round where both read CLEAN ends in "lost" for the
+//!   earlier writer.
+//! - `loop_claims_that_both_read_clean_exactly_one_wins` (root): the images live on a scratch
+//!   ext4 frozen with `fsfreeze` while the claims start, so each process reads CLEAN and then
+//!   blocks in its write (state D, `percpu_rwsem_wait`) until the thaw: every round is the
+//!   LU-13932 race where both saw CLEAN. The later writer must win, the other must see it
+//!   ("lost").
+//! - `loop_claims_started_together_through_two_loop_devices` (root): a subset of rounds where
+//!   each process reaches the image through its own loop device (O_DIRECT), as two hosts do.
+//! - `claims_started_together_without_a_holder_exactly_one_wins` (ignored: a defect): the
+//!   same race with nobody following the winner. See its comment.
+//!
+//! Every round asserts: one exit 0 and one exit 1 (a refusal), and the block holds the
+//! winner's sequence and node name when the winner exits (and, with a holder, nothing but the
+//! winner's node writes it afterwards).
+
+#[path = "../../mmpd/tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use libmmp::check::{self, Clock, SafeReason, SystemClock};
+use libmmp::claim::{self, Claimed};
+use libmmp::device::{Access, Device};
+use libmmp::fs::MmpFs;
+use libmmp::heartbeat::{Heartbeat, HeartbeatConfig};
+use libmmp::mmp::EXT4_MMP_SEQ_CLEAN;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOOL: &str = env!("CARGO_BIN_EXE_mmp-tool");
+/// Rounds raced at once (twice as many claim processes).
+const BATCH: usize = 50;
+/// Rounds of the main race test.
+const ROUNDS: usize = 200;
+/// Rounds of the frozen-filesystem race.
+const FROZEN_ROUNDS: usize = 100;
+/// Rounds through loop devices (two per round).
+const LOOP_ROUNDS: usize = 10;
+/// A round must be over by then (a claim of a clean block takes 9 s, a watch of a live one 11 s
+/// more); a loaded machine gets plenty of room.
+const ROUND_LIMIT: Duration = Duration::from_secs(90);
+const NODES: [&str; 2] = ["node-a", "node-b"];
+
+/// `n` copies of one small MMP image in `dir` (sparse: only the non-zero 4 KiB pieces written).
+fn small_images(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let base = dir.join("base.img");
+    File::create(&base).unwrap().set_len(1 << 20).unwrap();
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-O", "mmp", "-E", "mmp_update_interval=1"])
+        .arg(&base)
+        .output()
+        .expect("running mkfs.ext4");
+    assert!(out.status.success(), "mkfs.ext4: {out:?}");
+    let data = std::fs::read(&base).unwrap();
+    (0..n)
+        .map(|i| {
+            let p = dir.join(format!("r{i:03}.img"));
+            let f = File::create(&p).unwrap();
+            f.set_len(data.len() as u64).unwrap();
+            for (k, chunk) in data.chunks(4096).enumerate() {
+                if chunk.iter().any(|&b| b != 0) {
+                    f.write_all_at(chunk, (k * 4096) as u64).unwrap();
+                }
+            }
+            p
+        })
+        .collect()
+}
+
+/// A claim process, killed by pid (and reaped) on drop if it is still running.
+struct Racer {
+    child: Child,
+    code: Option<i32>,
+    stdout: String,
+}
+
+impl Racer {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The exit code once it exited (its JSON read then).
+    fn poll(&mut self) -> Option<i32> {
+        if self.code.is_none() {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                self.code = Some(st.code().unwrap_or(-1));
+                if let Some(mut o) = self.child.stdout.take() {
+                    let _ = o.read_to_string(&mut self.stdout);
+                }
+            }
+        }
+        self.code
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Drop for Racer {
+    fn drop(&mut self) {
+        if self.poll().is_none() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid() as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `mmp-tool claim --json` as `node` on `dev`, with its own run directory. With a FIFO, the
+/// process first blocks in opening it (through /bin/sh, which then execs the tool).
+fn spawn_claim(dev: &Path, node: &str, run_dir: &Path, fifo: Option<&Path>) -> Racer {
+    let mut cmd = match fifo {
+        Some(f) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c")
+                .arg(": < \"$0\" && exec \"$@\"")
+                .arg(f)
+                .arg(TOOL);
+            c
+        }
+        None => Command::new(TOOL),
+    };
+    cmd.args([
+        "claim",
+        "--json",
+        "--quiet",
+        "--node-name",
+        node,
+        "--run-dir",
+    ])
+    .arg(run_dir)
+    .arg(dev)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    Racer {
+        child: cmd.spawn().expect("spawning mmp-tool claim"),
+        code: None,
+        stdout: String::new(),
+    }
+}
+
+fn wchan(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
+}
+
+/// Wait until every racer that is still running sleeps in `wchan` (at most `limit`); how many
+/// did.
+fn wait_blocked(racers: &mut [Racer], wanted: &str, limit: Duration) -> usize {
+    let end = Instant::now() + limit;
+    loop {
+        let mut blocked = 0;
+        for r in racers.iter_mut() {
+            if r.poll().is_none() && wchan(r.pid()) == wanted {
+                blocked += 1;
+            }
+        }
+        if blocked == racers.len() || Instant::now() >= end {
+            return blocked;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One round: the devices the two racers use (the same image, or two loop devices of it).
+struct Round {
+    devs: [PathBuf; 2],
+}
+
+/// What a round ended with.
+#[derive(Debug)]
+struct RoundEnd {
+    /// The loser's `result` ("lost" or "in_use").
+    loser_result: String,
+    /// Whether the winner's node had to hold the block after the claim (the loser still ran).
+    held: bool,
+}
+
+/// The winner's node takes over at once, as mmpd does after a claim: a heartbeat over the
+/// winner's claim. Checks that the block holds exactly the winner's claim first.
+fn start_holder(
+    dev: &Path,
+    seq: u32,
+    node: &str,
+    claim_elapsed: Duration,
+    clock: &SystemClock,
+) -> Result<Heartbeat<Device>, String> {
+    let fs = MmpFs::open(Device::open(dev, Access::ReadWrite).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
+    let blk = fs.read_mmp_raw().map_err(|e| e.to_string())?.0;
+    if blk.mmp_seq != seq || blk.nodename() != node {
+        return Err(format!(
+            "when the winner {node} exited the block held sequence {:#010x} of '{}', not its claim {seq:#010x}",
+            blk.mmp_seq,
+            blk.nodename()
+        ));
+    }
+    let claimed = Claimed {
+        on_disk: claim::on_disk_bytes(&fs, &blk),
+        block: blk.clone(),
+        previous: SafeReason::Clean,
+        previous_block: blk,
+        check_interval: check::check_interval(fs.superblock().s_mmp_update_interval, 0),
+        verify_wait: claim_elapsed,
+        // The claim wrote at the latest `elapsed` ago: the holder keeps its margin from then.
+        written_at: clock.now().saturating_sub(claim_elapsed),
+        elapsed: claim_elapsed,
+        reads: 0,
+    };
+    Ok(Heartbeat::new(
+        fs,
+        &claimed,
+        HeartbeatConfig::default(),
+        clock,
+    ))
+}
+
+/// Referee one round until both racers exited; with `hold`, the winner's node heartbeats the
+/// block from the moment its claim returned until the other racer is done.
+fn referee(round: &Round, mut racers: [Racer; 2], hold: bool) -> Result<RoundEnd, String> {
+    let clock = SystemClock::default();
+    let start = Instant::now();
+    let mut holder: Option<Heartbeat<Device>> = None;
+    let mut checked_at_exit = false;
+    loop {
+        let codes = [racers[0].poll(), racers[1].poll()];
+        if codes[0].is_some() && codes[1].is_some() {
+            break;
+        }
+        if start.elapsed() > ROUND_LIMIT {
+            return Err(format!("still running after {ROUND_LIMIT:?}: {codes:?}"));
+        }
+        if let Some(w) = (0..2).find(|&i| codes[i] == Some(0)) {
+            if !checked_at_exit {
+                checked_at_exit = true;
+                let j = racers[w].json();
+                let seq = j["sequence"].as_u64().unwrap_or(0) as u32;
+                let elapsed = Duration::from_secs_f64(j["elapsed_seconds"].as_f64().unwrap_or(0.0));
+                let hb = start_holder(&round.devs[w], seq, NODES[w], elapsed, &clock)?;
+                if hold {
+                    holder = Some(hb);
+                }
+            }
+        }
+        if let Some(hb) = holder.as_mut() {
+            if clock.now() >= hb.next_due() {
+                hb.beat(&clock).map_err(|r| {
+                    format!("the winner's holder fenced, so somebody else wrote the block: {r}")
+                })?;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let codes = [racers[0].code.unwrap(), racers[1].code.unwrap()];
+    let js = [racers[0].json(), racers[1].json()];
+    let both = format!("{}: {}\n{}: {}", NODES[0], js[0], NODES[1], js[1]);
+    let w = match codes {
+        [0, 1] => 0,
+        [1, 0] => 1,
+        _ => {
+            return Err(format!(
+                "exit codes {codes:?}, not one 0 and one 1:\n{both}"
+            ))
+        }
+    };
+    let (win, lose) = (&js[w], &js[1 - w]);
+    if win["claimed"] != true || lose["claimed"] != false {
+        return Err(format!("JSON does not match the exit codes:\n{both}"));
+    }
+    let loser_result = lose["result"].as_str().unwrap_or("").to_string();
+    if !["lost", "in_use"].contains(&loser_result.as_str()) {
+        return Err(format!("the loser's refusal is '{loser_result}':\n{both}"));
+    }
+    // The block afterwards: the winner's claim (or its holder's heartbeat over it).
+    let seq = win["sequence"].as_u64().unwrap_or(0) as u32;
+    let blk = read_block(&round.devs[w]);
+    let expected = holder.as_ref().map_or(seq, |h| h.seq());
+    if blk.mmp_seq != expected || blk.nodename() != NODES[w] {
+        return Err(format!(
+            "afterwards the block holds {:#010x} of '{}', expected {expected:#010x} of {}:\n{both}",
+            blk.mmp_seq,
+            blk.nodename(),
+            NODES[w]
+        ));
+    }
+    Ok(RoundEnd {
+        loser_result,
+        held: holder.is_some_and(|h| h.beats() > 0),
+    })
+}
+
+/// How the racers of a batch are started together.
+enum Barrier {
+    /// Each racer blocks in opening its round's FIFO; all FIFOs are then opened for writing.
+    Fifo,
+    /// The images' filesystem is frozen: every racer reads CLEAN and blocks in its write until
+    /// the thaw.
+    Frozen(PathBuf),
+}
+
+/// `fsfreeze -f DIR`, thawed on drop (before the racers it blocks are killed).
+struct Frozen(PathBuf);
+
+impl Frozen {
+    fn new(mnt: &Path) -> Frozen {
+        let st = Command::new("fsfreeze")
+            .arg("-f")
+            .arg(mnt)
+            .status()
+            .unwrap();
+        assert!(st.success(), "fsfreeze -f {}", mnt.display());
+        Frozen(mnt.to_path_buf())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).status();
+    }
+}
+
+/// Race every round of `rounds` at once; the result of each.
+fn race_batch(
+    tmp: &Path,
+    rounds: &[Round],
+    barrier: &Barrier,
+    hold: bool,
+) -> Vec<Result<RoundEnd, String>> {
+    let runs = NODES.map(|n| tmp.join(format!("run-{n}")));
+    let mut racers: Vec<Racer> = Vec::new();
+    let mut _frozen = None;
+    let mut _fifo_writers = Vec::new();
+    match barrier {
+        Barrier::Fifo => {
+            let fifos: Vec<PathBuf> = (0..rounds.len())
+                .map(|i| {
+                    let f = tmp.join(format!("go-{i}"));
+                    let _ = std::fs::remove_file(&f);
+                    nix::unistd::mkfifo(&f, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                        .unwrap();
+                    f
+                })
+                .collect();
+            for (r, f) in rounds.iter().zip(&fifos) {
+                for k in 0..2 {
+                    racers.push(spawn_claim(&r.devs[k], NODES[k], &runs[k], Some(f)));
+                }
+            }
+            let n = wait_blocked(&mut racers, "wait_for_partner", Duration::from_secs(30));
+            assert_eq!(n, racers.len(), "not every racer reached the FIFO barrier");
+            // O_RDWR does not block; every blocked reader's open returns now. Kept open until
+            // the batch is over.
+            for f in &fifos {
+                _fifo_writers.push(
+                    std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(f)
+                        .unwrap(),
+                );
+            }
+        }
+        Barrier::Frozen(mnt) => {
+            // Declared after `racers`: dropped (thawed) first, so killing them cannot hang.
+            _frozen = Some(Frozen::new(mnt));
+            for r in rounds {
+                for k in 0..2 {
+                    racers.push(spawn_claim(&r.devs[k], NODES[k], &runs[k], None));
+                }
+            }
+            let n = wait_blocked(&mut racers, "percpu_rwsem_wait", Duration::from_secs(60));
+            assert_eq!(
+                n,
+                racers.len(),
+                "not every racer read CLEAN and blocked in its write on the frozen filesystem"
+            );
+            _frozen = None;
+        }
+    }
+    let mut it = racers.into_iter();
+    let pairs: Vec<[Racer; 2]> = (0..rounds.len())
+        .map(|_| [it.next().unwrap(), it.next().unwrap()])
+        .collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = rounds
+            .iter()
+            .zip(pairs)
+            .map(|(r, p)| s.spawn(move || referee(r, p, hold)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("referee panicked".into())))
+            .collect()
+    })
+}
+
+/// Race all `rounds` in batches; assert every round and return the losers' results.
+fn race_all(
+    tmp: &Path,
+    rounds: &[Round],
+    barrier: &Barrier,
+    hold: bool,
+    what: &str,
+) -> Vec<RoundEnd> {
+    let t = Instant::now();
+    let mut ends = Vec::new();
+    let mut failures = Vec::new();
+    for (b, batch) in rounds.chunks(BATCH).enumerate() {
+        for (i, r) in race_batch(tmp, batch, barrier, hold)
+            .into_iter()
+            .enumerate()
+        {
+            match r {
+                Ok(e) => ends.push(e),
+                Err(e) => failures.push(format!("round {}: {e}", b * BATCH + i)),
+            }
+        }
+    }
+    let lost = ends.iter().filter(|e| e.loser_result == "lost").count();
+    let held = ends.iter().filter(|e| e.held).count();
+    eprintln!(
+        "{what}: {} rounds in {:.1} s: {} with exactly one winner ({lost} losers 'lost' after both read CLEAN, {} 'in_use'; winner's holder needed in {held}), {} failed",
+        rounds.len(),
+        t.elapsed().as_secs_f64(),
+        ends.len(),
+        ends.len() - lost,
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{what}: {} of {} rounds failed:\n{}",
+        failures.len(),
+        rounds.len(),
+        failures.join("\n")
+    );
+    ends
+}
+
+#[test]
+fn claims_started_together_exactly_one_wins() {
+    if !can_make_images("claims_started_together_exactly_one_wins") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rounds: Vec<Round> = small_images(tmp.path(), ROUNDS)
+        .into_iter()
+        .map(|p| Round {
+            devs: [p.clone(), p],
+        })
+        .collect();
+    race_all(
+        tmp.path(),
+        &rounds,
+        &Barrier::Fifo,
+        true,
+        "image files, FIFO start",
+    );
+}
+
+#[test]
+fn loop_claims_that_both_read_clean_exactly_one_wins() {
+    let test = "loop_claims_that_both_read_clean_exactly_one_wins";
+    if !can_use_loop_devices(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A scratch ext4 (no MMP) to freeze, holding the race images.
+    let scratch = tmp.path().join("scratch.img");
+    File::create(&scratch).unwrap().set_len(64 << 20).unwrap();
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F"])
+        .arg(&scratch)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let lp = Loop::attach(&scratch);
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let st = Command::new("mount")
+        .args(["-o", "noatime"])
+        .arg(&lp.dev)
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount {}", lp.dev.display());
+    let _mounted = Mounted { dir: mnt.clone() };
+    let rounds: Vec<Round> = small_images(&mnt, FROZEN_ROUNDS)
+        .into_iter()
+        .map(|p| Round {
+            devs: [p.clone(), p],
+        })
+        .collect();
+    let ends = race_all(
+        tmp.path(),
+        &rounds,
+        &Barrier::Frozen(mnt.clone()),
+        true,
+        "both read CLEAN (frozen filesystem)",
+    );
+    // Both read CLEAN, so neither watched the other: the earlier writer sees the later write.
+    for (i, e) in ends.iter().enumerate() {
+        assert_eq!(e.loser_result, "lost", "round {i}: {e:?}");
+        assert!(!e.held, "round {i}: the loser was still running");
+    }
+}
+
+#[test]
+fn loop_claims_started_together_through_two_loop_devices() {
+    if !can_use_loop_devices("loop_claims_started_together_through_two_loop_devices") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let images = small_images(tmp.path(), LOOP_ROUNDS);
+    let loops: Vec<[Loop; 2]> = images
+        .iter()
+        .map(|p| [Loop::attach(p), Loop::attach(p)])
+        .collect();
+    let rounds: Vec<Round> = loops
+        .iter()
+        .map(|l| Round {
+            devs: [l[0].dev.clone(), l[1].dev.clone()],
+        })
+        .collect();
+    race_all(
+        tmp.path(),
+        &rounds,
+        &Barrier::Fifo,
+        true,
+        "two loop devices per image, FIFO start",
+    );
+    for p in &images {
+        assert_ne!(read_block(p).mmp_seq, EXT4_MMP_SEQ_CLEAN);
+    }
+}
+
+/// The same race with nobody following the winner's claim. `mmp-tool claim --help` says "of two
+/// nodes that claim a clean block at the same time exactly one wins ...; the other exits 1",
+/// but two processes released together by the FIFO barrier are milliseconds apart: the later
+/// one reads the earlier one's fresh sequence and watches it for 11 s, the earlier one verifies
+/// for only 9 s and exits 0, nothing writes the block any more, and the later one calls it stale
+/// and claims too (exit 0, previous_state "stale", after about 20 s). Both exit 0 in nearly
+/// every round (50 of 50 in a trial run).
+#[test]
+#[ignore = "defect: two mmp-tool claims started together both exit 0 (the later one outwaits the earlier one's 9 s verification); exactly one wins only if a holder follows at once"]
+fn claims_started_together_without_a_holder_exactly_one_wins() {
+    if !can_make_images("claims_started_together_without_a_holder_exactly_one_wins") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rounds: Vec<Round> = small_images(tmp.path(), ROUNDS)
+        .into_iter()
+        .map(|p| Round {
+            devs: [p.clone(), p],
+        })
+        .collect();
+    race_all(
+        tmp.path(),
+        &rounds,
+        &Barrier::Fifo,
+        false,
+        "image files, FIFO start, no holder",
+    );
+}

@@ -1,0 +1,329 @@
+#!/usr/bin/env bash
+# mmpd hold benchmark (root). Results go in BENCHMARKS.md, section mmpd.
+#
+# Part 1, holding cost: mmpd holding 1, 100 and 1,000 devices (small image files, $COUNTS) and
+# 100 loop devices ($LOOP_COUNTS: O_DIRECT, as on real block devices) at a 1 s interval. After
+# READY: CPU % of one core (utime+stime from /proc/PID/stat over $SAMPLE s), split into the
+# main thread and the device threads (precise, from /proc/PID/task/*/schedstat), VmRSS, VmHWM,
+# threads. Side by side, the kernel holding the same filesystems mounted through loop devices
+# ($KERNEL_COUNTS; its kmmpd kthreads, schedstat). The run directory (lock and state files) is a
+# tmpfs, as /run is on a real host (RUN_FS=disk puts it on the disk filesystem of the tmpdir).
+#
+# Part 2, failover time: from a holder's death to the next node's successful mount, host A
+# through loop device A, host B through loop device B of one image:
+#   ours:   mmpd holds through A, kill -9, then `mmp-tool mount` through B
+#   kernel: the kernel holds through A and "dies": we save the MMP block as kmmpd last wrote
+#           it, unmount (which writes CLEAN) and put the saved block back, i.e. the block a
+#           crashed kmmpd leaves (you cannot kill a kernel mount); then `mount` through B
+#   and the two crossed cases (mmpd dies -> kernel mount, kernel dies -> mmp-tool mount).
+#
+# Usage: sudo mmpd/bench/hold-bench.sh            (from the workspace root)
+#   COUNTS="1 100 1000" LOOP_COUNTS=100 KERNEL_COUNTS="1 100" SAMPLE=30 ROUNDS=1
+#   PARTS="hold failover" RUN_FS=tmpfs|disk
+#   MMPD=... TOOL=... (default: $CARGO_TARGET_DIR or target, release/{mmpd,mmp-tool}; build with
+#   `cargo build --release -p mmpd -p mmp-tool`)
+# Needs: e2fsprogs, util-linux (losetup, mount), jq. Everything it makes lives in a tmpdir and is
+# removed at exit (processes killed by pid, mounts unmounted, its own loop devices detached).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+MMPD=${MMPD:-$TARGET/release/mmpd}
+TOOL=${TOOL:-$TARGET/release/mmp-tool}
+COUNTS=${COUNTS-"1 100 1000"}
+LOOP_COUNTS=${LOOP_COUNTS-"100"}
+KERNEL_COUNTS=${KERNEL_COUNTS-"1 100"}
+SAMPLE=${SAMPLE:-30}
+ROUNDS=${ROUNDS:-1}
+PARTS=${PARTS:-"hold failover"}
+HZ=$(getconf CLK_TCK)
+
+[ "$(id -u)" = 0 ] || { echo "hold-bench: needs root (loop devices, mount)" >&2; exit 2; }
+for t in "$MMPD" "$TOOL"; do
+    [ -x "$t" ] || { echo "hold-bench: $t not built (cargo build --release -p mmpd -p mmp-tool)" >&2; exit 2; }
+done
+for c in mkfs.ext4 losetup mount jq; do
+    command -v "$c" >/dev/null || { echo "hold-bench: $c not installed" >&2; exit 2; }
+done
+
+T=$(mktemp -d /tmp/hold-bench.XXXXXX)
+PIDS=()
+LOOPS=()
+MOUNTS=()
+cleanup() {
+    set +e
+    for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    for m in "${MOUNTS[@]}"; do mountpoint -q "$m" && umount "$m"; done
+    for l in "${LOOPS[@]}"; do losetup -d "$l" 2>/dev/null; done
+    rm -rf "$T"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+# utime + stime of a process (all its threads), in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+status_kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+# Loop devices attached in $(...) subshells are added to LOOPS by the caller.
+attach() { losetup -f --show "$1"; }
+# Forget what is gone, so the cleanup never touches a loop device or pid someone else reuses.
+detach() {
+    losetup -d "$1"
+    local x keep=()
+    for x in "${LOOPS[@]}"; do [ "$x" = "$1" ] || keep+=("$x"); done
+    LOOPS=("${keep[@]}")
+}
+reap() { # pid: wait for it (its exit code in REAPED), then forget it
+    local x keep=()
+    REAPED=0
+    wait "$1" 2>/dev/null || REAPED=$?
+    for x in "${PIDS[@]}"; do [ "$x" = "$1" ] || keep+=("$x"); done
+    PIDS=("${keep[@]}")
+}
+wait_log() { # file needle seconds
+    local end=$((SECONDS + $3))
+    while ! grep -q "$2" "$1"; do
+        [ $SECONDS -lt $end ] || return 1
+        sleep 0.05
+    done
+}
+seq_of() { "$TOOL" dump --json "$1" | jq -r .sequence; }
+
+echo "# hold-bench $(date -u +%FT%TZ) kernel $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# mmpd: $MMPD"
+echo "# e2fsprogs: $(dpkg-query -W -f='${Version}' e2fsprogs 2>/dev/null || echo '?')"
+
+# One small image with MMP (4 MiB, no journal: only the MMP block matters), copied sparsely.
+BASE=$T/base.img
+truncate -s 4M "$BASE"
+mkfs.ext4 -q -F -O mmp,^has_journal -E mmp_update_interval=1 "$BASE"
+images() { # n dir: make n copies in dir, print their paths
+    mkdir -p "$2"
+    for i in $(seq -w 1 "$1"); do
+        cp --sparse=always "$BASE" "$2/d$i.img"
+        echo "$2/d$i.img"
+    done
+}
+
+# Precise CPU time (ns) of tasks: the first field of /proc/PID/task/TID/schedstat.
+sched_ns() { # files...
+    awk '{ s += $1 } END { printf "%d", s }' "$@"
+}
+pct() { # ns0 ns1 seconds
+    awk -v a="$1" -v b="$2" -v s="$3" 'BEGIN { printf "%.2f", (b - a) / 1e9 / s * 100 }'
+}
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# The run directory (lock and state files): on a tmpfs, as /run is on a real host, unless
+# RUN_FS=disk (then on the disk filesystem of $T).
+RUN_FS=${RUN_FS:-tmpfs}
+RUNROOT=$T/run
+mkdir -p "$RUNROOT"
+if [ "$RUN_FS" = tmpfs ]; then
+    mount -t tmpfs -o size=64m,mode=0755 hold-bench-run "$RUNROOT"
+    MOUNTS+=("$RUNROOT")
+fi
+
+hold_ours() { # n mode(files|loops)
+    local n=$1 mode=$2 dir=$T/ours-$1-$2 log=$T/mmpd-$1-$2.log pid t0 t1 c0 c1 m0 m1 w0 w1 s0 s1 ready rel code
+    local devs=() l
+    mapfile -t imgs < <(images "$n" "$dir")
+    if [ "$mode" = loops ]; then
+        for i in "${imgs[@]}"; do
+            l=$(attach "$i")
+            LOOPS+=("$l")
+            devs+=("$l")
+        done
+    else
+        devs=("${imgs[@]}")
+    fi
+    : >"$log"
+    t0=$(now)
+    "$MMPD" --run-dir "$RUNROOT/ours-$n-$mode" --node-name bench --interval 1 "${devs[@]}" 2>"$log" &
+    pid=$!
+    PIDS+=("$pid")
+    if ! wait_log "$log" "ready:" 300; then
+        echo "| $n $mode | mmpd | not ready after 300 s: $(grep -c ERROR "$log") errors, e.g. $(grep -m1 ERROR "$log" | cut -c1-160) |"
+        { kill -9 "$pid"; reap "$pid"; } 2>/dev/null
+        return
+    fi
+    ready=$(since "$t0")
+    sleep 2
+    s0=$(seq_of "${devs[0]}")
+    c0=$(ticks "$pid")
+    m0=$(sched_ns "/proc/$pid/task/$pid/schedstat")
+    w0=$(sched_ns /proc/"$pid"/task/*/schedstat)
+    t1=$(now)
+    sleep "$SAMPLE"
+    c1=$(ticks "$pid")
+    m1=$(sched_ns "/proc/$pid/task/$pid/schedstat")
+    w1=$(sched_ns /proc/"$pid"/task/*/schedstat)
+    s1=$(seq_of "${devs[0]}")
+    local secs cpu rss hwm thr writes fenced warn
+    secs=$(since "$t1")
+    cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$HZ" -v s="$secs" 'BEGIN { printf "%.2f", (b - a) / hz / s * 100 }')
+    rss=$(status_kib "$pid" VmRSS)
+    hwm=$(status_kib "$pid" VmHWM)
+    thr=$(status_kib "$pid" Threads)
+    writes=$(awk -v a="$s0" -v b="$s1" -v s="$secs" 'BEGIN { printf "%.2f", (b - a) / s }')
+    fenced=$(grep -c "FENCING" "$log" || true)
+    warn=$(grep -c "heartbeat failed" "$log" || true)
+    local r0
+    r0=$(now)
+    kill -TERM "$pid"
+    reap "$pid"
+    code=$REAPED
+    rel=$(since "$r0")
+    printf '| %s | mmpd, %s | %s s | **%s %%** | %s %% | %s %% | **%s MiB** | %s MiB | %s | %s/s | %s | %s | %s s, exit %s |\n' \
+        "$n" "$([ "$mode" = loops ] && echo "loop devices (O_DIRECT)" || echo "image files")" "$ready" "$cpu" \
+        "$(pct "$m0" "$m1" "$secs")" "$(pct "$((w0 - m0))" "$((w1 - m1))" "$secs")" \
+        "$(mib "$rss")" "$(mib "$hwm")" "$thr" "$writes" "$fenced" "$warn" "$rel" "$code"
+    if [ "$mode" = loops ]; then
+        for l in "${devs[@]}"; do detach "$l"; done
+    fi
+    rm -rf "$dir"
+}
+
+hold_kernel() { # n: the kernel holds n of the same filesystems, mounted through loop devices
+    local n=$1 dir=$T/kern-$1 i l m t0 t1 k0 k1 s0 s1 secs
+    mapfile -t imgs < <(images "$n" "$dir")
+    local loops=() mnts=() ks=()
+    t0=$(now)
+    for i in "${!imgs[@]}"; do
+        l=$(attach "${imgs[$i]}")
+        LOOPS+=("$l")
+        m=$dir/m$i
+        mkdir -p "$m"
+        mount -t ext4 -o noatime "$l" "$m"
+        MOUNTS+=("$m")
+        loops+=("$l")
+        mnts+=("$m")
+    done
+    local ready
+    ready=$(since "$t0")
+    sleep 2
+    for l in "${loops[@]}"; do
+        ks+=("/proc/$(pgrep -x "kmmpd-${l#/dev/}")/schedstat")
+    done
+    s0=$(seq_of "${loops[0]}")
+    k0=$(sched_ns "${ks[@]}")
+    t1=$(now)
+    sleep "$SAMPLE"
+    k1=$(sched_ns "${ks[@]}")
+    s1=$(seq_of "${loops[0]}")
+    secs=$(since "$t1")
+    local writes r0 rel
+    writes=$(awk -v a="$s0" -v b="$s1" -v s="$secs" 'BEGIN { printf "%.2f", (b - a) / s }')
+    r0=$(now)
+    for m in "${mnts[@]}"; do umount "$m"; done
+    rel=$(since "$r0")
+    for l in "${loops[@]}"; do detach "$l"; done
+    printf '| %s | kernel kmmpd, loop devices | %s s (mount) | — | — | %s %% (kmmpd kthreads) | — | — | %s kthreads | %s/s | — | — | %s s (umount) |\n' \
+        "$n" "$ready" "$(pct "$k0" "$k1" "$secs")" "${#ks[@]}" "$writes" "$rel"
+    rm -rf "$dir"
+}
+
+if [[ " $PARTS " == *" hold "* ]]; then
+    echo
+    echo "## Holding N devices, interval 1 s, CPU over ${SAMPLE} s after READY, run dir on $RUN_FS"
+    echo
+    echo "| devices | holder | claim to READY | CPU, one core (stat utime+stime) | main thread (schedstat) | device threads (schedstat) | VmRSS | VmHWM | threads | writes/s (one device) | FENCING | heartbeat failed | release |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for n in $COUNTS; do hold_ours "$n" files; done
+    for n in $LOOP_COUNTS; do hold_ours "$n" loops; done
+    for n in $KERNEL_COUNTS; do hold_kernel "$n"; done
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Part 2: failover after a holder's death.
+IMG=$T/shared.img
+MNT=$T/mnt
+mkdir -p "$MNT"
+MOUNTS+=("$MNT")
+
+fresh_image() {
+    truncate -s 0 "$IMG"
+    truncate -s 64M "$IMG"
+    mkfs.ext4 -q -F -O mmp -E mmp_update_interval=1 "$IMG"
+}
+
+mmp_offset() { "$TOOL" dump --json "$IMG" | jq -r '.block_number * .block_size'; }
+mmp_bsize() { "$TOOL" dump --json "$IMG" | jq -r .block_size; }
+
+# Holder A, then its death: sets TD (epoch seconds of the death).
+die_mmpd() { # devA
+    local log=$T/a.log pid
+    : >"$log"
+    "$MMPD" --run-dir "$T/run-a" --node-name host-a "$1" >"$log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_log "$log" "ready:" 60 || { echo "mmpd A not ready: $(tail -n3 "$log")" >&2; exit 1; }
+    sleep 3
+    # (stderr off: bash's "Killed" job notice)
+    {
+        kill -9 "$pid"
+        TD=$(now)
+        reap "$pid"
+    } 2>/dev/null
+}
+
+die_kernel() { # devA
+    local off bs
+    off=$(mmp_offset)
+    bs=$(mmp_bsize)
+    mount -t ext4 "$1" "$MNT"
+    sleep 3
+    # The block as kmmpd wrote it last (through A, O_DIRECT), then a clean unmount, then the
+    # saved block back: what a crashed kmmpd leaves behind.
+    dd if="$1" of="$T/kmmpd.blk" bs="$bs" skip=$((off / bs)) count=1 iflag=direct status=none
+    umount "$MNT"
+    dd if="$T/kmmpd.blk" of="$1" bs="$bs" seek=$((off / bs)) count=1 oflag=direct,sync conv=notrunc status=none
+    TD=$(now)
+}
+
+# Mount through B: sets TOOK (seconds since TD) and DETAIL.
+mount_ours() { # devB
+    local out code=0
+    out=$("$TOOL" mount --json --node-name host-b --run-dir "$T/run-b" "$1" "$MNT" 2>"$T/mount.err") || code=$?
+    TOOK=$(since "$TD")
+    DETAIL="exit $code, $(jq -r '"result \(.result), claim \(.claim_seconds * 100 | round / 100) s, CLEAN-to-mount(8) window \(.handoff_window_ms * 1000 | round / 1000) ms, mount(8) \(.mount_seconds * 100 | round / 100) s"' <<<"$out")"
+    mountpoint -q "$MNT" && umount "$MNT"
+}
+
+mount_kernel() { # devB
+    local code=0
+    mount -t ext4 "$1" "$MNT" 2>"$T/mount.err" || code=$?
+    TOOK=$(since "$TD")
+    DETAIL="exit $code $(head -c 120 "$T/mount.err")"
+    mountpoint -q "$MNT" && umount "$MNT"
+}
+
+failover() { # holder(mmpd|kernel) mounter(ours|kernel)
+    local a b blk
+    fresh_image
+    a=$(attach "$IMG")
+    b=$(attach "$IMG")
+    LOOPS+=("$a" "$b")
+    if [ "$1" = mmpd ]; then die_mmpd "$a"; else die_kernel "$a"; fi
+    blk=$("$TOOL" dump --json "$b" | jq -r '"\(.sequence_hex), node \(.node_name), CI \(.check_interval)"')
+    if [ "$2" = ours ]; then mount_ours "$b"; else mount_kernel "$b"; fi
+    printf '| %s dies (left %s) | %s | **%s s** | %s |\n' "$1" "$blk" \
+        "$([ "$2" = ours ] && echo 'mmp-tool mount' || echo 'mount -t ext4')" "$TOOK" "$DETAIL"
+    detach "$a"
+    detach "$b"
+}
+
+if [[ " $PARTS " == *" failover "* ]]; then
+    echo
+    echo "## Failover: holder through loop A dies, next node mounts through loop B"
+    echo
+    echo "| holder | next node runs | death to mounted | details |"
+    echo "|---|---|---:|---|"
+    for _ in $(seq "$ROUNDS"); do
+        failover mmpd ours
+        failover kernel kernel
+        failover mmpd kernel
+        failover kernel ours
+    done
+fi
