@@ -155,6 +155,20 @@ impl Loop {
 impl Drop for Loop {
     fn drop(&mut self) {
         let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+        // `losetup -d` of a device that is still briefly busy (udev's blkid probe after a
+        // umount) only sets autoclear: the detach happens later. Wait for it, so the next step
+        // (or test) does not find the image still attached.
+        if let Some(name) = self.dev.file_name() {
+            let backing = std::path::Path::new("/sys/block")
+                .join(name)
+                .join("loop/backing_file");
+            for _ in 0..100 {
+                if !backing.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
     }
 }
 
