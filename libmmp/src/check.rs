@@ -260,7 +260,7 @@ fn read_verified<D: BlockIo>(fs: &MmpFs<D>) -> Result<Result<MmpBlock, ChecksumM
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::device::MemDevice;
     use crate::mmp::{EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
@@ -268,10 +268,11 @@ mod tests {
     use std::cell::Cell;
     use std::io;
 
-    /// A fake clock: sleeping advances time instantly.
+    /// A fake clock: sleeping advances time instantly. Shared by the claim, heartbeat and
+    /// edit tests.
     #[derive(Default)]
-    struct FakeClock {
-        t: Cell<Duration>,
+    pub(crate) struct FakeClock {
+        pub t: Cell<Duration>,
     }
 
     impl Clock for FakeClock {
@@ -283,11 +284,11 @@ mod tests {
         }
     }
 
-    const MMP_BLOCK: u64 = 1000;
-    const BS: u64 = 4096;
+    pub(crate) const MMP_BLOCK: u64 = 1000;
+    pub(crate) const BS: u64 = 4096;
 
     /// An image with `sample()`'s superblock (MMP at block 1000, update interval 5).
-    fn image(metadata_csum: bool, blk: &MmpBlock) -> MemDevice {
+    pub(crate) fn image(metadata_csum: bool, blk: &MmpBlock) -> MemDevice {
         let mut data = vec![0u8; ((MMP_BLOCK + 1) * BS) as usize];
         data[1024..2048].copy_from_slice(&sample(metadata_csum));
         let sb = crate::superblock::Superblock::parse(&sample(metadata_csum)).unwrap();

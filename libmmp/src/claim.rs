@@ -402,33 +402,7 @@ pub(crate) mod tests {
     use std::cell::{Cell, RefCell};
     use std::io;
 
-    /// A fake clock: sleeping advances time instantly; `hooks` run when time passes given
-    /// marks (a simulated other node).
-    #[derive(Default)]
-    pub(crate) struct FakeClock {
-        pub t: Cell<Duration>,
-    }
-
-    impl Clock for FakeClock {
-        fn now(&self) -> Duration {
-            self.t.get()
-        }
-        fn sleep(&self, d: Duration) {
-            self.t.set(self.t.get() + d);
-        }
-    }
-
-    pub(crate) const MMP_BLOCK: u64 = 1000;
-    pub(crate) const BS: u64 = 4096;
-
-    pub(crate) fn image(metadata_csum: bool, blk: &MmpBlock) -> MemDevice {
-        let mut data = vec![0u8; ((MMP_BLOCK + 1) * BS) as usize];
-        data[1024..2048].copy_from_slice(&sample(metadata_csum));
-        let sb = crate::superblock::Superblock::parse(&sample(metadata_csum)).unwrap();
-        let off = (MMP_BLOCK * BS) as usize;
-        data[off..off + 1024].copy_from_slice(&blk.encode(sb.mmp_csum_seed()));
-        MemDevice::new("mem.img", data)
-    }
+    pub(crate) use crate::check::tests::{image, FakeClock, BS, MMP_BLOCK};
 
     /// A device that another (simulated) node writes: before each read, `other(t)` may return
     /// a block to store, given the fake time. Writes can be made to fail.

@@ -220,19 +220,7 @@ fn env() -> EditEnv {
     }
 }
 
-#[derive(Default)]
-struct FakeClock {
-    t: Cell<Duration>,
-}
-
-impl Clock for FakeClock {
-    fn now(&self) -> Duration {
-        self.t.get()
-    }
-    fn sleep(&self, d: Duration) {
-        self.t.set(self.t.get() + d);
-    }
-}
+use crate::check::tests::FakeClock;
 
 fn no_progress() -> impl FnMut(Duration, Duration) {
     |_, _| {}
