@@ -685,6 +685,29 @@ impl<'a, D: BlockIo> Writer<'a, D> {
     }
 }
 
+/// Store group `g`'s descriptor with the checksum of its new block bitmap `bm`, and write and
+/// sync the primary descriptor-table block that holds it (enable and disable, step 3).
+fn write_group_desc<D: BlockIo>(
+    w: &mut Writer<'_, D>,
+    geo: &Geometry,
+    gt: &mut GroupTable,
+    g: u32,
+    mut d: crate::layout::GroupDesc,
+    bm: &[u8],
+) -> Result<(), EditError> {
+    if let Some(c) = geo.bitmap_csum(bm) {
+        d.bg_block_bitmap_csum = c;
+    }
+    gt.set_desc(g, &d);
+    let idx = gt.block_index_of(g);
+    w.write(
+        format!("group descriptor table block {idx} (group {g})"),
+        (geo.gdt_block(0) + idx) * u64::from(geo.block_size),
+        gt.block(idx),
+    )?;
+    w.sync()
+}
+
 fn write_backups<D: BlockIo>(
     w: &mut Writer<'_, D>,
     geo: &Geometry,
@@ -857,17 +880,7 @@ pub fn enable<D: BlockIo>(
     // 3. The descriptor (ext2fs_block_alloc_stats2): free count, BLOCK_UNINIT, checksums.
     d.bg_free_blocks_count -= 1;
     d.bg_flags &= !EXT2_BG_BLOCK_UNINIT;
-    if let Some(c) = geo.bitmap_csum(&bm) {
-        d.bg_block_bitmap_csum = c;
-    }
-    gt.set_desc(g, &d);
-    let idx = gt.block_index_of(g);
-    w.write(
-        format!("group descriptor table block {idx} (group {g})"),
-        (geo.gdt_block(0) + idx) * bs,
-        gt.block(idx),
-    )?;
-    w.sync()?;
+    write_group_desc(&mut w, &geo, &mut gt, g, d, &bm)?;
 
     // 4. The superblock: from here on the filesystem has MMP.
     let mut new_sb = sb.clone();
@@ -1086,17 +1099,7 @@ pub fn disable<D: BlockIo>(
     )?;
     w.sync()?;
     d.bg_free_blocks_count += 1;
-    if let Some(c) = geo.bitmap_csum(&bm) {
-        d.bg_block_bitmap_csum = c;
-    }
-    gt.set_desc(g, &d);
-    let idx = gt.block_index_of(g);
-    w.write(
-        format!("group descriptor table block {idx} (group {g})"),
-        (geo.gdt_block(0) + idx) * bs,
-        gt.block(idx),
-    )?;
-    w.sync()?;
+    write_group_desc(&mut w, &geo, &mut gt, g, d, &bm)?;
 
     // 5. Backups.
     rep.backup_groups = write_backups(&mut w, &geo, &primary, Some(&gt))?;
