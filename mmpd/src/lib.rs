@@ -1,8 +1,10 @@
 //! mmpd: hold shared block devices for this node through their MMP block.
 //!
 //! - [`cli`] and [`config`]: the command line and the TOML file, merged and validated.
-//! - [`worker`]: one thread per device: claim, heartbeat, release (protocol in `libmmp`).
-//! - [`daemon`]: the main thread: signals, systemd, watchdog, state files, fence actions.
+//! - [`worker`]: claim threads, one per device being claimed (protocol in `libmmp`).
+//! - [`daemon`]: the main loop: the heartbeat schedule, signals, systemd, watchdog, state
+//!   files, fence actions.
+//! - [`pool`]: the I/O threads that run the beats and releases for the main loop.
 //! - [`fence`]: the fence actions and the watchdog device.
 
 pub mod cli;
@@ -10,4 +12,5 @@ pub mod config;
 pub mod daemon;
 pub mod exit;
 pub mod fence;
+pub mod pool;
 pub mod worker;

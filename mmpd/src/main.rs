@@ -40,12 +40,13 @@ fn main() -> ExitCode {
         }
     };
     let check_only = cli.check_config;
-    let daemon = Daemon::new(cli, cfg);
-    let result = if check_only {
-        daemon.check_only().map(|()| exit::OK)
-    } else {
-        daemon.run()
-    };
+    let result = Daemon::new(cli, cfg).and_then(|daemon| {
+        if check_only {
+            daemon.check_only().map(|()| exit::OK)
+        } else {
+            daemon.run()
+        }
+    });
     match result {
         Ok(code) => ExitCode::from(code),
         Err(f) => {

@@ -1,19 +1,16 @@
-//! One thread per held device: claim, then heartbeat until told to release or until it fences.
+//! Claim threads: one per device being claimed, ending with the claim.
 //!
-//! The thread does the device's I/O and nothing else; the main thread handles signals, systemd,
-//! the watchdog, state files and the fence actions, and watches that every heartbeat thread
-//! keeps succeeding (a thread stuck in I/O cannot fence itself). Signals are blocked in every
-//! thread (the main thread blocks them before spawning), so only the main thread's signalfd
-//! sees them.
+//! A won claim hands its [`Heartbeat`] to the main loop, which schedules the beats and runs
+//! them on the I/O pool ([`crate::pool`]). Signals are blocked in every thread (the main thread
+//! blocks them before spawning), so only the main thread's signalfd sees them.
 
 use libmmp::check::{Clock, SafeReason};
-use libmmp::claim::{self, ClaimOptions, Release};
+use libmmp::claim::{self, ClaimOptions};
 use libmmp::device::Device;
 use libmmp::fs::MmpFs;
-use libmmp::heartbeat::{Beat, FenceReason, Heartbeat, HeartbeatConfig, ReleaseError};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::SeqCst};
-use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex};
+use libmmp::heartbeat::{Heartbeat, HeartbeatConfig};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,12 +29,12 @@ impl Clock for EpochClock {
     }
 }
 
-/// What a device thread reports to the main thread.
-#[derive(Debug)]
+/// What a claim thread reports to the main loop.
 pub enum Event {
+    /// The claim won: the main loop holds the device from now on with `hb`.
     Claimed {
         id: usize,
-        seq: u32,
+        hb: Box<Heartbeat<Device>>,
         previous: SafeReason,
         elapsed: Duration,
     },
@@ -46,72 +43,31 @@ pub enum Event {
         error: String,
         refusal: bool,
     },
-    Fenced {
-        id: usize,
-        reason: FenceReason,
-        seq: u32,
-    },
-    Released {
-        id: usize,
-        outcome: Result<(), String>,
-    },
 }
 
-/// State shared between the main thread and one device thread.
+/// What the main loop and one claim thread share.
 #[derive(Debug, Default)]
 pub struct Shared {
     stop: AtomicBool,
-    /// Set by the main thread when it fenced this device itself: never write again.
-    main_fenced: AtomicBool,
-    /// The thread has written, or is about to: on shutdown the main thread must wait for it to
-    /// release. (Before that it only reads, and may be abandoned.)
+    /// The claim has written, or is about to: on shutdown the main loop must wait for the
+    /// thread to finish (a cancelled claim restores CLEAN; a won one is released). Before that
+    /// it only reads, and may be abandoned.
     pub writing: AtomicBool,
-    pub seq: AtomicU32,
-    /// Epoch-clock milliseconds of the last successful write.
-    pub last_success_ms: AtomicU64,
-    wake: (Mutex<()>, Condvar),
+    /// The thread has returned (after sending its event).
+    pub finished: AtomicBool,
 }
 
 impl Shared {
     pub fn request_stop(&self) {
-        let _g = self.wake.0.lock().unwrap_or_else(|e| e.into_inner());
         self.stop.store(true, SeqCst);
-        self.wake.1.notify_all();
     }
 
     pub fn stop_requested(&self) -> bool {
         self.stop.load(SeqCst)
     }
 
-    pub fn fence_from_main(&self) {
-        self.main_fenced.store(true, SeqCst);
-        self.request_stop();
-    }
-
-    pub fn main_fenced(&self) -> bool {
-        self.main_fenced.load(SeqCst)
-    }
-
-    /// Sleep until `due` (epoch clock) or a stop request; true if stop was requested.
-    fn wait_until(&self, clock: &EpochClock, due: Duration) -> bool {
-        let mut g = self.wake.0.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if self.stop.load(SeqCst) {
-                return true;
-            }
-            let now = clock.now();
-            if now >= due {
-                return false;
-            }
-            g = match self.wake.1.wait_timeout(g, due - now) {
-                Ok((g, _)) => g,
-                Err(e) => e.into_inner().0,
-            };
-        }
-    }
-
     /// Called by the claim right before it writes and at every verification read. Marks the
-    /// thread as writing *before* looking at the stop flag, so that the main thread either sees
+    /// thread as writing *before* looking at the stop flag, so that the main loop either sees
     /// it writing (and waits for it) or the thread sees the stop (and writes nothing).
     fn claim_cancel(&self) -> bool {
         self.writing.store(true, SeqCst);
@@ -119,21 +75,29 @@ impl Shared {
     }
 }
 
-/// Everything a device thread needs.
+/// Everything a claim thread needs.
 pub struct Job {
     pub id: usize,
     pub fs: MmpFs<Device>,
     pub heartbeat: HeartbeatConfig,
     pub claim: ClaimOptions,
     pub shared: Arc<Shared>,
-    pub events: Sender<Event>,
+    /// Delivers the event to the main loop and wakes it.
+    pub events: Arc<dyn Fn(Event) + Send + Sync>,
     pub clock: EpochClock,
 }
 
+/// Claim on a thread of its own (a claim waits 10 to 20 s, and many run in parallel). The thread
+/// ends with the claim: the heartbeat is the main loop's.
 pub fn spawn(job: Job) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name(format!("mmpd-dev{}", job.id))
-        .spawn(move || run(job))
+        .name(format!("mmpd-claim{}", job.id))
+        .stack_size(512 * 1024)
+        .spawn(move || {
+            let shared = job.shared.clone();
+            run(job);
+            shared.finished.store(true, SeqCst);
+        })
 }
 
 fn run(job: Job) {
@@ -147,10 +111,6 @@ fn run(job: Job) {
         clock,
     } = job;
     let device = fs.device_name().to_string();
-    // A closed channel means the main thread is gone: nothing left to tell.
-    let send = |e: Event| {
-        let _ = events.send(e);
-    };
     tracing::info!(device = %device, node = %opts.nodename, check_interval = opts.check_interval, "claiming");
     let mut last_phase = None;
     let result = claim::claim(
@@ -166,75 +126,23 @@ fn run(job: Job) {
             }
         },
     );
-    let claimed = match result {
-        Ok(c) => c,
+    match result {
+        Ok(claimed) => {
+            let hb = Heartbeat::new(fs, &claimed, heartbeat, &clock);
+            events(Event::Claimed {
+                id,
+                hb: Box::new(hb),
+                previous: claimed.previous,
+                elapsed: claimed.elapsed,
+            });
+        }
         Err(e) => {
             shared.writing.store(false, SeqCst);
-            send(Event::ClaimFailed {
+            events(Event::ClaimFailed {
                 id,
                 refusal: e.is_refusal(),
                 error: e.to_string(),
             });
-            return;
-        }
-    };
-    shared.seq.store(claimed.block.mmp_seq, SeqCst);
-    shared
-        .last_success_ms
-        .store(clock.now().as_millis() as u64, SeqCst);
-    let mut hb = Heartbeat::new(fs, &claimed, heartbeat, &clock);
-    send(Event::Claimed {
-        id,
-        seq: claimed.block.mmp_seq,
-        previous: claimed.previous,
-        elapsed: claimed.elapsed,
-    });
-    let mut failing = false;
-    loop {
-        if shared.wait_until(&clock, hb.next_due()) {
-            if shared.main_fenced() {
-                return;
-            }
-            let outcome = match hb.release() {
-                Ok(Release::Clean(_)) => Ok(()),
-                Ok(Release::NotOurs(found)) => Err(format!(
-                    "the MMP block holds sequence {:#010x} from node '{}' device '{}', not our last write: another node wrote it; CLEAN NOT written",
-                    found.mmp_seq,
-                    found.nodename(),
-                    found.bdevname()
-                )),
-                Err(ReleaseError::Fenced(r)) => Err(r.to_string()),
-                Err(ReleaseError::Io(e)) => Err(e.to_string()),
-            };
-            send(Event::Released { id, outcome });
-            return;
-        }
-        match hb.beat(&clock) {
-            Ok(Beat::Wrote { seq }) => {
-                if failing {
-                    tracing::warn!(device = %device, "MMP writes succeed again");
-                    failing = false;
-                }
-                shared.seq.store(seq, SeqCst);
-                shared
-                    .last_success_ms
-                    .store(clock.now().as_millis() as u64, SeqCst);
-            }
-            Ok(Beat::Failed {
-                error,
-                since_success,
-            }) => {
-                failing = true;
-                tracing::warn!(device = %device, since_success_s = since_success.as_secs_f64(), "MMP heartbeat failed: {error}");
-            }
-            Err(reason) => {
-                send(Event::Fenced {
-                    id,
-                    reason,
-                    seq: hb.seq(),
-                });
-                return;
-            }
         }
     }
 }

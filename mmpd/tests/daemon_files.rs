@@ -71,6 +71,12 @@ fn file_second_mmpd_refused_state_file_and_release() {
     std::thread::sleep(Duration::from_millis(2100));
     let s2 = read_block(&img.path).mmp_seq;
     assert!((1..=3).contains(&s2.wrapping_sub(s1)), "{s1:#x} -> {s2:#x}");
+    // The state file changes with the state, not with every sequence: it still holds the
+    // claim's sequence and time (the live sequence is in the block).
+    let st2 = holder::local_holder(&img.file("run"), &img.path)
+        .unwrap()
+        .expect("state file");
+    assert_eq!((st2.seq, st2.updated), (st.seq, st.updated));
     d.signal(Signal::SIGINT);
     assert_eq!(d.wait_code(Duration::from_secs(10)), Some(0), "{}", d.log());
     assert_eq!(read_block(&img.path).mmp_seq, EXT4_MMP_SEQ_CLEAN);

@@ -57,6 +57,16 @@ pub fn can_use_loop_devices(test: &str) -> bool {
         )
 }
 
+/// Loop devices, mount, and `fsfreeze` (util-linux) to make a filesystem's writes hang.
+pub fn can_freeze(test: &str) -> bool {
+    can_use_loop_devices(test)
+        && require(
+            on_path("fsfreeze"),
+            test,
+            "fsfreeze not installed (util-linux)",
+        )
+}
+
 fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
