@@ -8,10 +8,11 @@
 //! devices keep beating. Claims run on threads of their own ([`crate::worker`]).
 //!
 //! The loop sleeps in `poll` on the signalfd and an eventfd that the pool and the claim threads
-//! write, until the next beat is due or at most [`TICK`]. Beats due within a twentieth of their
-//! interval are issued together (a little early, never late), so 1,000 devices cost a few
-//! wake-ups per second, not 1,000. A device's state file is rewritten only when its state
-//! changes (claiming, holding, fenced), not at every sequence.
+//! write, until the next beat is due or at most [`TICK`] (less for intervals under 1 s): a
+//! successful beat does not wake it, failures, fences, claims and releases do. Beats due within
+//! a twentieth of their interval are issued together (a little early, never late), so 1,000
+//! devices cost a few wake-ups per second, not 1,000. A device's state file is rewritten only
+//! when its state changes (claiming, holding, fenced), not at every sequence.
 
 use crate::cli::{Cli, FenceAction};
 use crate::config::{self, Config, DeviceConfig};
@@ -30,6 +31,8 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use sd_notify::NotifyState;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Child;
@@ -38,9 +41,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The longest the main loop sleeps: fence checks, the watchdogs, claims' and fence commands'
-/// ends are looked at this often.
-const TICK: Duration = Duration::from_millis(100);
+/// The longest the main loop sleeps: fence checks, the watchdogs, finished beats, claims' and
+/// fence commands' ends are looked at this often (failures, fences, claims and releases wake
+/// it at once).
+const TICK: Duration = Duration::from_millis(250);
 /// I/O pool threads (fewer while fewer devices are held). A beat is a read, a write and a
 /// sync of one block: a few hundred microseconds, so 4 threads serve thousands of devices at
 /// 1 s while keeping a few I/Os in flight.
@@ -181,6 +185,16 @@ pub struct Daemon {
     slots: Vec<Slot>,
     inbox: Arc<Inbox>,
     pool: Pool<Device>,
+    /// Idle heartbeats by the time their next beat is due, earliest first. An entry whose slot
+    /// no longer has its heartbeat idle is skipped when it comes up.
+    schedule: BinaryHeap<Reverse<(Duration, usize)>>,
+    /// Idle heartbeats to release at once.
+    releases: Vec<usize>,
+    /// When beats were last handed to the pool.
+    last_batch: Duration,
+    /// The longest sleep: [`TICK`], or a quarter of the shortest interval held, so that a beat's
+    /// result (which does not wake the loop) is back well before the next beat is due.
+    max_sleep: Duration,
     ready_sent: bool,
     shutting_down: bool,
     watchdog: Option<Watchdog>,
@@ -218,6 +232,10 @@ impl Daemon {
             slots: Vec::new(),
             inbox,
             pool,
+            schedule: BinaryHeap::new(),
+            releases: Vec::new(),
+            last_batch: Duration::ZERO,
+            max_sleep: TICK,
             ready_sent: false,
             shutting_down: false,
             watchdog: None,
@@ -325,12 +343,13 @@ impl Daemon {
         let inbox = self.inbox.clone();
         let mut next_tick = Duration::ZERO;
         loop {
-            let wait = self.next_wake(self.clock.now()).min(TICK);
+            let wait = self.next_wake(self.clock.now()).min(self.max_sleep);
             let mut fds = [
                 PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
                 PollFd::new(inbox.efd.as_fd(), PollFlags::POLLIN),
             ];
-            let ms = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+            // Rounded up: a wait of 0.4 ms must not become a busy poll(0) loop.
+            let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
             match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => tracing::error!("poll: {e}"),
@@ -366,7 +385,7 @@ impl Daemon {
             }
             let now = self.clock.now();
             if changed || now >= next_tick {
-                next_tick = now + TICK;
+                next_tick = now + self.max_sleep;
                 if let Some(code) = self.tick() {
                     return Ok(code);
                 }
@@ -375,40 +394,73 @@ impl Daemon {
         }
     }
 
-    /// How long until a held device's beat is due (zero if one is due now).
+    /// Beats due within this much of the first are issued with it (early, never late): a
+    /// twentieth of the shortest interval held (50 ms at 1 s), so the loop wakes at most about
+    /// 20 times per interval for beats however many devices it holds.
+    fn batch_window(&self) -> Duration {
+        self.max_sleep / 5
+    }
+
+    /// How long until the next batch of beats is due (zero if one is due now).
     fn next_wake(&self, now: Duration) -> Duration {
-        self.slots
-            .iter()
-            .filter(|s| s.state == SlotState::Holding)
-            .filter_map(|s| {
-                let hb = s.hb.as_ref()?;
-                if s.release || self.shutting_down {
-                    return Some(Duration::ZERO);
-                }
-                Some(hb.next_due().saturating_sub(slack(s)).saturating_sub(now))
-            })
-            .min()
-            .unwrap_or(TICK)
+        if !self.releases.is_empty() {
+            return Duration::ZERO;
+        }
+        // Every beat due up to a window past the last batch went with it, so waiting until one
+        // window after it is never late, and keeps batches at least a window apart.
+        self.schedule.peek().map_or(TICK, |Reverse((t, _))| {
+            let w = self.batch_window();
+            t.saturating_sub(w)
+                .max(self.last_batch + w)
+                .saturating_sub(now)
+        })
+    }
+
+    /// Put a heartbeat back in its slot, scheduled for its next beat or for release.
+    fn park(&mut self, id: usize, hb: Box<Heartbeat<Device>>) {
+        let s = &mut self.slots[id];
+        if s.release || self.shutting_down {
+            self.releases.push(id);
+        } else {
+            self.schedule.push(Reverse((hb.next_due(), id)));
+        }
+        s.hb = Some(hb);
     }
 
     /// Hand every due beat (and every requested release) to the pool, in one batch.
     fn dispatch(&mut self, now: Duration) {
         let mut jobs = Vec::new();
-        for (id, s) in self.slots.iter_mut().enumerate() {
+        for id in std::mem::take(&mut self.releases) {
+            let s = &mut self.slots[id];
             if s.state != SlotState::Holding || s.in_pool.is_some() {
                 continue;
             }
-            let Some(hb) = s.hb.take() else { continue };
-            let work = if s.release || self.shutting_down {
-                Work::Release(hb)
-            } else if hb.next_due() <= now + slack(s) {
-                Work::Beat(hb)
-            } else {
-                s.hb = Some(hb);
+            if let Some(hb) = s.hb.take() {
+                s.in_pool = Some(now);
+                jobs.push(Job {
+                    id,
+                    work: Work::Release(hb),
+                });
+            }
+        }
+        let until = now + self.batch_window();
+        self.last_batch = now;
+        while let Some(&Reverse((t, id))) = self.schedule.peek() {
+            if t > until {
+                break;
+            }
+            self.schedule.pop();
+            let s = &mut self.slots[id];
+            if s.state != SlotState::Holding || s.in_pool.is_some() {
                 continue;
-            };
-            s.in_pool = Some(now);
-            jobs.push(Job { id, work });
+            }
+            if let Some(hb) = s.hb.take() {
+                s.in_pool = Some(now);
+                jobs.push(Job {
+                    id,
+                    work: Work::Beat(hb),
+                });
+            }
         }
         if !jobs.is_empty() {
             self.pool.submit(jobs);
@@ -433,7 +485,7 @@ impl Daemon {
                         }
                         s.seq = seq;
                         s.last_success = at;
-                        s.hb = Some(hb);
+                        self.park(id, hb);
                         (None, false)
                     }
                     Ok(Beat::Failed {
@@ -442,7 +494,7 @@ impl Daemon {
                     }) => {
                         s.failing = true;
                         tracing::warn!(device = %s.cfg.path.display(), since_success_s = since_success.as_secs_f64(), "MMP heartbeat failed: {error}");
-                        s.hb = Some(hb);
+                        self.park(id, hb);
                         (None, true)
                     }
                     Err(reason) => {
@@ -498,7 +550,7 @@ impl Daemon {
             }
         };
         tracing::info!(config = %path.display(), "SIGHUP: configuration re-read");
-        for slot in &mut self.slots {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
             if !slot.state.active() {
                 continue;
             }
@@ -515,6 +567,9 @@ impl Daemon {
                     slot.release = true;
                     if let Some((shared, _)) = &slot.claim {
                         shared.request_stop();
+                    }
+                    if slot.hb.is_some() {
+                        self.releases.push(i);
                     }
                 }
             }
@@ -556,8 +611,9 @@ impl Daemon {
                 s.seq = hb.seq();
                 s.last_success = now;
                 s.release |= stop;
-                s.hb = Some(hb);
                 tracing::info!(device = %s.cfg.path.display(), seq = format_args!("{:#010x}", s.seq), ?previous, elapsed_s = elapsed.as_secs_f64(), "claimed: holding the device");
+                self.max_sleep = self.max_sleep.min(s.cfg.heartbeat.interval / 4);
+                self.park(id, hb);
                 let held = self
                     .slots
                     .iter()
@@ -589,10 +645,13 @@ impl Daemon {
         if !self.shutting_down {
             self.shutting_down = true;
             notify(&[NotifyState::Stopping]);
-            for s in &mut self.slots {
+            for (i, s) in self.slots.iter_mut().enumerate() {
                 s.release = true;
                 if let Some((shared, _)) = &s.claim {
                     shared.request_stop();
+                }
+                if s.hb.is_some() {
+                    self.releases.push(i);
                 }
             }
         }
@@ -908,9 +967,4 @@ impl Daemon {
             .collect();
         parts.join("; ")
     }
-}
-
-/// Beats due within this much are issued together (early, never late).
-fn slack(s: &Slot) -> Duration {
-    s.cfg.heartbeat.interval / 20
 }

@@ -58,8 +58,8 @@ pub enum Done<D: BlockIo> {
 }
 
 /// Where finished jobs go: `(done, wake)`. `wake` is true when the main loop should look now
-/// (a failure, a fence, a release, or the last job of a batch); otherwise it may pick the
-/// result up at its next wake-up.
+/// (a failure, a fence, a release); a successful beat waits for the loop's next wake-up, which
+/// comes well before the device's next beat is due.
 pub type Sink<D> = Arc<dyn Fn(Done<D>, bool) + Send + Sync>;
 
 const IDLE: u64 = u64::MAX;
@@ -256,8 +256,7 @@ fn run<D: BlockIo>(inner: &Inner<D>, me: &WorkerState) {
             .store(inner.clock.now().as_millis() as u64, SeqCst);
         let (done, urgent) = execute(job, &inner.clock);
         me.busy_since_ms.store(IDLE, SeqCst);
-        let batch_done = inner.lock().jobs.is_empty();
-        (inner.sink)(done, urgent || batch_done);
+        (inner.sink)(done, urgent);
         if me.left_behind.load(SeqCst) {
             me.exited.store(true, SeqCst);
             return;
