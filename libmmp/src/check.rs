@@ -24,7 +24,7 @@
 use crate::device::BlockIo;
 use crate::error::Error;
 use crate::fs::MmpFs;
-use crate::mmp::{MmpBlock, SeqClass, EXT4_MMP_MIN_CHECK_INTERVAL};
+use crate::mmp::{FenceTag, MmpBlock, SeqClass, EXT4_MMP_MIN_CHECK_INTERVAL};
 use std::time::{Duration, Instant};
 
 /// Time, injected so the protocol is tested without sleeping.
@@ -67,6 +67,19 @@ pub fn check_interval(sb_update_interval: u16, block_check_interval: u16) -> u32
 /// The kernel's wait: `min(2*CI + 1, CI + 60)` seconds.
 pub fn wait_time(check_interval: u32) -> Duration {
     Duration::from_secs(u64::from((2 * check_interval + 1).min(check_interval + 60)))
+}
+
+/// How long a reader watches a block that carries a valid [`FenceTag`]: the holder's bound plus
+/// 1 s and 1 % (clock-rate differences between the nodes, scheduling of the reader's polls).
+///
+/// Why this is safe: the holder measures its bound from the *submission* of its last write
+/// that succeeded, which is no later than the moment that write reached the disk, which is no
+/// later than our first read of it. Any later write of the holder that succeeds returns before
+/// its bound runs out (or the holder would have been reset), so it lands before our watch ends
+/// and we see the change. If nothing changes for the whole watch, the holder was reset.
+pub fn fence_wait(tag: FenceTag) -> Duration {
+    let bound = Duration::from_millis(u64::from(tag.bound_ms));
+    bound + Duration::from_secs(1) + bound / 100
 }
 
 /// Why the filesystem may be mounted.
@@ -135,6 +148,9 @@ pub struct CheckOptions {
     pub poll: Duration,
     /// Give up (verdict `Undecided`) after this long if the wait is longer.
     pub timeout: Option<Duration>,
+    /// Honour a holder's [`FenceTag`]: watch a tagged live block for [`fence_wait`] instead of
+    /// the kernel's wait when that is shorter. `false` always waits as the kernel does.
+    pub honor_fence_tag: bool,
 }
 
 impl Default for CheckOptions {
@@ -142,6 +158,7 @@ impl Default for CheckOptions {
         CheckOptions {
             poll: Duration::from_millis(100),
             timeout: None,
+            honor_fence_tag: true,
         }
     }
 }
@@ -154,8 +171,12 @@ pub struct CheckReport {
     pub first: MmpBlock,
     /// Effective check interval, seconds.
     pub check_interval: u32,
-    /// The full wait a live sequence needs.
+    /// The full wait a live sequence needs (shortened by a valid fence tag).
     pub wait: Duration,
+    /// What the kernel would wait: `min(2*CI + 1, CI + 60)`.
+    pub kernel_wait: Duration,
+    /// The holder's valid self-fence tag, when the first read found one and it was honoured.
+    pub fence_tag: Option<FenceTag>,
     /// How long the check took.
     pub elapsed: Duration,
     /// How many times the block was read.
@@ -187,6 +208,8 @@ pub fn check<D: BlockIo>(
                 first: block,
                 check_interval: ci,
                 wait: wait_time(ci),
+                kernel_wait: wait_time(ci),
+                fence_tag: None,
                 elapsed: clock.now().saturating_sub(start),
                 reads,
             });
@@ -196,7 +219,13 @@ pub fn check<D: BlockIo>(
         fs.superblock().s_mmp_update_interval,
         first.mmp_check_interval,
     );
-    let wait = wait_time(ci);
+    let kernel_wait = wait_time(ci);
+    let fence_tag = if opts.honor_fence_tag {
+        first.fence_tag()
+    } else {
+        None
+    };
+    let wait = fence_tag.map_or(kernel_wait, |t| kernel_wait.min(fence_wait(t)));
     // The wait runs from when the first read returned, as the kernel sleeps only after its
     // read: a slow first read must not shorten the time the data it returned is watched.
     let watch_start = clock.now();
@@ -205,6 +234,8 @@ pub fn check<D: BlockIo>(
         first: first.clone(),
         check_interval: ci,
         wait,
+        kernel_wait,
+        fence_tag,
         elapsed: clock.now().saturating_sub(start),
         reads,
     };
@@ -335,6 +366,7 @@ pub(crate) mod tests {
         let opts = CheckOptions {
             poll: Duration::from_millis(100),
             timeout,
+            honor_fence_tag: true,
         };
         check(&fs, clock, opts, &mut |_, _| {}).unwrap()
     }
@@ -397,6 +429,84 @@ pub(crate) mod tests {
             "polled throughout the wait, got {} reads",
             r.reads
         );
+    }
+
+    pub(crate) fn watchdog_tag(bound_ms: u32) -> FenceTag {
+        FenceTag {
+            bound_ms,
+            interval_ms: 1000,
+            kind: crate::mmp::FenceKind::Watchdog,
+        }
+    }
+
+    #[test]
+    fn a_valid_fence_tag_shortens_the_wait_to_the_bound_plus_margin() {
+        let clock = FakeClock::default();
+        let mut blk = MmpBlock::new(42, 100, "holder", "sda", 5);
+        blk.set_fence_tag(Some(watchdog_tag(4_000)));
+        let r = run(image(true, &blk), &clock, None);
+        assert_eq!(r.verdict, Verdict::Safe(SafeReason::Stale));
+        assert_eq!(r.fence_tag, Some(watchdog_tag(4_000)));
+        assert_eq!(r.kernel_wait, Duration::from_secs(11));
+        assert_eq!(r.wait, Duration::from_millis(4_000 + 1_000 + 40));
+        assert!(clock.now() >= r.wait && clock.now() < r.wait + Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_fence_bound_longer_than_the_kernel_wait_changes_nothing() {
+        let clock = FakeClock::default();
+        let mut blk = MmpBlock::new(42, 100, "holder", "sda", 5);
+        blk.set_fence_tag(Some(watchdog_tag(30_000)));
+        let r = run(image(false, &blk), &clock, None);
+        assert_eq!(r.wait, Duration::from_secs(11));
+        assert!(clock.now() >= Duration::from_secs(11));
+    }
+
+    #[test]
+    fn the_tag_is_ignored_when_asked_and_when_it_is_not_valid() {
+        let mut blk = MmpBlock::new(42, 100, "holder", "sda", 5);
+        blk.set_fence_tag(Some(watchdog_tag(2_000)));
+        let fs = MmpFs::open(image(true, &blk)).unwrap();
+        let clock = FakeClock::default();
+        let opts = CheckOptions {
+            honor_fence_tag: false,
+            ..CheckOptions::default()
+        };
+        let r = check(&fs, &clock, opts, &mut |_, _| {}).unwrap();
+        assert_eq!((r.wait, r.fence_tag), (Duration::from_secs(11), None));
+        // kmmpd took the block over (mount after the holder died): the padding is kept, the
+        // sequence moves on. Full kernel wait.
+        let mut kmmpd = blk.clone();
+        kmmpd.mmp_seq += 1;
+        kmmpd.mmp_time += 1;
+        let clock = FakeClock::default();
+        let r = run(image(true, &kmmpd), &clock, None);
+        assert_eq!((r.wait, r.fence_tag), (Duration::from_secs(11), None));
+    }
+
+    /// The holder beats on: each write carries a fresh valid tag, and the change is seen.
+    #[test]
+    fn a_tagged_holder_that_keeps_writing_is_in_use() {
+        let clock = FakeClock::default();
+        let writer = |t: Duration| {
+            let mut b = MmpBlock::new(1 + t.as_secs() as u32, 100 + t.as_secs(), "h", "sda", 5);
+            b.set_fence_tag(Some(watchdog_tag(3_000)));
+            Some(b)
+        };
+        let sb = crate::superblock::Superblock::parse(&sample(true)).unwrap();
+        let dev = Scripted {
+            inner: image(true, &writer(Duration::ZERO).unwrap()),
+            clock: &clock,
+            writer,
+            seed: sb.mmp_csum_seed(),
+        };
+        let r = run(dev, &clock, None);
+        assert!(
+            matches!(r.verdict, Verdict::InUse { .. }),
+            "{:?}",
+            r.verdict
+        );
+        assert!(clock.now() <= Duration::from_millis(1_100));
     }
 
     #[test]

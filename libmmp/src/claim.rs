@@ -18,6 +18,27 @@
 //! never writes twice, so exactly one wins. A kmmpd or mmpd that starts heartbeating while we
 //! wait writes within its update interval, which is shorter than the wait, so we see it.
 //!
+//! Three refinements over the kernel's protocol:
+//!
+//! - **Compare-and-write with a bounded gap.** Right before each write we re-read the block
+//!   and compare it with what we decided on, and the time from that read to the end of the
+//!   synced write must stay under [`MAX_WRITE_GAP`] (2 s); a claimer slower than that (a
+//!   stopped process, a stalled device) gives up instead of trusting its verification. Our
+//!   verification watches always outlast that gap, so a racing claimer's write that was based
+//!   on an older read always lands while we still watch.
+//! - **A holder's self-fence bound.** When the block we found carries a valid
+//!   [`crate::mmp::FenceTag`] (a holder that is reset by a watchdog when its heartbeats stop),
+//!   the first watch is that bound plus a margin ([`crate::check::fence_wait`]) instead of the
+//!   kernel's wait, and the watch after our write only has to catch racing claimers:
+//!   [`FENCED_VERIFY`] (3 s). A block written by kmmpd or e2fsprogs never carries a valid tag.
+//! - **Bare claims** ([`ClaimMode::Bare`], `mmp-tool claim` with nothing following it): after
+//!   the verification (shorter than what any reader of our block waits) they write a fresh
+//!   sequence, compare-and-write, and watch for [`MAX_WRITE_GAP`] more. A second claimer that
+//!   started watching our first write sees the fresh one and refuses, so two bare claims
+//!   started a moment apart cannot both win (without it, the later one outwaited the earlier
+//!   one's verification and both exited 0), and the block stays fresh for most of a reader
+//!   wait after the claim returns ([`Claimed::stale_after`]).
+//!
 //! Time is injected ([`Clock`]) so all of this is tested in memory without sleeping.
 
 use crate::check::{self, CheckOptions, Clock, SafeReason, Verdict};
@@ -99,6 +120,24 @@ pub fn next_seq(seq: u32) -> u32 {
     }
 }
 
+/// Longest time from the compare-read before a claim write to the end of that synced write.
+/// A claimer that takes longer gives up ([`ClaimError::Stalled`]).
+pub const MAX_WRITE_GAP: Duration = Duration::from_secs(2);
+/// The watch after our write when the block we took over was stale with a valid fence tag:
+/// its holder has been reset, so only racing claimers remain to be caught, and their writes
+/// land within [`MAX_WRITE_GAP`] of a read that predates our write.
+pub const FENCED_VERIFY: Duration = Duration::from_secs(3);
+
+/// What follows a won claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimMode {
+    /// A holder writes the block right after the claim: mmpd's heartbeat, or a kernel mount
+    /// (`mmp-tool mount` writes CLEAN and mounts at once).
+    HolderFollows,
+    /// Nothing writes the block after the claim (`mmp-tool claim` for a script).
+    Bare,
+}
+
 /// Which phase a claim is in, for progress reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClaimPhase {
@@ -123,8 +162,14 @@ pub struct Claimed {
     pub check_interval: u32,
     /// How long the claim watched after writing.
     pub verify_wait: Duration,
-    /// When (by the claim's clock) our sequence was written: the age of the block on disk.
+    /// When (by the claim's clock) our last write was submitted: the block on disk is at
+    /// most this old.
     pub written_at: Duration,
+    /// From the claim's return, how long until a reader that saw our last write at once may
+    /// call it stale (the holder must write before then).
+    pub stale_after: Duration,
+    /// The previous holder's valid self-fence tag, which shortened the first watch.
+    pub fence_tag: Option<crate::mmp::FenceTag>,
     /// The whole claim.
     pub elapsed: Duration,
     /// Reads of the block in the whole claim.
@@ -170,6 +215,13 @@ pub enum ClaimError {
         block: Box<MmpBlock>,
     },
 
+    #[error("{device}: the claim stalled: {:.1} s from the read before our write to the end of the write (limit {:.1} s). A claimer this slow cannot prove that nobody wrote in between; not claiming it (our sequence stays in the block and goes stale). Check the device and the load, then retry", took.as_secs_f64(), limit.as_secs_f64())]
+    Stalled {
+        device: String,
+        took: Duration,
+        limit: Duration,
+    },
+
     #[error("{device}: claim interrupted{}", if *restored_clean { "; the block was set back to CLEAN" } else if *wrote { "; our sequence stays in the block (it goes stale)" } else { " before anything was written" })]
     Cancelled {
         device: String,
@@ -193,6 +245,7 @@ impl ClaimError {
             ClaimError::UnknownSeq { .. } => "unknown_sequence",
             ClaimError::BadChecksum { .. } => "bad_checksum",
             ClaimError::Lost { .. } => "lost",
+            ClaimError::Stalled { .. } => "stalled",
             ClaimError::Cancelled { .. } => "cancelled",
         }
     }
@@ -210,8 +263,9 @@ pub fn read_on_disk<D: BlockIo>(fs: &MmpFs<D>) -> Result<(MmpBlock, [u8; MMP_STR
     Ok((blk, raw))
 }
 
-/// Run a claim. `next_seq` supplies random candidates (use [`random_seq`]); `cancel` is polled
-/// at every read; `progress` sees the phase, elapsed and total of each wait.
+/// Run a claim that a holder follows at once ([`ClaimMode::HolderFollows`]). `next_seq`
+/// supplies random candidates (use [`random_seq`]); `cancel` is polled at every read;
+/// `progress` sees the phase, elapsed and total of each wait.
 pub fn claim<D: BlockIo>(
     fs: &MmpFs<D>,
     clock: &dyn Clock,
@@ -220,11 +274,33 @@ pub fn claim<D: BlockIo>(
     cancel: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(ClaimPhase, Duration, Duration),
 ) -> Result<Claimed, ClaimError> {
+    claim_with(
+        fs,
+        clock,
+        next_seq,
+        opts,
+        ClaimMode::HolderFollows,
+        cancel,
+        progress,
+    )
+}
+
+/// Run a claim in the given mode (see [`claim`]).
+pub fn claim_with<D: BlockIo>(
+    fs: &MmpFs<D>,
+    clock: &dyn Clock,
+    next_seq: &mut dyn FnMut() -> u32,
+    opts: &ClaimOptions,
+    mode: ClaimMode,
+    cancel: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(ClaimPhase, Duration, Duration),
+) -> Result<Claimed, ClaimError> {
     let device = fs.device_name().to_string();
     let start = clock.now();
     let check_opts = CheckOptions {
         poll: opts.poll,
         timeout: None,
+        honor_fence_tag: true,
     };
     let report = check::check(fs, clock, check_opts, &mut |e, t| {
         progress(ClaimPhase::Watching, e, t)
@@ -282,40 +358,94 @@ pub fn claim<D: BlockIo>(
         opts.check_interval,
     );
     let ours = on_disk_bytes(fs, &blk);
-    fs.write_mmp_synced(&blk)?;
-    tracing::debug!(device = %device, seq = format_args!("{seq:#010x}"), previous = ?previous, "claim: sequence written, verifying");
-    let wait = verify_wait(
-        report.check_interval,
-        fs.superblock().s_mmp_update_interval,
-        opts.check_interval,
-    );
-    let written_at = clock.now();
+    let sb_interval = fs.superblock().s_mmp_update_interval;
+    let readers = check::wait_time(check::check_interval(sb_interval, opts.check_interval));
+    let fenced_holder = previous == SafeReason::Stale && report.fence_tag.is_some();
+    let wait = {
+        let w = verify_wait(report.check_interval, sb_interval, opts.check_interval);
+        if fenced_holder {
+            w.min(FENCED_VERIFY)
+        } else {
+            w
+        }
+    };
     let poll = opts.poll.max(Duration::from_millis(1));
-    loop {
-        let elapsed = clock.now().saturating_sub(written_at);
-        progress(ClaimPhase::Verifying, elapsed.min(wait), wait);
-        if elapsed >= wait {
-            break;
-        }
-        clock.sleep(poll.min(wait - elapsed));
-        reads += 1;
-        let (now_blk, now_raw) = read_on_disk(fs)?;
-        if now_raw != ours {
-            return Err(ClaimError::Lost {
+    let first_raw = report.first.encode_raw();
+    let (mut written_at, done) = match compare_and_write(fs, clock, &first_raw, &blk, &mut reads)? {
+        Ok(t) => t,
+        Err(found) => {
+            return Err(ClaimError::InUse {
                 device,
-                ours: seq,
-                block: Box::new(now_blk),
-            });
+                block: Box::new(found),
+            })
         }
-        if cancel() {
-            let restored = matches!(release(fs, &blk, &[ours])?, Release::Clean(_));
-            return Err(ClaimError::Cancelled {
-                device,
-                wrote: true,
-                restored_clean: restored,
-            });
-        }
+    };
+    tracing::debug!(device = %device, seq = format_args!("{seq:#010x}"), previous = ?previous, fenced_holder, "claim: sequence written, verifying");
+    let write_took = done.saturating_sub(written_at);
+    if write_took > MAX_WRITE_GAP {
+        return Err(ClaimError::Stalled {
+            device,
+            took: write_took,
+            limit: MAX_WRITE_GAP,
+        });
     }
+    // The watch ends `wait` after the submission of our write (the first heartbeat must land
+    // before a reader who saw our write may call it stale), but never less than
+    // MAX_WRITE_GAP (and two polls) after the write completed: a racing claimer's write, based
+    // on a read from before ours landed, lands within MAX_WRITE_GAP of that read.
+    let verify_for = (written_at + wait)
+        .saturating_sub(done)
+        .max(MAX_WRITE_GAP + 2 * poll);
+    watch_unchanged(
+        fs, clock, poll, done, verify_for, &ours, &mut reads, cancel, progress,
+    )
+    .map_err(|e| e.into_claim_error(&device, seq, fs, &blk, &ours))?;
+    let (blk, ours) = if mode == ClaimMode::Bare {
+        // Nobody holds the block after us, so make sure nobody who saw our write can call it
+        // stale soon: a reader that first read our write watches it for `readers` (11 s or
+        // more) and our verification was shorter, so a fresh sequence now is a change every
+        // such reader sees; readers that start later see the fresh block for a full wait
+        // from here. Then watch for a racing write based on an older read.
+        let mut fresh = blk.clone();
+        fresh.mmp_seq = next_seq_from(seq);
+        fresh.mmp_time = wall_now();
+        let fresh_bytes = on_disk_bytes(fs, &fresh);
+        let (at, done) = match compare_and_write(fs, clock, &ours, &fresh, &mut reads)? {
+            Ok(t) => t,
+            Err(found) => {
+                return Err(ClaimError::Lost {
+                    device,
+                    ours: seq,
+                    block: Box::new(found),
+                })
+            }
+        };
+        let took = done.saturating_sub(at);
+        if took > MAX_WRITE_GAP {
+            return Err(ClaimError::Stalled {
+                device,
+                took,
+                limit: MAX_WRITE_GAP,
+            });
+        }
+        written_at = at;
+        watch_unchanged(
+            fs,
+            clock,
+            poll,
+            done,
+            MAX_WRITE_GAP + poll,
+            &fresh_bytes,
+            &mut reads,
+            cancel,
+            progress,
+        )
+        .map_err(|e| e.into_claim_error(&device, fresh.mmp_seq, fs, &fresh, &fresh_bytes))?;
+        (fresh, fresh_bytes)
+    } else {
+        (blk, ours)
+    };
+    let now = clock.now();
     Ok(Claimed {
         block: blk,
         on_disk: ours,
@@ -324,9 +454,98 @@ pub fn claim<D: BlockIo>(
         check_interval: report.check_interval,
         verify_wait: wait,
         written_at,
-        elapsed: clock.now().saturating_sub(start),
+        stale_after: readers.saturating_sub(now.saturating_sub(written_at)),
+        fence_tag: report.fence_tag,
+        elapsed: now.saturating_sub(start),
         reads,
     })
+}
+
+/// Re-read the block; if it still holds `expected`, write `blk` and sync. Returns the time of
+/// the re-read (the write was submitted after it) and of the end of the write, or the block
+/// found instead of `expected` (nothing written).
+fn compare_and_write<D: BlockIo>(
+    fs: &MmpFs<D>,
+    clock: &dyn Clock,
+    expected: &[u8; MMP_STRUCT_SIZE],
+    blk: &MmpBlock,
+    reads: &mut u32,
+) -> Result<Result<(Duration, Duration), MmpBlock>, Error> {
+    let before = clock.now();
+    *reads += 1;
+    let (found, raw) = read_on_disk(fs)?;
+    if &raw != expected {
+        return Ok(Err(found));
+    }
+    fs.write_mmp_synced(blk)?;
+    Ok(Ok((before, clock.now())))
+}
+
+/// Why a watch after our write ended early.
+enum WatchEnd {
+    Changed(Box<MmpBlock>),
+    Cancelled,
+    Fs(Error),
+}
+
+impl WatchEnd {
+    fn into_claim_error<D: BlockIo>(
+        self,
+        device: &str,
+        seq: u32,
+        fs: &MmpFs<D>,
+        blk: &MmpBlock,
+        ours: &[u8; MMP_STRUCT_SIZE],
+    ) -> ClaimError {
+        match self {
+            WatchEnd::Changed(found) => ClaimError::Lost {
+                device: device.to_string(),
+                ours: seq,
+                block: found,
+            },
+            WatchEnd::Fs(e) => ClaimError::Fs(e),
+            WatchEnd::Cancelled => match release(fs, blk, &[*ours]) {
+                Ok(r) => ClaimError::Cancelled {
+                    device: device.to_string(),
+                    wrote: true,
+                    restored_clean: matches!(r, Release::Clean(_)),
+                },
+                Err(e) => ClaimError::Fs(e),
+            },
+        }
+    }
+}
+
+/// Re-read every `poll` until `wait` has passed since `from`; any byte that differs from
+/// `ours` ends the watch.
+#[allow(clippy::too_many_arguments)]
+fn watch_unchanged<D: BlockIo>(
+    fs: &MmpFs<D>,
+    clock: &dyn Clock,
+    poll: Duration,
+    from: Duration,
+    wait: Duration,
+    ours: &[u8; MMP_STRUCT_SIZE],
+    reads: &mut u32,
+    cancel: &dyn Fn() -> bool,
+    progress: &mut dyn FnMut(ClaimPhase, Duration, Duration),
+) -> Result<(), WatchEnd> {
+    loop {
+        let elapsed = clock.now().saturating_sub(from);
+        progress(ClaimPhase::Verifying, elapsed.min(wait), wait);
+        if elapsed >= wait {
+            return Ok(());
+        }
+        clock.sleep(poll.min(wait - elapsed));
+        *reads += 1;
+        let (now_blk, now_raw) = read_on_disk(fs).map_err(WatchEnd::Fs)?;
+        if &now_raw != ours {
+            return Err(WatchEnd::Changed(Box::new(now_blk)));
+        }
+        if cancel() {
+            return Err(WatchEnd::Cancelled);
+        }
+    }
 }
 
 /// How long to watch after writing our sequence.
@@ -389,6 +608,7 @@ pub fn release<D: BlockIo>(
     let mut clean = last.clone();
     clean.mmp_seq = EXT4_MMP_SEQ_CLEAN;
     clean.mmp_time = wall_now();
+    clean.set_fence_tag(None);
     fs.write_mmp_synced(&clean)?;
     Ok(Release::Clean(clean))
 }
@@ -413,6 +633,8 @@ pub(crate) mod tests {
         pub seed: Option<u32>,
         pub fail_writes: Cell<bool>,
         pub fail_reads: Cell<bool>,
+        /// Each write takes this long (on the fake clock).
+        pub write_delay: Cell<Duration>,
         pub writes: RefCell<Vec<(Duration, u32)>>,
     }
 
@@ -431,6 +653,7 @@ pub(crate) mod tests {
                 seed: sb.mmp_csum_seed(),
                 fail_writes: Cell::new(false),
                 fail_reads: Cell::new(false),
+                write_delay: Cell::new(Duration::ZERO),
                 writes: RefCell::new(Vec::new()),
             }
         }
@@ -458,6 +681,7 @@ pub(crate) mod tests {
                 return Err(io::Error::other("injected write error"));
             }
             let seq = MmpBlock::decode(buf).map(|b| b.mmp_seq).unwrap_or(0);
+            self.clock.sleep(self.write_delay.get());
             self.writes.borrow_mut().push((self.clock.now(), seq));
             self.inner.write_at(offset, buf)
         }
@@ -616,15 +840,130 @@ pub(crate) mod tests {
     fn two_racing_claimers_exactly_one_wins() {
         for offset_ms in [0u64, 1, 50, 100, 999, 5_000, 10_900, 30_000] {
             let shared = MemDevice::new("img", image(false, &clean()).snapshot());
-            let results = race(&shared, Duration::from_millis(offset_ms));
-            let wins = results.iter().filter(|r| r.is_ok()).count();
-            assert_eq!(wins, 1, "offset {offset_ms} ms: {results:?}");
+            for delay_ms in [0u64, 700, 1_900] {
+                let results = race(
+                    &shared,
+                    Duration::from_millis(offset_ms),
+                    ClaimMode::HolderFollows,
+                    Duration::from_millis(delay_ms),
+                );
+                let wins = results.iter().filter(|r| r.is_ok()).count();
+                assert_eq!(
+                    wins, 1,
+                    "offset {offset_ms} ms, writes {delay_ms} ms: {results:?}"
+                );
+                assert!(
+                    !results.iter().any(|r| matches!(r, Err(e) if e.contains("fenced"))),
+                    "a winner had to fence: offset {offset_ms} ms, writes {delay_ms} ms: {results:?}"
+                );
+            }
+        }
+    }
+
+    /// The block of a dead holder that published a self-fence bound: the claim is shorter,
+    /// and two claimers racing for it still produce exactly one winner.
+    #[test]
+    fn two_racing_claimers_of_a_fenced_holders_block_exactly_one_wins() {
+        let mut dead = MmpBlock::new(0x4242, 100, "dead", "sda", 5);
+        dead.set_fence_tag(Some(crate::check::tests::watchdog_tag(4_000)));
+        for offset_ms in [
+            0u64, 1, 50, 100, 999, 2_000, 3_000, 5_000, 5_100, 8_000, 30_000,
+        ] {
+            for delay_ms in [0u64, 700, 1_900] {
+                let shared = MemDevice::new("img", image(false, &dead).snapshot());
+                let results = race(
+                    &shared,
+                    Duration::from_millis(offset_ms),
+                    ClaimMode::HolderFollows,
+                    Duration::from_millis(delay_ms),
+                );
+                let wins = results.iter().filter(|r| r.is_ok()).count();
+                assert_eq!(
+                    wins, 1,
+                    "offset {offset_ms} ms, writes {delay_ms} ms: {results:?}"
+                );
+                assert!(
+                    !results.iter().any(|r| matches!(r, Err(e) if e.contains("fenced"))),
+                    "a winner had to fence: offset {offset_ms} ms, writes {delay_ms} ms: {results:?}"
+                );
+            }
+        }
+    }
+
+    /// Two bare claims (nothing holds the block afterwards): the first one's block stays
+    /// fresh for `stale_after` after it returns, and a second claim never wins inside that
+    /// lease; started within a couple of seconds of each other, exactly one wins.
+    #[test]
+    fn two_bare_claims_never_hold_at_the_same_time() {
+        for offset_ms in [
+            0u64, 1, 50, 100, 999, 1_500, 2_000, 5_000, 10_900, 11_000, 12_000, 13_000, 13_100,
+            15_000, 30_000,
+        ] {
+            for delay_ms in [0u64, 700, 1_900] {
+                let shared = MemDevice::new("img", image(false, &clean()).snapshot());
+                let results = race(
+                    &shared,
+                    Duration::from_millis(offset_ms),
+                    ClaimMode::Bare,
+                    Duration::from_millis(delay_ms),
+                );
+                let wins: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+                let at = format!("offset {offset_ms} ms, writes {delay_ms} ms: {results:?}");
+                assert!(!wins.is_empty(), "{at}");
+                if offset_ms <= 5_000 {
+                    assert_eq!(wins.len(), 1, "{at}");
+                }
+                if let [a, b] = wins[..] {
+                    let (first, second) = if a.1 <= b.1 { (a, b) } else { (b, a) };
+                    assert!(
+                        second.1 >= first.1 + first.2,
+                        "the second claim won inside the first one's lease: {at}"
+                    );
+                }
+            }
         }
     }
 
     /// Runs two claims as threads on one timeline: a shared fake clock where each sleeper
     /// wakes in time order (a tiny discrete-event scheduler).
-    fn race(dev: &MemDevice, offset: Duration) -> Vec<Result<u32, String>> {
+    /// Each result: the winner's sequence, when its claim returned, and its `stale_after`.
+    #[allow(clippy::type_complexity)]
+    fn race(
+        dev: &MemDevice,
+        offset: Duration,
+        mode: ClaimMode,
+        write_delay: Duration,
+    ) -> Vec<Result<(u32, Duration, Duration), String>> {
+        /// Every write takes `delay` on the shared timeline and lands at its end, so the
+        /// other claimer can read the old block while it is under way.
+        struct SlowWrites<'a, C: Clock> {
+            inner: &'a MemDevice,
+            clock: &'a C,
+            delay: Duration,
+        }
+        impl<C: Clock> BlockIo for SlowWrites<'_, C> {
+            fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+                self.inner.read_at(offset, buf)
+            }
+            fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+                if !self.delay.is_zero() {
+                    self.clock.sleep(self.delay);
+                }
+                self.inner.write_at(offset, buf)
+            }
+            fn sync(&self) -> io::Result<()> {
+                Ok(())
+            }
+            fn size(&self) -> u64 {
+                self.inner.size()
+            }
+            fn logical_block_size(&self) -> u32 {
+                512
+            }
+            fn name(&self) -> &str {
+                "slow"
+            }
+        }
         use std::sync::{Arc, Condvar, Mutex};
         struct Sched {
             now: Duration,
@@ -685,36 +1024,169 @@ pub(crate) mod tests {
                         let clock = SimClock { me, s: s.clone() };
                         let start = if me == 0 { Duration::ZERO } else { offset };
                         clock.advance(start);
-                        let fs = MmpFs::open(dev).unwrap();
+                        let slow = SlowWrites {
+                            inner: dev,
+                            clock: &clock,
+                            delay: write_delay,
+                        };
+                        let fs = MmpFs::open(&slow).unwrap();
                         let cfg = crate::heartbeat::HeartbeatConfig::default();
-                        let r = claim(
+                        let r = claim_with(
                             &fs,
                             &clock,
-                            &mut || 0x100 + me as u32,
+                            &mut || 0x100 + 0x10 * me as u32,
                             &opts(&format!("node{me}")),
+                            mode,
                             &|| false,
                             &mut |_, _, _| {},
                         );
-                        // The winner holds the device (as mmpd does) while the other one is
-                        // still trying: a claim alone is not a lease.
-                        let r = r.map(|c| {
-                            let seq = c.block.mmp_seq;
-                            let mut hb = crate::heartbeat::Heartbeat::new(fs, &c, cfg, &clock);
-                            while !s.0.lock().unwrap().done[1 - me] {
-                                hb.beat(&clock).expect("the winner is never fenced");
-                                clock.sleep(cfg.interval);
+                        let returned = clock.now();
+                        // With HolderFollows the winner holds the device (as mmpd does) while
+                        // the other one is still trying; a bare winner walks away.
+                        let r = match r {
+                            Err(e) => Err(e.name().to_string()),
+                            Ok(c) if mode == ClaimMode::Bare => {
+                                Ok((c.block.mmp_seq, returned, c.stale_after))
                             }
-                            seq
-                        });
+                            Ok(c) => {
+                                let seq = c.block.mmp_seq;
+                                let lease = c.stale_after;
+                                let mut hb = crate::heartbeat::Heartbeat::new(fs, &c, cfg, &clock);
+                                let mut fenced = None;
+                                while !s.0.lock().unwrap().done[1 - me] {
+                                    if let Err(f) = hb.beat(&clock) {
+                                        fenced = Some(format!("the winner fenced: {f}"));
+                                        break;
+                                    }
+                                    clock.sleep(cfg.interval);
+                                }
+                                fenced.map_or(Ok((seq, returned, lease)), Err)
+                            }
+                        };
                         let (m, cv) = &*s;
                         m.lock().unwrap().done[me] = true;
                         cv.notify_all();
-                        r.map_err(|e| e.name().to_string())
+                        r
                     })
                 })
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         })
+    }
+
+    #[test]
+    fn a_stale_block_with_a_valid_fence_tag_is_claimed_after_the_bound() {
+        let clock = FakeClock::default();
+        let mut dead = MmpBlock::new(77, 0, "dead", "sda", 5);
+        let tag = crate::check::tests::watchdog_tag(4_000);
+        dead.set_fence_tag(Some(tag));
+        let dev = Shared::new(true, &dead, &clock, |_| None);
+        let c = run_claim(&dev, &clock, 0x55).unwrap();
+        assert_eq!((c.previous, c.fence_tag), (SafeReason::Stale, Some(tag)));
+        assert_eq!(c.verify_wait, FENCED_VERIFY);
+        // 4 s bound + 1 s + 1 % watched, then 3 s after our write.
+        assert!(
+            clock.now() >= Duration::from_millis(8_040),
+            "{:?}",
+            clock.now()
+        );
+        assert!(
+            clock.now() < Duration::from_millis(8_300),
+            "{:?}",
+            clock.now()
+        );
+        assert_eq!(c.block.fence_tag(), None, "a claim never writes a tag");
+    }
+
+    #[test]
+    fn a_tag_left_behind_under_kmmpd_gives_no_shortcut() {
+        // mmpd held the block, then a kernel mount took over: kmmpd keeps the padding and
+        // counts on from its own sequence. Its block is stale now (kmmpd died too).
+        let clock = FakeClock::default();
+        let mut b = MmpBlock::new(77, 0, "mmpd-node", "sda", 5);
+        b.set_fence_tag(Some(crate::check::tests::watchdog_tag(2_000)));
+        b.mmp_seq = 0x9999;
+        b.mmp_time = 50;
+        b.mmp_nodename = MmpBlock::new(0, 0, "kernel-node", "", 0).mmp_nodename;
+        let dev = Shared::new(false, &b, &clock, |_| None);
+        let c = run_claim(&dev, &clock, 0x55).unwrap();
+        assert_eq!(c.fence_tag, None);
+        assert!(clock.now() >= Duration::from_secs(20), "{:?}", clock.now());
+    }
+
+    #[test]
+    fn a_bare_claim_outlasts_readers_then_refreshes_its_block() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(true, &clean(), &clock, |_| None);
+        let fs = MmpFs::open(&dev).unwrap();
+        let c = claim_with(
+            &fs,
+            &clock,
+            &mut || 0x1234,
+            &opts("me"),
+            ClaimMode::Bare,
+            &|| false,
+            &mut |_, _, _| {},
+        )
+        .unwrap();
+        // Readers of our block wait 11 s: we watched 9 s, wrote a fresh sequence (which every
+        // reader of our first write sees before it may call that stale), watched
+        // MAX_WRITE_GAP + one poll more.
+        assert_eq!(c.verify_wait, Duration::from_secs(9));
+        let writes = dev.writes.borrow().clone();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert_eq!((writes[0].1, writes[1].1), (0x1234, 0x1235));
+        assert!(writes[1].0 >= writes[0].0 + Duration::from_secs(9));
+        assert_eq!(dev.current().mmp_seq, 0x1235);
+        assert_eq!(c.block.mmp_seq, 0x1235);
+        assert!(clock.now() >= Duration::from_millis(11_100));
+        // The lease left: 11 s from the refresh, less the watch after it.
+        assert!(
+            c.stale_after >= Duration::from_millis(8_800),
+            "{:?}",
+            c.stale_after
+        );
+        assert!(
+            c.stale_after <= Duration::from_millis(8_900),
+            "{:?}",
+            c.stale_after
+        );
+    }
+
+    #[test]
+    fn a_claimer_whose_write_stalls_gives_up() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        dev.write_delay
+            .set(MAX_WRITE_GAP + Duration::from_millis(100));
+        match run_claim(&dev, &clock, 0x66) {
+            Err(e @ ClaimError::Stalled { .. }) => {
+                assert!(e.is_refusal());
+                assert!(e.to_string().contains("stalled"), "{e}");
+            }
+            r => panic!("expected stalled, got {r:?}"),
+        }
+        // A slow write within the limit is fine.
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        dev.write_delay.set(Duration::from_millis(1_500));
+        assert!(run_claim(&dev, &clock, 0x66).is_ok());
+    }
+
+    #[test]
+    fn a_change_just_before_our_write_is_seen_by_the_compare() {
+        // The block is clean at the check's only read and changes right after it.
+        let clock = FakeClock::default();
+        let reads = Cell::new(0u32);
+        let dev = Shared::new(false, &clean(), &clock, |_| {
+            reads.set(reads.get() + 1);
+            (reads.get() == 2).then(|| MmpBlock::new(0x777, 9, "racer", "sdc", 5))
+        });
+        match run_claim(&dev, &clock, 0x66) {
+            Err(ClaimError::InUse { block, .. }) => assert_eq!(block.nodename(), "racer"),
+            r => panic!("expected in use, got {r:?}"),
+        }
+        assert!(dev.writes.borrow().is_empty(), "nothing written");
     }
 
     #[test]

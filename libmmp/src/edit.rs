@@ -950,6 +950,8 @@ fn claim<D: BlockIo>(
             Settle::For(d) => Some(d),
             Settle::Full => None,
         },
+        // The block watched is our own untagged claim.
+        honor_fence_tag: false,
     };
     // check() watches a live sequence and reports any change at once.
     // check() reports progress against the kernel's full wait; with a shorter settle, report

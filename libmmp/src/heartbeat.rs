@@ -23,7 +23,7 @@ use crate::claim::{self, Claimed, Release};
 use crate::device::BlockIo;
 use crate::error::Error;
 use crate::fs::MmpFs;
-use crate::mmp::{MmpBlock, MMP_STRUCT_SIZE};
+use crate::mmp::{FenceKind, FenceTag, MmpBlock, FENCE_TAG_MAX_BOUND_MS, MMP_STRUCT_SIZE};
 use std::fmt;
 use std::time::Duration;
 
@@ -35,6 +35,9 @@ pub const DEFAULT_FAIL_INTERVALS: u32 = 5;
 pub const MAX_CHECK_INTERVAL: u16 = 300;
 /// Margin kept between our last possible write and the moment a reader may call it stale.
 const STALE_MARGIN: Duration = Duration::from_millis(500);
+/// Added to a watchdog fence bound: between the health check and the pet that follows it, a
+/// loaded node may be descheduled.
+pub const WATCHDOG_PET_SLACK: Duration = Duration::from_secs(1);
 
 /// How a device is held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +82,22 @@ impl HeartbeatConfig {
     /// How long the holder may go without a successful write before it fences.
     pub fn fail_after(&self) -> Duration {
         self.interval * self.fail_intervals
+    }
+
+    /// The self-fence tag a holder may publish while a watchdog with timeout `watchdog_timeout`
+    /// is armed and petted only while every beat succeeds within [`Self::fail_after`]:
+    /// bound = fail_after + watchdog timeout + [`WATCHDOG_PET_SLACK`]. The last pet happens at
+    /// most `fail_after` (+ slack) after the submission of the last successful write, and the
+    /// watchdog resets the node at most its timeout after the last pet. `None` when the bound
+    /// would not fit the tag.
+    pub fn watchdog_fence_tag(&self, watchdog_timeout: Duration) -> Option<FenceTag> {
+        let bound = self.fail_after() + watchdog_timeout + WATCHDOG_PET_SLACK;
+        let ms = u32::try_from(bound.as_nanos().div_ceil(1_000_000)).ok()?;
+        (ms <= FENCE_TAG_MAX_BOUND_MS && !watchdog_timeout.is_zero()).then(|| FenceTag {
+            bound_ms: ms,
+            interval_ms: u32::try_from(self.interval.as_millis()).unwrap_or(u32::MAX),
+            kind: FenceKind::Watchdog,
+        })
     }
 
     /// The `mmp_check_interval` to publish: `max(5, fail_after, 2 x interval)` seconds, rounded
@@ -169,12 +188,18 @@ pub struct Heartbeat<D: BlockIo> {
     ours: [u8; MMP_STRUCT_SIZE],
     /// A write that returned an error: it may or may not have reached the disk.
     pending: Option<(MmpBlock, [u8; MMP_STRUCT_SIZE], Duration)>,
-    /// When the last write reached the disk (the block's age as readers see it).
+    /// When our last write on disk was submitted: the block on disk is at most this old.
     last_write: Duration,
-    /// When the last beat succeeded (or the heartbeat started).
+    /// When the last successful beat's write was submitted (or the heartbeat started).
     last_success: Duration,
-    /// How old the block on disk may get before a reader could call it stale.
-    stale_after: Duration,
+    /// The self-fence tag written with every beat, if any.
+    fence_tag: Option<FenceTag>,
+    /// What a reader waits for an untagged block of ours (the kernel's rule with the check
+    /// interval we publish).
+    readers_wait: Duration,
+    /// When (clock time) a reader who saw our last write on disk at once could call it stale,
+    /// less [`STALE_MARGIN`]: we never write after it.
+    stale_deadline: Duration,
     next_due: Duration,
     last_error: Option<String>,
     fenced: Option<FenceReason>,
@@ -198,12 +223,34 @@ impl<D: BlockIo> Heartbeat<D> {
             pending: None,
             last_write: claimed.written_at,
             last_success: now,
-            stale_after: readers_wait.saturating_sub(STALE_MARGIN),
+            fence_tag: None,
+            readers_wait,
+            stale_deadline: (claimed.written_at + readers_wait).saturating_sub(STALE_MARGIN),
             next_due: now,
             last_error: None,
             fenced: None,
             beats: 0,
         }
+    }
+
+    /// Publish (or stop publishing) a self-fence tag with every later beat. Call it with a tag
+    /// only once the fence that enforces it is armed (the watchdog is open). Readers of a
+    /// tagged block may call it stale after [`check::fence_wait`], so for every tagged block
+    /// on disk the holder stops writing before that.
+    pub fn set_fence_tag(&mut self, tag: Option<FenceTag>) {
+        self.fence_tag = tag;
+    }
+
+    /// The deadline a block of ours written (submitted) at `at` sets.
+    fn deadline_of(&self, blk: &MmpBlock, at: Duration) -> Duration {
+        let wait = blk.fence_tag().map_or(self.readers_wait, |t| {
+            self.readers_wait.min(check::fence_wait(t))
+        });
+        (at + wait).saturating_sub(STALE_MARGIN)
+    }
+
+    pub fn fence_tag(&self) -> Option<FenceTag> {
+        self.fence_tag
     }
 
     pub fn fs(&self) -> &MmpFs<D> {
@@ -248,8 +295,8 @@ impl<D: BlockIo> Heartbeat<D> {
         let age = now.saturating_sub(self.last_write);
         let (since, limit) = if since_success >= self.cfg.fail_after() {
             (since_success, self.cfg.fail_after())
-        } else if age >= self.stale_after {
-            (age, self.stale_after)
+        } else if now >= self.stale_deadline {
+            (age, self.stale_deadline.saturating_sub(self.last_write))
         } else {
             return None;
         };
@@ -287,6 +334,7 @@ impl<D: BlockIo> Heartbeat<D> {
                     self.block = blk;
                     self.ours = bytes;
                     self.last_write = at;
+                    self.stale_deadline = self.deadline_of(&self.block, at);
                 }
                 _ => {
                     return self.fence(FenceReason::ForeignWriter {
@@ -304,14 +352,18 @@ impl<D: BlockIo> Heartbeat<D> {
         let mut next = self.block.clone();
         next.mmp_seq = claim::next_seq(self.block.mmp_seq);
         next.mmp_time = claim::wall_now();
+        next.set_fence_tag(self.fence_tag);
         let bytes = claim::on_disk_bytes(&self.fs, &next);
+        // Ages count from the submission: the write reaches the disk no earlier, so a reader
+        // who saw it started watching no earlier either.
+        let submitted = clock.now();
         match self.fs.write_mmp_synced(&next) {
             Ok(()) => {
-                let now = clock.now();
                 self.block = next;
                 self.ours = bytes;
-                self.last_write = now;
-                self.last_success = now;
+                self.last_write = submitted;
+                self.stale_deadline = self.deadline_of(&self.block, submitted);
+                self.last_success = submitted;
                 self.last_error = None;
                 self.beats += 1;
                 Ok(Beat::Wrote {
@@ -319,7 +371,10 @@ impl<D: BlockIo> Heartbeat<D> {
                 })
             }
             Err(error) => {
-                self.pending = Some((next, bytes, clock.now()));
+                // It may have landed: its readers' deadline counts too, if it is earlier
+                // (a tagged block after an untagged one).
+                self.stale_deadline = self.stale_deadline.min(self.deadline_of(&next, submitted));
+                self.pending = Some((next, bytes, submitted));
                 self.failed(error, clock)
             }
         }
@@ -396,6 +451,65 @@ mod tests {
             }
         }
         None
+    }
+
+    #[test]
+    fn the_watchdog_fence_bound_covers_fail_after_the_timeout_and_the_pet_slack() {
+        let c = HeartbeatConfig {
+            interval: Duration::from_secs(1),
+            fail_intervals: 2,
+        };
+        let t = c.watchdog_fence_tag(Duration::from_secs(3)).unwrap();
+        assert_eq!(t.bound_ms, 2_000 + 3_000 + 1_000);
+        assert_eq!(t.interval_ms, 1_000);
+        assert_eq!(t.kind, FenceKind::Watchdog);
+        assert_eq!(c.watchdog_fence_tag(Duration::ZERO), None);
+        assert_eq!(c.watchdog_fence_tag(Duration::from_secs(700)), None);
+    }
+
+    #[test]
+    fn with_a_fence_tag_every_beat_carries_a_valid_one_and_stops_in_time() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 2).is_none());
+        assert_eq!(dev.current().fence_tag(), None, "no tag before it is armed");
+        let cfg = HeartbeatConfig {
+            interval: Duration::from_secs(1),
+            fail_intervals: 2,
+        };
+        let tag = cfg.watchdog_fence_tag(Duration::from_secs(2)).unwrap();
+        hb.set_fence_tag(Some(tag));
+        assert!(run(&mut hb, &clock, 3).is_none());
+        assert_eq!(dev.current().fence_tag(), Some(tag));
+        // Readers now call our block stale after 5 s + 1 s + 50 ms: with writes failing, the
+        // holder stops writing well before that (its own fail_after of 5 s fires first).
+        dev.fail_writes.set(true);
+        let start = clock.now();
+        let r = run(&mut hb, &clock, 30).expect("fences");
+        assert!(matches!(r, FenceReason::NoSuccessfulWrite { .. }), "{r}");
+        assert!(clock.now() - start <= check::fence_wait(tag) - STALE_MARGIN);
+        // Released blocks carry no tag.
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        hb.set_fence_tag(Some(tag));
+        assert!(run(&mut hb, &clock, 2).is_none());
+        assert!(matches!(hb.release(), Ok(Release::Clean(_))));
+        assert_eq!(dev.current().fence_tag(), None);
+        assert!(dev.current().mmp_pad2.iter().all(|&b| b == 0));
+    }
+
+    /// Ages count from the submission of a write, so a slow write does not buy extra time.
+    #[test]
+    fn slow_writes_count_from_their_submission() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 2).is_none());
+        let before = clock.now();
+        dev.write_delay.set(Duration::from_millis(1_500));
+        assert!(matches!(hb.beat(&clock), Ok(Beat::Wrote { .. })));
+        assert_eq!(hb.last_success(), before);
     }
 
     #[test]

@@ -51,6 +51,72 @@ const MMP_PAD1: usize = 0x072;
 const MMP_PAD2: usize = 0x074;
 const MMP_CHECKSUM: usize = 0x3FC;
 
+/// Where our self-fence tag lives: the first 28 bytes of `mmp_pad2` (see [`FenceTag`]).
+const TAG: usize = MMP_PAD2;
+const TAG_SEQ: usize = TAG + 8;
+const TAG_BOUND: usize = TAG + 12;
+const TAG_INTERVAL: usize = TAG + 16;
+const TAG_KIND: usize = TAG + 20;
+const TAG_CRC: usize = TAG + 24;
+const TAG_END: usize = TAG + 28;
+/// `"mmpdFB01"`: mmpd fence bound, layout version 1.
+pub const FENCE_TAG_MAGIC: [u8; 8] = *b"mmpdFB01";
+/// Largest fence bound a reader accepts (longer ones could never shorten a wait anyway).
+pub const FENCE_TAG_MAX_BOUND_MS: u32 = 600_000;
+
+/// How a holder enforces its fence bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FenceKind {
+    /// A watchdog device that the holder pets only while its heartbeats succeed: a hung,
+    /// stopped or partitioned holder is reset by the hardware (or the kernel's softdog timer)
+    /// without its own cooperation.
+    Watchdog,
+}
+
+impl FenceKind {
+    fn code(self) -> u32 {
+        match self {
+            FenceKind::Watchdog => 1,
+        }
+    }
+    fn from_code(c: u32) -> Option<Self> {
+        (c == 1).then_some(FenceKind::Watchdog)
+    }
+}
+
+/// A holder's promise, written in the MMP block with every heartbeat: "if this block stops
+/// changing, I have stopped writing to the device within `bound_ms` of the last change".
+///
+/// mmpd writes it only when its fence is enforced without its cooperation (the watchdog); a
+/// reader that finds a **valid** tag may call the block stale after the bound (plus a margin)
+/// instead of the kernel's `min(2*CI + 1, CI + 60)` s. Valid means: the tag's magic, a live
+/// sequence, a copy of `mmp_seq` equal to `mmp_seq`, and a crc32c over the whole record up to
+/// the tag's own checksum (magic, sequence, time, node and device names, check interval, the
+/// tag). Nothing but mmpd writes it, and a block held by a writer that does not fence cannot
+/// carry a valid one:
+///
+/// - kmmpd and `ext4_multi_mount_protect` keep the padding they read but write a new sequence
+///   (random at mount, +1 every interval) and kmmpd a new time: the sequence copy and the
+///   checksum no longer match. The one way to a valid-looking tag is a kernel mount that draws
+///   the very sequence our holder last wrote (1 in 2^32) before kmmpd's first update; that
+///   mount still waits and re-reads the block, so a claim racing it makes the kernel refuse.
+/// - e2fsprogs (`ext2fs_mmp_start`, `e2fsck`, `tune2fs`, `debugfs`) zero the block
+///   (`ext2fs_mmp_reset`) or write a new sequence and time: invalid, as above.
+/// - CLEAN, FSCK and unknown sequences are never valid.
+///
+/// The kernel and e2fsprogs ignore `mmp_pad2` (documented as zero, never checked): a tagged
+/// block mounts, checks (`e2fsck -fn`) and dumps (`debugfs dump_mmp`) as any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FenceTag {
+    /// Longest time from the *submission* of the holder's last write that reached the disk to
+    /// the moment the holder can no longer write to the device (reset by its watchdog).
+    pub bound_ms: u32,
+    /// The holder's heartbeat interval (informational).
+    pub interval_ms: u32,
+    pub kind: FenceKind,
+}
+
 /// What an `mmp_seq` value means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "class", content = "value")]
@@ -242,6 +308,48 @@ impl MmpBlock {
         }
     }
 
+    /// The holder's self-fence tag, if this block carries a valid one (see [`FenceTag`]).
+    pub fn fence_tag(&self) -> Option<FenceTag> {
+        let raw = self.encode_raw();
+        if raw[TAG..TAG_SEQ] != FENCE_TAG_MAGIC {
+            return None;
+        }
+        if !matches!(self.seq_class(), SeqClass::Live(_)) || le32(&raw, TAG_SEQ) != self.mmp_seq {
+            return None;
+        }
+        if le32(&raw, TAG_CRC) != raw_crc32c(!0, &raw[..TAG_CRC]) {
+            return None;
+        }
+        let bound_ms = le32(&raw, TAG_BOUND);
+        if bound_ms == 0 || bound_ms > FENCE_TAG_MAX_BOUND_MS {
+            return None;
+        }
+        Some(FenceTag {
+            bound_ms,
+            interval_ms: le32(&raw, TAG_INTERVAL),
+            kind: FenceKind::from_code(le32(&raw, TAG_KIND))?,
+        })
+    }
+
+    /// Write (or, with `None`, zero) our fence tag. Call it after setting the sequence, time,
+    /// names and check interval: the tag's checksum covers them.
+    pub fn set_fence_tag(&mut self, tag: Option<FenceTag>) {
+        let p = |off: usize| off - MMP_PAD2;
+        self.mmp_pad2[p(TAG)..p(TAG_END)].fill(0);
+        let Some(t) = tag else { return };
+        self.mmp_pad2[p(TAG)..p(TAG_SEQ)].copy_from_slice(&FENCE_TAG_MAGIC);
+        for (off, v) in [
+            (TAG_SEQ, self.mmp_seq),
+            (TAG_BOUND, t.bound_ms),
+            (TAG_INTERVAL, t.interval_ms),
+            (TAG_KIND, t.kind.code()),
+        ] {
+            self.mmp_pad2[p(off)..p(off) + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        let crc = raw_crc32c(!0, &self.encode_raw()[..TAG_CRC]);
+        self.mmp_pad2[p(TAG_CRC)..p(TAG_END)].copy_from_slice(&crc.to_le_bytes());
+    }
+
     pub fn seq_class(&self) -> SeqClass {
         SeqClass::of(self.mmp_seq)
     }
@@ -290,6 +398,102 @@ mod tests {
         let expected = !crc32c::crc32c(&joined);
         assert_eq!(le32(&enc, MMP_CHECKSUM), expected);
         assert!(MmpBlock::parse(&enc, Some(seed)).is_ok());
+    }
+
+    fn tag() -> FenceTag {
+        FenceTag {
+            bound_ms: 5_000,
+            interval_ms: 1_000,
+            kind: FenceKind::Watchdog,
+        }
+    }
+
+    #[test]
+    fn fence_tag_round_trips_and_survives_the_checksum() {
+        let mut blk = MmpBlock::new(42, 1_795_290_023, "nodeA", "sdb", 5);
+        assert_eq!(blk.fence_tag(), None);
+        blk.set_fence_tag(Some(tag()));
+        let seed = Some(0x1234_5678);
+        let back = MmpBlock::parse(&blk.encode(seed), seed).unwrap();
+        assert_eq!(back.fence_tag(), Some(tag()));
+        blk.set_fence_tag(None);
+        assert_eq!(blk.fence_tag(), None);
+        assert!(
+            blk.mmp_pad2.iter().all(|&b| b == 0),
+            "clearing zeroes the tag"
+        );
+    }
+
+    /// What kmmpd, a kernel mount and e2fsprogs do to a block they took over from mmpd: keep
+    /// the padding (tag included) and change the sequence and/or the time, names, interval.
+    #[test]
+    fn fence_tag_is_invalid_once_anyone_else_writes_the_block() {
+        let mut ours = MmpBlock::new(42, 1_795_290_023, "nodeA", "sdb", 5);
+        ours.set_fence_tag(Some(tag()));
+        assert!(ours.fence_tag().is_some());
+        type Edit = fn(&mut MmpBlock);
+        let edits: [(&str, Edit); 9] = [
+            ("kmmpd: seq + 1 and time", |b| {
+                b.mmp_seq += 1;
+                b.mmp_time += 1;
+            }),
+            ("kmmpd: seq + 1, same second", |b| b.mmp_seq += 1),
+            ("kernel mount: random seq", |b| b.mmp_seq = 0x0BAD_CAFE),
+            ("kernel mount: nodename of the new node", |b| {
+                b.mmp_nodename = string_to_name("nodeB")
+            }),
+            ("kmmpd: bdevname", |b| {
+                b.mmp_bdevname = string_to_name("dm-3")
+            }),
+            ("kmmpd: check interval", |b| b.mmp_check_interval = 7),
+            ("time only", |b| b.mmp_time += 1),
+            ("e2fsck: FSCK", |b| b.mmp_seq = EXT4_MMP_SEQ_FSCK),
+            ("umount: CLEAN", |b| b.mmp_seq = EXT4_MMP_SEQ_CLEAN),
+        ];
+        for (what, edit) in edits {
+            let mut b = ours.clone();
+            edit(&mut b);
+            assert_eq!(b.fence_tag(), None, "{what}");
+        }
+        // A tag with the sequence copy rewritten to match (a forged or random-looking tag) is
+        // still caught by its checksum.
+        let mut b = ours.clone();
+        b.mmp_seq += 1;
+        b.mmp_pad2[TAG_SEQ - MMP_PAD2..TAG_SEQ - MMP_PAD2 + 4]
+            .copy_from_slice(&b.mmp_seq.to_le_bytes());
+        assert_eq!(b.fence_tag(), None);
+        // ext2fs_mmp_reset: a zeroed block.
+        let reset = MmpBlock::new(7, 1, "nodeB", "sdb", 5);
+        assert_eq!(reset.fence_tag(), None);
+    }
+
+    #[test]
+    fn fence_tag_rejects_zero_huge_bounds_and_unknown_kinds() {
+        for bound_ms in [0, FENCE_TAG_MAX_BOUND_MS + 1] {
+            let mut b = MmpBlock::new(42, 1, "n", "d", 5);
+            b.set_fence_tag(Some(FenceTag { bound_ms, ..tag() }));
+            assert_eq!(b.fence_tag(), None, "bound {bound_ms}");
+        }
+        let mut b = MmpBlock::new(42, 1, "n", "d", 5);
+        b.set_fence_tag(Some(tag()));
+        let p = TAG_KIND - MMP_PAD2;
+        b.mmp_pad2[p..p + 4].copy_from_slice(&9u32.to_le_bytes());
+        let crc = raw_crc32c(!0, &b.encode_raw()[..TAG_CRC]);
+        let p = TAG_CRC - MMP_PAD2;
+        b.mmp_pad2[p..p + 4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(b.fence_tag(), None, "unknown kind");
+    }
+
+    proptest! {
+        /// No block that did not get its tag from set_fence_tag of that very content is
+        /// accepted: random padding and fields never validate.
+        #[test]
+        fn random_blocks_never_carry_a_valid_fence_tag(raw in proptest::collection::vec(any::<u8>(), MMP_STRUCT_SIZE)) {
+            let mut raw = raw;
+            raw[TAG..TAG_SEQ].copy_from_slice(&FENCE_TAG_MAGIC);
+            let b = MmpBlock::decode(&raw).unwrap();
+            prop_assert_eq!(b.fence_tag(), None);
+        }
     }
 
     #[test]

@@ -42,7 +42,13 @@ struct CheckJson<'a> {
     /// The block as first read, when it differs from `last_update`.
     first_read: Option<Holder>,
     check_interval: u32,
+    /// The wait a live sequence needs, whole seconds rounded up (the kernel's, or the holder's
+    /// fence bound + margin when `fence_tag` is set).
     wait_seconds: u64,
+    /// What the kernel waits for this block.
+    kernel_wait_seconds: u64,
+    /// The holder's self-fence bound, when the block carries a valid one and it was honoured.
+    fence_tag: Option<libmmp::mmp::FenceTag>,
     elapsed_seconds: f64,
     reads: u32,
 }
@@ -61,11 +67,20 @@ fn who(b: &MmpBlock) -> String {
 fn message(dev: &str, r: &CheckReport) -> String {
     match &r.verdict {
         Verdict::Safe(SafeReason::Clean) => format!("it is safe to mount '{dev}', MMP is clean"),
-        Verdict::Safe(SafeReason::Stale) => format!(
-            "it is safe to mount '{dev}': the MMP sequence did not change for {} s, so its last writer ({}) is gone",
-            r.wait.as_secs(),
-            who(&r.first)
-        ),
+        Verdict::Safe(SafeReason::Stale) => match r.fence_tag {
+            Some(t) => format!(
+                "it is safe to mount '{dev}': the MMP sequence did not change for {:.1} s, longer than its holder's self-fence bound ({:.1} s, {:?}), so its last writer ({}) has been reset",
+                r.wait.as_secs_f64(),
+                f64::from(t.bound_ms) / 1000.0,
+                t.kind,
+                who(&r.first)
+            ),
+            None => format!(
+                "it is safe to mount '{dev}': the MMP sequence did not change for {} s, so its last writer ({}) is gone",
+                r.wait.as_secs(),
+                who(&r.first)
+            ),
+        },
         Verdict::InUse { block } if block.seq_class() == libmmp::mmp::SeqClass::Clean => format!(
             "'{dev}' was IN USE until a moment ago: its holder released it (MMP now clean) {:.1} s into the check; last update by {}. Not mounting on a block that was just changing: run the check again.",
             r.elapsed.as_secs_f64(),
@@ -104,6 +119,7 @@ pub fn run(args: &CheckArgs) -> Outcome {
     let opts = CheckOptions {
         poll: Duration::from_millis(args.poll_ms),
         timeout: args.timeout,
+        honor_fence_tag: !args.ignore_fence_tag,
     };
     let tty = !args.quiet && std::io::stderr().is_terminal();
     let mut shown = false;
@@ -150,7 +166,9 @@ pub fn run(args: &CheckArgs) -> Outcome {
             last_update: last,
             first_read: first,
             check_interval: report.check_interval,
-            wait_seconds: report.wait.as_secs(),
+            wait_seconds: report.wait.as_millis().div_ceil(1000) as u64,
+            kernel_wait_seconds: report.kernel_wait.as_secs(),
+            fence_tag: report.fence_tag,
             elapsed_seconds: report.elapsed.as_secs_f64(),
             reads: report.reads,
         })?;

@@ -5,8 +5,8 @@ use crate::cli::DeviceArg;
 use crate::common::{format_time, print_json, print_out};
 use crate::exit::{self, Outcome, ToolError};
 use clap::Args;
-use libmmp::check::{check_interval, wait_time, SafeReason, SystemClock};
-use libmmp::claim::{self, ClaimError, ClaimOptions, ClaimPhase, Claimed};
+use libmmp::check::{SafeReason, SystemClock};
+use libmmp::claim::{self, ClaimError, ClaimMode, ClaimOptions, ClaimPhase, Claimed};
 use libmmp::device::{Access, Device};
 use libmmp::fs::MmpFs;
 use libmmp::holder::{self, HolderState};
@@ -128,7 +128,12 @@ pub fn remove_claim_record(run_dir: &Path, device: &Path) {
 }
 
 /// Run the claim with the real clock, a countdown on a terminal.
-pub fn run_claim(fs: &MmpFs<Device>, flags: &ClaimFlags) -> Result<Claimed, ClaimError> {
+/// `mode`: `Bare` for `claim` (nothing writes after it), `HolderFollows` for `mount`.
+pub fn run_claim(
+    fs: &MmpFs<Device>,
+    flags: &ClaimFlags,
+    mode: ClaimMode,
+) -> Result<Claimed, ClaimError> {
     let opts = ClaimOptions {
         nodename: flags.node_name(),
         bdevname: claim::bdevname_of(fs.device_name()),
@@ -154,11 +159,12 @@ pub fn run_claim(fs: &MmpFs<Device>, flags: &ClaimFlags) -> Result<Claimed, Clai
             let _ = e.flush();
         }
     };
-    let r = claim::claim(
+    let r = claim::claim_with(
         fs,
         &SystemClock::default(),
         &mut || claim::random_seq().unwrap_or(0),
         &opts,
+        mode,
         &|| false,
         &mut progress,
     );
@@ -223,16 +229,16 @@ pub fn run(args: &ClaimArgs) -> Outcome {
     }
     let fs = open_fs_rw(path)?;
     fs.require_mmp()?;
-    match run_claim(&fs, flags) {
+    match run_claim(&fs, flags, ClaimMode::Bare) {
         Ok(c) => {
             record_claim(&run_dir, path, &c);
             let msg = format!(
-                "claimed '{dev}': wrote sequence {:#010x} as node '{}' and it stayed ours for {:.0} s (the block was {} before). \
+                "claimed '{dev}': wrote sequence {:#010x} as node '{}' and nobody wrote after us for {:.1} s (the block was {} before). \
                  Nothing keeps writing it now: a node that saw our write may call it stale about {:.0} s from now. \
-                 Start mmpd, or use `mmp-tool mount`, to hold it; `mmp-tool release` sets it back to CLEAN.",
+                 Start mmpd or mount before then (or use `mmp-tool mount`); `mmp-tool release` sets it back to CLEAN.",
                 c.block.mmp_seq,
                 c.block.nodename(),
-                c.verify_wait.as_secs_f64(),
+                c.elapsed.as_secs_f64(),
                 match c.previous {
                     SafeReason::Clean => "clean".to_string(),
                     SafeReason::Stale => format!(
@@ -255,6 +261,5 @@ pub fn run(args: &ClaimArgs) -> Outcome {
 
 /// How long after the claim returned a reader that saw our write at once may call it stale.
 fn stale_after(c: &Claimed) -> Duration {
-    let readers = wait_time(check_interval(0, c.block.mmp_check_interval));
-    readers.saturating_sub(c.verify_wait)
+    c.stale_after
 }

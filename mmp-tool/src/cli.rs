@@ -109,18 +109,22 @@ Exit status: 0 printed, 2 error.")]
     /// Claim the device for this node with the MMP protocol (also when CLEAN), for scripts.
     #[command(long_about = "\
 Claim the device for this node, once: refuse FSCK, an unknown sequence or a bad checksum; watch a
-live sequence for min(2*CI+1, CI+60) s and refuse if it changes; then write a random sequence
-with this node's name, watch it for about 9 s more and re-read it. Unlike the kernel this runs
-even when the block is CLEAN, so of two nodes that claim a clean block at the same time exactly
-one wins (the one that wrote last); the other exits 1.
+live sequence for min(2*CI+1, CI+60) s and refuse if it changes (shorter when its holder, an mmpd
+with the watchdog fence, published a self-fence bound in the block: that bound + 1 s + 1 %); then
+re-read the block and, if unchanged, write a random sequence with this node's name, watch it for
+about 9 s more (3 s after a fenced holder), write a fresh sequence and watch 2 s more. Unlike the
+kernel this runs even when the block is CLEAN, so of two nodes that claim a clean block at the
+same time exactly one wins; the other exits 1. A claimer whose read-to-write gap exceeds 2 s (a
+stopped process, a stalled device) gives up instead of trusting its watch.
 
-A claim is not a lease: nothing keeps writing the block afterwards, so another node that saw our
-write may call it stale about one second after `claim` returns. Follow it at once with mmpd, or
-use `mmp-tool mount`, which hands the device to the kernel. The claim is recorded in the run
-directory for `mmp-tool release`. Refused while an mmpd on this host holds the device.
+A claim is a short lease: nothing keeps writing the block afterwards, so a node that saw our last
+write may call it stale about 9 s after `claim` returns (`stale_after_seconds` in --json). Start
+mmpd or mount within that time, or use `mmp-tool mount`, which hands the device to the kernel at
+once. The claim is recorded in the run directory for `mmp-tool release`. Refused while an mmpd on
+this host holds the device.
 
 Exit status: 0 claimed, 1 refused (in use, FSCK, unknown sequence, bad checksum, lost the race,
-held by a local mmpd), 2 error.")]
+stalled, held by a local mmpd), 2 error.")]
     Claim(crate::claim::ClaimArgs),
 
     /// Set the MMP block back to CLEAN after `claim`, if it still holds our claim.
@@ -289,6 +293,11 @@ pub struct CheckArgs {
     /// How often to re-read the MMP block during the wait, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub poll_ms: u64,
+    /// Wait as the kernel does even when the holder advertised a self-fence bound (mmpd with
+    /// the watchdog fence writes one into the block; without this flag a block that carries a
+    /// valid one is stale after that bound + 1 s + 1 %).
+    #[arg(long)]
+    pub ignore_fence_tag: bool,
     /// Never show the countdown, even on a terminal.
     #[arg(short, long)]
     pub quiet: bool,

@@ -89,7 +89,7 @@ pub fn run(args: &MountArgs) -> Outcome {
         );
         return finish(js, exit::ERROR);
     }
-    let claimed = match run_claim(&fs, flags) {
+    let claimed = match run_claim(&fs, flags, libmmp::claim::ClaimMode::HolderFollows) {
         Ok(c) => c,
         Err(e) => {
             js.result = e.name();

@@ -23,8 +23,8 @@
 //!   ("lost").
 //! - `loop_claims_started_together_through_two_loop_devices` (root): a subset of rounds where
 //!   each process reaches the image through its own loop device (O_DIRECT), as two hosts do.
-//! - `claims_started_together_without_a_holder_exactly_one_wins` (ignored: a defect): the
-//!   same race with nobody following the winner. See its comment.
+//! - `claims_started_together_without_a_holder_exactly_one_wins`: the same race with nobody
+//!   following the winner. See its comment.
 //!
 //! Every round asserts: one exit 0 and one exit 1 (a refusal), and the block holds the
 //! winner's sequence and node name when the winner exits (and, with a holder, nothing but the
@@ -206,6 +206,7 @@ fn start_holder(
     seq: u32,
     node: &str,
     claim_elapsed: Duration,
+    stale_after: Duration,
     clock: &SystemClock,
 ) -> Result<Heartbeat<Device>, String> {
     let fs = MmpFs::open(Device::open(dev, Access::ReadWrite).map_err(|e| e.to_string())?)
@@ -218,6 +219,7 @@ fn start_holder(
             blk.nodename()
         ));
     }
+    let published_ci = blk.mmp_check_interval;
     let claimed = Claimed {
         on_disk: claim::on_disk_bytes(&fs, &blk),
         block: blk.clone(),
@@ -225,8 +227,13 @@ fn start_holder(
         previous_block: blk,
         check_interval: check::check_interval(fs.superblock().s_mmp_update_interval, 0),
         verify_wait: claim_elapsed,
-        // The claim wrote at the latest `elapsed` ago: the holder keeps its margin from then.
-        written_at: clock.now().saturating_sub(claim_elapsed),
+        // The claim said (when it returned, a moment ago) how long its last write stays fresh
+        // for readers: the holder keeps its margin from the write that implies.
+        written_at: (clock.now() + stale_after).saturating_sub(check::wait_time(
+            check::check_interval(fs.superblock().s_mmp_update_interval, published_ci),
+        )),
+        stale_after,
+        fence_tag: None,
         elapsed: claim_elapsed,
         reads: 0,
     };
@@ -259,7 +266,9 @@ fn referee(round: &Round, mut racers: [Racer; 2], hold: bool) -> Result<RoundEnd
                 let j = racers[w].json();
                 let seq = j["sequence"].as_u64().unwrap_or(0) as u32;
                 let elapsed = Duration::from_secs_f64(j["elapsed_seconds"].as_f64().unwrap_or(0.0));
-                let hb = start_holder(&round.devs[w], seq, NODES[w], elapsed, &clock)?;
+                let stale_after =
+                    Duration::from_secs_f64(j["stale_after_seconds"].as_f64().unwrap_or(0.0));
+                let hb = start_holder(&round.devs[w], seq, NODES[w], elapsed, stale_after, &clock)?;
                 if hold {
                     holder = Some(hb);
                 }
@@ -556,15 +565,13 @@ fn loop_claims_started_together_through_two_loop_devices() {
     }
 }
 
-/// The same race with nobody following the winner's claim. `mmp-tool claim --help` says "of two
-/// nodes that claim a clean block at the same time exactly one wins ...; the other exits 1",
-/// but two processes released together by the FIFO barrier are milliseconds apart: the later
-/// one reads the earlier one's fresh sequence and watches it for 11 s, the earlier one verifies
-/// for only 9 s and exits 0, nothing writes the block any more, and the later one calls it stale
-/// and claims too (exit 0, previous_state "stale", after about 20 s). Both exit 0 in nearly
-/// every round (50 of 50 in a trial run).
+/// The same race with nobody following the winner's claim. Two processes released together by
+/// the FIFO barrier are milliseconds apart: the later one reads the earlier one's fresh
+/// sequence and watches it for 11 s. Before bare claims refreshed their block, the earlier one
+/// verified for 9 s and exited 0, nothing wrote the block any more, and the later one called it
+/// stale and claimed too (both exit 0 in 50 of 50 rounds of a trial run). Now the earlier one
+/// writes a fresh sequence at the end of its verification, which the watcher sees: it refuses.
 #[test]
-#[ignore = "defect: two mmp-tool claims started together both exit 0 (the later one outwaits the earlier one's 9 s verification); exactly one wins only if a holder follows at once"]
 fn claims_started_together_without_a_holder_exactly_one_wins() {
     if !can_make_images("claims_started_together_without_a_holder_exactly_one_wins") {
         return;
