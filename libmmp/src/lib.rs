@@ -26,6 +26,7 @@ pub mod mmp;
 pub mod probe;
 pub mod superblock;
 mod sys;
+pub mod watchdog;
 pub mod write;
 
 pub use error::Error;

@@ -35,6 +35,19 @@ error level, and runs the fence action:
   watchdog      stop petting the watchdog device (kept open, petted every interval only while
                 every device is healthy), so the node resets when its timeout runs out; this
                 also resets a node whose mmpd hangs
+SELF-FENCE BOUND. With the watchdog fence, mmpd sets the watchdog's timeout (--watchdog-timeout)
+and, once the watchdog is armed, writes with every heartbeat a tag in the MMP block's padding:
+'this node is reset at most fail_after + watchdog timeout + 1 s after the submission of my last
+write that succeeded'. `mmp-tool check`, `claim`, `mount` and other mmpd instances then call a
+block that stopped changing stale after that bound + 1 s + 1 % (e.g. 2 s + 3 s + 1 s -> 7.1 s)
+instead of the kernel's min(2*CI+1, CI+60) s, and claim it with a 3 s verification. The tag is
+bound by a checksum to the exact block mmpd wrote (sequence, time, node, device): a block
+written afterwards by kmmpd, a kernel mount or e2fsprogs never carries a valid one, so their
+blocks always get the full wait. The published check interval covers the whole bound, so readers
+that ignore the tag (the kernel) also wait it out. Other fences publish no tag: `exit` and
+`command` cannot stop the services that use the device by themselves, and `sysrq-reboot` does
+not fire when mmpd itself hangs.
+
 A device fenced by `exit` ends the daemon: its other devices are not released (no CLEAN is
 written), they go stale, so other nodes may take them after their full wait.
 
@@ -50,6 +63,7 @@ CONFIGURATION FILE (TOML; every key optional except path):
   run_dir = \"/run/mmpd\"
   node_name = \"nfs-a\"                 # default: the host name
   watchdog_device = \"/dev/watchdog\"
+  watchdog_timeout = 10               # seconds, set on the device, part of the fence bound
   interval = 1.0                      # seconds, 0.1 to 60
   fail_intervals = 5
   fence = \"command\"
@@ -144,6 +158,11 @@ pub struct Cli {
     /// Watchdog device for `--fence watchdog` [default: /dev/watchdog].
     #[arg(long, value_name = "PATH")]
     pub watchdog_device: Option<PathBuf>,
+
+    /// Timeout to set on the watchdog device, seconds (1 to 120) [default: 10]. It is part of
+    /// the self-fence bound published in the block (see SELF-FENCE BOUND).
+    #[arg(long, value_name = "SECONDS")]
+    pub watchdog_timeout: Option<u32>,
 
     /// Where `--fence sysrq-reboot` writes 'b' [default: /proc/sysrq-trigger] (for testing).
     #[arg(long, value_name = "PATH")]

@@ -33,6 +33,7 @@ pub struct FileConfig {
     pub run_dir: Option<PathBuf>,
     pub node_name: Option<String>,
     pub watchdog_device: Option<PathBuf>,
+    pub watchdog_timeout: Option<u32>,
     pub sysrq_trigger: Option<PathBuf>,
     pub interval: Option<f64>,
     pub fail_intervals: Option<u32>,
@@ -66,6 +67,10 @@ pub enum ConfigError {
 pub struct DeviceConfig {
     pub path: PathBuf,
     pub heartbeat: HeartbeatConfig,
+    /// The `mmp_check_interval` to publish: readers that do not honour our fence tag (the
+    /// kernel, e2fsprogs) wait `min(2*CI + 1, CI + 60)` >= CI + 1 s, which must outlast both
+    /// our fail_after and, with the watchdog fence, the whole self-fence bound.
+    pub check_interval: u16,
     pub fence: FenceAction,
     pub fence_command: Option<String>,
 }
@@ -76,6 +81,8 @@ pub struct Config {
     pub run_dir: PathBuf,
     pub node_name: String,
     pub watchdog_device: PathBuf,
+    /// The watchdog timeout mmpd sets (and whose read-back it uses in its fence bound).
+    pub watchdog_timeout: Duration,
     pub sysrq_trigger: PathBuf,
     pub poll: Duration,
     pub devices: Vec<DeviceConfig>,
@@ -87,6 +94,38 @@ impl Config {
             .iter()
             .any(|d| d.fence == FenceAction::Watchdog)
     }
+}
+
+/// Default watchdog timeout, seconds: short, so that the fence bound a watchdog holder
+/// publishes lets other nodes take a dead node's devices quickly (see `mmpd --help`).
+pub const DEFAULT_WATCHDOG_TIMEOUT: u32 = 10;
+
+/// The check interval a device publishes: [`HeartbeatConfig::publish_check_interval`], raised
+/// with the watchdog fence to the whole fence bound (fail_after + watchdog timeout + pet
+/// slack), so a kernel or e2fsprogs reader (which ignores our tag) still waits longer than a
+/// hung node can go on writing before its watchdog resets it. With the other fences the bound
+/// is fail_after (they act as soon as the holder gives up).
+pub fn publish_check_interval(
+    hb: &HeartbeatConfig,
+    fence: FenceAction,
+    watchdog_timeout: Duration,
+) -> Result<u16, String> {
+    let base = hb.publish_check_interval();
+    if fence != FenceAction::Watchdog {
+        return Ok(base);
+    }
+    let bound = hb.fail_after() + watchdog_timeout + libmmp::heartbeat::WATCHDOG_PET_SLACK;
+    let secs = bound.as_secs() + u64::from(bound.subsec_nanos() > 0);
+    let max = u64::from(libmmp::heartbeat::MAX_CHECK_INTERVAL);
+    if secs > max {
+        return Err(format!(
+            "with fence = watchdog, fail_after ({:?}) + watchdog_timeout ({:?}) + {:?} exceeds the kernel's largest check interval ({max} s): shorten them",
+            hb.fail_after(),
+            watchdog_timeout,
+            libmmp::heartbeat::WATCHDOG_PET_SLACK
+        ));
+    }
+    Ok(base.max(secs as u16))
 }
 
 /// Read and parse the file.
@@ -136,6 +175,17 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
     if entries.is_empty() {
         return Err(ConfigError::NoDevice);
     }
+    let watchdog_timeout = cli
+        .watchdog_timeout
+        .or(file.watchdog_timeout)
+        .unwrap_or(DEFAULT_WATCHDOG_TIMEOUT);
+    if !(1..=120).contains(&watchdog_timeout) {
+        return Err(ConfigError::Invalid {
+            device: "watchdog_timeout".into(),
+            message: format!("{watchdog_timeout} s out of range (1 to 120 seconds)"),
+        });
+    }
+    let watchdog_timeout = Duration::from_secs(u64::from(watchdog_timeout));
     let mut devices = Vec::new();
     for (path, own) in entries {
         // Highest priority last.
@@ -175,9 +225,12 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
         if devices.iter().any(|d: &DeviceConfig| d.path == path) {
             return Err(ConfigError::Duplicate { device });
         }
+        let check_interval =
+            publish_check_interval(&heartbeat, fence, watchdog_timeout).map_err(invalid)?;
         devices.push(DeviceConfig {
             path,
             heartbeat,
+            check_interval,
             fence,
             fence_command,
         });
@@ -198,6 +251,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
             .clone()
             .or_else(|| file.watchdog_device.clone())
             .unwrap_or_else(|| PathBuf::from("/dev/watchdog")),
+        watchdog_timeout,
         sysrq_trigger: cli
             .sysrq_trigger
             .clone()
@@ -283,5 +337,63 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("300"), "{e}");
+    }
+
+    #[test]
+    fn the_watchdog_fence_publishes_a_check_interval_that_covers_its_bound() {
+        // Default: 1 s x 5, exit fence: the base rule (5).
+        let c = merge(&cli(&["/dev/x"]), &FileConfig::default()).unwrap();
+        assert_eq!(c.devices[0].check_interval, 5);
+        assert_eq!(c.watchdog_timeout, Duration::from_secs(10));
+        // Watchdog, 10 s timeout: 5 + 10 + 1 = 16; the kernel then waits 33 s.
+        let c = merge(
+            &cli(&["--fence", "watchdog", "/dev/x"]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.devices[0].check_interval, 16);
+        // A fast setup: 1 s x 2 + 3 s + 1 s = 6.
+        let c = merge(
+            &cli(&[
+                "--fence",
+                "watchdog",
+                "--fail-intervals",
+                "2",
+                "--watchdog-timeout",
+                "3",
+                "/dev/x",
+            ]),
+            &FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(c.devices[0].check_interval, 6);
+        let tag = c.devices[0]
+            .heartbeat
+            .watchdog_fence_tag(c.watchdog_timeout)
+            .unwrap();
+        assert!(u64::from(tag.bound_ms) <= u64::from(c.devices[0].check_interval) * 1000);
+        // Too long for the kernel's largest check interval.
+        let e = merge(
+            &cli(&[
+                "--fence",
+                "watchdog",
+                "--interval",
+                "60",
+                "--fail-intervals",
+                "4",
+                "--watchdog-timeout",
+                "120",
+                "/dev/x",
+            ]),
+            &FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("watchdog_timeout"), "{e}");
+        let e = merge(
+            &cli(&["--watchdog-timeout", "0", "/dev/x"]),
+            &FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
     }
 }

@@ -2,9 +2,10 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 /// An open watchdog device (`/dev/watchdog`, or a plain file in tests).
 ///
@@ -37,6 +38,26 @@ impl Watchdog {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Set the watchdog's timeout to `want` and return the one in force (the driver may round
+    /// it), which goes into the self-fence bound. `Ok(None)`: this is not a watchdog device
+    /// (a plain file standing in for one in tests), so no bound can be promised, unless
+    /// `MMPD_TEST_FAKE_WATCHDOG=1` says to pretend (tests of the tag only).
+    pub fn set_timeout(&mut self, want: Duration) -> io::Result<Option<Duration>> {
+        let is_char = self.file.metadata()?.file_type().is_char_device();
+        if !is_char {
+            let fake = std::env::var_os("MMPD_TEST_FAKE_WATCHDOG").is_some_and(|v| v == "1");
+            return Ok(fake.then_some(want));
+        }
+        match libmmp::watchdog::set_timeout(&self.file, want) {
+            Ok(t) => Ok(Some(t)),
+            // Some drivers have a fixed timeout: use the one they report.
+            Err(e) => {
+                tracing::warn!(watchdog = %self.path.display(), "cannot set the timeout to {want:?}: {e}; using the driver's");
+                libmmp::watchdog::timeout(&self.file).map(Some)
+            }
+        }
     }
 
     pub fn is_petting(&self) -> bool {
@@ -123,6 +144,17 @@ mod tests {
             b"p",
             "a fenced node stays armed"
         );
+    }
+
+    #[test]
+    fn a_plain_file_promises_no_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("watchdog");
+        std::fs::write(&p, b"").unwrap();
+        let mut w = Watchdog::open(&p).unwrap();
+        if std::env::var_os("MMPD_TEST_FAKE_WATCHDOG").is_none() {
+            assert_eq!(w.set_timeout(Duration::from_secs(3)).unwrap(), None);
+        }
     }
 
     #[test]
