@@ -5,7 +5,7 @@
 # 100 loop devices ($LOOP_COUNTS: O_DIRECT, as on real block devices) at a 1 s interval. After
 # READY: CPU % of one core (utime+stime from /proc/PID/stat over $SAMPLE s), split into the
 # main thread and the device threads (precise, from /proc/PID/task/*/schedstat), VmRSS, VmHWM,
-# threads. Side by side, the kernel holding the same filesystems mounted through loop devices
+# threads ("other threads": the I/O pool, or one thread per device before the pool). Side by side, the kernel holding the same filesystems mounted through loop devices
 # ($KERNEL_COUNTS; its kmmpd kthreads, schedstat). The run directory (lock and state files) is a
 # tmpfs, as /run is on a real host (RUN_FS=disk puts it on the disk filesystem of the tmpdir).
 #
@@ -19,7 +19,8 @@
 #
 # Usage: sudo mmpd/bench/hold-bench.sh            (from the workspace root)
 #   COUNTS="1 100 1000" LOOP_COUNTS=100 KERNEL_COUNTS="1 100" SAMPLE=30 ROUNDS=1
-#   PARTS="hold failover" RUN_FS=tmpfs|disk
+#   PARTS="hold failover" RUN_FS=tmpfs|disk NAME=mmpd (the holder's name in the rows, e.g. to
+#   compare two builds: NAME=mmpd-before MMPD=/path/to/old/mmpd)
 #   MMPD=... TOOL=... (default: $CARGO_TARGET_DIR or target, release/{mmpd,mmp-tool}; build with
 #   `cargo build --release -p mmpd -p mmp-tool`)
 # Needs: e2fsprogs, util-linux (losetup, mount), jq. Everything it makes lives in a tmpdir and is
@@ -36,6 +37,7 @@ KERNEL_COUNTS=${KERNEL_COUNTS-"1 100"}
 SAMPLE=${SAMPLE:-30}
 ROUNDS=${ROUNDS:-1}
 PARTS=${PARTS:-"hold failover"}
+NAME=${NAME:-mmpd}
 HZ=$(getconf CLK_TCK)
 
 [ "$(id -u)" = 0 ] || { echo "hold-bench: needs root (loop devices, mount)" >&2; exit 2; }
@@ -175,8 +177,8 @@ hold_ours() { # n mode(files|loops)
     reap "$pid"
     code=$REAPED
     rel=$(since "$r0")
-    printf '| %s | mmpd, %s | %s s | **%s %%** | %s %% | %s %% | **%s MiB** | %s MiB | %s | %s/s | %s | %s | %s s, exit %s |\n' \
-        "$n" "$([ "$mode" = loops ] && echo "loop devices (O_DIRECT)" || echo "image files")" "$ready" "$cpu" \
+    printf '| %s | %s, %s | %s s | **%s %%** | %s %% | %s %% | **%s MiB** | %s MiB | %s | %s/s | %s | %s | %s s, exit %s |\n' \
+        "$n" "$NAME" "$([ "$mode" = loops ] && echo "loop devices (O_DIRECT)" || echo "image files")" "$ready" "$cpu" \
         "$(pct "$m0" "$m1" "$secs")" "$(pct "$((w0 - m0))" "$((w1 - m1))" "$secs")" \
         "$(mib "$rss")" "$(mib "$hwm")" "$thr" "$writes" "$fenced" "$warn" "$rel" "$code"
     if [ "$mode" = loops ]; then
@@ -228,7 +230,7 @@ if [[ " $PARTS " == *" hold "* ]]; then
     echo
     echo "## Holding N devices, interval 1 s, CPU over ${SAMPLE} s after READY, run dir on $RUN_FS"
     echo
-    echo "| devices | holder | claim to READY | CPU, one core (stat utime+stime) | main thread (schedstat) | device threads (schedstat) | VmRSS | VmHWM | threads | writes/s (one device) | FENCING | heartbeat failed | release |"
+    echo "| devices | holder | claim to READY | CPU, one core (stat utime+stime) | main thread (schedstat) | other threads (schedstat) | VmRSS | VmHWM | threads | writes/s (one device) | FENCING | heartbeat failed | release |"
     echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for n in $COUNTS; do hold_ours "$n" files; done
     for n in $LOOP_COUNTS; do hold_ours "$n" loops; done
