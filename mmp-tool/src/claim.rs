@@ -159,10 +159,23 @@ pub fn run_claim(
             let _ = e.flush();
         }
     };
+    // Random candidates up front: without the kernel's CSPRNG we do not claim at all (two
+    // nodes must not pick sequences by a predictable rule).
+    let mut candidates = Vec::with_capacity(8);
+    for _ in 0..8 {
+        candidates.push(claim::random_seq().map_err(|source| {
+            ClaimError::Fs(Error::Io {
+                device: fs.device_name().to_string(),
+                op: "reading /dev/urandom for a random MMP sequence",
+                offset: 0,
+                source,
+            })
+        })?);
+    }
     let r = claim::claim_with(
         fs,
         &SystemClock::default(),
-        &mut || claim::random_seq().unwrap_or(0),
+        &mut || candidates.pop().unwrap_or(0),
         &opts,
         mode,
         &|| false,
