@@ -25,7 +25,7 @@ use crate::device::BlockIo;
 use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::mmp::{FenceTag, MmpBlock, SeqClass, EXT4_MMP_MIN_CHECK_INTERVAL};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Time, injected so the protocol is tested without sleeping.
 pub trait Clock {
