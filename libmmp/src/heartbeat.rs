@@ -321,6 +321,20 @@ impl<D: BlockIo> Heartbeat<D> {
         let start = clock.now();
         self.next_due = (self.next_due + self.cfg.interval).max(start);
         if let Some(r) = self.too_late(start) {
+            // Too late to write. Look (reading is harmless) so that the reason names whoever
+            // took the device while we could not write, e.g. after a SIGSTOP or a long stall.
+            let r = match claim::read_on_disk(&self.fs) {
+                Ok((found, raw))
+                    if raw != self.ours
+                        && self.pending.as_ref().is_none_or(|(_, b, _)| *b != raw) =>
+                {
+                    FenceReason::ForeignWriter {
+                        found: Box::new(found),
+                        expected_seq: self.block.mmp_seq,
+                    }
+                }
+                _ => r,
+            };
             return self.fence(r);
         }
         let (found, raw) = match claim::read_on_disk(&self.fs) {

@@ -39,7 +39,7 @@ use std::process::Child;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The longest the main loop sleeps: fence checks, the watchdogs, finished beats, claims' and
 /// fence commands' ends are looked at this often (failures, fences, claims and releases wake
@@ -198,6 +198,9 @@ pub struct Daemon {
     ready_sent: bool,
     shutting_down: bool,
     watchdog: Option<Watchdog>,
+    /// The watchdog's timeout once armed, when it is a real watchdog whose timeout mmpd set:
+    /// devices with the watchdog fence then publish their self-fence tag.
+    watchdog_timeout: Option<Duration>,
     sd_watchdog: Option<Duration>,
     last_sd_pet: Duration,
     last_pet: Duration,
@@ -218,9 +221,7 @@ impl Daemon {
         let mut usec = 0u64;
         let sd_watchdog =
             sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec) / 2);
-        let clock = EpochClock {
-            origin: Instant::now(),
-        };
+        let clock = EpochClock::start();
         let inbox =
             Arc::new(Inbox::new().map_err(|e| Fatal::new(exit::ERROR, format!("eventfd: {e}")))?);
         let sink = inbox.clone();
@@ -239,6 +240,7 @@ impl Daemon {
             ready_sent: false,
             shutting_down: false,
             watchdog: None,
+            watchdog_timeout: None,
             sd_watchdog,
             last_sd_pet: Duration::ZERO,
             last_pet: Duration::ZERO,
@@ -263,7 +265,7 @@ impl Daemon {
                 blk.nodename(),
                 dc.heartbeat.interval.as_secs_f64(),
                 dc.heartbeat.fail_intervals,
-                dc.heartbeat.publish_check_interval(),
+                dc.check_interval,
                 dc.fence.name()
             );
         }
@@ -281,7 +283,7 @@ impl Daemon {
             claim: ClaimOptions {
                 nodename: self.cfg.node_name.clone(),
                 bdevname: bdevname_of(&dc.path.display().to_string()),
-                check_interval: dc.heartbeat.publish_check_interval(),
+                check_interval: dc.check_interval,
                 poll: self.cfg.poll,
             },
             shared: shared.clone(),
@@ -416,8 +418,20 @@ impl Daemon {
         })
     }
 
+    /// The self-fence tag device `id` writes now: only with the watchdog fence, once the
+    /// watchdog is armed with a known timeout, and while it is still petted.
+    fn fence_tag(&self, id: usize) -> Option<libmmp::mmp::FenceTag> {
+        let s = &self.slots[id];
+        let petting = self.watchdog.as_ref().is_some_and(|w| w.is_petting());
+        if s.cfg.fence != FenceAction::Watchdog || !petting {
+            return None;
+        }
+        s.cfg.heartbeat.watchdog_fence_tag(self.watchdog_timeout?)
+    }
+
     /// Put a heartbeat back in its slot, scheduled for its next beat or for release.
-    fn park(&mut self, id: usize, hb: Box<Heartbeat<Device>>) {
+    fn park(&mut self, id: usize, mut hb: Box<Heartbeat<Device>>) {
+        hb.set_fence_tag(self.fence_tag(id));
         let s = &mut self.slots[id];
         if s.release || self.shutting_down {
             self.releases.push(id);
@@ -484,7 +498,9 @@ impl Daemon {
                             s.failing = false;
                         }
                         s.seq = seq;
-                        s.last_success = at;
+                        // From the write's submission, as the heartbeat counts (the watchdog
+                        // is petted only while this is recent: the self-fence bound).
+                        s.last_success = hb.last_success().min(at);
                         self.park(id, hb);
                         (None, false)
                     }
@@ -728,6 +744,42 @@ impl Daemon {
         None
     }
 
+    /// The watchdog was just opened (armed): set its timeout, and if it is the configured one
+    /// (or shorter), let the devices with the watchdog fence publish their self-fence tag. A
+    /// longer timeout than configured would outlast the check interval we published: refuse.
+    fn arm_fence_tags(&mut self, w: &mut Watchdog) {
+        let want = self.cfg.watchdog_timeout;
+        match w.set_timeout(want) {
+            Ok(Some(t)) if t <= want => {
+                tracing::info!(watchdog = %w.path().display(), timeout_s = t.as_secs(), "watchdog armed; publishing the self-fence bound (fail_after + timeout + 1 s) in the MMP blocks");
+                self.watchdog_timeout = Some(t);
+                for id in 0..self.slots.len() {
+                    let tag = if self.slots[id].cfg.fence == FenceAction::Watchdog {
+                        self.slots[id].cfg.heartbeat.watchdog_fence_tag(t)
+                    } else {
+                        None
+                    };
+                    if let Some(hb) = self.slots[id].hb.as_mut() {
+                        hb.set_fence_tag(tag);
+                    }
+                }
+            }
+            Ok(Some(t)) => {
+                tracing::error!(watchdog = %w.path().display(), "the watchdog's timeout is {} s, longer than the configured {} s that the published check interval covers; releasing", t.as_secs(), want.as_secs());
+                self.final_code = exit::ERROR;
+                self.begin_shutdown();
+            }
+            Ok(None) => {
+                tracing::warn!(watchdog = %w.path().display(), "watchdog armed, but it is not a watchdog device (a plain file): no self-fence bound is published, other nodes wait the full time");
+            }
+            Err(e) => {
+                tracing::error!(watchdog = %w.path().display(), "cannot set or read the watchdog's timeout: {e}; releasing");
+                self.final_code = exit::ERROR;
+                self.begin_shutdown();
+            }
+        }
+    }
+
     /// Every held device wrote successfully within its limit, and none is fenced.
     fn healthy(&self) -> bool {
         let now = self.clock.now();
@@ -757,7 +809,7 @@ impl Daemon {
                 updated: wall_now(),
                 interval_ms: s.cfg.heartbeat.interval.as_millis() as u64,
                 fail_intervals: s.cfg.heartbeat.fail_intervals,
-                check_interval: s.cfg.heartbeat.publish_check_interval(),
+                check_interval: s.cfg.check_interval,
                 fence: s.cfg.fence.name().to_string(),
                 reason: s.reason.clone(),
             };
@@ -775,14 +827,23 @@ impl Daemon {
 
     /// Periodic work; `Some(code)` ends the daemon.
     fn tick(&mut self) -> Option<u8> {
-        let now = self.clock.origin.elapsed();
-        // A device that has not written for longer than its limit is stuck (hung I/O, or no
-        // pool thread left to serve it): its heartbeat cannot fence itself, so fence it here.
+        let now = self.clock.now();
+        // A device that has not written for longer than its limit while its job sat in the pool
+        // for more than an interval is stuck (hung I/O, or no pool thread left to serve it): its
+        // heartbeat cannot fence itself, so fence it here. An overdue heartbeat that is idle
+        // here (the whole daemon was stopped or starved) goes to the pool in this same pass:
+        // its beat finds it too late to write, reads the block and names whoever took the
+        // device, which is a better reason than ours; if that beat hangs, this check catches
+        // it one interval later.
         let stuck: Vec<(usize, Duration)> = self
             .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.state == SlotState::Holding && !self.shutting_down)
+            .filter(|(_, s)| {
+                s.in_pool
+                    .is_some_and(|t| now.saturating_sub(t) > s.cfg.heartbeat.interval)
+            })
             .filter_map(|(i, s)| {
                 let age = now.saturating_sub(s.last_success);
                 let limit = s.cfg.heartbeat.fail_after() + s.cfg.heartbeat.interval;
@@ -850,8 +911,8 @@ impl Daemon {
             if initial_held {
                 if self.cfg.uses_watchdog() && self.watchdog.is_none() {
                     match Watchdog::open(&self.cfg.watchdog_device) {
-                        Ok(w) => {
-                            tracing::info!(watchdog = %w.path().display(), "watchdog armed");
+                        Ok(mut w) => {
+                            self.arm_fence_tags(&mut w);
                             self.watchdog = Some(w);
                         }
                         Err(e) => {

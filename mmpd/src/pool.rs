@@ -349,15 +349,15 @@ mod tests {
         }
     }
 
-    /// Real time plus an offset that `sleep` advances at once.
+    /// Real time (the daemon's clock) plus an offset that `sleep` advances at once.
     struct JumpClock {
-        origin: Instant,
+        origin: Duration,
         ahead: Mutex<Duration>,
     }
 
     impl Clock for JumpClock {
         fn now(&self) -> Duration {
-            self.origin.elapsed() + *self.ahead.lock().unwrap()
+            libmmp::check::boottime().saturating_sub(self.origin) + *self.ahead.lock().unwrap()
         }
         fn sleep(&self, d: Duration) {
             *self.ahead.lock().unwrap() += d;
@@ -406,7 +406,7 @@ mod tests {
 
     /// Claim `n` images; the heartbeats, their gates and the clock the beats must use.
     fn held(dir: &Path, n: usize) -> (Vec<Hb>, Vec<Arc<Gate>>, EpochClock) {
-        let origin = Instant::now();
+        let origin = libmmp::check::boottime();
         let mut hbs = Vec::new();
         let mut gates = Vec::new();
         let mut ahead = Duration::ZERO;

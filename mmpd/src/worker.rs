@@ -12,17 +12,27 @@ use libmmp::heartbeat::{Heartbeat, HeartbeatConfig};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Monotonic time since the daemon started, shared by every thread.
+/// Time since the daemon started, shared by every thread: `CLOCK_BOOTTIME`, which keeps counting
+/// while the machine is suspended (a holder must see that time passed since its last write).
 #[derive(Debug, Clone, Copy)]
 pub struct EpochClock {
-    pub origin: Instant,
+    /// `libmmp::check::boottime()` at the start.
+    pub origin: Duration,
+}
+
+impl EpochClock {
+    pub fn start() -> Self {
+        EpochClock {
+            origin: libmmp::check::boottime(),
+        }
+    }
 }
 
 impl Clock for EpochClock {
     fn now(&self) -> Duration {
-        self.origin.elapsed()
+        libmmp::check::boottime().saturating_sub(self.origin)
     }
     fn sleep(&self, d: Duration) {
         std::thread::sleep(d)
@@ -150,6 +160,6 @@ fn run(job: Job) {
 /// If /dev/urandom fails: still a live, non-zero sequence (uniqueness is what matters, and
 /// the time in nanoseconds differs between nodes).
 fn fallback_seq(clock: &EpochClock) -> u32 {
-    let ns = clock.origin.elapsed().as_nanos() as u32 ^ std::process::id().rotate_left(16);
+    let ns = clock.now().as_nanos() as u32 ^ std::process::id().rotate_left(16);
     (ns % libmmp::mmp::EXT4_MMP_SEQ_MAX).max(1)
 }

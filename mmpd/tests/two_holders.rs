@@ -6,7 +6,10 @@
 //! - After `kill -9` of A, a new B claims within the bound computed from the check interval A
 //!   published: the watch `min(2*CI+1, CI+60)` plus B's verification wait, and not sooner.
 //! - `kill -STOP` of A for longer than that bound lets B claim; after `kill -CONT` A fences
-//!   within one interval (exit 1, a FENCING line at error level) and writes nothing more.
+//!   within one interval (exit 1, a FENCING line at error level naming B) and writes nothing
+//!   more.
+//! - With the watchdog fence A publishes its self-fence bound; after `kill -9` B takes over
+//!   after that bound + 1 s + 1 % and a 3 s verification (about 10 s instead of 20 s).
 //!
 //! Each test takes about 35 s of real waiting (update interval 1: check interval 5, a watch of
 //! 11 s and a verification of 9 s); they run in parallel.
@@ -284,7 +287,6 @@ fn loop_stopped_holder_is_taken_over_and_fences_after_cont() {
 /// runs first: both decide before anything reads the block, so the log never names the node
 /// that took the device, and the second one guesses a wrong cause.
 #[test]
-#[ignore = "defect: after SIGSTOP/SIGCONT mmpd fences as NO SUCCESSFUL MMP WRITE (or stuck device thread, hung I/O?) and never names the foreign writer that took the device"]
 fn loop_stopped_holder_names_the_foreign_writer_when_it_fences() {
     if let Some(r) =
         stopped_holder_scenario("loop_stopped_holder_names_the_foreign_writer_when_it_fences")
@@ -301,4 +303,96 @@ fn loop_stopped_holder_names_the_foreign_writer_when_it_fences() {
             r.log_a
         );
     }
+}
+
+/// mmpd with the watchdog fence publishes its self-fence bound once the watchdog is armed; after
+/// `kill -9` (a node that is reset, as the watchdog would do) the next claimer waits that bound
+/// plus 1 s and 1 % and verifies for 3 s, instead of the kernel's watch and 9 s. The watchdog
+/// here is a plain file standing in for one (`MMPD_TEST_FAKE_WATCHDOG=1` makes mmpd accept its
+/// configured timeout): what is tested is the protocol, not the reset.
+#[test]
+fn loop_watchdog_holder_publishes_its_fence_bound_and_is_taken_over_sooner() {
+    if !can_use_loop_devices(
+        "loop_watchdog_holder_publishes_its_fence_bound_and_is_taken_over_sooner",
+    ) {
+        return;
+    }
+    let img = Image::new();
+    let a = Loop::attach(&img.path);
+    let b = Loop::attach(&img.path);
+    let wd = img.file("watchdog-a");
+    std::fs::write(&wd, b"").unwrap();
+    let mut da = Proc::spawn(
+        Path::new(MMPD),
+        &[
+            "--run-dir",
+            img.file("run-a").to_str().unwrap(),
+            "--node-name",
+            "host-a",
+            "--fence",
+            "watchdog",
+            "--watchdog-device",
+            wd.to_str().unwrap(),
+            "--watchdog-timeout",
+            "3",
+            "--fail-intervals",
+            "2",
+            a.dev.to_str().unwrap(),
+        ],
+        img.file("wd-a.log"),
+        &[("MMPD_TEST_FAKE_WATCHDOG", "1")],
+    );
+    assert!(da.wait_log("ready:", CLAIM), "A not ready:\n{}", da.log());
+    // fail_after 2 s + timeout 3 s + 1 s slack = 6 s; the check interval covers it.
+    assert!(
+        wait_for(Duration::from_secs(5), || read_block(&b.dev)
+            .fence_tag()
+            .is_some()),
+        "no fence tag after READY:\n{}",
+        da.log()
+    );
+    let blk = read_block(&b.dev);
+    let tag = blk.fence_tag().unwrap();
+    assert_eq!(tag.bound_ms, 6_000, "{tag:?}");
+    assert_eq!(published_check_interval(&b.dev), 6);
+    assert!(
+        std::fs::read(&wd).unwrap().iter().all(|&c| c == b'p'),
+        "petted"
+    );
+
+    da.signal(Signal::SIGKILL);
+    let killed = Instant::now();
+    assert!(da.wait_code(Duration::from_secs(5)).is_some(), "A not dead");
+    let mut db = host(&img, "b", "wd-b", &b.dev);
+    let ready = time_to_ready(&mut db, killed, CLAIM * 2);
+    let log_b = db.log();
+    let ready = ready.unwrap_or_else(|| panic!("B did not claim after A died:\n{log_b}"));
+    let watch = logged_wait(&log_b, "Watching").expect("B's watch in its log");
+    let verify = logged_wait(&log_b, "Verifying").expect("B's verification in its log");
+    assert_eq!(watch, Duration::from_millis(6_000 + 1_000 + 60), "{log_b}");
+    // 3 s from the submission of B's claim write (a little less from its completion).
+    assert!(
+        verify <= Duration::from_secs(3) && verify >= Duration::from_millis(2_200),
+        "{verify:?}\n{log_b}"
+    );
+    eprintln!(
+        "kill -9 of a watchdog-fenced A -> B ready: {:.2} s (watch {:.2} s + verify {:.0} s; the kernel's watch would be {:.0} s)",
+        ready.as_secs_f64(),
+        watch.as_secs_f64(),
+        verify.as_secs_f64(),
+        kernel_wait(6).as_secs_f64()
+    );
+    assert!(
+        ready >= watch + verify,
+        "B did not wait out A's bound: {ready:?}\n{log_b}"
+    );
+    assert!(ready <= watch + verify + SLACK, "{ready:?}\n{log_b}");
+    assert_eq!(read_block(&a.dev).nodename(), "host-b");
+    db.signal(Signal::SIGTERM);
+    assert_eq!(
+        db.wait_code(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        db.log()
+    );
 }
