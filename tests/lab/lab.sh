@@ -3,22 +3,26 @@
 # the workload, D probes for conflicting grants), four qemu TCG VMs on a bridge inside a network
 # namespace made for the lab. See tests/lab/README.md.
 #
-#   tests/lab/lab.sh [--scenarios LIST] [--rounds N] [--keep] [--bin-dir DIR]
+#   tests/lab/lab.sh [--scenarios LIST] [--rounds N] [--keep] [--bin-dir DIR] [--holder ext4|mmpd]
 #     LIST: comma list of 1 2 3 4 s1 s3 (s = the same drill with the stock tools), or
 #           ci (= 2,1), all (= 2,1,3,4), bench (= 1,s1,3,s3). Default: ci.
+#     --holder: the MMP gate. ext4 (default): MMP ext4, `mmp-tool mount`, kmmpd holds it.
+#           mmpd (or LAB_HOLDER=mmpd): plain ext4 + a shared MMP area held by mmpd with the
+#           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 only.
 # Exit: 0 every scenario passed, 1 a scenario failed, 2 setup error (missing package, not root).
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-scenarios=ci rounds=10 keep=0 bin_dir=${LAB_BIN_DIR:-}
+scenarios=ci rounds=10 keep=0 bin_dir=${LAB_BIN_DIR:-} HOLDER=${LAB_HOLDER:-ext4}
 while [[ $# -gt 0 ]]; do
     case $1 in
     --scenarios) scenarios=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --bin-dir) bin_dir=$2; shift 2 ;;
-    -h | --help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --holder) HOLDER=$2; shift 2 ;;
+    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -27,6 +31,17 @@ ci) scenarios=2,1 ;;
 all) scenarios=2,1,3,4 ;;
 bench) scenarios=1,s1,3,s3 ;;
 esac
+# The stock drill has no mmpd counterpart: with the mmpd holder, bench is ours only.
+[[ $HOLDER == mmpd && $scenarios == 1,s1,3,s3 ]] && scenarios=1,3
+
+case $HOLDER in
+ext4 | mmpd) ;;
+*) echo "lab.sh: --holder must be ext4 or mmpd, not '$HOLDER'" >&2; exit 2 ;;
+esac
+if [[ $HOLDER == mmpd && ,$scenarios, =~ ,s[13], ]]; then
+    echo "lab.sh: the stock scenarios (s1, s3) need the ext4 holder (their kernel mount is the gate)" >&2
+    exit 2
+fi
 
 . "$here/lib/host.sh"
 

@@ -1,10 +1,10 @@
 #!/bin/bash
 # Node roles of the failover lab, run inside a lab VM by the host (lab.sh) through the agent.
-#   node.sh server-prep                  load nfsd/ext4, start rpcbind
+#   node.sh server-prep                  load nfsd/ext4 (+ softdog with LAB_HOLDER=mmpd), start rpcbind
 #   node.sh activate ours|stock          take the service: MMP-gated mount, statd, exports, nfsd,
 #                                        floating IP, then notify/reclaim (ours) or sm-notify (stock)
 #   node.sh deactivate ours|stock        planned handoff: IP down, unexport, release locks, stop, umount
-#   node.sh split-brain                  try to take the service while the other node holds it
+#   node.sh split-brain [--kernel]       try to take the service while the other node holds it
 #   node.sh client-prep                  load the NFS client, rpcbind + statd, mount the export
 #   node.sh torture-start|torture-stop   lock-torture failover holder on client C
 #   node.sh probe-start|probe-stop       lock-torture --probe-only on client D
@@ -15,11 +15,32 @@
 #   node.sh conn-record                  (internal) the connection recorder loop
 #   node.sh net-watch|net-watch-stop|dmesg|sync|client-write-check   diagnostics and checks
 # Every step prints "MARK <epoch> <name>" lines that lab.sh puts on the scenario's timeline.
+#
+# The MMP gate (LAB_HOLDER, set by lab.sh --holder):
+#   ext4  the shared disk is MMP ext4: `mmp-tool mount` claims it, the guest kernel's kmmpd holds it
+#   mmpd  the shared disk is ext4 WITHOUT mmp; a second shared disk is an MMP area (`mmp-tool
+#         format-area`): mmpd claims and holds it (LAB_MMPD_ARGS, e.g. --fence watchdog with
+#         softdog), and the filesystem is mounted only once mmpd holds the area
 set -u
 . /run/lab/env
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 BIN=$LAB_BIN
-DEV=/dev/vda
+HOLDER=${LAB_HOLDER:-ext4}
+MMPD_ARGS=${LAB_MMPD_ARGS:-}
+# The virtio disks by their serial (set by lab.sh), /dev/vda without one.
+disk_by_serial() {
+    local s
+    for s in /sys/block/vd*/serial; do
+        [[ -r $s && $(cat "$s") == "$1" ]] && { s=${s%/serial}; echo "/dev/${s##*/}"; return 0; }
+    done
+    return 1
+}
+if [[ $HOLDER == mmpd ]]; then
+    DEV=$(disk_by_serial labshared) || DEV=/dev/missing-labshared
+    AREA=$(disk_by_serial labarea) || AREA=/dev/missing-labarea
+else
+    DEV=/dev/vda
+fi
 MNT=/srv/ha
 EXPORT=$MNT/export
 STATD=$MNT/statd
@@ -44,6 +65,13 @@ stop_pid() {
 
 server_prep() {
     modprobe ext4 && modprobe nfsd && modprobe lockd || die "modprobe"
+    if [[ $HOLDER == mmpd ]]; then
+        [[ -b $DEV && -b $AREA ]] || die "shared disk ($DEV) or MMP area ($AREA) not found"
+        # The watchdog for mmpd's fence (the Debian kernel's softdog: on expiry it resets the VM,
+        # and qemu -no-reboot then exits, like a power-off).
+        modprobe softdog || die "modprobe softdog"
+        [[ -c /dev/watchdog ]] || die "no /dev/watchdog after modprobe softdog"
+    fi
     mountpoint -q /proc/fs/nfsd || mount -t nfsd nfsd /proc/fs/nfsd || die "mount nfsd fs"
     mkdir -p $MNT /run/mmpd
     rpcbind -w || die "rpcbind"
@@ -88,6 +116,97 @@ start_recorders() {
     echo $! > /run/connrec.pid
 }
 
+# mmpd holder: claim the MMP area with mmpd, which holds it (in the background) while the node
+# is active. mmpd_start starts it (first thing in activate: the claim is the longest step);
+# mmpd_wait waits until it holds the area with its watchdog armed. mmpd_wait returns 0 holding;
+# otherwise mmpd has exited (its status in MMPD_RC) or was stopped, and nothing may be mounted.
+MMPD_RC=
+MMPD_PID=
+mmpd_start() {
+    rm -f /run/mmpd/*.state
+    # shellcheck disable=SC2086
+    setsid $BIN/mmpd $MMPD_ARGS --run-dir /run/mmpd "$AREA" > /run/mmpd.log 2>&1 < /dev/null &
+    MMPD_PID=$!
+    echo $MMPD_PID > /run/mmpd.pid
+    mark "mmpd started (pid $MMPD_PID): mmpd $MMPD_ARGS $AREA"
+}
+
+# True when mmpd's state file (in its run directory, one per device) says "holding" and, with
+# the watchdog fence, the watchdog is armed (mmpd opens it right after the claim, and only then
+# publishes its fence tag; it releases and exits if it cannot). Bash builtins only: a fork per
+# poll costs tenths of a second under TCG.
+mmpd_holding() {
+    local f line wd=
+    for f in /run/mmpd/*.state; do
+        [[ -r $f ]] || continue
+        while IFS= read -r line; do
+            [[ $line == state=holding ]] && break 2
+        done < "$f"
+    done
+    [[ ${line:-} == state=holding ]] || return 1
+    [[ $MMPD_ARGS == *watchdog* ]] || return 0
+    read -r wd < /sys/class/watchdog/watchdog0/state 2> /dev/null
+    [[ $wd == active ]]
+}
+
+mmpd_wait() {
+    local p=$MMPD_PID i tick=/run/node-tick.$$
+    mkfifo $tick && exec 4<> $tick && rm -f $tick
+    for ((i = 0; i < 3000; i++)); do
+        if ! kill -0 "$p" 2> /dev/null; then
+            wait "$p"
+            MMPD_RC=$?
+            rm -f /run/mmpd.pid
+            mark "mmpd exited $MMPD_RC"
+            sed 's/^/mmpd: /' /run/mmpd.log
+            return 1
+        fi
+        mmpd_holding && break
+        read -r -t 0.05 -u 4 _
+    done
+    if ! mmpd_holding || ! kill -0 "$p" 2> /dev/null; then
+        sed 's/^/mmpd: /' /run/mmpd.log
+        mmpd_stop
+        mark "mmpd did not come to hold the area"
+        return 1
+    fi
+    mark "area held by mmpd"
+    grep -E 'claimed|armed|fence' /run/mmpd.log | sed 's/^/mmpd: /'
+    return 0
+}
+
+# Planned release: SIGTERM, mmpd writes CLEAN and exits 0.
+mmpd_stop() {
+    local p
+    p=$(pidof_file mmpd) || return 0
+    kill -TERM "$p" 2> /dev/null
+    for _ in $(seq 1 100); do kill -0 "$p" 2> /dev/null || break; sleep 0.1; done
+    if kill -0 "$p" 2> /dev/null; then
+        echo "mmpd (pid $p) did not exit within 10 s of SIGTERM" >&2
+        return 1
+    fi
+    rm -f /run/mmpd.pid
+    grep -E 'released|signal' /run/mmpd.log | sed 's/^/mmpd: /'
+    return 0
+}
+
+# The MMP gate and the mount. Returns non-zero (nothing mounted) if the gate refused.
+gate_and_mount() {
+    local rc
+    if [[ $HOLDER == mmpd ]]; then
+        [[ -n $MMPD_PID ]] || mmpd_start
+        mmpd_wait || return 1
+        # mmpd could still have fenced (exit) since: mount only while it runs.
+        kill -0 "$(pidof_file mmpd)" 2> /dev/null || { echo "mmpd exited before the mount" >&2; return 1; }
+        mount -t ext4 "$DEV" "$MNT" || { mmpd_stop; return 1; }
+        return 0
+    fi
+    $BIN/mmp-tool mount --json -q "$DEV" "$MNT" > /run/mmp-mount.json
+    rc=$?
+    echo "mmp-tool mount: $(jq -c . /run/mmp-mount.json)"
+    return $rc
+}
+
 # The takeover sequence. Ours: grace set, nfsd and mountd started while mmp-tool mount waits
 # (nothing can reach them: the floating IP comes last), then statd + exports on the mounted
 # filesystem, IP up, tickle, lockd-recover takeover. Stock: the usual order, kernel mount,
@@ -95,18 +214,26 @@ start_recorders() {
 activate() {
     local mode=$1 rc
     mark "activate start ($mode)"
+    if [[ $HOLDER == mmpd ]]; then
+        [[ $mode == ours ]] || die "the stock takeover has no mmpd gate (use the ext4 holder)"
+        mmpd_start
+    fi
     if [[ $mode == ours ]]; then
         # Bounded grace, set while nfsd is stopped; wait-reclaim ends it early.
-        $BIN/lockd-recover grace set --nlm 60 --v4 60 --lease 60 > /dev/null 2>&1 || die "grace set"
+        if ! $BIN/lockd-recover grace set --nlm 60 --v4 60 --lease 60 > /dev/null 2>&1; then
+            [[ $HOLDER == mmpd ]] && mmpd_stop
+            die "grace set"
+        fi
         ( rpc.nfsd -N 4 8 && rpc.mountd -N 4 && pgrep -n -x rpc.mountd > /run/mountd.pid ) &
         local early=$!
-        $BIN/mmp-tool mount --json -q "$DEV" "$MNT" > /run/mmp-mount.json
+        gate_and_mount
         rc=$?
-        echo "mmp-tool mount: $(jq -c . /run/mmp-mount.json)"
         if [[ $rc -ne 0 ]]; then
             wait $early
             rpc.nfsd 0
             stop_pid mountd
+            mountpoint -q $MNT && die "MOUNTED although the MMP gate failed"
+            [[ $HOLDER == mmpd ]] && die "mmpd did not take the MMP area (mmpd exit ${MMPD_RC:-none}): not mounted"
             die "mmp-tool mount refused or failed (exit $rc)"
         fi
         mark "mounted"
@@ -189,13 +316,36 @@ deactivate() {
     mark "nfsd stopped"
     umount $MNT || die "umount"
     mark "unmounted"
-    $BIN/mmp-tool status --json "$DEV" > /run/mmp-status.json
+    if [[ $HOLDER == mmpd ]]; then
+        mmpd_stop || die "mmpd did not release the area"
+        mark "mmpd released the area"
+        $BIN/mmp-tool status --json "$AREA" > /run/mmp-status.json
+    else
+        $BIN/mmp-tool status --json "$DEV" > /run/mmp-status.json
+    fi
     echo "mmp status: $(jq -c . /run/mmp-status.json)"
     grep -q '"state": *"clean"' /run/mmp-status.json || die "MMP not clean after umount"
     mark "MMP clean"
 }
 
+# mmpd holder: the same gate as activate; mmpd must refuse (exit 3, in use), nothing mounted.
+split_brain_mmpd() {
+    mark "split-brain attempt start (mmpd holder)"
+    echo "status before: $($BIN/mmp-tool status --json "$AREA" | jq -c '{state, node_name, sequence}')"
+    if gate_and_mount; then
+        umount $MNT 2> /dev/null
+        mmpd_stop
+        die "mmpd took the MMP area and the filesystem was MOUNTED while the other node holds it"
+    fi
+    mountpoint -q $MNT && { umount $MNT; die "MOUNTED a filesystem in use"; }
+    mark "mmpd exit ${MMPD_RC:-none}"
+    [[ $MMPD_RC == 3 ]] || die "mmpd did not refuse the claim with exit 3 (exit ${MMPD_RC:-none})"
+    grep -q 'in use' /run/mmpd.log || die "mmpd's refusal does not say 'in use'"
+    mark "split-brain refused"
+}
+
 split_brain() {
+    [[ $HOLDER == mmpd ]] && { split_brain_mmpd; return; }
     mark "split-brain attempt start"
     local before after rc
     before=$($BIN/mmp-tool status --json "$DEV")

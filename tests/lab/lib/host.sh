@@ -9,6 +9,11 @@ declare -A VM_IP=([a]=198.18.0.11 [b]=198.18.0.12 [c]=198.18.0.21 [d]=198.18.0.2
 declare -A VM_HOST=([a]=serva [b]=servb [c]=clientc [d]=clientd)
 declare -A VM_MAC=([a]=52:54:00:12:00:11 [b]=52:54:00:12:00:12 [c]=52:54:00:12:00:21 [d]=52:54:00:12:00:22)
 VM_MEM=${LAB_VM_MEM:-448}
+# The mmpd holder's options (--holder mmpd): the watchdog fence with softdog, 1 s beats, fence
+# after 2 s without a successful write, 3 s watchdog timeout: self-fence bound 2 + 3 + 1 = 6 s.
+MMPD_ARGS=${LAB_MMPD_ARGS:---fence watchdog --watchdog-timeout 3 --interval 1 --fail-intervals 2}
+AREA_MMP_BLOCK=
+FENCE_TAG=
 LAB=
 NS=
 KVER=
@@ -59,7 +64,9 @@ preflight() {
             -p lock-torture) || { echo "lab.sh: cargo build failed" >&2; return 1; }
         want_bin=$target/$sub
     fi
-    for c in mmp-tool lockd-recover lock-torture; do
+    local bins=(mmp-tool lockd-recover lock-torture)
+    [[ ${HOLDER:-ext4} == mmpd ]] && bins+=(mmpd)
+    for c in "${bins[@]}"; do
         [[ -x $want_bin/$c ]] || {
             echo "lab.sh: $want_bin/$c missing (build it or pass --bin-dir)" >&2
             return 1
@@ -108,12 +115,25 @@ lab_setup() {
     done
     cp -r "$here/guest" "$LAB/share/guest"
     bash "$here/lib/mkinitramfs.sh" "$KVER" "$LAB/initrd.gz" || return 1
-    # The shared LUN: MMP ext4, 1 s update interval, everything initialised now so the
-    # only writes to an idle mounted filesystem are kmmpd's.
     truncate -s 128M "$LAB/shared.img"
-    mkfs.ext4 -q -F -b 4096 -O mmp -E mmp_update_interval=1,lazy_itable_init=0,lazy_journal_init=0 \
-        -L halab "$LAB/shared.img" || return 1
-    MMP_BLOCK=$(dumpe2fs -h "$LAB/shared.img" 2> /dev/null | awk -F: '/MMP block number/ {print $2+0}')
+    if [[ $HOLDER == mmpd ]]; then
+        # The shared LUN: plain ext4 (no mmp feature), everything initialised now so that an
+        # idle mounted filesystem is not written. The gate is a second shared disk, an MMP
+        # area (same MMP block format as ext4's, block 1) held by mmpd on the active server.
+        mkfs.ext4 -q -F -b 4096 -O ^mmp -E lazy_itable_init=0,lazy_journal_init=0 \
+            -L halab "$LAB/shared.img" || return 1
+        truncate -s 4M "$LAB/area.img"
+        "$LAB/share/bin/mmp-tool" format-area --run-dir "$LAB/run-mmpd" "$LAB/area.img" > /dev/null || return 1
+        AREA_MMP_BLOCK=$("$LAB/share/bin/mmp-tool" status --json "$LAB/area.img" | jq -r .block_number)
+        MMP_BLOCK=
+        log "holder: mmpd $MMPD_ARGS on the MMP area (area.img, MMP block $AREA_MMP_BLOCK); shared.img is ext4 without mmp"
+    else
+        # The shared LUN: MMP ext4, 1 s update interval, everything initialised now so the
+        # only writes to an idle mounted filesystem are kmmpd's.
+        mkfs.ext4 -q -F -b 4096 -O mmp -E mmp_update_interval=1,lazy_itable_init=0,lazy_journal_init=0 \
+            -L halab "$LAB/shared.img" || return 1
+        MMP_BLOCK=$(dumpe2fs -h "$LAB/shared.img" 2> /dev/null | awk -F: '/MMP block number/ {print $2+0}')
+    fi
     ip netns add "$NS" || return 1
     ip -n "$NS" link set lo up
     ip -n "$NS" link add br0 type bridge
@@ -167,11 +187,19 @@ LAB_FIP=$FIP
 LAB_AGENT=/run/labfiles/guest/agent.sh
 LAB_BIN=/run/labfiles/bin
 LAB_TICKLE=${LAB_TICKLE:-1}
+LAB_HOLDER=$HOLDER
+LAB_MMPD_ARGS="$MMPD_ARGS"
 EOV
     cp "$LAB/hosts" "$d/hosts"
     if [[ $n == a || $n == b ]]; then
         disk=(-drive "file=$LAB/shared.img,format=raw,if=none,id=d0,cache=none,file.locking=off"
             -device virtio-blk-pci,drive=d0,share-rw=on)
+        if [[ $HOLDER == mmpd ]]; then
+            # The guest finds its disks by serial (/sys/block/vdX/serial).
+            disk[3]+=,serial=labshared
+            disk+=(-drive "file=$LAB/area.img,format=raw,if=none,id=d1,cache=none,file.locking=off"
+                -device virtio-blk-pci,drive=d1,share-rw=on,serial=labarea)
+        fi
     fi
     ip netns exec "$NS" qemu-system-x86_64 -accel tcg,tb-size=128 -cpu max -m "$VM_MEM" -smp 1 \
         -nodefaults -no-user-config -display none -no-reboot \
@@ -378,8 +406,13 @@ print_phases() {
     local t_old_done
     t_old_done=$(tl_find "MMP clean")
     [[ -z $(tl_find "MMP clean") ]] || printf '    %-34s %s\n' "old node: release, stop, umount" "$(tl_sub "$t_old_done" "$t0")"
-    printf '    %-34s %s\n' "until the new node starts" "$(tl_sub "$t_start" "$t0")" \
-        "MMP gate + mount" "$(tl_sub "$t_mounted" "$t_start")" \
+    local t_held
+    t_held=$(tl_find "$new area held by mmpd")
+    printf '    %-34s %s\n' "until the new node starts" "$(tl_sub "$t_start" "$t0")"
+    # mmpd holder: the gate is mmpd's claim of the area, then a plain mount.
+    [[ -z $t_held ]] || printf '    %-34s %s\n' "  mmpd claims the area" "$(tl_sub "$t_held" "$t_start")" \
+        "  mount (after mmpd holds)" "$(tl_sub "$t_mounted" "$t_held")"
+    printf '    %-34s %s\n' "MMP gate + mount" "$(tl_sub "$t_mounted" "$t_start")" \
         "statd, exports, nfsd start" "$(tl_sub "$t_nfsd" "$t_mounted")" \
         "floating IP up (+ARP)" "$(tl_sub "$t_ip" "$t_nfsd")" \
         "tickle ACKs" "$(tl_sub "$t_tickle" "$t_ip")" \
@@ -391,7 +424,7 @@ print_phases() {
     RESUMED_S=$(tl_sub "$t_res" "$t0")
     LOCKS_S=$(tl_sub "$t_locks" "$t0")
     MMP_S=$(tl_sub "$t_mounted" "$t_start")
-    echo "PHASES $SCEN_NAME release=$(tl_sub "$t_old_done" "$t0") start=$(tl_sub "$t_start" "$t0") mount=$(tl_sub "$t_mounted" "$t_start") nfsd=$(tl_sub "$t_nfsd" "$t_mounted") ip=$(tl_sub "$t_ip" "$t_nfsd") tickle=$(tl_sub "$t_tickle" "$t_ip") notify=$(tl_sub "$t_notified" "$t_tickle") locks=$(tl_sub "$t_locks" "$t0") nlm_grace=$(tl_sub "$t_nlm" "$t0") v4_grace=$(tl_sub "$t_v4" "$t0") resumed=$(tl_sub "$t_res" "$t0")" >> "$LAB/phases.txt"
+    echo "PHASES $SCEN_NAME release=$(tl_sub "$t_old_done" "$t0") start=$(tl_sub "$t_start" "$t0") claim=$(tl_sub "$t_held" "$t_start") mount=$(tl_sub "$t_mounted" "$t_start") nfsd=$(tl_sub "$t_nfsd" "$t_mounted") ip=$(tl_sub "$t_ip" "$t_nfsd") tickle=$(tl_sub "$t_tickle" "$t_ip") notify=$(tl_sub "$t_notified" "$t_tickle") locks=$(tl_sub "$t_locks" "$t0") nlm_grace=$(tl_sub "$t_nlm" "$t0") v4_grace=$(tl_sub "$t_v4" "$t0") resumed=$(tl_sub "$t_res" "$t0")" >> "$LAB/phases.txt"
 }
 
 EXPECTED_LOCKS=2 # lock-torture's 4 adjacent ranges (one lock on the server) + the writer's
@@ -403,6 +436,13 @@ failover_once() {
     tl_start "$SCEN_NAME"
     tw=$(vm_exec "$new" watch-recovery $EXPECTED_LOCKS 150)
     if [[ ${LAB_DIAG:-0} == 1 ]]; then vm_exec c net-watch > /dev/null; fi
+    if [[ $HOLDER == mmpd ]]; then
+        # What the next claim will see: does the holder's block carry a self-fence tag?
+        local fj
+        fj=$("$LAB/share/bin/mmp-tool" check --json --timeout 1 "$LAB/area.img" 2> /dev/null)
+        FENCE_TAG=$(jq -c '.fence_tag' <<< "$fj" 2> /dev/null)
+        echo "  before: the area's MMP block ($(jq -r '.last_update.node_name // .first_read.node_name // "?"' <<< "$fj" 2> /dev/null), check interval $(jq -r .check_interval <<< "$fj" 2> /dev/null) s) carries fence tag: ${FENCE_TAG:-?}"
+    fi
     t0=$(now)
     if [[ $kind == hard ]]; then
         vm_kill "$old"
@@ -442,6 +482,10 @@ failover_once() {
         vm_wait c "$td" 30 && vm_out c "$td" > "$LAB/dmesg-c-$SCEN_NAME.txt"
     fi
     ACTIVE=$new STANDBY=$old
+    if ! vm_alive "$new"; then
+        tl "the new server's VM exited (qemu: $(tail -1 "$LAB/vm/$new/qemu.log" 2> /dev/null); a watchdog reset?)"
+        rc=1
+    fi
     tl_print "$t0"
     print_phases "$t0" "$new"
     if [[ $mode == ours ]]; then
@@ -450,6 +494,9 @@ failover_once() {
         if [[ -n $tj ]]; then
             jq -r '"  lockd-recover takeover: notified \(.notify.notified) clients, failed \(.notify.failed), in \(.notify.elapsed_ms) ms; ledger locks \(.reclaim.expected // "-"), all held again after \(.reclaim.reclaimed_after_ms // "-") ms, missing \(.reclaim.missing // [] | length), grace ended: \(.reclaim.grace_ended != null)"' <<< "$tj" 2> /dev/null
             jq -r '.notify.clients[] | select(.status != "notified") | "  WARNING: takeover could not notify \(.host): \(.status): \(.detail)"' <<< "$tj" 2> /dev/null
+        fi
+        if [[ $HOLDER == mmpd ]]; then
+            vm_out "$new" "$ta" | grep -E '^mmpd: .*(claimed|armed|fence)' | sed 's/^/  /' | cut -c1-300
         fi
         local mj
         mj=$(vm_out "$new" "$ta" | sed -n 's/^mmp-tool mount: //p')
@@ -470,7 +517,7 @@ scenario_hard() {
     workload_stop
     judge_workload || rc=1
     echo "  target: client writes resumed within 30 s of the kill: $RESUMED_S s $(awk -v r="$RESUMED_S" 'BEGIN { print (r != "-" && r + 0 <= 30) ? "(met)" : "(NOT met)" }')"
-    echo "RESULT $SCEN_NAME resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S rc=$rc" >> "$LAB/phases.txt"
+    echo "RESULT $SCEN_NAME holder=$HOLDER fence_tag_bound_ms=$(jq -r '.bound_ms // "none"' <<< "${FENCE_TAG:-null}" 2> /dev/null) resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S rc=$rc load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)" >> "$LAB/phases.txt"
     # The killed VM is booted again as the standby when the next scenario needs it.
     NEED_REBOOT=$killed
     echo "  verdict: $([[ $rc -eq 0 ]] && echo PASS || echo FAIL)"
@@ -514,19 +561,28 @@ scenario_rounds() {
     return $rc
 }
 
-# Hash of the shared disk without its MMP block (kmmpd rewrites that one every second).
+# Hash of an image without one 4 KiB block (the MMP block: kmmpd or mmpd rewrites it every second).
+hash_without_block() {
+    local img=$1 blk=$2 bs=4096
+    { head -c $((blk * bs)) "$img"; tail -c +$(((blk + 1) * bs + 1)) "$img"; } | sha256sum | cut -c1-16
+}
+# The shared disk without its MMP block; with the mmpd holder the whole shared disk (it has no
+# MMP block) and the area without its MMP block.
 disk_hash() {
-    local img=$LAB/shared.img bs=4096
-    { head -c $((MMP_BLOCK * bs)) "$img"; tail -c +$(((MMP_BLOCK + 1) * bs + 1)) "$img"; } | sha256sum | cut -c1-16
+    if [[ $HOLDER == mmpd ]]; then
+        echo "$(sha256sum < "$LAB/shared.img" | cut -c1-16)+area:$(hash_without_block "$LAB/area.img" "$AREA_MMP_BLOCK")"
+    else
+        hash_without_block "$LAB/shared.img" "$MMP_BLOCK"
+    fi
 }
 
 scenario_split_brain() {
     local rc=0 t h1 h2 holder
     SCEN_NAME=split-brain
-    banner "scenario 2: split brain refused: ${VM_HOST[$ACTIVE]} holds the filesystem, ${VM_HOST[$STANDBY]} is told to take over" || return 1
+    banner "scenario 2: split brain refused: ${VM_HOST[$ACTIVE]} holds the filesystem$([[ $HOLDER == mmpd ]] && echo ' (mmpd holds the MMP area)'), ${VM_HOST[$STANDBY]} is told to take over" || return 1
     tl_start split-brain
     # Quiesce the active node's own writes (the ledger recorder rewrites its file every second)
-    # so that the only writes left are kmmpd's to the MMP block.
+    # so that the only writes left are kmmpd's (mmpd's) to the MMP block.
     t=$(vm_exec "$ACTIVE" record-pause)
     vm_wait "$ACTIVE" "$t" 30
     t=$(vm_exec "$ACTIVE" sync)
@@ -535,7 +591,7 @@ scenario_split_brain() {
     h1=$(disk_hash)
     # Sample the MMP block from the host: the holder's name must never change.
     (while :; do
-        "$LAB/share/bin/mmp-tool" status --json "$LAB/shared.img" 2> /dev/null |
+        "$LAB/share/bin/mmp-tool" status --json "$LAB/$([[ $HOLDER == mmpd ]] && echo area || echo shared).img" 2> /dev/null |
             jq -r '"\(now) \(.node_name // .nodename // .node // "?") \(.sequence // .seq // "?")"' 2> /dev/null
         sleep 0.2
     done > "$LAB/mmp-samples.txt") &
@@ -557,14 +613,14 @@ scenario_split_brain() {
     vm_wait "$ACTIVE" "$t" 30
     tl_print "$t0"
     vm_out "$STANDBY" "$(ls "$LAB/vm/$STANDBY/out" | grep -- '-split-brain.out$' | tail -1 | sed 's/\.out$//')" |
-        grep -E '^mmp-tool mount:|MMP|mmp' | sed 's/^/  /' | cut -c1-300
+        grep -E '^mmp-tool mount:|MMP|mmp|refused' | sed 's/^/  /' | cut -c1-300
     holder=$(awk '{ print $2 }' "$LAB/mmp-samples.txt" | sort -u | tr '\n' ' ')
     echo "  MMP block sampled $(wc -l < "$LAB/mmp-samples.txt") times from the host: node names seen: $holder"
     if [[ $holder != "${VM_HOST[$ACTIVE]} " ]]; then
         echo "  FAIL: the MMP block named another node than ${VM_HOST[$ACTIVE]}"
         rc=1
     fi
-    echo "  disk without the MMP block: before $h1, after $h2"
+    echo "  disk$([[ $HOLDER == mmpd ]] && echo ' (and area)') without the MMP block: before $h1, after $h2"
     [[ $h1 == "$h2" ]] || { echo "  FAIL: the disk changed"; rc=1; }
     # The active node still serves.
     t=$(vm_exec c client-write-check)
