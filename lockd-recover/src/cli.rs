@@ -98,6 +98,10 @@ pub enum Command {
     /// reported (exit 1).
     WaitReclaim(WaitReclaimArgs),
     /// New server: check the IP and nfsd are up, notify, then wait-reclaim.
+    ///
+    /// With no ledger to wait for and no client recorded in the statd directory, nobody can
+    /// reclaim an NLM lock: lockd's grace is then ended after --min-grace (NFSv4 grace is left
+    /// alone; --no-end-grace leaves both).
     Takeover(TakeoverArgs),
     /// Old server: check the IP is down, then release and verify.
     Handoff(HandoffArgs),
@@ -552,6 +556,10 @@ struct TakeoverReport<'a> {
     notify: &'a notify::NotifyReport,
     reclaim: Option<&'a ledger::WaitReport>,
     reclaim_skipped: Option<String>,
+    /// No ledger to wait for and no NSM client recorded: nobody can reclaim an NLM lock, so
+    /// lockd's grace was ended after --min-grace (NFSv4 grace is left alone: v4 clients are not
+    /// recorded by statd).
+    nlm_grace_ended_without_clients: Option<procfs::GraceEndReport>,
 }
 
 pub fn run(cli: &Cli) -> Result<Exit, AppError> {
@@ -700,6 +708,15 @@ pub fn run(cli: &Cli) -> Result<Exit, AppError> {
                     None,
                 ),
             };
+            // Nobody recorded and nothing to wait for: no NLM lock can be reclaimed, so keeping
+            // new NLM lock requests out for the whole grace period only delays clients.
+            let no_clients = nr.clients.is_empty() && nr.malformed.is_empty();
+            let nlm_ended = if wr.is_none() && no_clients && !a.wait.no_end_grace {
+                std::thread::sleep(a.wait.min_grace);
+                Some(procfs::grace_end(&proc, GraceWhich::Nlm)?)
+            } else {
+                None
+            };
             let notify_exit = if nr.all_reached() {
                 Exit::Ok
             } else {
@@ -716,6 +733,7 @@ pub fn run(cli: &Cli) -> Result<Exit, AppError> {
                 notify: &nr,
                 reclaim: wr.as_ref(),
                 reclaim_skipped: skipped.clone(),
+                nlm_grace_ended_without_clients: nlm_ended.clone(),
             };
             if cli.json {
                 out.emit(&rep, |_| Ok(()))?;
@@ -730,7 +748,16 @@ pub fn run(cli: &Cli) -> Result<Exit, AppError> {
                             w,
                             "reclaim wait skipped: {}",
                             skipped.as_deref().unwrap_or("")
-                        )
+                        )?;
+                        if let Some(g) = &nlm_ended {
+                            writeln!(
+                                w,
+                                "no client recorded: lockd grace ended after {} s ({:?})",
+                                a.wait.min_grace.as_secs(),
+                                g.ended
+                            )?;
+                        }
+                        Ok(())
                     })?,
                 }
             }

@@ -251,6 +251,54 @@ fn handoff_refuses_while_ip_is_local_and_takeover_while_ip_is_not() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("start nfsd"));
 }
 
+/// Takeover with nobody recorded and no ledger: lockd's grace is ended (after --min-grace),
+/// NFSv4's is left alone; with --no-end-grace nothing is written.
+#[test]
+fn takeover_without_clients_ends_lockd_grace_only() {
+    for (extra, expect) in [(None, "Y\n"), (Some("--no-end-grace"), "")] {
+        let t = fake_proc("6.18.0\n", 8);
+        let state = tempfile::tempdir().unwrap();
+        std::fs::create_dir(state.path().join("sm")).unwrap();
+        std::fs::create_dir(state.path().join("sm.bak")).unwrap();
+        let mut args = vec![
+            "--proc-root",
+            p(&t),
+            "--json",
+            "takeover",
+            "--ip",
+            "127.0.0.1",
+            "--state-dir",
+            p(&state),
+            "--min-grace",
+            "0",
+        ];
+        args.extend(extra);
+        let o = run(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("fs/lockd/nlm_end_grace")).unwrap(),
+            expect,
+            "{extra:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("fs/nfsd/v4_end_grace")).unwrap(),
+            "",
+            "v4 grace left alone"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            v["nlm_grace_ended_without_clients"].is_null(),
+            extra.is_some(),
+            "{v}"
+        );
+    }
+}
+
 #[test]
 fn bad_state_dir_is_a_clear_error() {
     let t = tempfile::tempdir().unwrap();
