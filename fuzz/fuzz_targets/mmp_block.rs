@@ -13,6 +13,23 @@ fuzz_target!(|data: &[u8]| {
         let _ = block.verify(seed);
         let _ = block.verify(None);
         let _ = (block.seq_class(), block.nodename(), block.bdevname());
+        // The self-fence tag: a valid one survives a round trip, and any block re-tagged by
+        // set_fence_tag validates exactly when its sequence is live.
+        if let Some(tag) = block.fence_tag() {
+            assert_eq!(MmpBlock::decode(&block.encode_raw()).unwrap().fence_tag(), Some(tag));
+            let mut moved = block.clone();
+            moved.mmp_seq = moved.mmp_seq.wrapping_add(1);
+            assert_eq!(moved.fence_tag(), None);
+        }
+        let mut tagged = block.clone();
+        let tag = libmmp::mmp::FenceTag {
+            bound_ms: 5_000,
+            interval_ms: 1_000,
+            kind: libmmp::mmp::FenceKind::Watchdog,
+        };
+        tagged.set_fence_tag(Some(tag));
+        let live = matches!(tagged.seq_class(), libmmp::mmp::SeqClass::Live(_));
+        assert_eq!(tagged.fence_tag().is_some(), live);
         if let Some(seed) = seed {
             assert!(MmpBlock::parse(&block.encode(Some(seed)), Some(seed)).is_ok() || block.mmp_magic != libmmp::mmp::EXT4_MMP_MAGIC);
         }
