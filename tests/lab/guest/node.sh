@@ -197,7 +197,7 @@ gate_and_mount() {
         [[ -n $MMPD_PID ]] || mmpd_start
         mmpd_wait || return 1
         # mmpd could still have fenced (exit) since: mount only while it runs.
-        kill -0 "$(pidof_file mmpd)" 2> /dev/null || { echo "mmpd exited before the mount" >&2; return 1; }
+        kill -0 "$MMPD_PID" 2> /dev/null || { echo "mmpd exited before the mount" >&2; return 1; }
         mount -t ext4 "$DEV" "$MNT" || { mmpd_stop; return 1; }
         return 0
     fi

@@ -459,7 +459,11 @@ failover_once() {
         # Clock starts when the old node's handoff script starts (not when the lab sent it);
         # writes go on until its floating IP goes down.
         t0=$(tl_find "${VM_HOST[$old]} deactivate start")
-        t_out=$(tl_find "${VM_HOST[$old]} floating IP down")
+        # Writes go on until the old node stops nfsd: a write in flight when its floating IP
+        # went down can still be acknowledged (seen: one 0.2 s after "floating IP down", which
+        # read as "writes resumed" 5 s into a handoff). After "nfsd stopped" only the new
+        # server can acknowledge one.
+        t_out=$(tl_find "${VM_HOST[$old]} nfsd stopped")
     fi
     ta=$(vm_exec "$new" activate "$mode")
     tl "${VM_HOST[$new]} told to take over"
@@ -534,7 +538,7 @@ scenario_handoff() {
     sleep 3
     workload_stop
     judge_workload || rc=1
-    echo "RESULT $SCEN_NAME resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S rc=$rc" >> "$LAB/phases.txt"
+    echo "RESULT $SCEN_NAME holder=$HOLDER resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S rc=$rc load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)" >> "$LAB/phases.txt"
     echo "  verdict: $([[ $rc -eq 0 ]] && echo PASS || echo FAIL)"
     return $rc
 }
@@ -550,7 +554,7 @@ scenario_rounds() {
         killed=$ACTIVE
         SCEN_NAME=round$i
         failover_once hard ours || { rc=1; echo "  round $i FAILED"; }
-        echo "RESULT round$i resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S" >> "$LAB/phases.txt"
+        echo "RESULT round$i holder=$HOLDER fence_tag_bound_ms=$(jq -r '.bound_ms // "none"' <<< "${FENCE_TAG:-null}" 2> /dev/null) resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)" >> "$LAB/phases.txt"
         vm_reboot_server "$killed" || { rc=1; break; }
     done
     SCEN_NAME=rounds
