@@ -24,6 +24,18 @@ pub trait BlockIo {
     fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
     /// Make previous writes durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
+    /// The filesystem whose [`BlockIo::sync_filesystem`] makes this device's writes durable
+    /// together with those of every other device of the same group (its `st_dev`), or `None`
+    /// when only [`BlockIo::sync`] does (block devices, memory, filesystems we do not trust to
+    /// report write-back errors through `syncfs`). See [`Device::open`].
+    fn sync_group(&self) -> Option<u64> {
+        None
+    }
+    /// Make previous writes to every file of this device's filesystem durable (`syncfs`), for
+    /// devices with a [`BlockIo::sync_group`]; the others [`BlockIo::sync`].
+    fn sync_filesystem(&self) -> io::Result<()> {
+        self.sync()
+    }
     /// Size in bytes.
     fn size(&self) -> u64;
     /// The unit of direct I/O (sector size for block devices, 512 for files and memory).
@@ -92,6 +104,52 @@ pub struct Device {
     kind: DeviceKind,
     size: u64,
     sector: u32,
+    /// `st_dev` of a writable image file whose filesystem reports write-back errors to
+    /// `syncfs` (see [`syncfs_group`]).
+    sync_group: Option<u64>,
+}
+
+/// Whether `syncfs(2)` reports write-back errors: since Linux 5.8 it returns an error when any
+/// write-back on the filesystem failed since the descriptor was opened (or since its last
+/// `syncfs`), through the superblock's error sequence (`s_wb_err`). Before, it returned 0 even
+/// after a failed write-back, so a beat could count as durable when it was not.
+fn syncfs_reports_errors() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .and_then(|r| kernel_at_least(&r, (5, 8)))
+            .unwrap_or(false)
+    })
+}
+
+/// Whether a kernel release string (`6.18.44-foo`) is at least `min`; `None` if unparsable.
+fn kernel_at_least(release: &str, min: (u32, u32)) -> Option<bool> {
+    let mut it = release.trim().split(['.', '-']);
+    let major = it.next()?.parse::<u32>().ok()?;
+    let minor = it.next()?.parse::<u32>().ok()?;
+    Some((major, minor) >= min)
+}
+
+/// The `syncfs` group of an image file opened read-write: its `st_dev`, if the kernel reports
+/// write-back errors to `syncfs` and the file lives on a local filesystem that records them on
+/// its own superblock (ext2/3/4, XFS, btrfs, tmpfs). Stacked or remote filesystems (overlayfs,
+/// NFS, FUSE, ...) may record a data write-back error on another superblock than the one
+/// `syncfs` checks, so their files keep one `fdatasync` per write.
+fn syncfs_group(file: &File, meta: &std::fs::Metadata) -> Option<u64> {
+    use nix::sys::statfs::{BTRFS_SUPER_MAGIC, EXT4_SUPER_MAGIC, TMPFS_MAGIC, XFS_SUPER_MAGIC};
+    if !syncfs_reports_errors() {
+        return None;
+    }
+    let ty = nix::sys::statfs::fstatfs(file).ok()?.filesystem_type();
+    [
+        EXT4_SUPER_MAGIC,
+        XFS_SUPER_MAGIC,
+        BTRFS_SUPER_MAGIC,
+        TMPFS_MAGIC,
+    ]
+    .contains(&ty)
+    .then(|| std::os::unix::fs::MetadataExt::dev(meta))
 }
 
 impl Device {
@@ -175,12 +233,16 @@ impl Device {
             ),
             DeviceKind::RegularFile => (meta.len(), 512),
         };
+        let sync_group = (kind == DeviceKind::RegularFile && access == Access::ReadWrite)
+            .then(|| syncfs_group(&file, &meta))
+            .flatten();
         Ok(Device {
             file,
             name: path.display().to_string(),
             kind,
             size,
             sector,
+            sync_group,
         })
     }
 
@@ -277,6 +339,20 @@ impl BlockIo for Device {
 
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    fn sync_group(&self) -> Option<u64> {
+        self.sync_group
+    }
+
+    /// `syncfs` for an image file with a sync group (every dirty page of its filesystem is
+    /// written back and the device's cache flushed; an error of any write-back on that
+    /// filesystem since this descriptor last looked is returned), `fdatasync` otherwise.
+    fn sync_filesystem(&self) -> io::Result<()> {
+        if self.sync_group.is_none() {
+            return self.sync();
+        }
+        nix::unistd::syncfs(std::os::fd::AsRawFd::as_raw_fd(&self.file)).map_err(io::Error::from)
     }
 
     fn size(&self) -> u64 {
@@ -378,6 +454,12 @@ impl<T: BlockIo + ?Sized> BlockIo for &T {
     fn sync(&self) -> io::Result<()> {
         (**self).sync()
     }
+    fn sync_group(&self) -> Option<u64> {
+        (**self).sync_group()
+    }
+    fn sync_filesystem(&self) -> io::Result<()> {
+        (**self).sync_filesystem()
+    }
     fn size(&self) -> u64 {
         (**self).size()
     }
@@ -438,5 +520,48 @@ mod tests {
         assert_eq!(b, [7; 4]);
         let err = d.read_at(2046, &mut b).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            d.sync_group(),
+            None,
+            "read-only: never written, never synced"
+        );
+    }
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(kernel_at_least("6.18.44-fc-v669", (5, 8)), Some(true));
+        assert_eq!(kernel_at_least("5.8.0", (5, 8)), Some(true));
+        assert_eq!(kernel_at_least("5.7.19-1-amd64", (5, 8)), Some(false));
+        assert_eq!(kernel_at_least("4.19.0\n", (5, 8)), Some(false));
+        assert_eq!(kernel_at_least("junk", (5, 8)), None);
+    }
+
+    #[test]
+    fn image_files_on_one_filesystem_share_a_sync_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, vec![0u8; 4096]).unwrap();
+        std::fs::write(&b, vec![0u8; 4096]).unwrap();
+        let da = Device::open(&a, Access::ReadWrite).unwrap();
+        let db = Device::open(&b, Access::ReadWrite).unwrap();
+        let ty = nix::sys::statfs::fstatfs(da.file())
+            .unwrap()
+            .filesystem_type();
+        let trusted = syncfs_reports_errors()
+            && [
+                nix::sys::statfs::EXT4_SUPER_MAGIC,
+                nix::sys::statfs::XFS_SUPER_MAGIC,
+                nix::sys::statfs::BTRFS_SUPER_MAGIC,
+                nix::sys::statfs::TMPFS_MAGIC,
+            ]
+            .contains(&ty);
+        let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&a).unwrap());
+        let want = trusted.then_some(dev);
+        assert_eq!(da.sync_group(), want);
+        assert_eq!(db.sync_group(), want);
+        da.write_at(0, &[1, 2, 3]).unwrap();
+        db.write_at(0, &[4, 5, 6]).unwrap();
+        da.sync_filesystem().unwrap();
+        assert_eq!(MemDevice::new("m", vec![0; 16]).sync_group(), None);
     }
 }

@@ -88,6 +88,24 @@ impl<D: BlockIo> MmpFs<D> {
         self.dev.name()
     }
 
+    /// Make the last MMP write durable: `fdatasync` of the device.
+    pub fn sync_mmp(&self) -> Result<(), Error> {
+        self.dev
+            .sync()
+            .map_err(|e| self.sync_error("fdatasync after writing the MMP block", e))
+    }
+
+    /// An error of a sync after an MMP write, named after this device and its MMP block (for
+    /// a sync that covered it, e.g. one `syncfs` for a group of image files).
+    pub fn sync_error(&self, op: &'static str, source: io::Error) -> Error {
+        Error::Io {
+            device: self.dev.name().to_string(),
+            op,
+            offset: self.sb.mmp_offset(),
+            source,
+        }
+    }
+
     /// MMP must be enabled and its block number valid (e2fsprogs' bounds, see
     /// [`Superblock::mmp_block_in_range`]).
     pub fn require_mmp(&self) -> Result<u64, Error> {

@@ -5,6 +5,13 @@
 //! time and syncs. The kernel's kmmpd means to do the same check but compares a buffer with
 //! itself, so it never fires (Ye Bin, linux-ext4 2021, reference §7.2); ours does.
 //!
+//! A beat comes in two halves so that many beats can share one sync (group commit):
+//! [`Heartbeat::write_unsynced`] does the checks, the re-read and compare and the write, and
+//! leaves the write "written, not yet durable"; [`Heartbeat::confirm`] takes the result of a
+//! sync that started after that write returned and only then counts the beat. A write whose
+//! sync failed may or may not be on disk: it is kept as *pending*, exactly like a write that
+//! returned an error. [`Heartbeat::beat`] is both halves with the device's own `fdatasync`.
+//!
 //! The holder must **fence** (stop writing and let the daemon act) when:
 //!
 //! - the block holds anything but our last write: another node writes it (a forced mount, an
@@ -179,6 +186,17 @@ pub enum Beat {
     },
 }
 
+/// The first half of a beat, [`Heartbeat::write_unsynced`].
+#[derive(Debug)]
+#[must_use = "a written beat counts only once confirmed (Heartbeat::confirm)"]
+pub enum Written {
+    /// The next sequence is written but not known to be durable: sync (the device, or its whole
+    /// filesystem), then pass the result to [`Heartbeat::confirm`].
+    Unsynced,
+    /// The beat is over without a write to confirm (a read or write error).
+    Done(Beat),
+}
+
 /// A device held by this node.
 pub struct Heartbeat<D: BlockIo> {
     fs: MmpFs<D>,
@@ -186,8 +204,11 @@ pub struct Heartbeat<D: BlockIo> {
     /// Our last write known to be on disk, and its bytes.
     block: MmpBlock,
     ours: [u8; MMP_STRUCT_SIZE],
-    /// A write that returned an error: it may or may not have reached the disk.
+    /// A write that returned an error, or whose sync did: it may or may not have reached the
+    /// disk.
     pending: Option<(MmpBlock, [u8; MMP_STRUCT_SIZE], Duration)>,
+    /// A write that returned and waits for [`Heartbeat::confirm`] (the first half of a beat).
+    unsynced: Option<(MmpBlock, [u8; MMP_STRUCT_SIZE], Duration)>,
     /// When our last write on disk was submitted: the block on disk is at most this old.
     last_write: Duration,
     /// When the last successful beat's write was submitted (or the heartbeat started).
@@ -221,6 +242,7 @@ impl<D: BlockIo> Heartbeat<D> {
             block: claimed.block.clone(),
             ours: claimed.on_disk,
             pending: None,
+            unsynced: None,
             last_write: claimed.written_at,
             last_success: now,
             fence_tag: None,
@@ -312,11 +334,30 @@ impl<D: BlockIo> Heartbeat<D> {
         Err(reason)
     }
 
-    /// One heartbeat: re-read and compare, then write the next sequence. `Err` means fence: the
-    /// holder has stopped writing for good, and every later call returns the same reason.
+    /// One heartbeat: re-read and compare, then write the next sequence and `fdatasync` it.
+    /// `Err` means fence: the holder has stopped writing for good, and every later call returns
+    /// the same reason.
     pub fn beat(&mut self, clock: &dyn Clock) -> Result<Beat, FenceReason> {
+        match self.write_unsynced(clock)? {
+            Written::Done(beat) => Ok(beat),
+            Written::Unsynced => {
+                let synced = self.fs.sync_mmp();
+                self.confirm(clock, synced)
+            }
+        }
+    }
+
+    /// The first half of a beat: the too-late checks, the re-read and compare, and the write of
+    /// the next sequence, not synced. On [`Written::Unsynced`] the caller syncs and calls
+    /// [`Heartbeat::confirm`] with the result before anything else: until then the beat has not
+    /// succeeded (the last success, the ages and the stale deadline are unchanged). A write
+    /// left unconfirmed when the next beat starts counts as one whose sync failed.
+    pub fn write_unsynced(&mut self, clock: &dyn Clock) -> Result<Written, FenceReason> {
         if let Some(r) = &self.fenced {
             return Err(r.clone());
+        }
+        if let Some(w) = self.unsynced.take() {
+            self.pending = Some(w);
         }
         let start = clock.now();
         self.next_due = (self.next_due + self.cfg.interval).max(start);
@@ -335,11 +376,11 @@ impl<D: BlockIo> Heartbeat<D> {
                 }
                 _ => r,
             };
-            return self.fence(r);
+            return self.fence(r).map(Written::Done);
         }
         let (found, raw) = match claim::read_on_disk(&self.fs) {
             Ok(x) => x,
-            Err(error) => return self.failed(error, clock),
+            Err(error) => return self.failed(error, clock).map(Written::Done),
         };
         if raw != self.ours {
             match self.pending.take() {
@@ -351,17 +392,19 @@ impl<D: BlockIo> Heartbeat<D> {
                     self.stale_deadline = self.deadline_of(&self.block, at);
                 }
                 _ => {
-                    return self.fence(FenceReason::ForeignWriter {
-                        found: Box::new(found),
-                        expected_seq: self.block.mmp_seq,
-                    })
+                    return self
+                        .fence(FenceReason::ForeignWriter {
+                            found: Box::new(found),
+                            expected_seq: self.block.mmp_seq,
+                        })
+                        .map(Written::Done)
                 }
             }
         }
         self.pending = None;
         // The read may have hung: check again right before writing.
         if let Some(r) = self.too_late(clock.now()) {
-            return self.fence(r);
+            return self.fence(r).map(Written::Done);
         }
         let mut next = self.block.clone();
         next.mmp_seq = claim::next_seq(self.block.mmp_seq);
@@ -371,7 +414,45 @@ impl<D: BlockIo> Heartbeat<D> {
         // Ages count from the submission: the write reaches the disk no earlier, so a reader
         // who saw it started watching no earlier either.
         let submitted = clock.now();
-        match self.fs.write_mmp_synced(&next) {
+        // From here the write may land whatever happens next: its readers' deadline counts
+        // too, if it is earlier (a tagged block after an untagged one).
+        self.stale_deadline = self.stale_deadline.min(self.deadline_of(&next, submitted));
+        match self.fs.write_mmp_unsynced(&next) {
+            Ok(()) => {
+                self.unsynced = Some((next, bytes, submitted));
+                Ok(Written::Unsynced)
+            }
+            Err(error) => {
+                self.pending = Some((next, bytes, submitted));
+                self.failed(error, clock).map(Written::Done)
+            }
+        }
+    }
+
+    /// The second half of a beat: `synced` is the result of a sync that started after
+    /// [`Heartbeat::write_unsynced`] returned [`Written::Unsynced`] and covers this device
+    /// (its `fdatasync`, or a `syncfs` of its filesystem). Success counts the beat, with its
+    /// age from the write's submission; an error leaves the write pending (it may or may not
+    /// be on disk; the next beat's re-read tells) and counts a failed beat.
+    pub fn confirm(
+        &mut self,
+        clock: &dyn Clock,
+        synced: Result<(), Error>,
+    ) -> Result<Beat, FenceReason> {
+        if let Some(r) = &self.fenced {
+            return Err(r.clone());
+        }
+        let Some((next, bytes, submitted)) = self.unsynced.take() else {
+            // Nothing written since the last beat: nothing to count.
+            return self.failed(
+                self.fs.sync_error(
+                    "confirm without an unsynced MMP write",
+                    std::io::Error::other("no write to confirm (a bug in the caller)"),
+                ),
+                clock,
+            );
+        };
+        match synced {
             Ok(()) => {
                 self.block = next;
                 self.ours = bytes;
@@ -385,13 +466,15 @@ impl<D: BlockIo> Heartbeat<D> {
                 })
             }
             Err(error) => {
-                // It may have landed: its readers' deadline counts too, if it is earlier
-                // (a tagged block after an untagged one).
-                self.stale_deadline = self.stale_deadline.min(self.deadline_of(&next, submitted));
                 self.pending = Some((next, bytes, submitted));
                 self.failed(error, clock)
             }
         }
+    }
+
+    /// Whether a write waits for [`Heartbeat::confirm`].
+    pub fn is_unsynced(&self) -> bool {
+        self.unsynced.is_some()
     }
 
     fn failed(&mut self, error: Error, clock: &dyn Clock) -> Result<Beat, FenceReason> {
@@ -413,7 +496,7 @@ impl<D: BlockIo> Heartbeat<D> {
             return Err(ReleaseError::Fenced(r));
         }
         let mut ours = vec![self.ours];
-        if let Some((_, b, _)) = &self.pending {
+        for (_, b, _) in self.pending.iter().chain(&self.unsynced) {
             ours.push(*b);
         }
         claim::release(&self.fs, &self.block, &ours).map_err(ReleaseError::Io)
@@ -749,6 +832,200 @@ mod tests {
         clock.sleep(Duration::from_millis(1600));
         let mut hb = Heartbeat::new(fs, &c, HeartbeatConfig::default(), &clock);
         assert!(hb.beat(&clock).is_err());
+    }
+
+    fn sync_failed() -> Result<(), Error> {
+        Err(Error::Io {
+            device: "shared".into(),
+            op: "syncfs after writing the MMP block",
+            offset: 0,
+            source: std::io::Error::other("injected sync error"),
+        })
+    }
+
+    /// One beat in two halves with the given sync result; `None` if it ended in the first.
+    fn split_beat(
+        hb: &mut Heartbeat<&Shared<'_>>,
+        clock: &FakeClock,
+        synced: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<Beat, FenceReason> {
+        match hb.write_unsynced(clock)? {
+            Written::Done(b) => Ok(b),
+            Written::Unsynced => hb.confirm(clock, synced()),
+        }
+    }
+
+    /// Beats in two halves with a shared sync that always fails, on the fake clock, until
+    /// the holder fences (or `secs` pass).
+    fn run_failing_sync(
+        hb: &mut Heartbeat<&Shared<'_>>,
+        clock: &FakeClock,
+        secs: u64,
+    ) -> Option<FenceReason> {
+        let end = clock.now() + Duration::from_secs(secs);
+        while clock.now() < end {
+            let due = hb.next_due();
+            if due > clock.now() {
+                clock.sleep(due - clock.now());
+            }
+            match split_beat(hb, clock, sync_failed) {
+                Ok(Beat::Wrote { .. }) => panic!("a beat whose sync failed succeeded"),
+                Ok(Beat::Failed { .. }) => {}
+                Err(r) => return Some(r),
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_beat_counts_only_once_confirmed_and_from_its_submission() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 2).is_none());
+        let (seq, beats, success) = (hb.seq(), hb.beats(), hb.last_success());
+        clock.sleep(Duration::from_secs(1));
+        let submitted = clock.now();
+        assert!(matches!(hb.write_unsynced(&clock), Ok(Written::Unsynced)));
+        assert!(hb.is_unsynced());
+        // Written (the device has it) but not counted: not a success, not our block yet.
+        assert_eq!(dev.current().mmp_seq, claim::next_seq(seq));
+        assert_eq!(
+            (hb.seq(), hb.beats(), hb.last_success()),
+            (seq, beats, success)
+        );
+        // The shared sync takes 700 ms: the beat's age still counts from the write.
+        clock.sleep(Duration::from_millis(700));
+        assert!(matches!(
+            hb.confirm(&clock, Ok(())),
+            Ok(Beat::Wrote { seq: s }) if s == claim::next_seq(seq)
+        ));
+        assert_eq!(hb.last_success(), submitted);
+        assert_eq!(hb.beats(), beats + 1);
+        assert!(!hb.is_unsynced());
+        // A confirm with nothing written counts nothing.
+        assert!(matches!(
+            hb.confirm(&clock, Ok(())),
+            Ok(Beat::Failed { .. })
+        ));
+        assert_eq!(hb.last_success(), submitted);
+    }
+
+    #[test]
+    fn a_failed_group_sync_is_a_failed_beat_and_fences_after_fail_after() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 3).is_none());
+        let last_success = hb.last_success();
+        let t0 = clock.now();
+        let r = run_failing_sync(&mut hb, &clock, 20).expect("fences");
+        let took = clock.now() - t0;
+        assert!(matches!(r, FenceReason::NoSuccessfulWrite { .. }), "{r}");
+        assert!(r.to_string().contains("injected sync error"), "{r}");
+        assert!(took <= Duration::from_secs(5), "fenced after {took:?}");
+        assert!(took < check::wait_time(5));
+        assert_eq!(hb.last_success(), last_success, "no failed sync counted");
+        // Nothing written once fenced, and nothing confirmed either.
+        let writes = dev.writes.borrow().len();
+        assert!(hb.write_unsynced(&clock).is_err());
+        assert!(hb.confirm(&clock, Ok(())).is_err());
+        assert_eq!(dev.writes.borrow().len(), writes);
+    }
+
+    #[test]
+    fn a_write_that_landed_but_whose_sync_failed_is_ours() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(true, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 2).is_none());
+        let seq = hb.seq();
+        clock.sleep(Duration::from_secs(1));
+        assert!(matches!(
+            split_beat(&mut hb, &clock, sync_failed),
+            Ok(Beat::Failed { .. })
+        ));
+        // The block on disk is the write whose sync failed; our last known write is older.
+        assert_eq!(dev.current().mmp_seq, claim::next_seq(seq));
+        assert_eq!(hb.seq(), seq);
+        clock.sleep(Duration::from_secs(1));
+        // The next beat finds it, takes it as ours and writes the one after.
+        assert!(matches!(
+            split_beat(&mut hb, &clock, || Ok(())),
+            Ok(Beat::Wrote { seq: s }) if s == claim::next_seq(claim::next_seq(seq))
+        ));
+        assert!(run(&mut hb, &clock, 5).is_none());
+    }
+
+    #[test]
+    fn an_unconfirmed_write_is_pending_at_the_next_beat_and_at_release() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 2).is_none());
+        let success = hb.last_success();
+        clock.sleep(Duration::from_secs(1));
+        assert!(matches!(hb.write_unsynced(&clock), Ok(Written::Unsynced)));
+        // Never confirmed: the next beat (with its own sync) treats it as a write of unknown
+        // outcome, finds it on disk and goes on.
+        clock.sleep(Duration::from_secs(1));
+        assert!(matches!(hb.beat(&clock), Ok(Beat::Wrote { .. })));
+        assert!(hb.last_success() > success);
+        // Released with a write unconfirmed: the block is ours, CLEAN is written.
+        clock.sleep(Duration::from_secs(1));
+        assert!(matches!(hb.write_unsynced(&clock), Ok(Written::Unsynced)));
+        assert!(matches!(hb.release(), Ok(Release::Clean(_))));
+        assert_eq!(dev.current().mmp_seq, EXT4_MMP_SEQ_CLEAN);
+    }
+
+    #[test]
+    fn a_foreign_write_between_write_and_confirm_is_caught_at_the_next_beat() {
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 2).is_none());
+        clock.sleep(Duration::from_secs(1));
+        assert!(matches!(hb.write_unsynced(&clock), Ok(Written::Unsynced)));
+        // Another node writes the block while our sync runs.
+        let intruder = MmpBlock::new(0xBAD, 0, "intruder", "sdz", 5);
+        dev.inner
+            .write_at(
+                crate::check::tests::MMP_BLOCK * crate::check::tests::BS,
+                &intruder.encode(dev.seed),
+            )
+            .unwrap();
+        assert!(matches!(hb.confirm(&clock, Ok(())), Ok(Beat::Wrote { .. })));
+        let writes = dev.writes.borrow().len();
+        clock.sleep(Duration::from_secs(1));
+        match split_beat(&mut hb, &clock, || Ok(())) {
+            Err(FenceReason::ForeignWriter { found, .. }) => {
+                assert_eq!(found.nodename(), "intruder")
+            }
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(dev.writes.borrow().len(), writes, "nothing written over it");
+        assert_eq!(dev.current().mmp_seq, 0xBAD);
+        assert!(matches!(hb.release(), Err(ReleaseError::Fenced(_))));
+    }
+
+    #[test]
+    fn a_group_sync_that_hung_past_the_limit_fences_at_the_next_beat() {
+        // The shared sync returned fine, but only after the block on disk could be called
+        // stale: the beat counts from its submission, so the next beat is too late to write.
+        let clock = FakeClock::default();
+        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let mut hb = hold(&dev, &clock);
+        assert!(run(&mut hb, &clock, 2).is_none());
+        clock.sleep(Duration::from_secs(1));
+        assert!(matches!(hb.write_unsynced(&clock), Ok(Written::Unsynced)));
+        clock.sleep(Duration::from_secs(9));
+        assert!(matches!(hb.confirm(&clock, Ok(())), Ok(Beat::Wrote { .. })));
+        let writes = dev.writes.borrow().len();
+        assert!(matches!(
+            hb.write_unsynced(&clock),
+            Err(FenceReason::NoSuccessfulWrite { .. })
+        ));
+        assert_eq!(dev.writes.borrow().len(), writes);
     }
 
     #[test]

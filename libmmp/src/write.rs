@@ -50,6 +50,14 @@ impl<D: BlockIo> MmpFs<D> {
     /// Write `blk` to the MMP block (checksum recomputed under metadata_csum) and make it
     /// durable with `fdatasync`. See the module comment for the alignment rules.
     pub fn write_mmp_synced(&self, blk: &MmpBlock) -> Result<(), Error> {
+        self.write_mmp_unsynced(blk)?;
+        self.sync_mmp()
+    }
+
+    /// Write `blk` to the MMP block without making it durable: the caller syncs (one
+    /// [`MmpFs::sync_mmp`], or one `syncfs` for many image files of one filesystem) and only
+    /// then counts the write as done.
+    pub fn write_mmp_unsynced(&self, blk: &MmpBlock) -> Result<(), Error> {
         let block = self.require_mmp()?;
         let sb = self.superblock();
         let dev = self.device();
@@ -87,13 +95,11 @@ impl<D: BlockIo> MmpFs<D> {
             dev.write_at(offset, &buf)
                 .map_err(|e| io_err("write of the MMP block", e))?;
         }
-        dev.sync()
-            .map_err(|e| io_err("fdatasync after writing the MMP block", e))?;
         tracing::trace!(
             device = dev.name(),
             block,
             seq = blk.mmp_seq,
-            "MMP block written"
+            "MMP block written (not yet synced)"
         );
         Ok(())
     }

@@ -4,7 +4,8 @@
 # Part 1, holding cost: mmpd holding 1, 100 and 1,000 devices (small image files, $COUNTS) and
 # 100 loop devices ($LOOP_COUNTS: O_DIRECT, as on real block devices) at a 1 s interval. After
 # READY: CPU % of one core (utime+stime from /proc/PID/stat over $SAMPLE s), split into the
-# main thread and the device threads (precise, from /proc/PID/task/*/schedstat), VmRSS, VmHWM,
+# main thread and the device threads (precise, from /proc/PID/task/*/schedstat), the CPU of all
+# kworker threads meanwhile (system-wide: syncfs's write-back runs there), VmRSS, VmHWM,
 # threads ("other threads": the I/O pool, or one thread per device before the pool). Side by side, the kernel holding the same filesystems mounted through loop devices
 # ($KERNEL_COUNTS; its kmmpd kthreads, schedstat). The run directory (lock and state files) is a
 # tmpfs, as /run is on a real host (RUN_FS=disk puts it on the disk filesystem of the tmpdir).
@@ -112,6 +113,18 @@ images() { # n dir: make n copies in dir, print their paths
 sched_ns() { # files...
     awk '{ s += $1 } END { printf "%d", s }' "$@"
 }
+# CPU time (ns) of every kworker thread, "pid ns" per line: the writeback that syncfs(2) hands
+# to the flusher runs there (fdatasync does it in the caller), so it is counted beside mmpd's
+# own time. System-wide: it includes whatever else the machine writes back meanwhile.
+kworkers() {
+    local p
+    for p in $(pgrep kworker); do
+        [ -r "/proc/$p/schedstat" ] && echo "$p $(cut -d' ' -f1 "/proc/$p/schedstat" 2>/dev/null || echo 0)"
+    done
+}
+kw_pct() { # file0 file1 seconds: kworker CPU % of one core between two snapshots (new threads count whole)
+    awk -v s="$3" 'NR == FNR { a[$1] = $2; next } { d += $2 - ($1 in a ? a[$1] : 0) } END { printf "%.2f", d / 1e9 / s * 100 }' "$1" "$2"
+}
 pct() { # ns0 ns1 seconds
     awk -v a="$1" -v b="$2" -v s="$3" 'BEGIN { printf "%.2f", (b - a) / 1e9 / s * 100 }'
 }
@@ -156,11 +169,13 @@ hold_ours() { # n mode(files|loops)
     c0=$(ticks "$pid")
     m0=$(sched_ns "/proc/$pid/task/$pid/schedstat")
     w0=$(sched_ns /proc/"$pid"/task/*/schedstat)
+    kworkers >"$T/kw0"
     t1=$(now)
     sleep "$SAMPLE"
     c1=$(ticks "$pid")
     m1=$(sched_ns "/proc/$pid/task/$pid/schedstat")
     w1=$(sched_ns /proc/"$pid"/task/*/schedstat)
+    kworkers >"$T/kw1"
     s1=$(seq_of "${devs[0]}")
     local secs cpu rss hwm thr writes fenced warn
     secs=$(since "$t1")
@@ -177,9 +192,9 @@ hold_ours() { # n mode(files|loops)
     reap "$pid"
     code=$REAPED
     rel=$(since "$r0")
-    printf '| %s | %s, %s | %s s | **%s %%** | %s %% | %s %% | **%s MiB** | %s MiB | %s | %s/s | %s | %s | %s s, exit %s |\n' \
+    printf '| %s | %s, %s | %s s | **%s %%** | %s %% | %s %% | %s %% | **%s MiB** | %s MiB | %s | %s/s | %s | %s | %s s, exit %s |\n' \
         "$n" "$NAME" "$([ "$mode" = loops ] && echo "loop devices (O_DIRECT)" || echo "image files")" "$ready" "$cpu" \
-        "$(pct "$m0" "$m1" "$secs")" "$(pct "$((w0 - m0))" "$((w1 - m1))" "$secs")" \
+        "$(pct "$m0" "$m1" "$secs")" "$(pct "$((w0 - m0))" "$((w1 - m1))" "$secs")" "$(kw_pct "$T/kw0" "$T/kw1" "$secs")" \
         "$(mib "$rss")" "$(mib "$hwm")" "$thr" "$writes" "$fenced" "$warn" "$rel" "$code"
     if [ "$mode" = loops ]; then
         for l in "${devs[@]}"; do detach "$l"; done
@@ -221,7 +236,7 @@ hold_kernel() { # n: the kernel holds n of the same filesystems, mounted through
     for m in "${mnts[@]}"; do umount "$m"; done
     rel=$(since "$r0")
     for l in "${loops[@]}"; do detach "$l"; done
-    printf '| %s | kernel kmmpd, loop devices | %s s (mount) | — | — | %s %% (kmmpd kthreads) | — | — | %s kthreads | %s/s | — | — | %s s (umount) |\n' \
+    printf '| %s | kernel kmmpd, loop devices | %s s (mount) | — | — | %s %% (kmmpd kthreads) | — | — | — | %s kthreads | %s/s | — | — | %s s (umount) |\n' \
         "$n" "$ready" "$(pct "$k0" "$k1" "$secs")" "${#ks[@]}" "$writes" "$rel"
     rm -rf "$dir"
 }
@@ -230,8 +245,8 @@ if [[ " $PARTS " == *" hold "* ]]; then
     echo
     echo "## Holding N devices, interval 1 s, CPU over ${SAMPLE} s after READY, run dir on $RUN_FS"
     echo
-    echo "| devices | holder | claim to READY | CPU, one core (stat utime+stime) | main thread (schedstat) | other threads (schedstat) | VmRSS | VmHWM | threads | writes/s (one device) | FENCING | heartbeat failed | release |"
-    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| devices | holder | claim to READY | CPU, one core (stat utime+stime) | main thread (schedstat) | other threads (schedstat) | kworkers, system-wide (schedstat) | VmRSS | VmHWM | threads | writes/s (one device) | FENCING | heartbeat failed | release |"
+    echo "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for n in $COUNTS; do hold_ours "$n" files; done
     for n in $LOOP_COUNTS; do hold_ours "$n" loops; done
     for n in $KERNEL_COUNTS; do hold_kernel "$n"; done

@@ -47,7 +47,8 @@ use std::time::Duration;
 const TICK: Duration = Duration::from_millis(250);
 /// I/O pool threads (fewer while fewer devices are held). A beat is a read, a write and a
 /// sync of one block: a few hundred microseconds, so 4 threads serve thousands of devices at
-/// 1 s while keeping a few I/Os in flight.
+/// 1 s while keeping a few I/Os in flight. The beats of image files on one filesystem in one
+/// batch share one `syncfs` (group commit, see [`crate::pool`]).
 const POOL_THREADS: usize = 4;
 
 /// What the pool and the claim threads send to the main loop.
@@ -883,7 +884,7 @@ impl Daemon {
                 .map(|s| s.cfg.path.display().to_string());
             let device = device.unwrap_or_default();
             if l.replaced {
-                tracing::warn!(device = %device, busy_s = l.busy_for.as_secs_f64(), left_behind = self.pool.left_behind(), "I/O has not returned: leaving its I/O thread behind and starting another");
+                tracing::warn!(device = %device, busy_s = l.busy_for.as_secs_f64(), left_behind = self.pool.left_behind(), handed_over = l.handed_over, "I/O has not returned: leaving its I/O thread behind and starting another (the other beats of its group go to another thread)");
             } else {
                 tracing::error!(device = %device, busy_s = l.busy_for.as_secs_f64(), "I/O has not returned, and {} I/O threads are already left behind: not starting another", pool::MAX_LEFT_BEHIND);
             }

@@ -4,19 +4,31 @@
 //! the heartbeat to the pool for the I/O (re-read and compare, write, sync) and gets it back
 //! with the result. A device has at most one job in the pool at a time.
 //!
+//! **Group commit.** The beats of one batch whose devices are image files on one filesystem
+//! (the same [`BlockIo::sync_group`]) go to one thread as a *group*: it does each beat's first
+//! half ([`Heartbeat::write_unsynced`]: checks, re-read and compare, write), then ONE `syncfs`
+//! of that filesystem, and only then confirms each beat ([`Heartbeat::confirm`]) and hands it
+//! back: no beat is reported successful before its write is durable. A failed `syncfs` fails
+//! every beat of the group (each write is kept as pending: it may or may not be on disk).
+//! Block devices (O_DIRECT) and lone beats keep one `fdatasync` each. Groups larger than
+//! [`GROUP_MAX`] are split, each part with its own `syncfs`.
+//!
 //! A device whose I/O hangs keeps its pool thread. So that it cannot stall the others, the main
-//! loop calls [`Pool::supervise`]: a thread that has been on one job for longer than the stall
-//! limit is *left behind* (it exits if its job ever returns) and a new thread takes its place,
-//! up to [`MAX_LEFT_BEHIND`] such threads. The device itself is fenced by the main loop when
-//! its last successful write gets too old (`Daemon::tick`), whether its job is running, hung,
-//! or still queued.
+//! loop calls [`Pool::supervise`]: a thread that has been on one operation (one beat, or one
+//! group's sync) for longer than the stall limit is *left behind* (it exits if its job ever
+//! returns) and a new thread takes its place, up to [`MAX_LEFT_BEHIND`] such threads. When the
+//! thread hung in one beat of a group, the rest of the group (beats not started, and beats
+//! written and waiting for the sync) is handed to another thread; a thread hung in a group's
+//! `syncfs` keeps the group (another sync of the same filesystem would hang too). The device
+//! itself is fenced by the main loop when its last successful write gets too old
+//! (`Daemon::tick`), whether its job is running, hung, or still queued.
 
 use crate::worker::EpochClock;
 use libmmp::check::Clock;
 use libmmp::claim::Release;
 use libmmp::device::BlockIo;
-use libmmp::heartbeat::{Beat, FenceReason, Heartbeat, ReleaseError};
-use std::collections::VecDeque;
+use libmmp::heartbeat::{Beat, FenceReason, Heartbeat, ReleaseError, Written};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
@@ -29,6 +41,10 @@ pub const MAX_LEFT_BEHIND: usize = 256;
 
 /// Stack size of a pool thread: a beat needs a few KiB (two 1 KiB buffers, the parse).
 const STACK_SIZE: usize = 256 * 1024;
+
+/// The most beats one `syncfs` covers: a larger group of one batch is split into parts of at
+/// most this many, each run by a thread of its own with its own `syncfs`.
+pub const GROUP_MAX: usize = 1024;
 
 /// What a job does.
 pub enum Work<D: BlockIo> {
@@ -64,20 +80,52 @@ pub type Sink<D> = Arc<dyn Fn(Done<D>, bool) + Send + Sync>;
 
 const IDLE: u64 = u64::MAX;
 
+/// What a pool thread takes from the queue at once: one job, or the beats of one sync group.
+struct Unit<D: BlockIo> {
+    /// Jobs not started.
+    todo: VecDeque<Job<D>>,
+    /// Beats written (first half done) that wait for the group's sync.
+    written: Vec<(usize, Box<Heartbeat<D>>)>,
+}
+
+impl<D: BlockIo> Unit<D> {
+    fn empty() -> Self {
+        Unit {
+            todo: VecDeque::new(),
+            written: Vec::new(),
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.todo.is_empty() && self.written.is_empty()
+    }
+    fn len(&self) -> usize {
+        self.todo.len() + self.written.len()
+    }
+}
+
 /// What the main loop sees of one pool thread.
-#[derive(Debug)]
-struct WorkerState {
-    /// Epoch-clock milliseconds when its current job started, or `IDLE`.
+struct WorkerState<D: BlockIo> {
+    /// Epoch-clock milliseconds when its current operation (a job, or a group's sync)
+    /// started, or `IDLE`.
     busy_since_ms: AtomicU64,
-    /// The device of its current job.
+    /// The device of its current job (the first of the group during a group's sync).
     device: AtomicUsize,
-    /// Set by the main loop: exit after the current job.
+    /// Set by the main loop (under the `group` lock): exit after the current job.
     left_behind: AtomicBool,
     exited: AtomicBool,
+    /// The rest of the group it is running (empty during the group's sync): what
+    /// [`Pool::supervise`] hands to another thread when this one hangs in one beat.
+    group: Mutex<Unit<D>>,
+}
+
+impl<D: BlockIo> WorkerState<D> {
+    fn group(&self) -> MutexGuard<'_, Unit<D>> {
+        self.group.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 struct Queue<D: BlockIo> {
-    jobs: VecDeque<Job<D>>,
+    jobs: VecDeque<Unit<D>>,
     idle: usize,
     shutdown: bool,
 }
@@ -104,12 +152,14 @@ pub struct LeftBehind {
     pub busy_for: Duration,
     /// Whether a replacement thread was started (false once [`MAX_LEFT_BEHIND`] is reached).
     pub replaced: bool,
+    /// Beats of its group handed to another thread.
+    pub handed_over: usize,
 }
 
 /// The pool, owned by the main loop.
 pub struct Pool<D: BlockIo + Send + 'static> {
     inner: Arc<Inner<D>>,
-    workers: Vec<Arc<WorkerState>>,
+    workers: Vec<Arc<WorkerState<D>>>,
     /// How many threads serve the queue (left-behind threads are replaced, not counted).
     size: usize,
     spawned: usize,
@@ -150,6 +200,7 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
             device: AtomicUsize::new(usize::MAX),
             left_behind: AtomicBool::new(false),
             exited: AtomicBool::new(false),
+            group: Mutex::new(Unit::empty()),
         });
         let inner = self.inner.clone();
         let st = state.clone();
@@ -162,12 +213,61 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
         Ok(())
     }
 
-    /// Queue jobs; wakes as many idle threads as there are jobs.
+    /// Queue jobs; wakes as many idle threads as there are units of work. The beats of image
+    /// files on one filesystem are grouped (one `syncfs` for the group, see the module
+    /// comment); every other job is a unit of its own.
     pub fn submit(&self, jobs: impl IntoIterator<Item = Job<D>>) {
+        let mut units = Vec::new();
+        let mut groups: HashMap<u64, Vec<Job<D>>> = HashMap::new();
+        let mut order = Vec::new();
+        for job in jobs {
+            let group = match &job.work {
+                Work::Beat(hb) => hb.fs().device().sync_group(),
+                Work::Release(_) => None,
+            };
+            match group {
+                Some(g) => {
+                    let members = groups.entry(g).or_default();
+                    if members.is_empty() {
+                        order.push(g);
+                    }
+                    members.push(job);
+                }
+                None => units.push(Unit {
+                    todo: VecDeque::from([job]),
+                    written: Vec::new(),
+                }),
+            }
+        }
+        for g in order {
+            let members = groups.remove(&g).unwrap_or_default();
+            // Even parts, none over GROUP_MAX.
+            let parts = members.len().div_ceil(GROUP_MAX).max(1);
+            let size = members.len().div_ceil(parts);
+            let mut members = members.into_iter().peekable();
+            while members.peek().is_some() {
+                units.push(Unit {
+                    todo: members.by_ref().take(size).collect(),
+                    written: Vec::new(),
+                });
+            }
+        }
+        self.queue(units, false);
+    }
+
+    fn queue(&self, units: Vec<Unit<D>>, front: bool) {
+        if units.is_empty() {
+            return;
+        }
         let mut q = self.inner.lock();
-        let before = q.jobs.len();
-        q.jobs.extend(jobs);
-        let added = q.jobs.len() - before;
+        let added = units.len();
+        for u in units {
+            if front {
+                q.jobs.push_front(u);
+            } else {
+                q.jobs.push_back(u);
+            }
+        }
         let wake = added.min(q.idle);
         drop(q);
         for _ in 0..wake {
@@ -175,13 +275,15 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
         }
     }
 
-    /// Leave behind every thread that has been on one job for longer than `stall`, starting a
-    /// replacement for each (bounded); forget threads that have exited.
+    /// Leave behind every thread that has been on one operation for longer than `stall`,
+    /// handing the rest of its group to another thread and starting a replacement for each
+    /// (bounded); forget threads that have exited.
     pub fn supervise(&mut self, stall: Duration) -> Vec<LeftBehind> {
         let now_ms = self.inner.clock.now().as_millis() as u64;
         let stall_ms = stall.as_millis() as u64;
         self.workers.retain(|w| !w.exited.load(SeqCst));
         let mut left = Vec::new();
+        let mut rescued = Vec::new();
         for w in &self.workers {
             let since = w.busy_since_ms.load(SeqCst);
             if since == IDLE || w.left_behind.load(SeqCst) {
@@ -189,14 +291,26 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
             }
             let busy = now_ms.saturating_sub(since);
             if busy > stall_ms {
+                // Under the group lock: the thread, when its operation returns, either finds
+                // itself left behind or has already put its beat back in the group.
+                let mut g = w.group();
                 w.left_behind.store(true, SeqCst);
+                let rest = std::mem::replace(&mut *g, Unit::empty());
+                drop(g);
+                let handed_over = rest.len();
+                if !rest.is_empty() {
+                    rescued.push(rest);
+                }
                 left.push(LeftBehind {
                     device: w.device.load(SeqCst),
                     busy_for: Duration::from_millis(busy),
                     replaced: false,
+                    handed_over,
                 });
             }
         }
+        // Ahead of the queue: these beats are already late.
+        self.queue(rescued, true);
         for l in &mut left {
             let behind = self
                 .workers
@@ -234,13 +348,13 @@ impl<D: BlockIo + Send + 'static> Drop for Pool<D> {
     }
 }
 
-fn run<D: BlockIo>(inner: &Inner<D>, me: &WorkerState) {
+fn run<D: BlockIo>(inner: &Inner<D>, me: &WorkerState<D>) {
     loop {
-        let job = {
+        let mut unit = {
             let mut q = inner.lock();
             loop {
-                if let Some(j) = q.jobs.pop_front() {
-                    break j;
+                if let Some(u) = q.jobs.pop_front() {
+                    break u;
                 }
                 if q.shutdown {
                     me.exited.store(true, SeqCst);
@@ -251,17 +365,106 @@ fn run<D: BlockIo>(inner: &Inner<D>, me: &WorkerState) {
                 q.idle -= 1;
             }
         };
-        me.device.store(job.id, SeqCst);
-        me.busy_since_ms
-            .store(inner.clock.now().as_millis() as u64, SeqCst);
-        let (done, urgent) = execute(job, &inner.clock);
-        me.busy_since_ms.store(IDLE, SeqCst);
-        (inner.sink)(done, urgent);
+        if unit.todo.len() == 1 && unit.written.is_empty() {
+            // A lone job: the beat syncs its own device (fdatasync).
+            if let Some(job) = unit.todo.pop_front() {
+                me.device.store(job.id, SeqCst);
+                me.busy_since_ms
+                    .store(inner.clock.now().as_millis() as u64, SeqCst);
+                let (done, urgent) = execute(job, &inner.clock);
+                me.busy_since_ms.store(IDLE, SeqCst);
+                (inner.sink)(done, urgent);
+            }
+        } else {
+            run_group(inner, me, unit);
+        }
         if me.left_behind.load(SeqCst) {
             me.exited.store(true, SeqCst);
             return;
         }
     }
+}
+
+fn send_beat<D: BlockIo>(
+    inner: &Inner<D>,
+    id: usize,
+    hb: Box<Heartbeat<D>>,
+    result: Result<Beat, FenceReason>,
+) {
+    let urgent = !matches!(result, Ok(Beat::Wrote { .. }));
+    let at = inner.clock.now();
+    (inner.sink)(Done::Beat { id, hb, result, at }, urgent);
+}
+
+/// Run a group: every beat's first half, one sync, then every beat's confirmation.
+fn run_group<D: BlockIo>(inner: &Inner<D>, me: &WorkerState<D>, unit: Unit<D>) {
+    let clock = &inner.clock;
+    *me.group() = unit;
+    loop {
+        let Some(job) = me.group().todo.pop_front() else {
+            break;
+        };
+        me.device.store(job.id, SeqCst);
+        me.busy_since_ms
+            .store(clock.now().as_millis() as u64, SeqCst);
+        let id = job.id;
+        let mut hb = match job.work {
+            Work::Beat(hb) => hb,
+            work @ Work::Release(_) => {
+                let (done, urgent) = execute(Job { id, work }, clock);
+                (inner.sink)(done, urgent);
+                continue;
+            }
+        };
+        match hb.write_unsynced(clock) {
+            Ok(Written::Unsynced) => {
+                let mut g = me.group();
+                if !me.left_behind.load(SeqCst) {
+                    g.written.push((id, hb));
+                    continue;
+                }
+                drop(g);
+                // This write hung long enough for the rest of the group to go to another
+                // thread: make it durable on its own.
+                let synced = hb.fs().sync_mmp();
+                let result = hb.confirm(clock, synced);
+                send_beat(inner, id, hb, result);
+            }
+            Ok(Written::Done(beat)) => send_beat(inner, id, hb, Ok(beat)),
+            Err(reason) => send_beat(inner, id, hb, Err(reason)),
+        }
+    }
+    // From here the group is this thread's alone: a hung sync is not handed over (another
+    // sync of the same filesystem would hang as well).
+    let written = std::mem::take(&mut me.group().written);
+    if let Some((first, hb)) = written.first() {
+        me.device.store(*first, SeqCst);
+        me.busy_since_ms
+            .store(clock.now().as_millis() as u64, SeqCst);
+        let (synced, op) = if written.len() == 1 {
+            (
+                hb.fs().device().sync(),
+                "fdatasync after writing the MMP block",
+            )
+        } else {
+            (
+                hb.fs().device().sync_filesystem(),
+                "syncfs (group commit) after writing the MMP block",
+            )
+        };
+        for (id, mut hb) in written {
+            let synced = synced.as_ref().map(|_| ()).map_err(|e| {
+                let copy = e
+                    .raw_os_error()
+                    .map(std::io::Error::from_raw_os_error)
+                    .unwrap_or_else(|| std::io::Error::new(e.kind(), e.to_string()));
+                hb.fs().sync_error(op, copy)
+            });
+            let result = hb.confirm(clock, synced);
+            send_beat(inner, id, hb, result);
+        }
+    }
+    me.busy_since_ms.store(IDLE, SeqCst);
 }
 
 fn execute<D: BlockIo>(job: Job<D>, clock: &EpochClock) -> (Done<D>, bool) {
@@ -304,11 +507,15 @@ mod tests {
     use std::path::{Path, PathBuf};
     use std::time::Instant;
 
-    /// Holds reads while `hung` is set: a device whose I/O does not return.
+    /// Holds reads while `hung` is set: a device whose I/O does not return. `sync_hung` holds
+    /// its filesystem syncs the same way, and `sync_fails` makes them fail.
     #[derive(Default)]
     struct Gate {
         hung: Mutex<bool>,
+        sync_hung: Mutex<bool>,
+        sync_fails: AtomicBool,
         cv: Condvar,
+        syncfs_calls: AtomicU64,
     }
 
     impl Gate {
@@ -316,27 +523,53 @@ mod tests {
             *self.hung.lock().unwrap() = hung;
             self.cv.notify_all();
         }
+        fn set_sync(&self, hung: bool) {
+            *self.sync_hung.lock().unwrap() = hung;
+            self.cv.notify_all();
+        }
+        fn pass(&self, m: &Mutex<bool>) {
+            let mut h = m.lock().unwrap();
+            while *h {
+                h = self.cv.wait(h).unwrap();
+            }
+        }
     }
 
+    /// A real image file behind a gate, in sync group `group` (the test's own numbering, so
+    /// that images of one temporary directory can stand for several filesystems; the real
+    /// `syncfs` of that directory's filesystem still runs).
     struct Gated {
         dev: Device,
         gate: Arc<Gate>,
+        group: Option<u64>,
     }
 
     impl BlockIo for Gated {
         fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-            let mut h = self.gate.hung.lock().unwrap();
-            while *h {
-                h = self.gate.cv.wait(h).unwrap();
-            }
-            drop(h);
+            self.gate.pass(&self.gate.hung);
             self.dev.read_at(offset, buf)
         }
         fn write_at(&self, offset: u64, buf: &[u8]) -> std::io::Result<()> {
             self.dev.write_at(offset, buf)
         }
         fn sync(&self) -> std::io::Result<()> {
+            // A filesystem whose syncs hang or fail does so for fdatasync too.
+            self.gate.pass(&self.gate.sync_hung);
+            if self.gate.sync_fails.load(SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(libc::EIO));
+            }
             self.dev.sync()
+        }
+        fn sync_group(&self) -> Option<u64> {
+            self.group
+        }
+        fn sync_filesystem(&self) -> std::io::Result<()> {
+            self.gate.syncfs_calls.fetch_add(1, SeqCst);
+            self.gate.pass(&self.gate.sync_hung);
+            if self.gate.sync_fails.load(SeqCst) {
+                return Err(std::io::Error::from_raw_os_error(libc::EIO));
+            }
+            self.dev.sync_filesystem()
         }
         fn size(&self) -> u64 {
             self.dev.size()
@@ -404,18 +637,25 @@ mod tests {
         fail_intervals: 20,
     };
 
-    /// Claim `n` images; the heartbeats, their gates and the clock the beats must use.
-    fn held(dir: &Path, n: usize) -> (Vec<Hb>, Vec<Arc<Gate>>, EpochClock) {
+    /// Claim `n` images, each in sync group `group(i)` with gate `gate(i)`; the heartbeats,
+    /// their gates and the clock the beats must use.
+    fn held_in(
+        dir: &Path,
+        n: usize,
+        group: impl Fn(usize) -> Option<u64>,
+        gate: impl Fn(usize) -> Arc<Gate>,
+    ) -> (Vec<Hb>, Vec<Arc<Gate>>, EpochClock) {
         let origin = libmmp::check::boottime();
         let mut hbs = Vec::new();
         let mut gates = Vec::new();
         let mut ahead = Duration::ZERO;
         for i in 0..n {
             let path = image(dir, i);
-            let gate = Arc::new(Gate::default());
+            let gate = gate(i);
             let dev = Gated {
                 dev: Device::open(&path, Access::ReadWrite).unwrap(),
                 gate: gate.clone(),
+                group: group(i),
             };
             let fs = MmpFs::open(dev).unwrap();
             let opts = ClaimOptions {
@@ -449,6 +689,11 @@ mod tests {
         (hbs, gates, clock)
     }
 
+    /// `n` images in one sync group (as on one filesystem), a gate each.
+    fn held(dir: &Path, n: usize) -> (Vec<Hb>, Vec<Arc<Gate>>, EpochClock) {
+        held_in(dir, n, |_| Some(1), |_| Arc::default())
+    }
+
     type Inbox = Arc<(Mutex<Vec<Done<Gated>>>, Condvar)>;
 
     fn pool(clock: EpochClock) -> (Pool<Gated>, Inbox) {
@@ -473,22 +718,42 @@ mod tests {
         run: Duration,
         stall: Duration,
     ) -> (Vec<u32>, Vec<LeftBehind>) {
+        let w = Duration::ZERO;
+        let (last, left, failed) = drive_all(pool, inbox, slots, gates, clock, run, stall, w);
+        assert!(failed.iter().all(|&f| f == 0), "failed beats: {failed:?}");
+        (last, left)
+    }
+
+    /// [`drive`], counting failed beats per device instead of refusing them (a fence still
+    /// panics), and issuing with a due beat every beat due within `window` (as the daemon's
+    /// batches do: early, never late).
+    #[allow(clippy::too_many_arguments)]
+    fn drive_all(
+        pool: &mut Pool<Gated>,
+        inbox: &Inbox,
+        slots: &mut [Option<Hb>],
+        gates: &[Arc<Gate>],
+        clock: &EpochClock,
+        run: Duration,
+        stall: Duration,
+        window: Duration,
+    ) -> (Vec<u32>, Vec<LeftBehind>, Vec<usize>) {
         let mut last = vec![0u32; slots.len()];
+        let mut failed = vec![0usize; slots.len()];
         let mut left = Vec::new();
         let end = clock.now() + run;
         loop {
             let now = clock.now();
-            let settled = slots
-                .iter()
-                .zip(gates)
-                .all(|(s, g)| s.is_some() || *g.hung.lock().unwrap());
+            let settled = slots.iter().zip(gates).all(|(s, g)| {
+                s.is_some() || *g.hung.lock().unwrap() || *g.sync_hung.lock().unwrap()
+            });
             if now >= end && settled {
                 break;
             }
             assert!(now < end + Duration::from_secs(5), "beats did not return");
             let mut jobs = Vec::new();
             for (id, s) in slots.iter_mut().enumerate() {
-                if now < end && s.as_ref().is_some_and(|hb| hb.next_due() <= now) {
+                if now < end && s.as_ref().is_some_and(|hb| hb.next_due() <= now + window) {
                     let hb = s.take().unwrap();
                     jobs.push(Job {
                         id,
@@ -504,6 +769,7 @@ mod tests {
                     Done::Beat { id, hb, result, .. } => {
                         match result {
                             Ok(Beat::Wrote { seq }) => last[id] = seq,
+                            Ok(Beat::Failed { .. }) => failed[id] += 1,
                             r => panic!("device {id}: {r:?}"),
                         }
                         slots[id] = Some(hb);
@@ -514,7 +780,7 @@ mod tests {
             drop(g);
             left.extend(pool.supervise(stall));
         }
-        (last, left)
+        (last, left, failed)
     }
 
     fn release_all(pool: &Pool<Gated>, inbox: &Inbox, slots: &mut [Option<Hb>]) {
@@ -618,11 +884,16 @@ mod tests {
             vec![LeftBehind {
                 device: 0,
                 busy_for: left.first().map(|l| l.busy_for).unwrap_or_default(),
-                replaced: true
+                replaced: true,
+                handed_over: left.first().map(|l| l.handed_over).unwrap_or_default(),
             }],
-            "the hung device's thread is left behind once and replaced"
+            "the hung device's thread is left behind once and replaced, and the rest of its \
+             group goes to another thread"
         );
         assert!(left[0].busy_for > stall);
+        // The beats of its group that were not done yet (those in the same batch) went to
+        // another thread.
+        assert!(left[0].handed_over <= 2, "{left:?}");
         assert!(slots[0].is_none(), "the hung beat has not come back");
         assert_eq!(after[0], 0, "no beat of the hung device returned");
         for i in 1..3 {
@@ -651,6 +922,155 @@ mod tests {
         }
         assert_eq!(pool.left_behind(), 0);
         assert_eq!(pool.threads(), 1);
+        release_all(&pool, &inbox, &mut slots);
+    }
+
+    /// Batches a whole interval wide: every device of a test beats in one batch.
+    const WINDOW: Duration = CFG.interval;
+
+    /// [`drive`] with batches [`WINDOW`] wide.
+    fn drive_w(
+        pool: &mut Pool<Gated>,
+        inbox: &Inbox,
+        slots: &mut [Option<Hb>],
+        gates: &[Arc<Gate>],
+        clock: &EpochClock,
+        run: Duration,
+        stall: Duration,
+    ) -> (Vec<u32>, Vec<LeftBehind>) {
+        let (last, left, failed) = drive_all(pool, inbox, slots, gates, clock, run, stall, WINDOW);
+        assert!(failed.iter().all(|&f| f == 0), "failed beats: {failed:?}");
+        (last, left)
+    }
+
+    #[test]
+    fn a_group_shares_one_syncfs_and_a_failed_one_fails_every_beat_of_it() {
+        if !mkfs_available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Arc::new(Gate::default());
+        let (hbs, gates, clock) = held_in(dir.path(), 6, |_| Some(7), |_| gate.clone());
+        let (mut pool, inbox) = pool(clock);
+        pool.grow_to(2).unwrap();
+        let mut slots: Vec<_> = hbs.into_iter().map(Some).collect();
+        let stall = Duration::from_secs(5);
+        let run = Duration::from_millis(500);
+        let (first, _) = drive_w(&mut pool, &inbox, &mut slots, &gates, &clock, run, stall);
+        let calls = gate.syncfs_calls.load(SeqCst);
+        assert!(
+            first.iter().all(|&s| s != 0),
+            "every device beat: {first:?}"
+        );
+        assert!(calls >= 1, "no syncfs");
+        // Fewer syncs than beats: groups of up to 6 (the batch) share one.
+        let (second, _) = drive_w(&mut pool, &inbox, &mut slots, &gates, &clock, run, stall);
+        let n_beats: u32 = first
+            .iter()
+            .zip(&second)
+            .map(|(a, b)| b.wrapping_sub(*a))
+            .sum();
+        let n_syncs = gate.syncfs_calls.load(SeqCst) - calls;
+        assert!(
+            n_beats >= 12,
+            "{n_beats} beats in 500 ms at 100 ms for 6 devices"
+        );
+        assert!(
+            n_syncs * 2 <= u64::from(n_beats),
+            "{n_syncs} syncfs for {n_beats} beats"
+        );
+        // The filesystem sync fails: every beat of the group fails (none counts as written),
+        // and the holders fence only after fail_after (2 s here), which this run stays under.
+        gate.sync_fails.store(true, SeqCst);
+        let (_, _, failed) = drive_all(
+            &mut pool, &inbox, &mut slots, &gates, &clock, run, stall, WINDOW,
+        );
+        assert!(failed.iter().all(|&f| f >= 2), "failed beats: {failed:?}");
+        for s in slots.iter().flatten() {
+            assert!(clock.now() - s.last_success() > run - Duration::from_millis(150));
+        }
+        // The sync works again: the writes whose sync failed are found on disk and taken as
+        // ours, and the beats succeed.
+        gate.sync_fails.store(false, SeqCst);
+        let (last, _) = drive_w(&mut pool, &inbox, &mut slots, &gates, &clock, run, stall);
+        for (i, seq) in last.iter().enumerate() {
+            assert_eq!(on_disk(&dir.path().join(format!("d{i}.img"))), *seq);
+        }
+        release_all(&pool, &inbox, &mut slots);
+    }
+
+    #[test]
+    fn a_hung_group_sync_keeps_its_group_and_other_groups_keep_beating() {
+        if !mkfs_available() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // Devices 0-2 in group 1 (one gate: one filesystem), 3-5 in group 2.
+        let g1 = Arc::new(Gate::default());
+        let g2 = Arc::new(Gate::default());
+        let (hbs, gates, clock) = held_in(
+            dir.path(),
+            6,
+            |i| Some(1 + (i / 3) as u64),
+            |i| if i < 3 { g1.clone() } else { g2.clone() },
+        );
+        let (mut pool, inbox) = pool(clock);
+        pool.grow_to(2).unwrap();
+        let mut slots: Vec<_> = hbs.into_iter().map(Some).collect();
+        let stall = Duration::from_millis(250);
+        let (before, _) = drive_w(
+            &mut pool,
+            &inbox,
+            &mut slots,
+            &gates,
+            &clock,
+            Duration::from_millis(300),
+            stall,
+        );
+        g1.set_sync(true);
+        let (after, left) = drive_w(
+            &mut pool,
+            &inbox,
+            &mut slots,
+            &gates,
+            &clock,
+            Duration::from_millis(1000),
+            stall,
+        );
+        // Every unit of work that reached the hung filesystem's sync holds its thread (a beat
+        // due alone syncs alone); none of the other group's.
+        assert!(!left.is_empty());
+        for l in &left {
+            assert!(l.device < 3 && l.replaced, "{left:?}");
+            assert_eq!(l.handed_over, 0, "a hung sync keeps its group: {left:?}");
+        }
+        for i in 0..3 {
+            assert!(
+                slots[i].is_none(),
+                "device {i}: its group's sync has not returned"
+            );
+            assert_eq!(after[i], 0);
+        }
+        for i in 3..6 {
+            let beats = after[i].wrapping_sub(before[i]);
+            assert!(beats >= 6, "device {i} beat {beats} times in 1 s");
+        }
+        // The sync returns (in time: fail_after is 2 s): the group's beats count.
+        g1.set_sync(false);
+        let (back, left) = drive_w(
+            &mut pool,
+            &inbox,
+            &mut slots,
+            &gates,
+            &clock,
+            Duration::from_millis(300),
+            stall,
+        );
+        assert!(left.is_empty(), "{left:?}");
+        for i in 0..3 {
+            assert!(slots[i].is_some(), "device {i} came back");
+            assert!(back[i] != 0, "device {i} beat again");
+        }
         release_all(&pool, &inbox, &mut slots);
     }
 }
