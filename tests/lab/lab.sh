@@ -4,11 +4,12 @@
 # namespace made for the lab. See tests/lab/README.md.
 #
 #   tests/lab/lab.sh [--scenarios LIST] [--rounds N] [--keep] [--bin-dir DIR] [--holder ext4|mmpd]
-#     LIST: comma list of 1 2 3 4 s1 s3 (s = the same drill with the stock tools), or
+#     LIST: comma list of 1 2 3 4 5 s1 s3 (s = the same drill with the stock tools; 5 = frozen
+#           holder, --holder mmpd only), or
 #           ci (= 2,1), all (= 2,1,3,4), bench (= 1,s1,3,s3). Default: ci.
 #     --holder: the MMP gate. ext4 (default): MMP ext4, `mmp-tool mount`, kmmpd holds it.
 #           mmpd (or LAB_HOLDER=mmpd): plain ext4 + a shared MMP area held by mmpd with the
-#           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 only.
+#           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 5 only.
 # Exit: 0 every scenario passed, 1 a scenario failed, 2 setup error (missing package, not root).
 set -uo pipefail
 
@@ -22,7 +23,7 @@ while [[ $# -gt 0 ]]; do
     --keep) keep=1; shift ;;
     --bin-dir) bin_dir=$2; shift 2 ;;
     --holder) HOLDER=$2; shift 2 ;;
-    -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -59,6 +60,7 @@ for s in "${list[@]}"; do
     3) scenario_handoff ours ;;
     s3) scenario_handoff stock ;;
     4) scenario_rounds "$rounds" ;;
+    5) scenario_frozen ;;
     *) echo "lab.sh: unknown scenario $s" >&2; exit 2 ;;
     esac
     rc=$?

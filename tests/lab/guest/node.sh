@@ -14,6 +14,7 @@
 #   node.sh record-pause|record-resume   stop/continue the ledger and connection recorders
 #   node.sh conn-record                  (internal) the connection recorder loop
 #   node.sh net-watch|net-watch-stop|dmesg|sync|client-write-check   diagnostics and checks
+#   node.sh fs-freeze|fs-thaw            (active server) fsfreeze the shared filesystem for a host e2fsck
 # Every step prints "MARK <epoch> <name>" lines that lab.sh puts on the scenario's timeline.
 #
 # The MMP gate (LAB_HOLDER, set by lab.sh --holder):
@@ -470,6 +471,8 @@ client-write-check)
     echo "check $(date +%s.%N)" > $NFSMNT/check.txt && sync $NFSMNT/check.txt && grep -q check $NFSMNT/check.txt
     ;;
 sync) sync; mark "synced" ;;
+fs-freeze) fsfreeze -f $MNT && mark "filesystem frozen" ;;
+fs-thaw) fsfreeze -u $MNT && mark "filesystem thawed" ;;
 record-pause) kill -STOP "$(pidof_file record)" "$(pidof_file connrec)" && mark "recorders paused" ;;
 record-resume) kill -CONT "$(pidof_file record)" "$(pidof_file connrec)" && mark "recorders resumed" ;;
 conn-record) conn_record_loop ;;

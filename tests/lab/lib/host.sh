@@ -447,6 +447,9 @@ failover_once() {
     if [[ $kind == hard ]]; then
         vm_kill "$old"
         tl "killed VM ${VM_HOST[$old]} (qemu pid, power fencing)"
+    elif [[ $kind == freeze ]]; then
+        kill -STOP "$(cat "$LAB/vm/$old/pid")"
+        tl "froze VM ${VM_HOST[$old]} (SIGSTOP of its qemu: the whole node hangs, not fenced)"
     else
         tl "planned handoff starts"
         tr=$(vm_exec "$old" deactivate "$mode")
@@ -561,6 +564,65 @@ scenario_rounds() {
     workload_stop
     judge_workload || rc=1
     echo "  per round (kill -> writes resumed, s): $(awk '/^RESULT round/ { sub(/resumed=/, "", $3); printf "%s ", $3 }' "$LAB/phases.txt")"
+    echo "  verdict: $([[ $rc -eq 0 ]] && echo PASS || echo FAIL)"
+    return $rc
+}
+
+# Scenario 5 (mmpd holder): the active node hangs as a whole (its qemu is stopped), the other
+# node takes over after the self-fence bound, then the hung node is continued: its watchdog
+# (softdog, expired while it was stopped) must reset it before it serves or writes again.
+# Pass: as scenario 1, plus the continued VM resets (qemu exits) within 30 s, and the shared
+# filesystem checks clean (`e2fsck -fn` on the host while the new server has it frozen).
+scenario_frozen() {
+    local rc=0 frozen=$ACTIVE p t tc t_reset
+    SCEN_NAME=frozen
+    if [[ $HOLDER != mmpd ]]; then
+        echo "lab.sh: scenario 5 needs --holder mmpd (the watchdog fence)" >&2
+        return 1
+    fi
+    banner "scenario 5: frozen holder: ${VM_HOST[$ACTIVE]}'s qemu stopped (SIGSTOP), ${VM_HOST[$STANDBY]} takes over, then ${VM_HOST[$ACTIVE]} is continued: its watchdog must reset it" || return 1
+    workload_start || return 1
+    sleep 3
+    p=$(cat "$LAB/vm/$frozen/pid")
+    failover_once freeze ours || rc=1
+    sleep 2
+    tc=$(now)
+    kill -CONT "$p"
+    log "continued ${VM_HOST[$frozen]} (SIGCONT)"
+    for ((t = 0; t < 300; t++)); do kill -0 "$p" 2> /dev/null || break; sleep 0.1; done
+    if kill -0 "$p" 2> /dev/null; then
+        echo "  FAIL: ${VM_HOST[$frozen]} still runs 30 s after SIGCONT (its watchdog did not reset it)"
+        rc=1
+    else
+        wait "$p" 2> /dev/null
+        t_reset=$(dt "$tc")
+        echo "  ${VM_HOST[$frozen]} continued: its VM reset $t_reset s later (qemu -no-reboot exited); its console:"
+        grep -aiE 'softdog|watchdog|reboot|EXT4|nfsd' "$LAB/vm/$frozen/console.log" | tail -5 | sed 's/^/    /' | cut -c1-200
+    fi
+    sleep 3
+    workload_stop
+    judge_workload || rc=1
+    # The shared filesystem after the hung node's return: frozen on the new server (journal
+    # flushed), checked read-only on the host.
+    t=$(vm_exec "$ACTIVE" fs-freeze)
+    if vm_wait "$ACTIVE" "$t" 60; then
+        local fsck
+        fsck=$(e2fsck -fn "$LAB/shared.img" 2>&1)
+        local frc=$?
+        t=$(vm_exec "$ACTIVE" fs-thaw)
+        vm_wait "$ACTIVE" "$t" 60 || rc=1
+        if [[ $frc -eq 0 ]]; then
+            echo "  filesystem: e2fsck -fn clean ($(tail -1 <<< "$fsck"))"
+        else
+            echo "  FAIL filesystem: e2fsck -fn exit $frc:"
+            head -20 <<< "$fsck" | sed 's/^/    /'
+            rc=1
+        fi
+    else
+        rc=1
+    fi
+    echo "RESULT $SCEN_NAME holder=$HOLDER fence_tag_bound_ms=$(jq -r '.bound_ms // "none"' <<< "${FENCE_TAG:-null}" 2> /dev/null) resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S reset_after_cont=${t_reset:--} rc=$rc load=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)" >> "$LAB/phases.txt"
+    NEED_REBOOT=$frozen
     echo "  verdict: $([[ $rc -eq 0 ]] && echo PASS || echo FAIL)"
     return $rc
 }
