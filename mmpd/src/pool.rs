@@ -452,6 +452,11 @@ fn run_group<D: BlockIo>(inner: &Inner<D>, me: &WorkerState<D>, unit: Unit<D>) {
                 "syncfs (group commit) after writing the MMP block",
             )
         };
+        tracing::trace!(
+            beats = written.len(),
+            ok = synced.is_ok(),
+            "group commit: {op}"
+        );
         for (id, mut hb) in written {
             let synced = synced.as_ref().map(|_| ()).map_err(|e| {
                 let copy = e
