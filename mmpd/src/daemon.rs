@@ -41,6 +41,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// How far past fail_after (and how long in the pool) a heartbeat may go before the main loop
+/// fences it as stuck: far below the 1 s that readers wait beyond the check interval.
+const STUCK_SLACK: Duration = Duration::from_millis(500);
+
 /// The longest the main loop sleeps: fence checks, the watchdogs, finished beats, claims' and
 /// fence commands' ends are looked at this often (failures, fences, claims and releases wake
 /// it at once).
@@ -829,26 +833,25 @@ impl Daemon {
     /// Periodic work; `Some(code)` ends the daemon.
     fn tick(&mut self) -> Option<u8> {
         let now = self.clock.now();
-        // A device that has not written for longer than its limit while its job sat in the pool
-        // for more than an interval is stuck (hung I/O, or no pool thread left to serve it): its
-        // heartbeat cannot fence itself, so fence it here. An overdue heartbeat that is idle
-        // here (the whole daemon was stopped or starved) goes to the pool in this same pass:
-        // its beat finds it too late to write, reads the block and names whoever took the
-        // device, which is a better reason than ours; if that beat hangs, this check catches
-        // it one interval later.
+        // A device that has not written for longer than fail_after while its job sat in the
+        // pool for more than STUCK_SLACK is stuck (hung I/O, or no pool thread left to serve
+        // it): its heartbeat cannot fence itself, so fence it here. The slack is small and
+        // fixed, not an interval: readers may call our block stale CI + 1 s after it was
+        // written (CI >= fail_after), so the fence action must run well before that even with
+        // long intervals. An overdue heartbeat that is idle here (the whole daemon was stopped
+        // or starved) goes to the pool in this same pass: its beat finds it too late to write,
+        // reads the block and names whoever took the device, a better reason than ours; if
+        // that beat hangs, this check catches it STUCK_SLACK later.
         let stuck: Vec<(usize, Duration)> = self
             .slots
             .iter()
             .enumerate()
             .filter(|(_, s)| s.state == SlotState::Holding && !self.shutting_down)
-            .filter(|(_, s)| {
-                s.in_pool
-                    .is_some_and(|t| now.saturating_sub(t) > s.cfg.heartbeat.interval)
-            })
             .filter_map(|(i, s)| {
+                let slack = STUCK_SLACK.min(s.cfg.heartbeat.interval);
+                let in_pool_long = s.in_pool.is_some_and(|t| now.saturating_sub(t) > slack);
                 let age = now.saturating_sub(s.last_success);
-                let limit = s.cfg.heartbeat.fail_after() + s.cfg.heartbeat.interval;
-                (age > limit).then_some((i, age))
+                (in_pool_long && age > s.cfg.heartbeat.fail_after() + slack).then_some((i, age))
             })
             .collect();
         for (i, age) in stuck {
