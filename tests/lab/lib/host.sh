@@ -195,6 +195,10 @@ EOV
         disk=(-drive "file=$LAB/shared.img,format=raw,if=none,id=d0,cache=none,file.locking=off"
             -device virtio-blk-pci,drive=d0,share-rw=on)
         if [[ $HOLDER == mmpd ]]; then
+            # A human monitor on two fifos (mon.in/mon.out), for scenario 5's `stop`/`cont`.
+            rm -f "$d/mon.in" "$d/mon.out"
+            mkfifo "$d/mon.in" "$d/mon.out"
+            disk+=(-chardev "pipe,id=mon0,path=$d/mon" -mon chardev=mon0,mode=readline)
             # The guest finds its disks by serial (/sys/block/vdX/serial).
             disk[3]+=,serial=labshared
             disk+=(-drive "file=$LAB/area.img,format=raw,if=none,id=d1,cache=none,file.locking=off"
@@ -448,8 +452,13 @@ failover_once() {
         vm_kill "$old"
         tl "killed VM ${VM_HOST[$old]} (qemu pid, power fencing)"
     elif [[ $kind == freeze ]]; then
-        kill -STOP "$(cat "$LAB/vm/$old/pid")"
-        tl "froze VM ${VM_HOST[$old]} (SIGSTOP of its qemu: the whole node hangs, not fenced)"
+        if [[ ${LAB_FREEZE:-sigstop} == monitor ]]; then
+            echo stop 1<> "$LAB/vm/$old/mon.in"
+            tl "paused VM ${VM_HOST[$old]} (monitor 'stop': its clocks stop too; not fenced)"
+        else
+            kill -STOP "$(cat "$LAB/vm/$old/pid")"
+            tl "froze VM ${VM_HOST[$old]} (SIGSTOP of its qemu: the whole node hangs, not fenced)"
+        fi
     else
         tl "planned handoff starts"
         tr=$(vm_exec "$old" deactivate "$mode")
@@ -568,7 +577,19 @@ scenario_rounds() {
     return $rc
 }
 
-# Scenario 5 (mmpd holder): the active node hangs as a whole (its qemu is stopped), the other
+# mon_writes NODE: write requests the VM's qemu has completed on the shared disk (d0) so far,
+# from the human monitor (mmpd holder only; empty if the VM does not answer).
+mon_writes() {
+    local d=$LAB/vm/$1
+    # Fifos opened read-write (1<>) never block, even once qemu has exited (a plain > would).
+    [[ -p $d/mon.in ]] || return 0
+    timeout 0.2 cat "$d/mon.out" > /dev/null 2>&1
+    echo "info blockstats" 1<> "$d/mon.in" || return 0
+    timeout 0.5 cat "$d/mon.out" 2> /dev/null | tr -d '\r' | awk '/^d0:/ { f = 1 } f && /wr_operations=/ { sub(/.*wr_operations=/, ""); print $1 + 0; exit }'
+}
+
+# Scenario 5 (mmpd holder): the active node hangs as a whole (its qemu is stopped: SIGSTOP, or
+# with LAB_FREEZE=monitor the monitor's `stop`, which also stops the guest's clocks), the other
 # node takes over after the self-fence bound, then the hung node is continued: its watchdog
 # (softdog, expired while it was stopped) must reset it before it serves or writes again.
 # Pass: as scenario 1, plus the continued VM resets (qemu exits) within 30 s, and the shared
@@ -586,18 +607,43 @@ scenario_frozen() {
     p=$(cat "$LAB/vm/$frozen/pid")
     failover_once freeze ours || rc=1
     sleep 2
+    local w0= w w_last= t_w=
+    # Writes to the shared disk after the pause ended: qemu's count, before and while it runs.
+    [[ ${LAB_FREEZE:-sigstop} == monitor ]] && w0=$(mon_writes "$frozen")
     tc=$(now)
-    kill -CONT "$p"
-    log "continued ${VM_HOST[$frozen]} (SIGCONT)"
-    for ((t = 0; t < 300; t++)); do kill -0 "$p" 2> /dev/null || break; sleep 0.1; done
+    if [[ ${LAB_FREEZE:-sigstop} == monitor ]]; then
+        echo cont 1<> "$LAB/vm/$frozen/mon.in"
+        log "continued ${VM_HOST[$frozen]} (monitor 'cont'; its shared-disk writes so far: ${w0:-?})"
+    else
+        kill -CONT "$p"
+        log "continued ${VM_HOST[$frozen]} (SIGCONT)"
+    fi
+    local t_end
+    t_end=$(($(date +%s) + 30))
+    while [[ $(date +%s) -lt $t_end ]]; do
+        kill -0 "$p" 2> /dev/null || break
+        if [[ -n $w0 ]]; then
+            w=$(mon_writes "$frozen")
+            [[ -n $w ]] && { w_last=$w; t_w=$(dt "$tc"); }
+        else
+            sleep 0.1
+        fi
+    done
+    if [[ -n $w0 && -n $w_last ]]; then
+        echo "  ${VM_HOST[$frozen]}'s writes to the shared disk after it was continued: $((w_last - w0)) (at least; last count $t_w s after cont)"
+        if [[ $((w_last - w0)) -ne 0 ]]; then
+            echo "  FAIL: the continued node wrote to the shared disk that ${VM_HOST[$ACTIVE]} has mounted, before its watchdog reset it"
+            rc=1
+        fi
+    fi
     if kill -0 "$p" 2> /dev/null; then
-        echo "  FAIL: ${VM_HOST[$frozen]} still runs 30 s after SIGCONT (its watchdog did not reset it)"
+        echo "  FAIL: ${VM_HOST[$frozen]} still runs 30 s after it was continued (its watchdog did not reset it)"
         rc=1
     else
         wait "$p" 2> /dev/null
         t_reset=$(dt "$tc")
-        echo "  ${VM_HOST[$frozen]} continued: its VM reset $t_reset s later (qemu -no-reboot exited); its console:"
-        grep -aiE 'softdog|watchdog|reboot|EXT4|nfsd' "$LAB/vm/$frozen/console.log" | tail -5 | sed 's/^/    /' | cut -c1-200
+        echo "  ${VM_HOST[$frozen]} continued: its VM reset $t_reset s later$([[ -n $w0 ]] && echo ' (up to 0.7 s late: the monitor poll)') (qemu -no-reboot exited); its console:"
+        grep -aiE 'softdog|watchdog|reboot|EXT4|nfsd|mmp' "$LAB/vm/$frozen/console.log" | tail -8 | sed 's/^/    /' | cut -c1-200
     fi
     sleep 3
     workload_stop
