@@ -39,6 +39,10 @@ case $HOLDER in
 ext4 | mmpd) ;;
 *) echo "lab.sh: --holder must be ext4 or mmpd, not '$HOLDER'" >&2; exit 2 ;;
 esac
+if [[ $HOLDER != mmpd && ,$scenarios, =~ ,5, ]]; then
+    echo "lab.sh: scenario 5 (frozen holder) needs --holder mmpd (the watchdog fence)" >&2
+    exit 2
+fi
 if [[ $HOLDER == mmpd && ,$scenarios, =~ ,s[13], ]]; then
     echo "lab.sh: the stock scenarios (s1, s3) need the ext4 holder (their kernel mount is the gate)" >&2
     exit 2
