@@ -19,9 +19,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (man pages are checked by the man_page_is_current tests)"
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
-step "failover lab: split brain refused, then hard failover (qemu VMs, tests/lab)"
+step "failover lab: split brain refused, then hard failover (qemu VMs, tests/lab), with the kernel's MMP (ext4) and with mmpd + watchdog on an MMP area"
 if [[ $(id -u) -eq 0 ]]; then
   LAB_PROFILE=dev bash tests/lab/lab.sh --scenarios ci
+  LAB_PROFILE=dev bash tests/lab/lab.sh --holder mmpd --scenarios ci
 elif [[ "${CI:-}" == true ]]; then
   echo "CI=true and the failover lab cannot run: it needs root" >&2
   exit 1

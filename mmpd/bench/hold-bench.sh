@@ -268,11 +268,18 @@ fresh_image() {
 mmp_offset() { "$TOOL" dump --json "$IMG" | jq -r '.block_number * .block_size'; }
 mmp_bsize() { "$TOOL" dump --json "$IMG" | jq -r .block_size; }
 
-# Holder A, then its death: sets TD (epoch seconds of the death).
-die_mmpd() { # devA
-    local log=$T/a.log pid
+# Holder A, then its death: sets TD (epoch seconds of the death). With "wd", mmpd runs with
+# the watchdog fence (--fail-intervals 2 --watchdog-timeout 3) and publishes its self-fence
+# bound (6 s) in the block; the watchdog is a plain file here (MMPD_TEST_FAKE_WATCHDOG=1), i.e.
+# the kill -9 stands for the reset the watchdog would cause.
+die_mmpd() { # devA [wd]
+    local log=$T/a.log pid args=()
     : >"$log"
-    "$MMPD" --run-dir "$T/run-a" --node-name host-a "$1" >"$log" 2>&1 &
+    if [ "${2:-}" = wd ]; then
+        : >"$T/watchdog"
+        args=(--fence watchdog --watchdog-device "$T/watchdog" --watchdog-timeout 3 --fail-intervals 2)
+    fi
+    MMPD_TEST_FAKE_WATCHDOG=1 "$MMPD" --run-dir "$T/run-a" --node-name host-a "${args[@]}" "$1" >"$log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_log "$log" "ready:" 60 || { echo "mmpd A not ready: $(tail -n3 "$log")" >&2; exit 1; }
@@ -316,14 +323,21 @@ mount_kernel() { # devB
     mountpoint -q "$MNT" && umount "$MNT"
 }
 
-failover() { # holder(mmpd|kernel) mounter(ours|kernel)
+failover() { # holder(mmpd|mmpd-wd|kernel) mounter(ours|kernel)
     local a b blk
     fresh_image
     a=$(attach "$IMG")
     b=$(attach "$IMG")
     LOOPS+=("$a" "$b")
-    if [ "$1" = mmpd ]; then die_mmpd "$a"; else die_kernel "$a"; fi
+    case $1 in
+    mmpd) die_mmpd "$a" ;;
+    mmpd-wd) die_mmpd "$a" wd ;;
+    *) die_kernel "$a" ;;
+    esac
     blk=$("$TOOL" dump --json "$b" | jq -r '"\(.sequence_hex), node \(.node_name), CI \(.check_interval)"')
+    if "$TOOL" check --json --timeout 0.1 "$b" 2>/dev/null | jq -e '.fence_tag != null' >/dev/null; then
+        blk="$blk, fence tag"
+    fi
     if [ "$2" = ours ]; then mount_ours "$b"; else mount_kernel "$b"; fi
     printf '| %s dies (left %s) | %s | **%s s** | %s |\n' "$1" "$blk" \
         "$([ "$2" = ours ] && echo 'mmp-tool mount' || echo 'mount -t ext4')" "$TOOK" "$DETAIL"
@@ -339,8 +353,10 @@ if [[ " $PARTS " == *" failover "* ]]; then
     echo "|---|---|---:|---|"
     for _ in $(seq "$ROUNDS"); do
         failover mmpd ours
+        failover mmpd-wd ours
         failover kernel kernel
         failover mmpd kernel
+        failover mmpd-wd kernel
         failover kernel ours
     done
 fi

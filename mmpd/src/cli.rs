@@ -46,7 +46,10 @@ written afterwards by kmmpd, a kernel mount or e2fsprogs never carries a valid o
 blocks always get the full wait. The published check interval covers the whole bound, so readers
 that ignore the tag (the kernel) also wait it out. Other fences publish no tag: `exit` and
 `command` cannot stop the services that use the device by themselves, and `sysrq-reboot` does
-not fire when mmpd itself hangs.
+not fire when mmpd itself hangs. Limit: the bound holds only while this node's clocks run; a VM
+paused by its hypervisor with its clocks stopped, then continued after another node took over,
+writes until the next heartbeat sees the other node and the watchdog fires (measured in the lab:
+3-3.6 s). Such nodes need power or storage fencing as well.
 
 A device fenced by `exit` ends the daemon: its other devices are not released (no CLEAN is
 written), they go stale, so other nodes may take them after their full wait.

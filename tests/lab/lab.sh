@@ -1,5 +1,6 @@
 #!/bin/bash
-# The failover lab: two NFS servers (A, B) on one shared MMP ext4 disk and two NFS clients (C runs
+# The failover lab: two NFS servers (A, B) on one shared disk (ext4 with MMP, or with --holder mmpd
+# plain ext4 plus a shared MMP area held by mmpd with the watchdog fence) and two NFS clients (C runs
 # the workload, D probes for conflicting grants), four qemu TCG VMs on a bridge inside a network
 # namespace made for the lab. See tests/lab/README.md.
 #
