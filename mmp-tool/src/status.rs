@@ -80,7 +80,7 @@ pub fn run(args: &StatusArgs) -> Outcome {
     );
     if let Some(h) = &local_holder {
         t += &format!(
-            "held by:          mmpd pid {} on this host ({} since {}, sequence {:#010x}, interval {} ms, fence {}{})\n",
+            "held by:          mmpd pid {} on this host ({} since {}, sequence {:#010x} at that change, interval {} ms, fence {}{})\n",
             h.pid,
             h.state,
             crate::common::format_time(h.since),
