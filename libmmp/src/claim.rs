@@ -834,30 +834,35 @@ pub(crate) mod tests {
         assert!(clock.now() < Duration::from_millis(3200), "lost at once");
     }
 
-    /// Two claimers on one in-memory device, interleaved step by step on one fake timeline:
-    /// whatever their start offsets, exactly one wins.
-    #[test]
-    fn two_racing_claimers_exactly_one_wins() {
-        for offset_ms in [0u64, 1, 50, 100, 999, 5_000, 10_900, 30_000] {
-            let shared = MemDevice::new("img", image(false, &clean()).snapshot());
+    /// Race two claimers that a holder follows on a fresh copy of `initial`, for every start
+    /// offset and write duration: exactly one wins, and the winner never has to fence.
+    fn exactly_one_winner(initial: &MmpBlock, offsets_ms: &[u64]) {
+        for &offset_ms in offsets_ms {
             for delay_ms in [0u64, 700, 1_900] {
+                let shared = MemDevice::new("img", image(false, initial).snapshot());
                 let results = race(
                     &shared,
                     Duration::from_millis(offset_ms),
                     ClaimMode::HolderFollows,
                     Duration::from_millis(delay_ms),
                 );
-                let wins = results.iter().filter(|r| r.is_ok()).count();
-                assert_eq!(
-                    wins, 1,
-                    "offset {offset_ms} ms, writes {delay_ms} ms: {results:?}"
-                );
+                let at = format!("offset {offset_ms} ms, writes {delay_ms} ms: {results:?}");
+                assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{at}");
                 assert!(
-                    !results.iter().any(|r| matches!(r, Err(e) if e.contains("fenced"))),
-                    "a winner had to fence: offset {offset_ms} ms, writes {delay_ms} ms: {results:?}"
+                    !results
+                        .iter()
+                        .any(|r| matches!(r, Err(e) if e.contains("fenced"))),
+                    "a winner had to fence: {at}"
                 );
             }
         }
+    }
+
+    /// Two claimers on one in-memory device, interleaved step by step on one fake timeline:
+    /// whatever their start offsets, exactly one wins.
+    #[test]
+    fn two_racing_claimers_exactly_one_wins() {
+        exactly_one_winner(&clean(), &[0, 1, 50, 100, 999, 5_000, 10_900, 30_000]);
     }
 
     /// The block of a dead holder that published a self-fence bound: the claim is shorter,
@@ -866,28 +871,12 @@ pub(crate) mod tests {
     fn two_racing_claimers_of_a_fenced_holders_block_exactly_one_wins() {
         let mut dead = MmpBlock::new(0x4242, 100, "dead", "sda", 5);
         dead.set_fence_tag(Some(crate::check::tests::watchdog_tag(4_000)));
-        for offset_ms in [
-            0u64, 1, 50, 100, 999, 2_000, 3_000, 5_000, 5_100, 8_000, 30_000,
-        ] {
-            for delay_ms in [0u64, 700, 1_900] {
-                let shared = MemDevice::new("img", image(false, &dead).snapshot());
-                let results = race(
-                    &shared,
-                    Duration::from_millis(offset_ms),
-                    ClaimMode::HolderFollows,
-                    Duration::from_millis(delay_ms),
-                );
-                let wins = results.iter().filter(|r| r.is_ok()).count();
-                assert_eq!(
-                    wins, 1,
-                    "offset {offset_ms} ms, writes {delay_ms} ms: {results:?}"
-                );
-                assert!(
-                    !results.iter().any(|r| matches!(r, Err(e) if e.contains("fenced"))),
-                    "a winner had to fence: offset {offset_ms} ms, writes {delay_ms} ms: {results:?}"
-                );
-            }
-        }
+        exactly_one_winner(
+            &dead,
+            &[
+                0, 1, 50, 100, 999, 2_000, 3_000, 5_000, 5_100, 8_000, 30_000,
+            ],
+        );
     }
 
     /// Two bare claims (nothing holds the block afterwards): the first one's block stays
