@@ -371,24 +371,14 @@ pub fn claim_with<D: BlockIo>(
     };
     let poll = opts.poll.max(Duration::from_millis(1));
     let first_raw = report.first.encode_raw();
-    let (mut written_at, done) = match compare_and_write(fs, clock, &first_raw, &blk, &mut reads)? {
-        Ok(t) => t,
-        Err(found) => {
-            return Err(ClaimError::InUse {
+    let (mut written_at, done) = compare_and_write(fs, clock, &first_raw, &blk, &mut reads)?
+        .map_err(|f| {
+            f.into_claim_error(device.clone(), |device, block| ClaimError::InUse {
                 device,
-                block: Box::new(found),
+                block,
             })
-        }
-    };
+        })?;
     tracing::debug!(device = %device, seq = format_args!("{seq:#010x}"), previous = ?previous, fenced_holder, "claim: sequence written, verifying");
-    let write_took = done.saturating_sub(written_at);
-    if write_took > MAX_WRITE_GAP {
-        return Err(ClaimError::Stalled {
-            device,
-            took: write_took,
-            limit: MAX_WRITE_GAP,
-        });
-    }
     // The watch ends `wait` after the submission of our write (the first heartbeat must land
     // before a reader who saw our write may call it stale), but never less than
     // MAX_WRITE_GAP (and two polls) after the write completed: a racing claimer's write, based
@@ -410,24 +400,13 @@ pub fn claim_with<D: BlockIo>(
         fresh.mmp_seq = next_seq_from(seq);
         fresh.mmp_time = wall_now();
         let fresh_bytes = on_disk_bytes(fs, &fresh);
-        let (at, done) = match compare_and_write(fs, clock, &ours, &fresh, &mut reads)? {
-            Ok(t) => t,
-            Err(found) => {
-                return Err(ClaimError::Lost {
-                    device,
-                    ours: seq,
-                    block: Box::new(found),
-                })
-            }
-        };
-        let took = done.saturating_sub(at);
-        if took > MAX_WRITE_GAP {
-            return Err(ClaimError::Stalled {
+        let (at, done) = compare_and_write(fs, clock, &ours, &fresh, &mut reads)?.map_err(|f| {
+            f.into_claim_error(device.clone(), |device, block| ClaimError::Lost {
                 device,
-                took,
-                limit: MAX_WRITE_GAP,
-            });
-        }
+                ours: seq,
+                block,
+            })
+        })?;
         written_at = at;
         watch_unchanged(
             fs,
@@ -461,24 +440,55 @@ pub fn claim_with<D: BlockIo>(
     })
 }
 
-/// Re-read the block; if it still holds `expected`, write `blk` and sync. Returns the time of
-/// the re-read (the write was submitted after it) and of the end of the write, or the block
-/// found instead of `expected` (nothing written).
+/// Why a compare-and-write did not end with our block safely written.
+enum CasFail {
+    /// The block held this instead of what we expected: nothing written.
+    Changed(Box<MmpBlock>),
+    /// Written, but the read-to-end-of-write gap exceeded [`MAX_WRITE_GAP`].
+    Stalled(Duration),
+}
+
+impl CasFail {
+    /// `changed` names the claim error for a block found changed (in use, or lost).
+    fn into_claim_error(
+        self,
+        device: String,
+        changed: impl FnOnce(String, Box<MmpBlock>) -> ClaimError,
+    ) -> ClaimError {
+        match self {
+            CasFail::Changed(found) => changed(device, found),
+            CasFail::Stalled(took) => ClaimError::Stalled {
+                device,
+                took,
+                limit: MAX_WRITE_GAP,
+            },
+        }
+    }
+}
+
+/// Re-read the block; if it still holds `expected`, write `blk` and sync, within
+/// [`MAX_WRITE_GAP`] of the re-read. Returns the time of the re-read (the write was submitted
+/// after it) and of the end of the write.
 fn compare_and_write<D: BlockIo>(
     fs: &MmpFs<D>,
     clock: &dyn Clock,
     expected: &[u8; MMP_STRUCT_SIZE],
     blk: &MmpBlock,
     reads: &mut u32,
-) -> Result<Result<(Duration, Duration), MmpBlock>, Error> {
+) -> Result<Result<(Duration, Duration), CasFail>, Error> {
     let before = clock.now();
     *reads += 1;
     let (found, raw) = read_on_disk(fs)?;
     if &raw != expected {
-        return Ok(Err(found));
+        return Ok(Err(CasFail::Changed(Box::new(found))));
     }
     fs.write_mmp_synced(blk)?;
-    Ok(Ok((before, clock.now())))
+    let done = clock.now();
+    let took = done.saturating_sub(before);
+    if took > MAX_WRITE_GAP {
+        return Ok(Err(CasFail::Stalled(took)));
+    }
+    Ok(Ok((before, done)))
 }
 
 /// Why a watch after our write ended early.
