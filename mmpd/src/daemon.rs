@@ -752,33 +752,37 @@ impl Daemon {
     /// The watchdog was just opened (armed): set its timeout, and if it is the configured one
     /// (or shorter), let the devices with the watchdog fence publish their self-fence tag. A
     /// longer timeout than configured would outlast the check interval we published: refuse.
-    fn arm_fence_tags(&mut self, w: &mut Watchdog) {
+    fn arm_fence_tags(&mut self) {
         let want = self.cfg.watchdog_timeout;
-        match w.set_timeout(want) {
+        let Some((set, path)) = self
+            .watchdog
+            .as_mut()
+            .map(|w| (w.set_timeout(want), w.path().display().to_string()))
+        else {
+            return;
+        };
+        match set {
             Ok(Some(t)) if t <= want => {
-                tracing::info!(watchdog = %w.path().display(), timeout_s = t.as_secs(), "watchdog armed; publishing the self-fence bound (fail_after + timeout + 1 s) in the MMP blocks");
+                tracing::info!(watchdog = %path, timeout_s = t.as_secs(), "watchdog armed; publishing the self-fence bound (fail_after + timeout + 1 s) in the MMP blocks");
                 self.watchdog_timeout = Some(t);
+                // Idle heartbeats now; those in the pool get theirs when they are parked.
                 for id in 0..self.slots.len() {
-                    let tag = if self.slots[id].cfg.fence == FenceAction::Watchdog {
-                        self.slots[id].cfg.heartbeat.watchdog_fence_tag(t)
-                    } else {
-                        None
-                    };
+                    let tag = self.fence_tag(id);
                     if let Some(hb) = self.slots[id].hb.as_mut() {
                         hb.set_fence_tag(tag);
                     }
                 }
             }
             Ok(Some(t)) => {
-                tracing::error!(watchdog = %w.path().display(), "the watchdog's timeout is {} s, longer than the configured {} s that the published check interval covers; releasing", t.as_secs(), want.as_secs());
+                tracing::error!(watchdog = %path, "the watchdog's timeout is {} s, longer than the configured {} s that the published check interval covers; releasing", t.as_secs(), want.as_secs());
                 self.final_code = exit::ERROR;
                 self.begin_shutdown();
             }
             Ok(None) => {
-                tracing::warn!(watchdog = %w.path().display(), "watchdog armed, but it is not a watchdog device (a plain file): no self-fence bound is published, other nodes wait the full time");
+                tracing::warn!(watchdog = %path, "watchdog armed, but it is not a watchdog device (a plain file): no self-fence bound is published, other nodes wait the full time");
             }
             Err(e) => {
-                tracing::error!(watchdog = %w.path().display(), "cannot set or read the watchdog's timeout: {e}; releasing");
+                tracing::error!(watchdog = %path, "cannot set or read the watchdog's timeout: {e}; releasing");
                 self.final_code = exit::ERROR;
                 self.begin_shutdown();
             }
@@ -915,9 +919,9 @@ impl Daemon {
             if initial_held {
                 if self.cfg.uses_watchdog() && self.watchdog.is_none() {
                     match Watchdog::open(&self.cfg.watchdog_device) {
-                        Ok(mut w) => {
-                            self.arm_fence_tags(&mut w);
+                        Ok(w) => {
                             self.watchdog = Some(w);
+                            self.arm_fence_tags();
                         }
                         Err(e) => {
                             tracing::error!(
