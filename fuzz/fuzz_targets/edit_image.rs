@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use libmmp::check::Clock;
-use libmmp::device::MemDevice;
+use libmmp::protocol::check::Clock;
+use libmmp::io::device::MemDevice;
 use libmmp::edit::{self, EditEnv, Settle};
 use libmmp::fs::MmpFs;
 use std::cell::Cell;

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use libmmp::mmp::MmpBlock;
+use libmmp::ondisk::mmp::MmpBlock;
 
 fuzz_target!(|data: &[u8]| {
     let seed = data.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
@@ -22,16 +22,16 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(moved.fence_tag(), None);
         }
         let mut tagged = block.clone();
-        let tag = libmmp::mmp::FenceTag {
+        let tag = libmmp::ondisk::mmp::FenceTag {
             bound_ms: 5_000,
             interval_ms: 1_000,
-            kind: libmmp::mmp::FenceKind::Watchdog,
+            kind: libmmp::ondisk::mmp::FenceKind::Watchdog,
         };
         tagged.set_fence_tag(Some(tag));
-        let live = matches!(tagged.seq_class(), libmmp::mmp::SeqClass::Live(_));
+        let live = matches!(tagged.seq_class(), libmmp::ondisk::mmp::SeqClass::Live(_));
         assert_eq!(tagged.fence_tag().is_some(), live);
         if let Some(seed) = seed {
-            assert!(MmpBlock::parse(&block.encode(Some(seed)), Some(seed)).is_ok() || block.mmp_magic != libmmp::mmp::EXT4_MMP_MAGIC);
+            assert!(MmpBlock::parse(&block.encode(Some(seed)), Some(seed)).is_ok() || block.mmp_magic != libmmp::ondisk::mmp::EXT4_MMP_MAGIC);
         }
     }
 });

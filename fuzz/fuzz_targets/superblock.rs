@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use libmmp::superblock::Superblock;
+use libmmp::ondisk::superblock::Superblock;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(sb) = Superblock::parse(data) {

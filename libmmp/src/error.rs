@@ -1,9 +1,9 @@
 //! Errors of the filesystem-level operations. Each message names the device, what was found and,
 //! where there is one, the next step.
 
-use crate::device::OpenError;
-use crate::mmp::MmpError;
-use crate::superblock::SuperblockError;
+use crate::io::device::OpenError;
+use crate::ondisk::mmp::MmpError;
+use crate::ondisk::superblock::SuperblockError;
 use std::io;
 
 #[derive(Debug, thiserror::Error)]

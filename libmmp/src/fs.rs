@@ -1,9 +1,9 @@
 //! An ext4 filesystem seen through its superblock and MMP block.
 
-use crate::device::BlockIo;
 use crate::error::Error;
-use crate::mmp::{MmpBlock, MMP_STRUCT_SIZE};
-use crate::superblock::{Superblock, SuperblockError, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
+use crate::io::device::BlockIo;
+use crate::ondisk::mmp::{MmpBlock, MMP_STRUCT_SIZE};
+use crate::ondisk::superblock::{Superblock, SuperblockError, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use std::io;
 
 /// A device holding an ext2/3/4 superblock.

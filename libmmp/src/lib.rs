@@ -1,32 +1,25 @@
 //! libmmp: ext4/ldiskfs multiple-mount protection (MMP).
 //!
-//! - [`superblock`] and [`mmp`]: the on-disk formats, parsed and encoded byte-compatibly with
-//!   the kernel and e2fsprogs (pure functions over byte slices; fuzzed).
-//! - [`device`]: the one I/O trait, with block devices (O_DIRECT), image files and memory.
-//! - [`fs`]: a filesystem seen through its superblock and MMP block.
-//! - [`check`]: the read side of the protocol (is it safe to mount?), with an injected clock.
-//! - [`probe`]: what libblkid sees on a device.
-//! - [`layout`]: block groups (descriptors, bitmaps, backup locations), to allocate the MMP block.
+//! The layers, from the bytes up (ARCHITECTURE.md at the top of the repository is the map):
+//!
+//! - [`ondisk`]: the on-disk formats (superblock, MMP block, group descriptors and bitmaps, MMP
+//!   areas, checksums), parsed and encoded byte-compatibly with the kernel and e2fsprogs.
+//! - [`io`]: the one I/O trait, with block devices (O_DIRECT), image files and memory; libblkid's
+//!   view of a device; the watchdog ioctls.
+//! - [`fs`] and [`write`]: a filesystem seen through its superblock and MMP block, and writing
+//!   that block.
+//! - [`protocol`]: the check (is it safe to mount?), the claim and the heartbeat, with an
+//!   injected clock.
 //! - [`edit`]: enable, disable, interval and clear on an unmounted filesystem.
-//! - [`busy`]: whether this host uses a device (mounts, loop devices, holders).
+//! - [`host`]: whether this host uses a device, and mmpd's holder state in its run directory.
 
-pub mod area;
-pub mod busy;
-pub mod check;
-pub mod claim;
-pub mod crc;
-pub mod device;
 pub mod edit;
 pub mod error;
 pub mod fs;
-pub mod heartbeat;
-pub mod holder;
-pub mod layout;
-pub mod mmp;
-pub mod probe;
-pub mod superblock;
-mod sys;
-pub mod watchdog;
+pub mod host;
+pub mod io;
+pub mod ondisk;
+pub mod protocol;
 pub mod write;
 
 pub use error::Error;

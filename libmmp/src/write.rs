@@ -2,7 +2,7 @@
 //!
 //! A write encodes the block (with the checksum under metadata_csum), writes it to the MMP
 //! block and `fdatasync`s, as e2fsprogs does after `io_channel_write_blk64`. Block devices are
-//! opened `O_DIRECT` ([`crate::device::Device`]), so the write bypasses this host's page cache
+//! opened `O_DIRECT` ([`crate::io::device::Device`]), so the write bypasses this host's page cache
 //! and another node sees it as soon as the device has it.
 //!
 //! **Sector alignment.** `O_DIRECT` writes must cover whole logical sectors. The MMP block is
@@ -21,10 +21,10 @@
 //!   the same hardware, 6d268879). Use a filesystem whose block size is at least the sector size,
 //!   or a separate MMP area.
 
-use crate::device::BlockIo;
 use crate::error::Error;
 use crate::fs::MmpFs;
-use crate::mmp::{MmpBlock, MMP_STRUCT_SIZE};
+use crate::io::device::BlockIo;
+use crate::ondisk::mmp::{MmpBlock, MMP_STRUCT_SIZE};
 use std::io;
 
 /// How many bytes a write of the MMP block covers for this block and sector size, or why it
@@ -108,9 +108,9 @@ impl<D: BlockIo> MmpFs<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::MemDevice;
-    use crate::mmp::EXT4_MMP_SEQ_CLEAN;
-    use crate::superblock::tests::sample;
+    use crate::io::device::MemDevice;
+    use crate::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
+    use crate::ondisk::superblock::tests::sample;
 
     #[test]
     fn spans() {

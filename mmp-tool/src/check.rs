@@ -3,8 +3,8 @@
 use crate::cli::CheckArgs;
 use crate::common::{format_time, now_epoch, open_fs, print_json, print_out};
 use crate::exit::{self, Outcome};
-use libmmp::check::{check, CheckOptions, CheckReport, SafeReason, SystemClock, Verdict};
-use libmmp::mmp::MmpBlock;
+use libmmp::ondisk::mmp::MmpBlock;
+use libmmp::protocol::check::{check, CheckOptions, CheckReport, SafeReason, SystemClock, Verdict};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -48,7 +48,7 @@ struct CheckJson<'a> {
     /// What the kernel waits for this block.
     kernel_wait_seconds: u64,
     /// The holder's self-fence bound, when the block carries a valid one and it was honoured.
-    fence_tag: Option<libmmp::mmp::FenceTag>,
+    fence_tag: Option<libmmp::ondisk::mmp::FenceTag>,
     elapsed_seconds: f64,
     reads: u32,
 }
@@ -81,7 +81,7 @@ fn message(dev: &str, r: &CheckReport) -> String {
                 who(&r.first)
             ),
         },
-        Verdict::InUse { block } if block.seq_class() == libmmp::mmp::SeqClass::Clean => format!(
+        Verdict::InUse { block } if block.seq_class() == libmmp::ondisk::mmp::SeqClass::Clean => format!(
             "'{dev}' was IN USE until a moment ago: its holder released it (MMP now clean) {:.1} s into the check; last update by {}. Not mounting on a block that was just changing: run the check again.",
             r.elapsed.as_secs_f64(),
             who(block)

@@ -5,12 +5,12 @@ use crate::cli::DeviceArg;
 use crate::common::{format_time, print_json, print_out};
 use crate::exit::{self, Outcome, ToolError};
 use clap::Args;
-use libmmp::check::{SafeReason, SystemClock};
-use libmmp::claim::{self, ClaimError, ClaimMode, ClaimOptions, ClaimPhase, Claimed};
-use libmmp::device::{Access, Device};
 use libmmp::fs::MmpFs;
-use libmmp::holder::{self, HolderState};
-use libmmp::probe;
+use libmmp::host::run_dir::{self, HolderState};
+use libmmp::io::device::{Access, Device};
+use libmmp::io::probe;
+use libmmp::protocol::check::{SafeReason, SystemClock};
+use libmmp::protocol::claim::{self, ClaimError, ClaimMode, ClaimOptions, ClaimPhase, Claimed};
 use libmmp::Error;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -53,7 +53,7 @@ impl ClaimFlags {
     pub fn run_dir(&self) -> PathBuf {
         self.run_dir
             .clone()
-            .unwrap_or_else(holder::run_dir_from_env)
+            .unwrap_or_else(run_dir::run_dir_from_env)
     }
 
     pub fn node_name(&self) -> String {
@@ -64,7 +64,7 @@ impl ClaimFlags {
 /// Refuse when an mmpd on this host holds the device: writing under it would make it fence.
 /// `Ok(Some(message))` is a refusal.
 pub fn local_mmpd(run_dir: &Path, device: &Path) -> Option<String> {
-    match holder::lock_holder(run_dir, device) {
+    match run_dir::lock_holder(run_dir, device) {
         Ok(Some(pid)) => Some(format!(
             "{}: held by mmpd on this host{}; stop that mmpd (systemctl stop mmpd@NAME, or SIGTERM), which releases it",
             device.display(),
@@ -88,7 +88,7 @@ pub fn open_fs_rw(path: &Path) -> Result<MmpFs<Device>, Error> {
 }
 
 fn record_path(run_dir: &Path, device: &Path) -> Option<PathBuf> {
-    holder::device_key(device)
+    run_dir::device_key(device)
         .ok()
         .map(|k| run_dir.join(format!("{k}.claim")))
 }

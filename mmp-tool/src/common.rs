@@ -1,12 +1,12 @@
 //! Shared pieces of the subcommands: opening a device, the block report, output helpers.
 
 use crate::exit::{self, Outcome, ToolError};
-use libmmp::check::{check_interval, wait_time};
-use libmmp::device::{Access, Device};
 use libmmp::edit::{self, EditError, EditReport};
 use libmmp::fs::{ChecksumStatus, MmpFs};
-use libmmp::mmp::{MmpBlock, EXT4_MMP_MAGIC};
-use libmmp::probe;
+use libmmp::io::device::{Access, Device};
+use libmmp::io::probe;
+use libmmp::ondisk::mmp::{MmpBlock, EXT4_MMP_MAGIC};
+use libmmp::protocol::check::{check_interval, wait_time};
 use libmmp::Error;
 use serde::Serialize;
 use std::io::{self, IsTerminal, Write};

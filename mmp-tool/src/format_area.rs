@@ -5,12 +5,14 @@ use crate::claim::local_mmpd;
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome, ToolError};
 use clap::Args;
-use libmmp::area::{self, AREA_SIZE};
-use libmmp::claim::{bdevname_of, local_nodename, wall_now};
-use libmmp::device::{Access, BlockIo, Device};
 use libmmp::fs::MmpFs;
-use libmmp::mmp::SeqClass;
-use libmmp::{holder, probe, Error};
+use libmmp::host::run_dir;
+use libmmp::io::device::{Access, BlockIo, Device};
+use libmmp::io::probe;
+use libmmp::ondisk::area::{self, AREA_SIZE};
+use libmmp::ondisk::mmp::SeqClass;
+use libmmp::protocol::claim::{bdevname_of, local_nodename, wall_now};
+use libmmp::Error;
 use serde::Serialize;
 use std::io::Read;
 use std::path::PathBuf;
@@ -93,7 +95,7 @@ pub fn run(args: &FormatAreaArgs) -> Outcome {
     let run_dir = args
         .run_dir
         .clone()
-        .unwrap_or_else(holder::run_dir_from_env);
+        .unwrap_or_else(run_dir::run_dir_from_env);
     if let Some(msg) = local_mmpd(&run_dir, path) {
         return done(exit::UNSAFE, "held_by_local_mmpd", msg, None);
     }

@@ -6,7 +6,7 @@ use crate::cli::DeviceArg;
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome};
 use clap::Args;
-use libmmp::claim::{self, Release};
+use libmmp::protocol::claim::{self, Release};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::process::Command;
@@ -82,14 +82,18 @@ pub fn run(args: &MountArgs) -> Outcome {
     }
     let fs = open_fs_rw(path)?;
     fs.require_mmp()?;
-    if libmmp::area::is_area(fs.superblock()) {
+    if libmmp::ondisk::area::is_area(fs.superblock()) {
         js.result = "mmp_area";
         js.message = format!(
             "'{dev}' is an MMP area, not a filesystem: hold it with mmpd and mount the filesystem it protects while mmpd holds it; nothing was written"
         );
         return finish(js, exit::ERROR);
     }
-    let claimed = match run_claim(&fs, flags, libmmp::claim::ClaimMode::HolderFollows) {
+    let claimed = match run_claim(
+        &fs,
+        flags,
+        libmmp::protocol::claim::ClaimMode::HolderFollows,
+    ) {
         Ok(c) => c,
         Err(e) => {
             js.result = e.name();

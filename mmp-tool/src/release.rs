@@ -6,10 +6,10 @@ use crate::cli::DeviceArg;
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome};
 use clap::Args;
-use libmmp::check::{self, CheckOptions, SafeReason, SystemClock, Verdict};
-use libmmp::claim::{local_nodename, wall_now};
-use libmmp::holder;
-use libmmp::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
+use libmmp::host::run_dir;
+use libmmp::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
+use libmmp::protocol::check::{self, CheckOptions, SafeReason, SystemClock, Verdict};
+use libmmp::protocol::claim::{local_nodename, wall_now};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -47,7 +47,7 @@ pub fn run(args: &ReleaseArgs) -> Outcome {
     let run_dir = args
         .run_dir
         .clone()
-        .unwrap_or_else(holder::run_dir_from_env);
+        .unwrap_or_else(run_dir::run_dir_from_env);
     let node = args.node_name.clone().unwrap_or_else(local_nodename);
     let done = |released: bool, result: &'static str, message: String| -> Outcome {
         if args.json {

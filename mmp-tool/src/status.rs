@@ -13,15 +13,17 @@ pub fn run(args: &StatusArgs) -> Outcome {
     let run_dir = args
         .run_dir
         .clone()
-        .unwrap_or_else(libmmp::holder::run_dir_from_env);
-    let local_holder = libmmp::holder::local_holder(&run_dir, path).ok().flatten();
+        .unwrap_or_else(libmmp::host::run_dir::run_dir_from_env);
+    let local_holder = libmmp::host::run_dir::local_holder(&run_dir, path)
+        .ok()
+        .flatten();
     if args.json {
         #[derive(serde::Serialize)]
         struct StatusJson<'a> {
             #[serde(flatten)]
             report: &'a crate::common::BlockReport,
             /// The mmpd on this host that holds the device, if any.
-            local_holder: Option<libmmp::holder::HolderState>,
+            local_holder: Option<libmmp::host::run_dir::HolderState>,
         }
         print_json(&StatusJson {
             report: &r,

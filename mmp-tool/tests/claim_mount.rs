@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use libmmp::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
+use libmmp::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -175,7 +175,7 @@ fn file_claim_release_and_status_of_a_local_mmpd() {
     assert_eq!(code, 1, "--force still needs our node name");
 
     // Our own claim is.
-    write_foreign(&img.path, seq, &libmmp::claim::local_nodename());
+    write_foreign(&img.path, seq, &libmmp::protocol::claim::local_nodename());
     let (code, out, err) = tool(&run, &["release", "--json", p]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(json(&out)["result"], "released");
@@ -183,8 +183,8 @@ fn file_claim_release_and_status_of_a_local_mmpd() {
 
     // An mmpd holding the device on this host (its lock and state file): status shows it,
     // release, claim and mount refuse to write under it.
-    let lock = libmmp::holder::lock_device(&run, &img.path).unwrap();
-    let st = libmmp::holder::HolderState {
+    let lock = libmmp::host::run_dir::lock_device(&run, &img.path).unwrap();
+    let st = libmmp::host::run_dir::HolderState {
         pid: 4242,
         device: p.to_string(),
         state: "holding".into(),
@@ -193,7 +193,7 @@ fn file_claim_release_and_status_of_a_local_mmpd() {
         fence: "exit".into(),
         ..Default::default()
     };
-    libmmp::holder::write_state(&run, &lock, &st).unwrap();
+    libmmp::host::run_dir::write_state(&run, &lock, &st).unwrap();
     let (code, out, _) = tool(&run, &["status", p]);
     assert_eq!(code, 0);
     assert!(
@@ -225,7 +225,7 @@ fn file_claim_refusals_write_nothing() {
     let img = Image::new();
     let p = img.path.to_str().unwrap();
     let run = img.file("run");
-    write_foreign(&img.path, libmmp::mmp::EXT4_MMP_SEQ_FSCK, "fsck");
+    write_foreign(&img.path, libmmp::ondisk::mmp::EXT4_MMP_SEQ_FSCK, "fsck");
     let before = std::fs::read(&img.path).unwrap();
     let (code, _, err) = tool(&run, &["claim", p]);
     assert_eq!(code, 1, "{err}");

@@ -34,12 +34,12 @@
 mod common;
 
 use common::*;
-use libmmp::check::{self, Clock, SafeReason, SystemClock};
-use libmmp::claim::{self, Claimed};
-use libmmp::device::{Access, Device};
 use libmmp::fs::MmpFs;
-use libmmp::heartbeat::{Heartbeat, HeartbeatConfig};
-use libmmp::mmp::EXT4_MMP_SEQ_CLEAN;
+use libmmp::io::device::{Access, Device};
+use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
+use libmmp::protocol::check::{self, Clock, SafeReason, SystemClock};
+use libmmp::protocol::claim::{self, Claimed};
+use libmmp::protocol::heartbeat::{Heartbeat, HeartbeatConfig};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;

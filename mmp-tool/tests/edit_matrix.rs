@@ -8,8 +8,8 @@
 mod edit_support;
 
 use edit_support::*;
-use libmmp::layout::Geometry;
-use libmmp::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
+use libmmp::ondisk::layout::Geometry;
+use libmmp::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -662,7 +662,7 @@ fn interval_then_kernel() {
         let data = fs::read(&img).unwrap();
         for g in geo.backup_groups() {
             let o = geo.superblock_offset(g) as usize;
-            let b = libmmp::superblock::Superblock::parse(&data[o..o + 1024]).unwrap();
+            let b = libmmp::ondisk::superblock::Superblock::parse(&data[o..o + 1024]).unwrap();
             assert_eq!(
                 b.s_mmp_update_interval, 17,
                 "backup superblock in group {g}"

@@ -8,11 +8,11 @@
 mod edit_support;
 
 use edit_support::*;
-use libmmp::device::{Access, BlockIo, Device};
 use libmmp::edit::{self, EditEnv, Settle};
 use libmmp::fs::MmpFs;
-use libmmp::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_FSCK};
-use libmmp::superblock::{feature, Superblock};
+use libmmp::io::device::{Access, BlockIo, Device};
+use libmmp::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_FSCK};
+use libmmp::ondisk::superblock::{feature, Superblock};
 use std::cell::Cell;
 use std::fs;
 use std::io::{self, BufRead, BufReader};
@@ -527,7 +527,7 @@ fn crashed_copy(src: &Path, dst: &Path, ok: usize, op: &str) -> Result<usize, ()
     };
     let fs = MmpFs::open(dev).unwrap();
     let env = EditEnv::for_device(dst.to_str().unwrap());
-    let clock = libmmp::check::SystemClock::default();
+    let clock = libmmp::protocol::check::SystemClock::default();
     let settle = Settle::For(Duration::from_millis(200));
     let r = match op {
         "enable" => edit::enable(&fs, None, &env),

@@ -6,9 +6,9 @@
 
 mod support;
 
-use libmmp::device::{Access, Device};
 use libmmp::fs::MmpFs;
-use libmmp::mmp::{FenceKind, FenceTag, MmpBlock, FENCE_TAG_MAGIC};
+use libmmp::io::device::{Access, Device};
+use libmmp::ondisk::mmp::{FenceKind, FenceTag, MmpBlock, FENCE_TAG_MAGIC};
 use serde_json::Value;
 use std::os::unix::fs::FileExt;
 use std::path::Path;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use libmmp::mmp::EXT4_MMP_SEQ_CLEAN;
+use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use std::path::Path;
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! Configuration: the TOML file merged with the command line, validated before anything runs.
 
 use crate::cli::{Cli, FenceAction};
-use libmmp::heartbeat::HeartbeatConfig;
+use libmmp::protocol::heartbeat::HeartbeatConfig;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -114,15 +114,16 @@ pub fn publish_check_interval(
     if fence != FenceAction::Watchdog {
         return Ok(base);
     }
-    let bound = hb.fail_after() + watchdog_timeout + libmmp::heartbeat::WATCHDOG_PET_SLACK;
+    let bound =
+        hb.fail_after() + watchdog_timeout + libmmp::protocol::heartbeat::WATCHDOG_PET_SLACK;
     let secs = bound.as_secs() + u64::from(bound.subsec_nanos() > 0);
-    let max = u64::from(libmmp::heartbeat::MAX_CHECK_INTERVAL);
+    let max = u64::from(libmmp::protocol::heartbeat::MAX_CHECK_INTERVAL);
     if secs > max {
         return Err(format!(
             "with fence = watchdog, fail_after ({:?}) + watchdog_timeout ({:?}) + {:?} exceeds the kernel's largest check interval ({max} s): shorten them",
             hb.fail_after(),
             watchdog_timeout,
-            libmmp::heartbeat::WATCHDOG_PET_SLACK
+            libmmp::protocol::heartbeat::WATCHDOG_PET_SLACK
         ));
     }
     Ok(base.max(secs as u16))
@@ -195,7 +196,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
             .iter()
             .rev()
             .find_map(|s| s.fail_intervals)
-            .unwrap_or(libmmp::heartbeat::DEFAULT_FAIL_INTERVALS);
+            .unwrap_or(libmmp::protocol::heartbeat::DEFAULT_FAIL_INTERVALS);
         let fence = layers
             .iter()
             .rev()
@@ -240,12 +241,12 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
             .run_dir
             .clone()
             .or_else(|| file.run_dir.clone())
-            .unwrap_or_else(libmmp::holder::run_dir_from_env),
+            .unwrap_or_else(libmmp::host::run_dir::run_dir_from_env),
         node_name: cli
             .node_name
             .clone()
             .or_else(|| file.node_name.clone())
-            .unwrap_or_else(libmmp::claim::local_nodename),
+            .unwrap_or_else(libmmp::protocol::claim::local_nodename),
         watchdog_device: cli
             .watchdog_device
             .clone()

@@ -20,12 +20,12 @@ use crate::exit;
 use crate::fence::{self, Watchdog};
 use crate::pool::{self, Done, Job, Pool, Work};
 use crate::worker::{self, EpochClock, Event, Shared};
-use libmmp::check::Clock;
-use libmmp::claim::{bdevname_of, wall_now, ClaimOptions};
-use libmmp::device::{Access, Device};
 use libmmp::fs::MmpFs;
-use libmmp::heartbeat::{Beat, Heartbeat};
-use libmmp::holder::{self, HolderLock, HolderState, LockError};
+use libmmp::host::run_dir::{self, HolderLock, HolderState, LockError};
+use libmmp::io::device::{Access, Device};
+use libmmp::protocol::check::Clock;
+use libmmp::protocol::claim::{bdevname_of, wall_now, ClaimOptions};
+use libmmp::protocol::heartbeat::{Beat, Heartbeat};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SigSet, Signal};
@@ -167,7 +167,7 @@ fn prepare(
     dc: &DeviceConfig,
     access: Access,
 ) -> Result<(HolderLock, MmpFs<Device>), Fatal> {
-    let lock = holder::lock_device(run_dir, &dc.path).map_err(|e| match e {
+    let lock = run_dir::lock_device(run_dir, &dc.path).map_err(|e| match e {
         LockError::Busy { .. } => Fatal::new(exit::BUSY, e.to_string()),
         e => Fatal::new(exit::ERROR, e.to_string()),
     })?;
@@ -177,7 +177,7 @@ fn prepare(
         .map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
     libmmp::write::mmp_write_span(
         fs.superblock().block_size(),
-        libmmp::device::BlockIo::logical_block_size(fs.device()),
+        libmmp::io::device::BlockIo::logical_block_size(fs.device()),
     )
     .map_err(|m| Fatal::new(exit::ERROR, format!("{}: {m}", dc.path.display())))?;
     Ok((lock, fs))
@@ -425,7 +425,7 @@ impl Daemon {
 
     /// The self-fence tag device `id` writes now: only with the watchdog fence, once the
     /// watchdog is armed with a known timeout, and while it is still petted.
-    fn fence_tag(&self, id: usize) -> Option<libmmp::mmp::FenceTag> {
+    fn fence_tag(&self, id: usize) -> Option<libmmp::ondisk::mmp::FenceTag> {
         let s = &self.slots[id];
         let petting = self.watchdog.as_ref().is_some_and(|w| w.is_petting());
         if s.cfg.fence != FenceAction::Watchdog || !petting {
@@ -823,9 +823,9 @@ impl Daemon {
                 reason: s.reason.clone(),
             };
             let r = if matches!(s.state, SlotState::Released | SlotState::Failed) {
-                holder::remove_state(&run_dir, &s.lock)
+                run_dir::remove_state(&run_dir, &s.lock)
             } else {
-                holder::write_state(&run_dir, &s.lock, &st)
+                run_dir::write_state(&run_dir, &s.lock, &st)
             };
             match r {
                 Ok(()) => s.state_written = Some(s.state),
@@ -1004,7 +1004,7 @@ impl Daemon {
                 }
             }
             if !matches!(s.state, SlotState::Fenced) {
-                let _ = holder::remove_state(&self.cfg.run_dir, &s.lock);
+                let _ = run_dir::remove_state(&self.cfg.run_dir, &s.lock);
             }
         }
         if let Some(w) = self.watchdog.take() {

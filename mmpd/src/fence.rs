@@ -50,12 +50,12 @@ impl Watchdog {
             let fake = std::env::var_os("MMPD_TEST_FAKE_WATCHDOG").is_some_and(|v| v == "1");
             return Ok(fake.then_some(want));
         }
-        match libmmp::watchdog::set_timeout(&self.file, want) {
+        match libmmp::io::watchdog::set_timeout(&self.file, want) {
             Ok(t) => Ok(Some(t)),
             // Some drivers have a fixed timeout: use the one they report.
             Err(e) => {
                 tracing::warn!(watchdog = %self.path.display(), "cannot set the timeout to {want:?}: {e}; using the driver's");
-                libmmp::watchdog::timeout(&self.file).map(Some)
+                libmmp::io::watchdog::timeout(&self.file).map(Some)
             }
         }
     }

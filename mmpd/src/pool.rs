@@ -24,10 +24,10 @@
 //! (`Daemon::tick`), whether its job is running, hung, or still queued.
 
 use crate::worker::EpochClock;
-use libmmp::check::Clock;
-use libmmp::claim::Release;
-use libmmp::device::BlockIo;
-use libmmp::heartbeat::{Beat, FenceReason, Heartbeat, ReleaseError, Written};
+use libmmp::io::device::BlockIo;
+use libmmp::protocol::check::Clock;
+use libmmp::protocol::claim::Release;
+use libmmp::protocol::heartbeat::{Beat, FenceReason, Heartbeat, ReleaseError, Written};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -504,11 +504,11 @@ mod tests {
     //! stand for a hung device. The claims run on a clock whose sleeps return at once (the
     //! claim's waits are libmmp's business); the beats then run in real time on the same clock.
     use super::*;
-    use libmmp::claim::{self, ClaimOptions};
-    use libmmp::device::{Access, Device};
     use libmmp::fs::MmpFs;
-    use libmmp::heartbeat::HeartbeatConfig;
-    use libmmp::mmp::EXT4_MMP_SEQ_CLEAN;
+    use libmmp::io::device::{Access, Device};
+    use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
+    use libmmp::protocol::claim::{self, ClaimOptions};
+    use libmmp::protocol::heartbeat::HeartbeatConfig;
     use std::path::{Path, PathBuf};
     use std::time::Instant;
 
@@ -595,7 +595,8 @@ mod tests {
 
     impl Clock for JumpClock {
         fn now(&self) -> Duration {
-            libmmp::check::boottime().saturating_sub(self.origin) + *self.ahead.lock().unwrap()
+            libmmp::protocol::check::boottime().saturating_sub(self.origin)
+                + *self.ahead.lock().unwrap()
         }
         fn sleep(&self, d: Duration) {
             *self.ahead.lock().unwrap() += d;
@@ -650,7 +651,7 @@ mod tests {
         group: impl Fn(usize) -> Option<u64>,
         gate: impl Fn(usize) -> Arc<Gate>,
     ) -> (Vec<Hb>, Vec<Arc<Gate>>, EpochClock) {
-        let origin = libmmp::check::boottime();
+        let origin = libmmp::protocol::check::boottime();
         let mut hbs = Vec::new();
         let mut gates = Vec::new();
         let mut ahead = Duration::ZERO;

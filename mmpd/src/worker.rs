@@ -4,11 +4,11 @@
 //! them on the I/O pool ([`crate::pool`]). Signals are blocked in every thread (the main thread
 //! blocks them before spawning), so only the main thread's signalfd sees them.
 
-use libmmp::check::{Clock, SafeReason};
-use libmmp::claim::{self, ClaimOptions};
-use libmmp::device::Device;
 use libmmp::fs::MmpFs;
-use libmmp::heartbeat::{Heartbeat, HeartbeatConfig};
+use libmmp::io::device::Device;
+use libmmp::protocol::check::{Clock, SafeReason};
+use libmmp::protocol::claim::{self, ClaimOptions};
+use libmmp::protocol::heartbeat::{Heartbeat, HeartbeatConfig};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,21 +18,21 @@ use std::time::Duration;
 /// while the machine is suspended (a holder must see that time passed since its last write).
 #[derive(Debug, Clone, Copy)]
 pub struct EpochClock {
-    /// `libmmp::check::boottime()` at the start.
+    /// `libmmp::protocol::check::boottime()` at the start.
     pub origin: Duration,
 }
 
 impl EpochClock {
     pub fn start() -> Self {
         EpochClock {
-            origin: libmmp::check::boottime(),
+            origin: libmmp::protocol::check::boottime(),
         }
     }
 }
 
 impl Clock for EpochClock {
     fn now(&self) -> Duration {
-        libmmp::check::boottime().saturating_sub(self.origin)
+        libmmp::protocol::check::boottime().saturating_sub(self.origin)
     }
     fn sleep(&self, d: Duration) {
         std::thread::sleep(d)
@@ -161,5 +161,5 @@ fn run(job: Job) {
 /// the time in nanoseconds differs between nodes).
 fn fallback_seq(clock: &EpochClock) -> u32 {
     let ns = clock.now().as_nanos() as u32 ^ std::process::id().rotate_left(16);
-    (ns % libmmp::mmp::EXT4_MMP_SEQ_MAX).max(1)
+    (ns % libmmp::ondisk::mmp::EXT4_MMP_SEQ_MAX).max(1)
 }

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use libmmp::area::area_image;
-use libmmp::mmp::EXT4_MMP_SEQ_CLEAN;
+use libmmp::ondisk::area::area_image;
+use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::time::{Duration, Instant};

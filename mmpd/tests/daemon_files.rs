@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use libmmp::holder;
-use libmmp::mmp::EXT4_MMP_SEQ_CLEAN;
+use libmmp::host::run_dir;
+use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ fn file_second_mmpd_refused_state_file_and_release() {
     let mut d = mmpd(&img, "first", &[p]);
     // The lock is taken before the claim: a second mmpd is refused at once, writing nothing.
     assert!(wait_for(Duration::from_secs(5), || {
-        holder::lock_holder(&img.file("run"), &img.path)
+        run_dir::lock_holder(&img.file("run"), &img.path)
             .unwrap()
             .is_some()
     }));
@@ -51,7 +51,7 @@ fn file_second_mmpd_refused_state_file_and_release() {
     );
     assert!(d.wait_log("ready:", CLAIM), "{}", d.log());
     // What `mmp-tool status` reads on this host.
-    let st = holder::local_holder(&img.file("run"), &img.path)
+    let st = run_dir::local_holder(&img.file("run"), &img.path)
         .unwrap()
         .expect("state file");
     assert_eq!(st.state, "holding");
@@ -73,14 +73,14 @@ fn file_second_mmpd_refused_state_file_and_release() {
     assert!((1..=3).contains(&s2.wrapping_sub(s1)), "{s1:#x} -> {s2:#x}");
     // The state file changes with the state, not with every sequence: it still holds the
     // claim's sequence and time (the live sequence is in the block).
-    let st2 = holder::local_holder(&img.file("run"), &img.path)
+    let st2 = run_dir::local_holder(&img.file("run"), &img.path)
         .unwrap()
         .expect("state file");
     assert_eq!((st2.seq, st2.updated), (st.seq, st.updated));
     d.signal(Signal::SIGINT);
     assert_eq!(d.wait_code(Duration::from_secs(10)), Some(0), "{}", d.log());
     assert_eq!(read_block(&img.path).mmp_seq, EXT4_MMP_SEQ_CLEAN);
-    assert!(holder::local_holder(&img.file("run"), &img.path)
+    assert!(run_dir::local_holder(&img.file("run"), &img.path)
         .unwrap()
         .is_none());
 }
@@ -205,7 +205,7 @@ fn file_sighup_adds_and_removes_devices() {
     );
     assert!(
         wait_for(CLAIM, || read_block(&img2.path).nodename()
-            == libmmp::claim::local_nodename()
+            == libmmp::protocol::claim::local_nodename()
             && read_block(&img2.path).mmp_seq != EXT4_MMP_SEQ_CLEAN),
         "{}",
         d.log()
@@ -285,13 +285,17 @@ fn file_fsck_sequence_is_refused_with_3() {
         return;
     }
     let img = Image::new();
-    write_foreign(&img.path, libmmp::mmp::EXT4_MMP_SEQ_FSCK, "fsck-node");
+    write_foreign(
+        &img.path,
+        libmmp::ondisk::mmp::EXT4_MMP_SEQ_FSCK,
+        "fsck-node",
+    );
     let mut d = mmpd(&img, "mmpd", &[img.path.to_str().unwrap()]);
     assert_eq!(d.wait_code(Duration::from_secs(5)), Some(3), "{}", d.log());
     assert!(d.log().contains("clear_mmp"), "{}", d.log());
     assert_eq!(
         read_block(&img.path).mmp_seq,
-        libmmp::mmp::EXT4_MMP_SEQ_FSCK
+        libmmp::ondisk::mmp::EXT4_MMP_SEQ_FSCK
     );
 }
 
@@ -344,7 +348,7 @@ fn file_two_devices_one_fenced_by_command_the_other_still_held() {
     std::thread::sleep(Duration::from_millis(2100));
     assert_ne!(read_block(&img2.path).mmp_seq, s1);
     assert_eq!(d.try_code(), None, "{}", d.log());
-    let st = holder::local_holder(&img.file("run"), &img.path)
+    let st = run_dir::local_holder(&img.file("run"), &img.path)
         .unwrap()
         .expect("state of the fenced device");
     assert_eq!(st.state, "fenced");

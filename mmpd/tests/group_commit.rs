@@ -167,6 +167,9 @@ fn loop_a_frozen_filesystems_group_is_fenced_while_the_other_group_keeps_beating
     d.signal(Signal::SIGTERM);
     assert_eq!(d.wait_code(Duration::from_secs(10)), Some(1), "{}", d.log());
     for p in &b {
-        assert_eq!(read_block(p).mmp_seq, libmmp::mmp::EXT4_MMP_SEQ_CLEAN);
+        assert_eq!(
+            read_block(p).mmp_seq,
+            libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN
+        );
     }
 }

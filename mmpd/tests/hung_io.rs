@@ -7,8 +7,8 @@
 mod common;
 
 use common::*;
-use libmmp::holder;
-use libmmp::mmp::EXT4_MMP_SEQ_CLEAN;
+use libmmp::host::run_dir;
+use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -129,7 +129,7 @@ fn loop_hung_device_is_fenced_while_the_other_keeps_beating() {
         b1.wrapping_sub(b0)
     );
     assert_eq!(d.try_code(), None, "mmpd keeps holding B:\n{log}");
-    let st = holder::local_holder(&run, &a)
+    let st = run_dir::local_holder(&run, &a)
         .unwrap()
         .expect("A's state file");
     assert_eq!(st.state, "fenced");

@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use libmmp::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
+use libmmp::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -41,7 +41,7 @@ fn loop_mmpd_holds_against_kernel_mount_and_releases_clean() {
     );
     assert_eq!(
         read_block(&b.dev).nodename(),
-        libmmp::claim::local_nodename()
+        libmmp::protocol::claim::local_nodename()
     );
 
     // A kernel mount through the other loop device (the other "host") must be refused.

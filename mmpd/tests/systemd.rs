@@ -140,7 +140,7 @@ fn file_stopping_is_sent_on_sigterm() {
     assert!(!msgs.iter().any(|(_, m)| m.contains("READY=1")), "{msgs:?}");
     assert_eq!(
         read_block(&img.path).mmp_seq,
-        libmmp::mmp::EXT4_MMP_SEQ_CLEAN
+        libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN
     );
 }
 

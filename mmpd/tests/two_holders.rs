@@ -17,9 +17,9 @@
 mod common;
 
 use common::*;
-use libmmp::device::{Access, Device};
 use libmmp::fs::MmpFs;
-use libmmp::mmp::EXT4_MMP_SEQ_CLEAN;
+use libmmp::io::device::{Access, Device};
+use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use nix::sys::signal::Signal;
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -3,10 +3,10 @@
 //! these cover the logic, the refusals and every crash point without a device.
 
 use super::*;
-use crate::device::MemDevice;
-use crate::layout::{superblock_state, DescCsum, GroupDesc};
-use crate::mmp::{EXT4_MMP_MAGIC, EXT4_MMP_SEQ_FSCK};
-use crate::superblock::{superblock_csum, Superblock};
+use crate::io::device::MemDevice;
+use crate::ondisk::layout::{superblock_state, DescCsum, GroupDesc};
+use crate::ondisk::mmp::{EXT4_MMP_MAGIC, EXT4_MMP_SEQ_FSCK};
+use crate::ondisk::superblock::{superblock_csum, Superblock};
 use std::cell::Cell;
 
 // Superblock offsets the builder writes.
@@ -220,7 +220,7 @@ fn env() -> EditEnv {
     }
 }
 
-use crate::check::tests::FakeClock;
+use crate::protocol::check::tests::FakeClock;
 
 fn no_progress() -> impl FnMut(Duration, Duration) {
     |_, _| {}

@@ -2,10 +2,10 @@
 //! e2fsprogs, real loop devices and the real kernel, with everything created cleaned up.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use libmmp::device::{Access, Device};
 use libmmp::fs::MmpFs;
-use libmmp::layout::Geometry;
-use libmmp::superblock::Superblock;
+use libmmp::io::device::{Access, Device};
+use libmmp::ondisk::layout::Geometry;
+use libmmp::ondisk::superblock::Superblock;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -304,5 +304,5 @@ pub fn kernel_mount_cycle(dev: &Path, dir: &Path) -> Result<(), String> {
 
 /// A short digest of a file, for messages (equality is checked on the bytes themselves).
 pub fn digest(b: &[u8]) -> u32 {
-    libmmp::crc::raw_crc32c(!0, b)
+    libmmp::ondisk::crc::raw_crc32c(!0, b)
 }

@@ -3,9 +3,9 @@
 //! killed by pid). Shared with mmp-tool's tests through `#[path]`.
 #![allow(dead_code)]
 
-use libmmp::device::{Access, Device};
 use libmmp::fs::MmpFs;
-use libmmp::mmp::MmpBlock;
+use libmmp::io::device::{Access, Device};
+use libmmp::ondisk::mmp::MmpBlock;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -1,5 +1,5 @@
 //! Watchdog device timeouts (`Documentation/watchdog/watchdog-api.rst`), for holders that
-//! publish a self-fence bound ([`crate::mmp::FenceTag`]) enforced by a watchdog.
+//! publish a self-fence bound ([`crate::ondisk::mmp::FenceTag`]) enforced by a watchdog.
 
 use std::os::fd::AsRawFd;
 use std::time::Duration;
@@ -7,13 +7,13 @@ use std::time::Duration;
 /// Set the timeout (the driver may round it) and read back the one in force.
 pub fn set_timeout(fd: &impl AsRawFd, want: Duration) -> std::io::Result<Duration> {
     let secs = i32::try_from(want.as_secs().max(1)).unwrap_or(i32::MAX);
-    crate::sys::watchdog_set_timeout(fd, secs)?;
+    crate::io::sys::watchdog_set_timeout(fd, secs)?;
     timeout(fd)
 }
 
 /// The timeout in force.
 pub fn timeout(fd: &impl AsRawFd) -> std::io::Result<Duration> {
-    let v = crate::sys::watchdog_get_timeout(fd)?;
+    let v = crate::io::sys::watchdog_get_timeout(fd)?;
     u64::try_from(v)
         .ok()
         .filter(|&v| v > 0)

@@ -4,7 +4,7 @@
 //! (`lib/ext2fs/ext2_fs.h` `struct ext2_super_block`, `fs/ext4/ext4.h` `struct ext4_super_block`).
 //! Locals are named after the C fields so the code can be held against those headers.
 
-use crate::crc::raw_crc32c;
+use crate::ondisk::crc::raw_crc32c;
 use serde::Serialize;
 
 /// Byte offset of the primary superblock on the device.
@@ -442,7 +442,7 @@ pub(crate) mod tests {
         assert!(!sb.mmp_block_in_range());
         let mut img = vec![0u8; 8192];
         img[1024..2048].copy_from_slice(&b);
-        let fs = crate::fs::MmpFs::open(crate::device::MemDevice::new("big.img", img)).unwrap();
+        let fs = crate::fs::MmpFs::open(crate::io::device::MemDevice::new("big.img", img)).unwrap();
         assert!(matches!(
             fs.read_mmp_raw(),
             Err(crate::Error::MmpBlockOutOfRange { .. })

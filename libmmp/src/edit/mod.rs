@@ -38,20 +38,22 @@
 //! stale: mounts and e2fsck wait once, then proceed (an FSCK sequence, as tune2fs leaves, would
 //! need a manual `clear`).
 
-use crate::busy::{self, LocalUse};
-use crate::check::{self, check_interval, wait_time, CheckOptions, Clock, Progress, Verdict};
-use crate::device::{Access, BlockIo, Device, OpenError};
 use crate::error::Error;
 use crate::fs::MmpFs;
-use crate::layout::{
+use crate::host::busy::{self, LocalUse};
+use crate::io::device::{Access, BlockIo, Device, OpenError};
+use crate::ondisk::layout::{
     backup_superblock, clear_bit, count_zeros, first_zero, set_bit, test_bit, DescError, Geometry,
     GroupTable, LayoutError, EXT2_BG_BLOCK_UNINIT, EXT2_ERROR_FS,
 };
-use crate::mmp::{
+use crate::ondisk::mmp::{
     MmpBlock, MmpError, EXT4_MMP_MAX_UPDATE_INTERVAL, EXT4_MMP_MIN_CHECK_INTERVAL,
     EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_MAX, MMP_STRUCT_SIZE,
 };
-use crate::superblock::{feature, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
+use crate::ondisk::superblock::{feature, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
+use crate::protocol::check::{
+    self, check_interval, wait_time, CheckOptions, Clock, Progress, Verdict,
+};
 use serde::Serialize;
 use std::io::{self, Read};
 use std::path::Path;
@@ -692,7 +694,7 @@ fn write_group_desc<D: BlockIo>(
     geo: &Geometry,
     gt: &mut GroupTable,
     g: u32,
-    mut d: crate::layout::GroupDesc,
+    mut d: crate::ondisk::layout::GroupDesc,
     bm: &[u8],
 ) -> Result<(), EditError> {
     if let Some(c) = geo.bitmap_csum(bm) {
@@ -787,7 +789,7 @@ pub fn enable<D: BlockIo>(
 ) -> Result<EditReport, EditError> {
     let device = fs.device_name().to_string();
     let interval_given = interval;
-    let interval = interval.unwrap_or(crate::mmp::EXT4_MMP_UPDATE_INTERVAL);
+    let interval = interval.unwrap_or(crate::ondisk::mmp::EXT4_MMP_UPDATE_INTERVAL);
     validate_interval(&device, interval)?;
     let geo = preflight(fs)?;
     let sb = fs.superblock();

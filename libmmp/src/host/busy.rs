@@ -3,7 +3,7 @@
 //!
 //! - Block devices: `/proc/self/mountinfo` entries with the device's `major:minor`, and the
 //!   kernel's holders (`/sys/dev/block/M:m/holders`: dm, md, ...). The exclusive open
-//!   ([`crate::device::Device::open_exclusive`], `O_EXCL`) then catches what this misses, such
+//!   ([`crate::io::device::Device::open_exclusive`], `O_EXCL`) then catches what this misses, such
 //!   as a mount in another mount namespace.
 //! - Image files: every loop device whose `/sys/block/loopN/loop/backing_file` is this file
 //!   (compared by device and inode, so symlinks and bind mounts do not hide it), attached or

@@ -14,9 +14,9 @@
 //! kernel refuses to mount an area ("unsupported optional features") and e2fsprogs refuses to
 //! open it: nobody mistakes it for a filesystem.
 
-use crate::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
-use crate::superblock::{feature, superblock_csum, EXT4_CRC32C_CHKSUM, EXT4_SUPER_MAGIC};
-use crate::superblock::{Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
+use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
+use crate::ondisk::superblock::{feature, superblock_csum, EXT4_CRC32C_CHKSUM, EXT4_SUPER_MAGIC};
+use crate::ondisk::superblock::{Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 
 /// The incompatible-feature bit that marks an MMP area (the top bit: unused by ext4).
 pub const INCOMPAT_MMP_AREA: u32 = 0x8000_0000;
@@ -68,7 +68,7 @@ pub fn area_image(
     let off = SUPERBLOCK_OFFSET as usize;
     img[off..off + SUPERBLOCK_SIZE].copy_from_slice(&sb);
     let parsed = Superblock::parse(&sb).expect("the area superblock is valid by construction");
-    let ci = update_interval.max(crate::mmp::EXT4_MMP_MIN_CHECK_INTERVAL);
+    let ci = update_interval.max(crate::ondisk::mmp::EXT4_MMP_MIN_CHECK_INTERVAL);
     let blk = MmpBlock::new(EXT4_MMP_SEQ_CLEAN, time, nodename, bdevname, ci);
     let mmp_off = AREA_BLOCK_SIZE as usize;
     img[mmp_off..mmp_off + 1024].copy_from_slice(&blk.encode(parsed.mmp_csum_seed()));
@@ -78,8 +78,8 @@ pub fn area_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::MemDevice;
     use crate::fs::MmpFs;
+    use crate::io::device::MemDevice;
 
     #[test]
     fn an_area_reads_like_an_ext4_mmp_filesystem() {
@@ -105,11 +105,11 @@ mod tests {
 
     #[test]
     fn an_area_can_be_claimed_and_held() {
-        use crate::check::Clock;
-        use crate::claim::tests::{opts, FakeClock};
+        use crate::protocol::check::Clock;
+        use crate::protocol::claim::tests::{opts, FakeClock};
         let clock = FakeClock::default();
         let fs = MmpFs::open(MemDevice::new("area", area_image([1; 16], 1, 0, "n", "d"))).unwrap();
-        let c = crate::claim::claim(
+        let c = crate::protocol::claim::claim(
             &fs,
             &clock,
             &mut || 77,
@@ -118,7 +118,7 @@ mod tests {
             &mut |_, _, _| {},
         )
         .unwrap();
-        let mut hb = crate::heartbeat::Heartbeat::new(fs, &c, Default::default(), &clock);
+        let mut hb = crate::protocol::heartbeat::Heartbeat::new(fs, &c, Default::default(), &clock);
         for _ in 0..3 {
             hb.beat(&clock).unwrap();
             clock.sleep(std::time::Duration::from_secs(1));

@@ -13,8 +13,8 @@
 //!
 //! Everything here is pure: bytes in, values out, so it is tested in memory and fuzzed.
 
-use crate::crc::{crc16, raw_crc32c};
-use crate::superblock::{feature, superblock_csum, Superblock, SUPERBLOCK_SIZE};
+use crate::ondisk::crc::{crc16, raw_crc32c};
+use crate::ondisk::superblock::{feature, superblock_csum, Superblock, SUPERBLOCK_SIZE};
 
 // `struct ext4_group_desc` offsets. The `_hi` halves exist only in descriptors of 64 bytes or
 // more (INCOMPAT_64BIT with `s_desc_size` >= 64).
@@ -598,7 +598,7 @@ impl Geometry {
     /// group's first block (`write_backup_super` writes at `group_block`).
     pub fn superblock_offset(&self, g: u32) -> u64 {
         if g == 0 {
-            crate::superblock::SUPERBLOCK_OFFSET
+            crate::ondisk::superblock::SUPERBLOCK_OFFSET
         } else {
             self.group_first_block(g) * u64::from(self.block_size)
         }
@@ -1005,7 +1005,7 @@ pub(crate) mod tests {
 
     #[test]
     fn backup_superblock_fields() {
-        let sb = crate::superblock::tests::sample(true);
+        let sb = crate::ondisk::superblock::tests::sample(true);
         let mut primary = [0u8; SUPERBLOCK_SIZE];
         primary.copy_from_slice(&sb);
         put16(&mut primary, S_STATE, EXT2_VALID_FS);

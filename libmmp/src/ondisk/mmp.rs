@@ -19,7 +19,7 @@
 //! corrupt block. [`MmpBlock::verify`] then says whether the block may be trusted, in the order
 //! e2fsprogs' `ext2fs_mmp_read` uses (checksum, then magic), so our verdicts match e2mmpstatus.
 
-use crate::crc::raw_crc32c;
+use crate::ondisk::crc::raw_crc32c;
 use serde::Serialize;
 
 /// Size of `struct mmp_struct`.
@@ -190,7 +190,7 @@ fn le32(b: &[u8], off: usize) -> u32 {
 
 /// Fixed-size name field to text: up to the first NUL, or the whole field when it has none.
 fn name_to_string(b: &[u8]) -> String {
-    crate::superblock::c_string(b)
+    crate::ondisk::superblock::c_string(b)
 }
 
 /// Text to a fixed-size name field: truncated to the field, NUL-padded.

@@ -25,12 +25,12 @@
 //! The published check interval is chosen so that readers always wait longer than the holder
 //! may go without writing (see [`HeartbeatConfig::publish_check_interval`]).
 
-use crate::check::{self, Clock};
-use crate::claim::{self, Claimed, Release};
-use crate::device::BlockIo;
 use crate::error::Error;
 use crate::fs::MmpFs;
-use crate::mmp::{FenceKind, FenceTag, MmpBlock, FENCE_TAG_MAX_BOUND_MS, MMP_STRUCT_SIZE};
+use crate::io::device::BlockIo;
+use crate::ondisk::mmp::{FenceKind, FenceTag, MmpBlock, FENCE_TAG_MAX_BOUND_MS, MMP_STRUCT_SIZE};
+use crate::protocol::check::{self, Clock};
+use crate::protocol::claim::{self, Claimed, Release};
 use std::fmt;
 use std::time::Duration;
 
@@ -114,7 +114,7 @@ impl HeartbeatConfig {
         let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
         let ci = secs(self.fail_after())
             .max(secs(self.interval * 2))
-            .max(u64::from(crate::mmp::EXT4_MMP_MIN_CHECK_INTERVAL));
+            .max(u64::from(crate::ondisk::mmp::EXT4_MMP_MIN_CHECK_INTERVAL));
         u16::try_from(ci)
             .unwrap_or(MAX_CHECK_INTERVAL)
             .min(MAX_CHECK_INTERVAL)
@@ -515,9 +515,9 @@ pub enum ReleaseError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::claim::tests::{opts, FakeClock, Shared};
-    use crate::claim::{claim, ClaimOptions};
-    use crate::mmp::EXT4_MMP_SEQ_CLEAN;
+    use crate::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
+    use crate::protocol::claim::tests::{opts, FakeClock, Shared};
+    use crate::protocol::claim::{claim, ClaimOptions};
     use std::cell::Cell;
 
     fn clean() -> MmpBlock {
@@ -990,7 +990,7 @@ mod tests {
         let intruder = MmpBlock::new(0xBAD, 0, "intruder", "sdz", 5);
         dev.inner
             .write_at(
-                crate::check::tests::MMP_BLOCK * crate::check::tests::BS,
+                crate::protocol::check::tests::MMP_BLOCK * crate::protocol::check::tests::BS,
                 &intruder.encode(dev.seed),
             )
             .unwrap();

@@ -21,10 +21,10 @@
 //! kernel does no wait for a clean block, LU-13932). Closing that race needs a claim, which
 //! writes; this module only reads.
 
-use crate::device::BlockIo;
 use crate::error::Error;
 use crate::fs::MmpFs;
-use crate::mmp::{FenceTag, MmpBlock, SeqClass, EXT4_MMP_MIN_CHECK_INTERVAL};
+use crate::io::device::BlockIo;
+use crate::ondisk::mmp::{FenceTag, MmpBlock, SeqClass, EXT4_MMP_MIN_CHECK_INTERVAL};
 use std::time::Duration;
 
 /// Time, injected so the protocol is tested without sleeping.
@@ -289,7 +289,7 @@ fn read_verified<D: BlockIo>(fs: &MmpFs<D>) -> Result<Result<MmpBlock, ChecksumM
     match fs.read_mmp() {
         Ok(b) => Ok(Ok(b)),
         Err(Error::Mmp {
-            source: crate::mmp::MmpError::BadChecksum { stored, computed },
+            source: crate::ondisk::mmp::MmpError::BadChecksum { stored, computed },
             ..
         }) => {
             let (block, _) = fs.read_mmp_raw()?;
@@ -302,9 +302,9 @@ fn read_verified<D: BlockIo>(fs: &MmpFs<D>) -> Result<Result<MmpBlock, ChecksumM
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::device::MemDevice;
-    use crate::mmp::{EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
-    use crate::superblock::tests::sample;
+    use crate::io::device::MemDevice;
+    use crate::ondisk::mmp::{EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
+    use crate::ondisk::superblock::tests::sample;
     use std::cell::Cell;
     use std::io;
 
@@ -331,7 +331,7 @@ pub(crate) mod tests {
     pub(crate) fn image(metadata_csum: bool, blk: &MmpBlock) -> MemDevice {
         let mut data = vec![0u8; ((MMP_BLOCK + 1) * BS) as usize];
         data[1024..2048].copy_from_slice(&sample(metadata_csum));
-        let sb = crate::superblock::Superblock::parse(&sample(metadata_csum)).unwrap();
+        let sb = crate::ondisk::superblock::Superblock::parse(&sample(metadata_csum)).unwrap();
         let off = (MMP_BLOCK * BS) as usize;
         data[off..off + 1024].copy_from_slice(&blk.encode(sb.mmp_csum_seed()));
         MemDevice::new("mem.img", data)
@@ -456,7 +456,7 @@ pub(crate) mod tests {
         FenceTag {
             bound_ms,
             interval_ms: 1000,
-            kind: crate::mmp::FenceKind::Watchdog,
+            kind: crate::ondisk::mmp::FenceKind::Watchdog,
         }
     }
 
@@ -514,7 +514,7 @@ pub(crate) mod tests {
             b.set_fence_tag(Some(watchdog_tag(3_000)));
             Some(b)
         };
-        let sb = crate::superblock::Superblock::parse(&sample(true)).unwrap();
+        let sb = crate::ondisk::superblock::Superblock::parse(&sample(true)).unwrap();
         let dev = Scripted {
             inner: image(true, &writer(Duration::ZERO).unwrap()),
             clock: &clock,
@@ -543,7 +543,7 @@ pub(crate) mod tests {
                 5,
             ))
         };
-        let sb = crate::superblock::Superblock::parse(&sample(true)).unwrap();
+        let sb = crate::ondisk::superblock::Superblock::parse(&sample(true)).unwrap();
         let dev = Scripted {
             inner: image(true, &writer(Duration::ZERO).unwrap()),
             clock: &clock,

@@ -3,7 +3,7 @@
 //! This is the safe start of `ext4_multi_mount_protect` (fs/ext4/mmp.c) and `ext2fs_mmp_start`
 //! (lib/ext2fs/mmp.c):
 //!
-//! 1. Watch the block with [`crate::check::check`]: refuse `SEQ_FSCK`, an unknown sequence or a
+//! 1. Watch the block with [`crate::protocol::check::check`]: refuse `SEQ_FSCK`, an unknown sequence or a
 //!    bad checksum; wait out a live sequence for `min(2*CI + 1, CI + 60)` s and refuse if it
 //!    changes (another node is writing it).
 //! 2. Write a random sequence with this node's name (and the check interval the holder will
@@ -27,8 +27,8 @@
 //!   verification watches always outlast that gap, so a racing claimer's write that was based
 //!   on an older read always lands while we still watch.
 //! - **A holder's self-fence bound.** When the block we found carries a valid
-//!   [`crate::mmp::FenceTag`] (a holder that is reset by a watchdog when its heartbeats stop),
-//!   the first watch is that bound plus a margin ([`crate::check::fence_wait`]) instead of the
+//!   [`crate::ondisk::mmp::FenceTag`] (a holder that is reset by a watchdog when its heartbeats stop),
+//!   the first watch is that bound plus a margin ([`crate::protocol::check::fence_wait`]) instead of the
 //!   kernel's wait, and the watch after our write only has to catch racing claimers:
 //!   [`FENCED_VERIFY`] (3 s). A block written by kmmpd or e2fsprogs never carries a valid tag.
 //! - **Bare claims** ([`ClaimMode::Bare`], `mmp-tool claim` with nothing following it): after
@@ -41,11 +41,11 @@
 //!
 //! Time is injected ([`Clock`]) so all of this is tested in memory without sleeping.
 
-use crate::check::{self, CheckOptions, Clock, SafeReason, Verdict};
-use crate::device::BlockIo;
 use crate::error::Error;
 use crate::fs::MmpFs;
-use crate::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_MAX, MMP_STRUCT_SIZE};
+use crate::io::device::BlockIo;
+use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_MAX, MMP_STRUCT_SIZE};
+use crate::protocol::check::{self, CheckOptions, Clock, SafeReason, Verdict};
 use std::io::Read;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,7 +57,7 @@ pub struct ClaimOptions {
     /// `mmp_bdevname`: the device as this node names it (default: the path's last component).
     pub bdevname: String,
     /// `mmp_check_interval` to publish, in seconds: the holder's pace, so that readers wait long
-    /// enough (see [`crate::heartbeat::publish_check_interval`]).
+    /// enough (see [`crate::protocol::heartbeat::publish_check_interval`]).
     pub check_interval: u16,
     /// How often to re-read the block while watching.
     pub poll: Duration,
@@ -70,7 +70,7 @@ impl ClaimOptions {
         ClaimOptions {
             nodename: local_nodename(),
             bdevname: bdevname_of(device),
-            check_interval: crate::mmp::EXT4_MMP_MIN_CHECK_INTERVAL,
+            check_interval: crate::ondisk::mmp::EXT4_MMP_MIN_CHECK_INTERVAL,
             poll: Duration::from_millis(100),
         }
     }
@@ -169,7 +169,7 @@ pub struct Claimed {
     /// call it stale (the holder must write before then).
     pub stale_after: Duration,
     /// The previous holder's valid self-fence tag, which shortened the first watch.
-    pub fence_tag: Option<crate::mmp::FenceTag>,
+    pub fence_tag: Option<crate::ondisk::mmp::FenceTag>,
     /// The whole claim.
     pub elapsed: Duration,
     /// Reads of the block in the whole claim.
@@ -626,13 +626,13 @@ pub fn release<D: BlockIo>(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::device::MemDevice;
-    use crate::mmp::{EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
-    use crate::superblock::tests::sample;
+    use crate::io::device::MemDevice;
+    use crate::ondisk::mmp::{EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
+    use crate::ondisk::superblock::tests::sample;
     use std::cell::{Cell, RefCell};
     use std::io;
 
-    pub(crate) use crate::check::tests::{image, FakeClock, BS, MMP_BLOCK};
+    pub(crate) use crate::protocol::check::tests::{image, FakeClock, BS, MMP_BLOCK};
 
     /// A device that another (simulated) node writes: before each read, `other(t)` may return
     /// a block to store, given the fake time. Writes can be made to fail.
@@ -655,7 +655,7 @@ pub(crate) mod tests {
             clock: &'a FakeClock,
             other: impl Fn(Duration) -> Option<MmpBlock> + 'a,
         ) -> Self {
-            let sb = crate::superblock::Superblock::parse(&sample(csum)).unwrap();
+            let sb = crate::ondisk::superblock::Superblock::parse(&sample(csum)).unwrap();
             Shared {
                 inner: image(csum, initial),
                 clock,
@@ -880,7 +880,7 @@ pub(crate) mod tests {
     #[test]
     fn two_racing_claimers_of_a_fenced_holders_block_exactly_one_wins() {
         let mut dead = MmpBlock::new(0x4242, 100, "dead", "sda", 5);
-        dead.set_fence_tag(Some(crate::check::tests::watchdog_tag(4_000)));
+        dead.set_fence_tag(Some(crate::protocol::check::tests::watchdog_tag(4_000)));
         exactly_one_winner(
             &dead,
             &[
@@ -1029,7 +1029,7 @@ pub(crate) mod tests {
                             delay: write_delay,
                         };
                         let fs = MmpFs::open(&slow).unwrap();
-                        let cfg = crate::heartbeat::HeartbeatConfig::default();
+                        let cfg = crate::protocol::heartbeat::HeartbeatConfig::default();
                         let r = claim_with(
                             &fs,
                             &clock,
@@ -1050,7 +1050,8 @@ pub(crate) mod tests {
                             Ok(c) => {
                                 let seq = c.block.mmp_seq;
                                 let lease = c.stale_after;
-                                let mut hb = crate::heartbeat::Heartbeat::new(fs, &c, cfg, &clock);
+                                let mut hb =
+                                    crate::protocol::heartbeat::Heartbeat::new(fs, &c, cfg, &clock);
                                 let mut fenced = None;
                                 while !s.0.lock().unwrap().done[1 - me] {
                                     if let Err(f) = hb.beat(&clock) {
@@ -1077,7 +1078,7 @@ pub(crate) mod tests {
     fn a_stale_block_with_a_valid_fence_tag_is_claimed_after_the_bound() {
         let clock = FakeClock::default();
         let mut dead = MmpBlock::new(77, 0, "dead", "sda", 5);
-        let tag = crate::check::tests::watchdog_tag(4_000);
+        let tag = crate::protocol::check::tests::watchdog_tag(4_000);
         dead.set_fence_tag(Some(tag));
         let dev = Shared::new(true, &dead, &clock, |_| None);
         let c = run_claim(&dev, &clock, 0x55).unwrap();
@@ -1103,7 +1104,7 @@ pub(crate) mod tests {
         // counts on from its own sequence. Its block is stale now (kmmpd died too).
         let clock = FakeClock::default();
         let mut b = MmpBlock::new(77, 0, "mmpd-node", "sda", 5);
-        b.set_fence_tag(Some(crate::check::tests::watchdog_tag(2_000)));
+        b.set_fence_tag(Some(crate::protocol::check::tests::watchdog_tag(2_000)));
         b.mmp_seq = 0x9999;
         b.mmp_time = 50;
         b.mmp_nodename = MmpBlock::new(0, 0, "kernel-node", "", 0).mmp_nodename;

@@ -226,9 +226,9 @@ impl Device {
         let file = opts.open(path).map_err(|e| open_error(path, op, e))?;
         let (size, sector) = match kind {
             DeviceKind::BlockDevice => (
-                crate::sys::device_size(&file)
+                crate::io::sys::device_size(&file)
                     .map_err(|e| open_error(path, "ioctl(BLKGETSIZE64)", e))?,
-                crate::sys::logical_sector_size(&file)
+                crate::io::sys::logical_sector_size(&file)
                     .map_err(|e| open_error(path, "ioctl(BLKSSZGET)", e))?,
             ),
             DeviceKind::RegularFile => (meta.len(), 512),

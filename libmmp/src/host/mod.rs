@@ -1,0 +1,5 @@
+//! What this host knows about itself and its devices: which devices are in use here, and the
+//! holder state mmpd keeps in its run directory.
+
+pub mod busy;
+pub mod run_dir;
