@@ -1,0 +1,300 @@
+//! Everything an edit checks before its first write: the device is not used on this host and is
+//! held exclusively, the geometry is one this module edits, the journal is clean, the metadata
+//! it will touch is consistent, and the MMP block is valid and CLEAN.
+
+use super::EditError;
+use crate::error::Error;
+use crate::fs::MmpFs;
+use crate::host::busy;
+use crate::io::device::{Access, BlockIo, Device, OpenError};
+use crate::ondisk::layout::{
+    count_zeros, DescError, Geometry, GroupTable, LayoutError, EXT2_BG_BLOCK_UNINIT, EXT2_ERROR_FS,
+};
+use crate::ondisk::mmp::{MmpBlock, MmpError, MMP_STRUCT_SIZE};
+use crate::ondisk::superblock::feature;
+use std::io;
+use std::path::Path;
+
+/// Open `path` for an edit: refuse if this host uses it (mounted, loop-attached, held), then
+/// open it exclusively ([`Device::open_exclusive`]) and read the superblock. The local check runs
+/// again once the exclusive open holds, so a `losetup` in between is caught too.
+pub fn open_for_edit(path: &Path) -> Result<MmpFs<Device>, EditError> {
+    let device = path.display().to_string();
+    // A plain open first, for its precise errors (no such file, permission, directory).
+    drop(Device::open(path, Access::ReadOnly).map_err(Error::from)?);
+    let check_local = || -> Result<(), EditError> {
+        let users = busy::local_users(path).map_err(|source| EditError::BusyCheck {
+            device: device.clone(),
+            source,
+        })?;
+        if users.is_empty() {
+            Ok(())
+        } else {
+            Err(EditError::InUseLocally {
+                device: device.clone(),
+                users,
+            })
+        }
+    };
+    check_local()?;
+    let dev = Device::open_exclusive(path).map_err(|e| match e {
+        OpenError::Io { ref source, op, .. }
+            if op.starts_with("exclusive") && source.raw_os_error() == Some(libc::EBUSY) =>
+        {
+            EditError::DeviceBusy {
+                device: device.clone(),
+            }
+        }
+        OpenError::Io { ref source, op, .. }
+            if op.starts_with("lock")
+                && matches!(
+                    source.raw_os_error(),
+                    Some(libc::EAGAIN) | Some(libc::EACCES)
+                ) =>
+        {
+            EditError::Locked {
+                device: device.clone(),
+            }
+        }
+        e => EditError::Fs(Error::Open(e)),
+    })?;
+    check_local()?;
+    Ok(MmpFs::open(dev)?)
+}
+
+fn read_at<D: BlockIo>(
+    dev: &D,
+    what: &'static str,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), EditError> {
+    dev.read_at(offset, buf).map_err(|source| {
+        EditError::Fs(if source.kind() == io::ErrorKind::UnexpectedEof {
+            Error::Truncated {
+                device: dev.name().to_string(),
+                what,
+                offset,
+                size: dev.size(),
+            }
+        } else {
+            Error::Io {
+                device: dev.name().to_string(),
+                op: what,
+                offset,
+                source,
+            }
+        })
+    })
+}
+
+pub(super) fn inconsistent<D: BlockIo>(fs: &MmpFs<D>, what: String) -> EditError {
+    EditError::Inconsistent {
+        device: fs.device_name().to_string(),
+        what,
+    }
+}
+
+/// The checks every metadata edit (`enable`, `disable`, `interval`) starts with.
+pub(super) fn preflight<D: BlockIo>(fs: &MmpFs<D>) -> Result<Geometry, EditError> {
+    let sb = fs.superblock();
+    let device = fs.device_name().to_string();
+    let geo = Geometry::from_superblock(sb).map_err(|source| {
+        let next = match source {
+            LayoutError::Unsupported { .. } => format!(
+                "use tune2fs on the unmounted filesystem (`tune2fs -O mmp {device}`, `-O ^mmp`, `-E mmp_update_interval=N`); it handles these features"
+            ),
+            _ => format!("run `e2fsck -f {device}`"),
+        };
+        EditError::Layout {
+            device: device.clone(),
+            source,
+            next,
+        }
+    })?;
+    if sb.s_feature_incompat & feature::INCOMPAT_RECOVER != 0 {
+        return Err(EditError::NeedsRecovery { device });
+    }
+    if sb.s_state & EXT2_ERROR_FS != 0 {
+        return Err(EditError::HasErrors { device });
+    }
+    let fs_bytes = geo.blocks_count.saturating_mul(u64::from(geo.block_size));
+    if fs.device().size() < fs_bytes {
+        return Err(EditError::Fs(Error::Truncated {
+            device,
+            what: "the last block of the filesystem",
+            offset: fs_bytes,
+            size: fs.device().size(),
+        }));
+    }
+    Ok(geo)
+}
+
+pub(super) fn load_gdt<D: BlockIo>(fs: &MmpFs<D>, geo: &Geometry) -> Result<GroupTable, EditError> {
+    let mut raw = vec![0u8; geo.gdt_bytes()];
+    let off = geo.gdt_block(0) * u64::from(geo.block_size);
+    read_at(
+        fs.device(),
+        "read of the group descriptor table",
+        off,
+        &mut raw,
+    )?;
+    GroupTable::from_bytes(geo, raw).map_err(|e| match e {
+        DescError::BadChecksum { .. } => inconsistent(fs, format!("{e}")),
+        e => inconsistent(fs, format!("group descriptor table: {e}")),
+    })
+}
+
+/// Group `g`'s block bitmap (one block, padding included) and whether it had to be built
+/// because the group is `BLOCK_UNINIT`. Verified: location, checksum (metadata_csum), and for an
+/// uninitialised group, that the descriptor's free count matches what its metadata leaves free.
+pub(super) fn load_bitmap<D: BlockIo>(
+    fs: &MmpFs<D>,
+    geo: &Geometry,
+    gt: &GroupTable,
+    g: u32,
+) -> Result<(Vec<u8>, bool), EditError> {
+    let d = gt.desc(g);
+    let n = geo.group_blocks(g) as usize;
+    if geo.desc_csum.enabled() && d.bg_flags & EXT2_BG_BLOCK_UNINIT != 0 {
+        let bm = geo.uninit_bitmap(g, gt);
+        let free = count_zeros(&bm, n);
+        if free != d.bg_free_blocks_count {
+            return Err(inconsistent(fs, format!(
+                "group {g} is BLOCK_UNINIT with {} free blocks in its descriptor, but its metadata leaves {free} free",
+                d.bg_free_blocks_count
+            )));
+        }
+        return Ok((bm, true));
+    }
+    let loc = d.bg_block_bitmap;
+    if loc <= geo.first_data_block || loc >= geo.blocks_count {
+        return Err(inconsistent(
+            fs,
+            format!("group {g}'s block bitmap location {loc} is outside the filesystem"),
+        ));
+    }
+    let mut bm = vec![0u8; geo.block_size as usize];
+    read_at(
+        fs.device(),
+        "read of a block bitmap",
+        loc * u64::from(geo.block_size),
+        &mut bm,
+    )?;
+    if !geo.bitmap_csum_matches(&d, &bm) {
+        return Err(inconsistent(
+            fs,
+            format!("group {g}: block bitmap checksum does not match"),
+        ));
+    }
+    Ok((bm, false))
+}
+
+pub(super) fn check_free_count<D: BlockIo>(
+    fs: &MmpFs<D>,
+    geo: &Geometry,
+    gt: &GroupTable,
+    g: u32,
+    bm: &[u8],
+) -> Result<(), EditError> {
+    let counted = count_zeros(bm, geo.group_blocks(g) as usize);
+    let stored = gt.desc(g).bg_free_blocks_count;
+    if counted != stored {
+        return Err(inconsistent(
+            fs,
+            format!("group {g}: its descriptor counts {stored} free blocks, its bitmap {counted}"),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn read_mmp_bytes<D: BlockIo>(
+    fs: &MmpFs<D>,
+) -> Result<[u8; MMP_STRUCT_SIZE], EditError> {
+    let mut raw = [0u8; MMP_STRUCT_SIZE];
+    read_at(
+        fs.device(),
+        "read of the MMP block",
+        fs.superblock().mmp_offset(),
+        &mut raw,
+    )?;
+    Ok(raw)
+}
+
+pub(super) fn who(b: &MmpBlock) -> String {
+    format!(
+        "last update by node '{}' device '{}' at {} s since the epoch, sequence {:#010x}",
+        b.nodename(),
+        b.bdevname(),
+        b.mmp_time,
+        b.mmp_seq
+    )
+}
+
+/// The state name of a decoded block under `seed`.
+pub(super) fn state_of(b: &MmpBlock, seed: Option<u32>) -> &'static str {
+    match b.verify(seed) {
+        Err(MmpError::BadChecksum { .. }) => "bad_checksum",
+        Err(_) => "bad_magic",
+        Ok(()) => b.seq_class().name(),
+    }
+}
+
+/// Read the MMP block and insist that it is valid and CLEAN: what `enable`, `disable` and
+/// `interval` require before they write.
+pub(super) fn read_clean<D: BlockIo>(
+    fs: &MmpFs<D>,
+    action: &'static str,
+) -> Result<MmpBlock, EditError> {
+    let block = fs.require_mmp()?;
+    let raw = read_mmp_bytes(fs)?;
+    let device = fs.device_name().to_string();
+    let blk = MmpBlock::decode(&raw).map_err(|source| Error::Mmp {
+        device: device.clone(),
+        block,
+        source,
+    })?;
+    let seed = fs.superblock().mmp_csum_seed();
+    let state = state_of(&blk, seed);
+    let repair = format!(
+        "if no node uses the filesystem, `e2fsck -f {device}` repairs the block (or `mmp-tool clear {device}` resets it); then retry"
+    );
+    let (detail, next) = match state {
+        "clean" => return Ok(blk),
+        "bad_checksum" => ("its checksum does not match (it may be mid-update by another node, or corrupt)".to_string(), repair),
+        "bad_magic" => (format!("its magic number is {:#010x}, not an MMP block", blk.mmp_magic), repair),
+        "fsck" => (
+            format!("e2fsck, tune2fs or debugfs has the filesystem open, or was killed while it had ({})", who(&blk)),
+            format!("wait for that tool to finish; if nothing uses the filesystem, `mmp-tool clear {device}` resets the block; then retry"),
+        ),
+        "live" => (
+            format!("a node has the filesystem mounted, or crashed while it had ({})", who(&blk)),
+            format!("unmount it on that node; if that node is down, `mmp-tool check {device}` tells whether the sequence is stale, and `mmp-tool clear {device}` resets it; then retry"),
+        ),
+        _ => (
+            format!("it holds an unknown sequence ({})", who(&blk)),
+            format!("if you are sure no node uses the filesystem, `mmp-tool clear {device}` resets the block; then retry"),
+        ),
+    };
+    Err(EditError::MmpNotClean {
+        device,
+        block,
+        state,
+        detail,
+        action,
+        next,
+    })
+}
+
+pub(super) fn mmp_required<D: BlockIo>(
+    fs: &MmpFs<D>,
+    action: &'static str,
+) -> Result<(), EditError> {
+    if fs.superblock().has_mmp() {
+        Ok(())
+    } else {
+        Err(EditError::NotEnabled {
+            device: fs.device_name().to_string(),
+            action,
+        })
+    }
+}
