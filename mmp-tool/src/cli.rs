@@ -316,7 +316,8 @@ pub struct DumpArgs {
 pub struct EnableArgs {
     #[command(flatten)]
     pub dev: DeviceArg,
-    /// MMP update interval in seconds (1 to 300).
+    /// MMP update interval in seconds (1 to 300). Default: the interval already in the
+    /// superblock (set with `tune2fs -E mmp_update_interval=N`), else 5, as `tune2fs -O mmp`.
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u16).range(1..=300))]
     pub interval: Option<u16>,
     /// Print a JSON object on stdout instead of text.

@@ -781,3 +781,77 @@ fn edits_through_loop_block_devices() {
         assert_eq!(superblock(&img).free_blocks_count, free_before, "{name}");
     }
 }
+
+/// Issue 12, defect 3c: an update interval set with `tune2fs -E mmp_update_interval=N` while MMP
+/// is off survives `enable` without `--interval`, as it survives `tune2fs -O mmp`
+/// (`ext2fs_mmp_init` only replaces 0). Both tools on copies of the same image: the same
+/// superblock interval, the same check interval in the MMP block, the same bytes otherwise.
+/// `--interval` replaces it.
+#[test]
+fn enable_keeps_an_interval_set_with_tune2fs() {
+    if !have_tools("enable_keeps_an_interval_set_with_tune2fs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (name, args) in [
+        (
+            "kept-meta",
+            &[
+                "-b",
+                "4096",
+                "-g",
+                "1024",
+                "-O",
+                "64bit,flex_bg,metadata_csum",
+            ][..],
+        ),
+        ("kept-none", &["-b", "1024", "-O", "^64bit,uninit_bg"][..]),
+    ] {
+        let img = mkfs(d, name, 16, args);
+        ok(Command::new("tune2fs")
+            .args(["-E", "mmp_update_interval=17"])
+            .arg(&img));
+        assert!(!superblock(&img).has_mmp(), "{name}: MMP still off");
+        assert_eq!(superblock(&img).s_mmp_update_interval, 17, "{name}");
+        let geo = geometry(&img);
+        let given = d.join(format!("{name}.given.img"));
+        fs::copy(&img, &given).unwrap();
+        let theirs = d.join(format!("{name}.tune2fs.img"));
+        fs::copy(&img, &theirs).unwrap();
+        ok(Command::new("tune2fs").args(["-O", "mmp"]).arg(&theirs));
+
+        let (code, j, err) = tool_json(&["enable", img.to_str().unwrap()]);
+        assert_eq!(code, 0, "{name}: {err} {j}");
+        assert_eq!(j["update_interval"], 17, "{name}: {j}");
+        let (ours_sb, theirs_sb) = (superblock(&img), superblock(&theirs));
+        assert_eq!(
+            ours_sb.s_mmp_update_interval, theirs_sb.s_mmp_update_interval,
+            "{name}: s_mmp_update_interval, ours vs tune2fs"
+        );
+        assert_eq!(
+            theirs_sb.s_mmp_update_interval, 17,
+            "{name}: tune2fs kept it"
+        );
+        assert_eq!(
+            mmp_block_of(&img).mmp_check_interval,
+            mmp_block_of(&theirs).mmp_check_interval,
+            "{name}: the MMP block's check interval, ours vs tune2fs"
+        );
+        assert_eq!(mmp_block_of(&img).mmp_check_interval, 17, "{name}");
+        compare_masked(
+            &fs::read(&img).unwrap(),
+            &fs::read(&theirs).unwrap(),
+            &geo,
+            ours_sb.s_mmp_block,
+        )
+        .unwrap_or_else(|diff| panic!("{name}: compared with tune2fs -O mmp: {diff}"));
+        assert!(e2fsck_n(&img).status.success(), "{}", text(&e2fsck_n(&img)));
+        assert!(run(Command::new("e2mmpstatus").arg(&img)).status.success());
+
+        let (code, j, err) = tool_json(&["enable", given.to_str().unwrap(), "--interval", "9"]);
+        assert_eq!(code, 0, "{name}: {err} {j}");
+        assert_eq!(superblock(&given).s_mmp_update_interval, 9, "{name}");
+        assert_eq!(mmp_block_of(&given).mmp_check_interval, 9, "{name}");
+    }
+}

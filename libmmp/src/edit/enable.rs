@@ -5,7 +5,10 @@ use super::preflight::{
     check_free_count, inconsistent, load_bitmap, load_gdt, preflight, read_clean,
 };
 use super::writer::{write_backups, write_group_desc, Writer};
-use super::{check_interval_for, report, validate_interval, EditEnv, EditError, EditReport};
+use super::{
+    check_interval_for, report, validate_interval, EditEnv, EditError, EditReport,
+    MAX_UPDATE_INTERVAL,
+};
 use crate::fs::MmpFs;
 use crate::io::device::BlockIo;
 use crate::ondisk::layout::{first_zero, set_bit, Geometry, GroupTable, EXT2_BG_BLOCK_UNINIT};
@@ -14,7 +17,8 @@ use crate::ondisk::superblock::{feature, SUPERBLOCK_OFFSET};
 
 /// Enable MMP: allocate the block, write a CLEAN MMP block, update bitmap, descriptor,
 /// superblock and backups (see the module comment for the order). `interval` is the update
-/// interval (default 5 s). An already enabled, CLEAN filesystem with the same (or no requested)
+/// interval; without it, the one already in the superblock is kept, or 5 s if there is none
+/// (as `tune2fs -O mmp`). An already enabled, CLEAN filesystem with the same (or no requested)
 /// interval is left alone (`changed: false`).
 pub fn enable<D: BlockIo>(
     fs: &MmpFs<D>,
@@ -22,16 +26,16 @@ pub fn enable<D: BlockIo>(
     env: &EditEnv,
 ) -> Result<EditReport, EditError> {
     let device = fs.device_name().to_string();
-    let interval_given = interval;
-    let interval = interval.unwrap_or(EXT4_MMP_UPDATE_INTERVAL);
-    validate_interval(&device, interval)?;
+    if let Some(i) = interval {
+        validate_interval(&device, i)?;
+    }
     let geo = preflight(fs)?;
     let sb = fs.superblock();
     let mut rep = report(fs, "enable");
     if sb.has_mmp() {
         read_clean(fs, "enable it")?;
         rep.previous_state = Some("clean");
-        return match interval_given {
+        return match interval {
             Some(i) if i != sb.s_mmp_update_interval => Err(EditError::AlreadyEnabled {
                 device,
                 current: sb.s_mmp_update_interval,
@@ -50,6 +54,10 @@ pub fn enable<D: BlockIo>(
             sector,
         });
     }
+    let interval = match interval {
+        Some(i) => i,
+        None => interval_to_keep(fs)?,
+    };
     let mut gt = load_gdt(fs, &geo)?;
     let alloc = allocate(fs, &geo, &gt)?;
     let ci = check_interval_for(interval);
@@ -64,6 +72,23 @@ pub fn enable<D: BlockIo>(
     rep.free_blocks_after = sb.free_blocks_count - 1;
     rep.writes = w;
     Ok(rep)
+}
+
+/// The update interval `enable` writes when none is given: the one already in the superblock,
+/// as `tune2fs -O mmp` keeps it. tune2fs (misc/tune2fs.c, `update_feature_set`) calls
+/// `ext2fs_mmp_init` (lib/ext2fs/mmp.c) without touching `s_mmp_update_interval`, and that
+/// replaces only 0 with `EXT4_MMP_UPDATE_INTERVAL` and refuses a value above
+/// `EXT4_MMP_MAX_UPDATE_INTERVAL` (`EXT2_ET_INVALID_ARGUMENT`). So an interval set with
+/// `tune2fs -E mmp_update_interval=N` while MMP was off survives the enable.
+fn interval_to_keep<D: BlockIo>(fs: &MmpFs<D>) -> Result<u16, EditError> {
+    match fs.superblock().s_mmp_update_interval {
+        0 => Ok(EXT4_MMP_UPDATE_INTERVAL),
+        i if i > MAX_UPDATE_INTERVAL => Err(EditError::StoredIntervalOutOfRange {
+            device: fs.device_name().to_string(),
+            interval: i,
+        }),
+        i => Ok(i),
+    }
 }
 
 /// The block `enable` takes, and the bitmap of its group as read (or built).

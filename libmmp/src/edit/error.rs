@@ -97,6 +97,9 @@ pub enum EditError {
     #[error("{device}: update interval {interval} s is out of range ({MIN_UPDATE_INTERVAL} to {MAX_UPDATE_INTERVAL} s)")]
     BadInterval { device: String, interval: u16 },
 
+    #[error("{device}: the superblock's MMP update interval (s_mmp_update_interval) is {interval} s, above the maximum of {MAX_UPDATE_INTERVAL} s; refusing to enable MMP (tune2fs refuses too). Next: give one with `mmp-tool enable --interval N {device}`")]
+    StoredIntervalOutOfRange { device: String, interval: u16 },
+
     #[error("{device}: {what} at offset {offset} failed: {source}. {progress}")]
     Write {
         device: String,
@@ -171,7 +174,9 @@ impl EditError {
             EditError::Changed { .. } => "mmp_changed",
             EditError::Inconsistent { .. } => "inconsistent",
             EditError::NoSpace { .. } => "no_space",
-            EditError::BadInterval { .. } => "bad_interval",
+            EditError::BadInterval { .. } | EditError::StoredIntervalOutOfRange { .. } => {
+                "bad_interval"
+            }
             EditError::BlockSmallerThanSector { .. } => "block_smaller_than_sector",
             EditError::Write { .. } => "write_failed",
         }

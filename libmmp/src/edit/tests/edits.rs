@@ -199,3 +199,29 @@ proptest::proptest! {
         }
     }
 }
+
+/// Defect 3c of issue 12: an `s_mmp_update_interval` already in the superblock (set with
+/// `tune2fs -E mmp_update_interval=N` while MMP was off) is kept by `enable` without
+/// `--interval`, as `ext2fs_mmp_init` keeps it; `--interval` replaces it; one above the maximum
+/// is refused, as `ext2fs_mmp_init` refuses it.
+#[test]
+fn enable_keeps_the_interval_already_in_the_superblock() {
+    let img = with_superblock(&build(Spec::default()), |sb| sb.s_mmp_update_interval = 17);
+    let fs = fs_of(img.clone());
+    let r = enable(&fs, None, &env()).unwrap();
+    assert_eq!((r.update_interval, r.check_interval), (17, Some(17)));
+    let c = check_consistent(&fs.device().snapshot());
+    assert_eq!(c.sb.s_mmp_update_interval, 17);
+
+    let fs = fs_of(img);
+    let r = enable(&fs, Some(3), &env()).unwrap();
+    assert_eq!((r.update_interval, r.check_interval), (3, Some(5)));
+
+    let img = with_superblock(&build(Spec::default()), |sb| sb.s_mmp_update_interval = 301);
+    let fs = fs_of(img.clone());
+    let e = enable(&fs, None, &env()).unwrap_err();
+    assert_eq!(e.reason(), "bad_interval", "{e}");
+    assert!(e.to_string().contains("301") && e.to_string().contains("--interval"), "{e}");
+    assert_eq!(fs.device().snapshot(), img, "nothing written");
+    assert!(enable(&fs, Some(8), &env()).unwrap().changed);
+}
