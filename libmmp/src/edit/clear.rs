@@ -1,7 +1,7 @@
 //! `clear`: watch a stuck MMP block for the kernel's full wait, then reset it to CLEAN.
 
 use super::claim::verify_block;
-use super::preflight::{mmp_required, read_mmp_bytes, state_of};
+use super::preflight::{locate_mmp_block, mmp_required, read_mmp_bytes, state_of};
 use super::writer::Writer;
 use super::{
     check_interval_for, report, EditEnv, EditError, EditReport, MAX_UPDATE_INTERVAL, POLL,
@@ -27,7 +27,7 @@ pub fn clear<D: BlockIo>(
     progress: Progress<'_>,
 ) -> Result<EditReport, EditError> {
     mmp_required(fs, "clear its MMP block")?;
-    let block = fs.require_mmp()?;
+    let block = locate_mmp_block(fs, "clear its MMP block")?;
     let sb = fs.superblock();
     let seed = sb.mmp_csum_seed();
     let raw = read_mmp_bytes(fs)?;

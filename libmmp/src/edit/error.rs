@@ -1,5 +1,6 @@
 //! Why an edit was refused or failed.
 
+use super::metadata::Metadata;
 use super::{MAX_UPDATE_INTERVAL, MIN_UPDATE_INTERVAL};
 use crate::error::Error;
 use crate::host::busy::LocalUse;
@@ -68,6 +69,14 @@ pub enum EditError {
         detail: String,
         action: &'static str,
         next: String,
+    },
+
+    #[error("{device}: the superblock says the MMP block is block {block}, but block {block} is {what}: {}; refusing to {action}. Nothing was written. Next: make sure no node uses the filesystem, then `tune2fs -f -O ^mmp {device}` (it drops the pointer without writing that block), `e2fsck -f {device}` (it frees the old MMP block), and `mmp-tool enable {device}` (it allocates a free one){}", what.harm(), what.e2fsck_warning())]
+    MmpBlockInMetadata {
+        device: String,
+        block: u64,
+        what: Metadata,
+        action: &'static str,
     },
 
     #[error("{device}: MMP block {block} changed while it was watched ({detail}): another node is using the filesystem; {written}. Next: {next}")]
@@ -172,6 +181,11 @@ impl EditError {
                 _ => "mmp_bad_magic",
             },
             EditError::Changed { .. } => "mmp_changed",
+            EditError::MmpBlockInMetadata {
+                what: Metadata::PastTheEnd { .. },
+                ..
+            } => "bad_mmp_block_number",
+            EditError::MmpBlockInMetadata { .. } => "mmp_block_in_metadata",
             EditError::Inconsistent { .. } => "inconsistent",
             EditError::NoSpace { .. } => "no_space",
             EditError::BadInterval { .. } | EditError::StoredIntervalOutOfRange { .. } => {

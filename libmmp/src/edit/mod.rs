@@ -50,6 +50,7 @@ mod disable;
 mod enable;
 mod error;
 mod interval;
+mod metadata;
 mod preflight;
 mod writer;
 
@@ -58,6 +59,7 @@ pub use disable::disable;
 pub use enable::enable;
 pub use error::EditError;
 pub use interval::set_interval;
+pub use metadata::Metadata;
 pub use preflight::open_for_edit;
 
 use crate::fs::MmpFs;

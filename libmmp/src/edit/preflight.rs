@@ -2,13 +2,15 @@
 //! held exclusively, the geometry is one this module edits, the journal is clean, the metadata
 //! it will touch is consistent, and the MMP block is valid and CLEAN.
 
+use super::metadata::{metadata_at, Metadata};
 use super::EditError;
 use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::host::busy;
 use crate::io::device::{Access, BlockIo, Device, OpenError};
 use crate::ondisk::layout::{
-    count_zeros, DescError, Geometry, GroupTable, LayoutError, EXT2_BG_BLOCK_UNINIT, EXT2_ERROR_FS,
+    count_zeros, DescError, Geometry, GroupDesc, GroupTable, LayoutError, EXT2_BG_BLOCK_UNINIT,
+    EXT2_ERROR_FS,
 };
 use crate::ondisk::mmp::{MmpBlock, MmpError, MMP_STRUCT_SIZE};
 use crate::ondisk::superblock::feature;
@@ -245,7 +247,7 @@ pub(super) fn read_clean<D: BlockIo>(
     fs: &MmpFs<D>,
     action: &'static str,
 ) -> Result<MmpBlock, EditError> {
-    let block = fs.require_mmp()?;
+    let block = locate_mmp_block(fs, action)?;
     let raw = read_mmp_bytes(fs)?;
     let device = fs.device_name().to_string();
     let blk = MmpBlock::decode(&raw).map_err(|source| Error::Mmp {
@@ -297,4 +299,68 @@ pub(super) fn mmp_required<D: BlockIo>(
             action,
         })
     }
+}
+
+/// Where the MMP block is, refusing a block that no edit may write: one inside filesystem
+/// metadata (a superblock copy, a descriptor table, reserved GDT blocks, a bitmap, an inode
+/// table) or past the end of the filesystem. Every edit that writes the MMP block in place
+/// (`clear`, `interval`, `disable`, and `enable` on a filesystem that has MMP already) reads
+/// it through here first, so this is the one guard against overwriting metadata with it.
+///
+/// e2fsprogs checks only the range (`ext2fs_mmp_read`: after `s_first_data_block`, before
+/// `s_blocks_count`), and `e2fsck -y` answers a bad magic by writing an MMP block wherever
+/// `s_mmp_block` points; so the next step offered is `tune2fs -f -O ^mmp`, which drops the
+/// pointer without writing the block (misc/tune2fs.c: a failed `ext2fs_mmp_read` skips the
+/// free), then e2fsck, then `enable`, which allocates a free block.
+///
+/// Without a geometry this module can edit (bigalloc, meta_bg: only `clear` gets this far), the
+/// layout is not known: only the range and the primary superblock are checked, as before.
+pub(super) fn locate_mmp_block<D: BlockIo>(
+    fs: &MmpFs<D>,
+    action: &'static str,
+) -> Result<u64, EditError> {
+    let sb = fs.superblock();
+    if !sb.has_mmp() {
+        return Ok(fs.require_mmp()?);
+    }
+    let block = sb.s_mmp_block;
+    let what = match Geometry::from_superblock(sb) {
+        Ok(geo) => metadata_at(&geo, &read_descs_unverified(fs, &geo)?, block),
+        Err(_) if block >= sb.blocks_count => Some(Metadata::PastTheEnd {
+            blocks_count: sb.blocks_count,
+        }),
+        Err(_) if block < u64::from(sb.s_first_data_block) => Some(Metadata::BootBlock),
+        Err(_) if block == u64::from(sb.s_first_data_block) => Some(Metadata::PrimarySuperblock),
+        Err(_) => None,
+    };
+    if let Some(what) = what {
+        return Err(EditError::MmpBlockInMetadata {
+            device: fs.device_name().to_string(),
+            block,
+            what,
+            action,
+        });
+    }
+    Ok(fs.require_mmp()?)
+}
+
+/// Every group's descriptor, decoded without verifying checksums: only their bitmap and inode
+/// table locations are wanted, and a bad checksum must not stop `clear`.
+fn read_descs_unverified<D: BlockIo>(
+    fs: &MmpFs<D>,
+    geo: &Geometry,
+) -> Result<Vec<GroupDesc>, EditError> {
+    let mut raw = vec![0u8; geo.gdt_bytes()];
+    let off = geo.gdt_block(0) * u64::from(geo.block_size);
+    read_at(
+        fs.device(),
+        "read of the group descriptor table",
+        off,
+        &mut raw,
+    )?;
+    Ok(raw
+        .chunks_exact(geo.desc_size)
+        .take(geo.group_count as usize)
+        .filter_map(|b| GroupDesc::decode(b, geo.desc_size).ok())
+        .collect())
 }

@@ -221,7 +221,10 @@ fn enable_keeps_the_interval_already_in_the_superblock() {
     let fs = fs_of(img.clone());
     let e = enable(&fs, None, &env()).unwrap_err();
     assert_eq!(e.reason(), "bad_interval", "{e}");
-    assert!(e.to_string().contains("301") && e.to_string().contains("--interval"), "{e}");
+    assert!(
+        e.to_string().contains("301") && e.to_string().contains("--interval"),
+        "{e}"
+    );
     assert_eq!(fs.device().snapshot(), img, "nothing written");
     assert!(enable(&fs, Some(8), &env()).unwrap().changed);
 }

@@ -189,3 +189,79 @@ fn refuses_inconsistent_metadata() {
     let e = enable(&fs_of(bad_count), None, &env()).unwrap_err();
     assert!(e.to_string().contains("BLOCK_UNINIT"), "{e}");
 }
+
+/// Issue 12, defect 3d: no edit writes an MMP block over filesystem metadata or past the end.
+/// For each kind, every command that would write the MMP block in place is refused, the
+/// message names what lies there and the way out, and nothing is written.
+#[test]
+fn refuses_an_mmp_block_in_metadata_or_past_the_end() {
+    for spec in [
+        Spec::default(),
+        Spec {
+            bs: 4096,
+            ..Spec::default()
+        },
+    ] {
+        let on = enabled(spec);
+        let c = check_consistent(&on);
+        let (geo, d0) = (&c.geo, c.gt.desc(0));
+        let backup = geo.backup_groups()[0];
+        let cases = [
+            (geo.first_data_block, "the primary superblock".to_string()),
+            (
+                geo.group_first_block(backup),
+                format!("the backup superblock of group {backup}"),
+            ),
+            (
+                geo.gdt_block(0),
+                "in the primary group descriptor table".into(),
+            ),
+            (
+                geo.gdt_block(backup),
+                format!("in the backup group descriptor table of group {backup}"),
+            ),
+            (
+                geo.gdt_block(0) + geo.desc_blocks,
+                "a reserved GDT block of group 0".into(),
+            ),
+            (d0.bg_block_bitmap, "the block bitmap of group 0".into()),
+            (d0.bg_inode_bitmap, "the inode bitmap of group 0".into()),
+            (
+                d0.bg_inode_table + u64::from(geo.inode_blocks_per_group) - 1,
+                "in the inode table of group 0".into(),
+            ),
+            (
+                geo.blocks_count + 3,
+                format!(
+                    "past the end of the filesystem, which has {} blocks",
+                    geo.blocks_count
+                ),
+            ),
+        ];
+        for (block, what) in cases {
+            let img = with_superblock(&on, |sb| sb.s_mmp_block = block);
+            let reason = if what.starts_with("past") {
+                "bad_mmp_block_number"
+            } else {
+                "mmp_block_in_metadata"
+            };
+            refused(&img, ALL, reason);
+            let fs = fs_of(img.clone());
+            let e =
+                clear(&fs, &env(), &FakeClock::default(), true, &mut no_progress()).unwrap_err();
+            assert_eq!(e.reason(), reason, "{e}");
+            assert_eq!(fs.device().snapshot(), img, "clear wrote nothing");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("block {block} is {what}"))
+                    && msg.contains("tune2fs -f -O ^mmp mem.img")
+                    && msg.contains("e2fsck -f mem.img"),
+                "{spec:?}: {msg}"
+            );
+            assert!(
+                !e.is_in_use(),
+                "a corrupt filesystem, not one in use: {msg}"
+            );
+        }
+    }
+}
