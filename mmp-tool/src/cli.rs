@@ -193,7 +193,8 @@ recovery, the superblock checksum is bad, the metadata is inconsistent, the file
 features this tool does not edit (bigalloc, meta_bg, an external journal device, unknown
 features: use tune2fs for those), or its blocks are smaller than the device's logical sectors
 (neither the kernel nor e2fsck could use the MMP block through that device). An already
-enabled, clean filesystem is left alone.
+enabled, clean filesystem is left alone; an enabled one whose MMP block number points into
+filesystem metadata or past the end is refused.
 
 MMP only protects against nodes that mount after it is on: enable it before the filesystem is
 shared, and mount it on one node at a time.
@@ -218,8 +219,10 @@ backups are rewritten. A crash at any point leaves a filesystem `e2fsck -fy` rep
 
 Refused, with nothing written, when the device is mounted or attached here, its MMP block is
 live (mounted elsewhere, or its node crashed), FSCK, unknown or corrupt, the journal needs
-recovery, the superblock checksum is bad, or it uses features this tool does not edit. A
-filesystem without MMP is left alone.
+recovery, the superblock checksum is bad, it uses features this tool does not edit, or the
+superblock's MMP block number points into filesystem metadata (a superblock or descriptor table
+copy, reserved GDT blocks, a bitmap, an inode table) or past the end: the message names what
+lies there and how to move the MMP block. A filesystem without MMP is left alone.
 
 Exit status: 0 done (or MMP already off), 1 refused because the filesystem is in use (mounted
 here, MMP block not clean, or it changed while watched), 2 refused for any other reason or
@@ -253,7 +256,9 @@ seconds, with CI the check interval, 11 s by default) and nothing is written if 
 all: then a node is using the filesystem. --force skips the watch; use it only when you know
 that no node has the filesystem open. Only the MMP block is written, so this works even when
 the journal needs recovery (e2fsck needs a clean MMP block to run). A clean block is left alone.
-A device mounted or attached on this host is always refused.
+A device mounted or attached on this host is always refused, and so is an MMP block number that
+points into filesystem metadata or past the end (writing there would destroy the metadata; the
+message names what lies there and how to move the MMP block).
 
 Exit status: 0 done (or already clean), 1 refused because the block changed while watched or the
 filesystem is in use here, 2 refused for any other reason or failed.")]
