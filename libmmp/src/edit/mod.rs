@@ -40,7 +40,7 @@
 //!
 //! **Files.** `preflight` holds everything checked before the first write
 //! (not used on this host, held exclusively, geometry, counts, the MMP block's place and
-//! state); `writer` the recorded, `fdatasync`-ordered writes; `claim` the claim
+//! state), with `metadata` answering "what lies at block B" for it; `writer` the recorded, `fdatasync`-ordered writes; `claim` the claim
 //! of `disable` and `interval`; one file per operation (`enable`, `disable`, `interval`,
 //! `clear`) holds its sequence of writes; `error` the reasons for a refusal.
 

@@ -118,6 +118,32 @@ fn build(spec: Spec) -> Vec<u8> {
     let blocks =
         u64::from(fdb) + u64::from(spec.bpg) * u64::from(spec.groups) - u64::from(spec.last_short);
     let mut img = vec![0u8; blocks as usize * bs];
+    let mut sb = spec_superblock(spec, blocks, fdb);
+    let parsed = Superblock::parse(&sb).unwrap();
+    let geo = Geometry::from_superblock(&parsed).unwrap();
+    let mut gdt = vec![0u8; geo.gdt_bytes()];
+    let mut total_free = 0u64;
+    for g in 0..geo.group_count {
+        let (enc, free) = build_group(&mut img, &geo, spec, g);
+        total_free += u64::from(free);
+        gdt[g as usize * geo.desc_size..(g as usize + 1) * geo.desc_size].copy_from_slice(&enc);
+    }
+    put32(&mut sb, S_FREE_BLOCKS_COUNT_LO, total_free as u32);
+    reseal(&mut sb);
+    img[1024..2048].copy_from_slice(&sb);
+    let gdt_off = geo.gdt_block(0) as usize * bs;
+    img[gdt_off..gdt_off + gdt.len()].copy_from_slice(&gdt);
+    for g in geo.backup_groups() {
+        let off = geo.superblock_offset(g) as usize;
+        img[off..off + SUPERBLOCK_SIZE].copy_from_slice(&backup_superblock(&sb, g));
+        let off = geo.gdt_block(g) as usize * bs;
+        img[off..off + gdt.len()].copy_from_slice(&gdt);
+    }
+    img
+}
+
+/// The primary superblock of `spec`, free block count still 0.
+fn spec_superblock(spec: Spec, blocks: u64, fdb: u32) -> [u8; SUPERBLOCK_SIZE] {
     let mut sb = [0u8; SUPERBLOCK_SIZE];
     put32(&mut sb, S_INODES_COUNT, IPG * spec.groups);
     put32(&mut sb, S_BLOCKS_COUNT_LO, blocks as u32);
@@ -162,69 +188,56 @@ fn build(spec: Spec) -> Vec<u8> {
     put32(&mut sb, S_FEATURE_INCOMPAT, incompat);
     put32(&mut sb, S_FEATURE_RO_COMPAT, ro);
     reseal(&mut sb);
-    let parsed = Superblock::parse(&sb).unwrap();
-    let geo = Geometry::from_superblock(&parsed).unwrap();
+    sb
+}
+
+/// Lay out group `g` (its bitmap written into `img`): returns its encoded descriptor and its
+/// free block count.
+fn build_group(img: &mut [u8], geo: &Geometry, spec: Spec, g: u32) -> (Vec<u8>, u32) {
+    let bs = spec.bs as usize;
     let ibpg = u64::from(geo.inode_blocks_per_group);
-    let mut gdt = vec![0u8; geo.gdt_bytes()];
-    let mut total_free = 0u64;
-    for g in 0..geo.group_count {
-        let first = geo.group_first_block(g);
-        let n = geo.group_blocks(g) as usize;
-        let meta = first
-            + if geo.has_super(g) {
-                1 + geo.desc_blocks + u64::from(RESERVED_GDT)
-            } else {
-                0
-            };
-        let mut used = (meta - first) as usize + 2 + ibpg as usize;
-        if g == 0 {
-            used += 3; // root directory, lost+found ...
-        }
-        if g == 0 && spec.fill_group0 {
-            used = n;
-        }
-        let mut bm = vec![0u8; bs];
-        for i in 0..used {
-            set_bit(&mut bm, i);
-        }
-        for i in n..bs * 8 {
-            set_bit(&mut bm, i);
-        }
-        let free = (n - used) as u32;
-        total_free += u64::from(free);
-        let uninit = spec.uninit && spec.csum != Csum::None && g != 0 && g + 1 != geo.group_count;
-        let mut d = GroupDesc::decode(&vec![0u8; geo.desc_size], geo.desc_size).unwrap();
-        d.bg_block_bitmap = meta;
-        d.bg_inode_bitmap = meta + 1;
-        d.bg_inode_table = meta + 2;
-        d.bg_free_blocks_count = free;
-        d.bg_free_inodes_count = IPG;
-        let bm_off = meta as usize * bs;
-        if uninit {
-            d.bg_flags = EXT2_BG_BLOCK_UNINIT;
-            // An uninitialised bitmap block holds garbage; it must never be read.
-            img[bm_off..bm_off + bs].fill(0xAA);
+    let first = geo.group_first_block(g);
+    let n = geo.group_blocks(g) as usize;
+    let meta = first
+        + if geo.has_super(g) {
+            1 + geo.desc_blocks + u64::from(RESERVED_GDT)
         } else {
-            img[bm_off..bm_off + bs].copy_from_slice(&bm);
-            if let Some(c) = geo.bitmap_csum(&bm) {
-                d.bg_block_bitmap_csum = c;
-            }
+            0
+        };
+    let mut used = (meta - first) as usize + 2 + ibpg as usize;
+    if g == 0 {
+        used += 3; // root directory, lost+found ...
+    }
+    if g == 0 && spec.fill_group0 {
+        used = n;
+    }
+    let mut bm = vec![0u8; bs];
+    for i in 0..used {
+        set_bit(&mut bm, i);
+    }
+    for i in n..bs * 8 {
+        set_bit(&mut bm, i);
+    }
+    let free = (n - used) as u32;
+    let uninit = spec.uninit && spec.csum != Csum::None && g != 0 && g + 1 != geo.group_count;
+    let mut d = GroupDesc::decode(&vec![0u8; geo.desc_size], geo.desc_size).unwrap();
+    d.bg_block_bitmap = meta;
+    d.bg_inode_bitmap = meta + 1;
+    d.bg_inode_table = meta + 2;
+    d.bg_free_blocks_count = free;
+    d.bg_free_inodes_count = IPG;
+    let bm_off = meta as usize * bs;
+    if uninit {
+        d.bg_flags = EXT2_BG_BLOCK_UNINIT;
+        // An uninitialised bitmap block holds garbage; it must never be read.
+        img[bm_off..bm_off + bs].fill(0xAA);
+    } else {
+        img[bm_off..bm_off + bs].copy_from_slice(&bm);
+        if let Some(c) = geo.bitmap_csum(&bm) {
+            d.bg_block_bitmap_csum = c;
         }
-        let enc = d.encode(g, geo.desc_csum);
-        gdt[g as usize * geo.desc_size..(g as usize + 1) * geo.desc_size].copy_from_slice(&enc);
     }
-    put32(&mut sb, S_FREE_BLOCKS_COUNT_LO, total_free as u32);
-    reseal(&mut sb);
-    img[1024..2048].copy_from_slice(&sb);
-    let gdt_off = geo.gdt_block(0) as usize * bs;
-    img[gdt_off..gdt_off + gdt.len()].copy_from_slice(&gdt);
-    for g in geo.backup_groups() {
-        let off = geo.superblock_offset(g) as usize;
-        img[off..off + SUPERBLOCK_SIZE].copy_from_slice(&backup_superblock(&sb, g));
-        let off = geo.gdt_block(g) as usize * bs;
-        img[off..off + gdt.len()].copy_from_slice(&gdt);
-    }
-    img
+    (d.encode(g, geo.desc_csum), free)
 }
 
 fn env() -> EditEnv {
