@@ -38,11 +38,11 @@
 //! stale: mounts and e2fsck wait once, then proceed (an FSCK sequence, as tune2fs leaves, would
 //! need a manual `clear`).
 //!
-//! **Files.** `preflight` holds everything checked before the first write
-//! (not used on this host, held exclusively, geometry, counts, the MMP block's place and
-//! state), with `metadata` answering "what lies at block B" for it; `writer` the recorded, `fdatasync`-ordered writes; `claim` the claim
-//! of `disable` and `interval`; one file per operation (`enable`, `disable`, `interval`,
-//! `clear`) holds its sequence of writes; `error` the reasons for a refusal.
+//! **Files.** `preflight` holds everything checked before the first write (not used on this
+//! host, held exclusively, geometry, counts, the MMP block's place and state), with `metadata`
+//! answering "what lies at block B" for it; `writer` the recorded, `fdatasync`-ordered writes;
+//! `claim` the claim of `disable` and `interval`; one file per operation (`enable`, `disable`,
+//! `interval`, `clear`) holds its sequence of writes; `error` the reasons for a refusal.
 
 mod claim;
 mod clear;
