@@ -29,8 +29,8 @@ pub enum PeerError {
     Send { peer: String, source: io::Error },
     #[error("{peer} closed the connection")]
     Closed { peer: String },
-    #[error("reading from {peer}: {message}")]
-    Receive { peer: String, message: String },
+    #[error("reading from {peer}: {source}")]
+    Receive { peer: String, source: io::Error },
     #[error("{peer} sent an invalid response: {source}")]
     Protocol { peer: String, source: ProtocolError },
     #[error("{peer} did not answer {request} within {timeout:?}")]
@@ -66,7 +66,8 @@ pub fn read_line_limited<R: BufRead>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
 pub struct Channel {
     name: String,
     writer: Option<Box<dyn Write + Send>>,
-    rx: Receiver<Result<Vec<u8>, String>>,
+    /// Lines from the reader thread; an error ends them (the line was too long or unreadable).
+    rx: Receiver<io::Result<Vec<u8>>>,
     child: Option<Child>,
 }
 
@@ -89,7 +90,7 @@ impl Channel {
                     }
                     Ok(None) => return,
                     Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
+                        let _ = tx.send(Err(e));
                         return;
                     }
                 }
@@ -175,9 +176,9 @@ impl Channel {
                     peer: self.name.clone(),
                     source,
                 }),
-            Ok(Err(message)) => Err(PeerError::Receive {
+            Ok(Err(source)) => Err(PeerError::Receive {
                 peer: self.name.clone(),
-                message,
+                source,
             }),
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => Err(PeerError::Closed {
