@@ -86,6 +86,29 @@ fn verdict_needs_everything_clean() {
     }
 }
 
+/// Judge `results` with no grant times recorded (every check counts).
+fn judge(
+    rep: &mut FailoverReport,
+    state: &mut [LockState],
+    results: &[ProbeResult],
+    kind: LockKind,
+    current_pid: Option<i64>,
+    pids: &BTreeSet<i64>,
+) {
+    judge_probe(
+        rep,
+        state,
+        results,
+        &Holders {
+            kind,
+            current_pid,
+            pids,
+            acquired_at: &[],
+        },
+        &lose_fn,
+    );
+}
+
 #[test]
 fn probe_judgement() {
     let pids: BTreeSet<i64> = [100, 200].into_iter().collect();
@@ -96,17 +119,13 @@ fn probe_judgement() {
         pr(1, ProbeState::Held, Some(100)), // an earlier holder's stale lock: not a new loss
         pr(2, ProbeState::Free, None),      // lost
     ];
-    judge_probe(
+    judge(
         &mut rep,
         &mut state,
         &results,
-        &Holders {
-            kind: LockKind::Posix,
-            current_pid: Some(200),
-            pids: &pids,
-            acquired_at: &[],
-        },
-        &lose_fn,
+        LockKind::Posix,
+        Some(200),
+        &pids,
     );
     assert_eq!(
         state,
@@ -115,76 +134,56 @@ fn probe_judgement() {
     assert_eq!((rep.locks_lost, rep.free_observations), (1, 1));
     // Seeing it free again does not count a second loss, but counts the observation only
     // while it was believed held.
-    judge_probe(
+    judge(
         &mut rep,
         &mut state,
         &[pr(2, ProbeState::Free, None)],
-        &Holders {
-            kind: LockKind::Posix,
-            current_pid: Some(200),
-            pids: &pids,
-            acquired_at: &[],
-        },
-        &lose_fn,
+        LockKind::Posix,
+        Some(200),
+        &pids,
     );
     assert_eq!((rep.locks_lost, rep.free_observations), (1, 1));
     // Another pid holds lock 0.
-    judge_probe(
+    judge(
         &mut rep,
         &mut state,
         &[pr(0, ProbeState::Held, Some(999))],
-        &Holders {
-            kind: LockKind::Posix,
-            current_pid: Some(200),
-            pids: &pids,
-            acquired_at: &[],
-        },
-        &lose_fn,
+        LockKind::Posix,
+        Some(200),
+        &pids,
     );
     assert_eq!((rep.locks_lost, rep.foreign_holder_observations), (2, 1));
     // OFD locks report l_pid -1: never "foreign".
     let mut state = vec![LockState::Held];
-    judge_probe(
+    judge(
         &mut rep,
         &mut state,
         &[pr(0, ProbeState::Held, Some(-1))],
-        &Holders {
-            kind: LockKind::Ofd,
-            current_pid: Some(200),
-            pids: &pids,
-            acquired_at: &[],
-        },
-        &lose_fn,
+        LockKind::Ofd,
+        Some(200),
+        &pids,
     );
     assert_eq!(state, vec![LockState::Held]);
     // setlk probe granted: a conflicting grant and a loss.
-    judge_probe(
+    judge(
         &mut rep,
         &mut state,
         &[pr(0, ProbeState::Granted, None)],
-        &Holders {
-            kind: LockKind::Flock,
-            current_pid: Some(200),
-            pids: &pids,
-            acquired_at: &[],
-        },
-        &lose_fn,
+        LockKind::Flock,
+        Some(200),
+        &pids,
     );
     assert_eq!((rep.conflicting_grants, state[0]), (1, LockState::Lost));
     // Out-of-range lock numbers are ignored, errors counted.
     let mut e = pr(0, ProbeState::Error, None);
     e.errno = Some("ENOLCK".into());
-    judge_probe(
+    judge(
         &mut rep,
         &mut state,
         &[pr(9, ProbeState::Free, None), e],
-        &Holders {
-            kind: LockKind::Posix,
-            current_pid: None,
-            pids: &pids,
-            acquired_at: &[],
-        },
-        &lose_fn,
+        LockKind::Posix,
+        None,
+        &pids,
     );
     assert_eq!(rep.probe_errors.get("ENOLCK"), 1);
 }
