@@ -13,7 +13,7 @@ use crate::fsinfo::fs_type_name;
 use crate::multihost::{self, CoordinatorOptions, MultiHostError};
 use crate::peer::{self, Channel, PeerError};
 use crate::semantics::{self, SuiteOptions, SuiteReport};
-use crate::torture::{self, TortureError, TortureParams, TortureReport};
+use crate::torture::{self, ParamsError, TortureError, TortureParams, TortureReport};
 
 /// What a run found (errors are [`AppError`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub enum AppError {
     Dir { path: String, problem: String },
     #[error("invalid options: {0}")]
     Options(String),
+    #[error("invalid options: {0}")]
+    Params(#[from] ParamsError),
     #[error(transparent)]
     Peer(#[from] PeerError),
     #[error(transparent)]
@@ -172,7 +174,7 @@ fn semantics_cmd(a: &SemanticsArgs) -> Result<Outcome, AppError> {
 fn torture_cmd(a: &TortureArgs) -> Result<Outcome, AppError> {
     check_dir(&a.dir)?;
     let params = a.opts.params();
-    params.validate().map_err(AppError::Options)?;
+    params.validate()?;
     let fs = fs_type_name(&a.dir);
     let path = torture::prepare_file(&a.dir, &params)?;
     info!(
@@ -230,7 +232,7 @@ fn coordinator_cmd(a: &CoordinatorArgs) -> Result<Outcome, AppError> {
         None
     } else {
         let p = a.torture.params();
-        p.validate().map_err(AppError::Options)?;
+        p.validate()?;
         Some(p)
     };
     if a.workers == 0 {

@@ -9,7 +9,7 @@
 use std::io::{self, BufReader};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -41,8 +41,20 @@ pub enum MultiHostError {
         timeout: Duration,
         source: io::Error,
     },
-    #[error("worker {worker}: {message}")]
-    Worker { worker: String, message: String },
+    #[error("worker {worker}: unexpected hello reply {reply:?}")]
+    HelloReply {
+        worker: String,
+        reply: Box<Response>,
+    },
+    #[error("worker {worker}: torture failed: {reply:?}")]
+    TortureReply {
+        worker: String,
+        reply: Box<Response>,
+    },
+    #[error("worker {worker}: {source}")]
+    Call { worker: String, source: PeerError },
+    #[error("worker ?: coordinator thread panicked")]
+    ThreadPanicked,
     #[error(transparent)]
     Torture(#[from] TortureError),
     #[error("serving the coordinator: {0}")]
@@ -118,57 +130,10 @@ pub struct CoordinatorOptions {
 const ID_STRIDE: u32 = 1_000_000;
 
 pub fn run_coordinator(opts: &CoordinatorOptions) -> Result<MultiHostReport, MultiHostError> {
-    let listener = TcpListener::bind(&opts.listen).map_err(|source| MultiHostError::Listen {
-        addr: opts.listen.clone(),
-        source,
-    })?;
-    let local_addr = listener
-        .local_addr()
-        .map_err(|source| MultiHostError::Listen {
-            addr: opts.listen.clone(),
-            source,
-        })?;
-    info!("listening on {local_addr} for {} worker(s)", opts.workers);
-    if let Some(path) = &opts.addr_file {
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{local_addr}\n"))
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|source| MultiHostError::AddrFile {
-                path: path.clone(),
-                source,
-            })?;
-    }
+    let listener = listen(opts)?;
     let mut chans = accept_workers(&listener, opts.workers as usize, opts.accept_timeout)?;
     drop(listener);
-    let mut infos = Vec::new();
-    for ch in &mut chans {
-        match ch
-            .call(&Request::Hello, Duration::from_secs(10))
-            .map_err(MultiHostError::Handshake)?
-        {
-            Response::Hello {
-                pid,
-                host,
-                dir,
-                version,
-            } => {
-                info!("{} is host {host}, pid {pid}, dir {dir}", ch.name());
-                infos.push(WorkerInfo {
-                    addr: ch.name().trim_start_matches("worker ").to_string(),
-                    host,
-                    pid,
-                    dir,
-                    version,
-                });
-            }
-            other => {
-                return Err(MultiHostError::Worker {
-                    worker: ch.name().into(),
-                    message: format!("unexpected hello reply {other:?}"),
-                })
-            }
-        }
-    }
+    let infos = handshake(&mut chans)?;
 
     let semantics_report = if opts.semantics {
         let mut suite = opts.suite.clone();
@@ -203,6 +168,66 @@ pub fn run_coordinator(opts: &CoordinatorOptions) -> Result<MultiHostReport, Mul
         torture: torture_report,
         verdict: if pass { "pass" } else { "fail" }.into(),
     })
+}
+
+/// Listen on `--listen` and publish the bound address in `--addr-file` (written whole, then
+/// renamed, so a script never reads half an address).
+fn listen(opts: &CoordinatorOptions) -> Result<TcpListener, MultiHostError> {
+    let listener = TcpListener::bind(&opts.listen).map_err(|source| MultiHostError::Listen {
+        addr: opts.listen.clone(),
+        source,
+    })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| MultiHostError::Listen {
+            addr: opts.listen.clone(),
+            source,
+        })?;
+    info!("listening on {local_addr} for {} worker(s)", opts.workers);
+    if let Some(path) = &opts.addr_file {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{local_addr}\n"))
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|source| MultiHostError::AddrFile {
+                path: path.clone(),
+                source,
+            })?;
+    }
+    Ok(listener)
+}
+
+/// Ask every worker who it is.
+fn handshake(chans: &mut [Channel]) -> Result<Vec<WorkerInfo>, MultiHostError> {
+    let mut infos = Vec::new();
+    for ch in chans.iter_mut() {
+        match ch
+            .call(&Request::Hello, Duration::from_secs(10))
+            .map_err(MultiHostError::Handshake)?
+        {
+            Response::Hello {
+                pid,
+                host,
+                dir,
+                version,
+            } => {
+                info!("{} is host {host}, pid {pid}, dir {dir}", ch.name());
+                infos.push(WorkerInfo {
+                    addr: ch.name().trim_start_matches("worker ").to_string(),
+                    host,
+                    pid,
+                    dir,
+                    version,
+                });
+            }
+            other => {
+                return Err(MultiHostError::HelloReply {
+                    worker: ch.name().into(),
+                    reply: Box::new(other),
+                })
+            }
+        }
+    }
+    Ok(infos)
 }
 
 fn accept_workers(
@@ -256,7 +281,7 @@ fn run_multi_torture(
     let path = torture::prepare_file(&opts.dir, params)?;
     let timeout = Duration::from_millis(params.duration_ms) + Duration::from_secs(60);
     // Each remote call runs in its own thread so every host starts at (nearly) the same time.
-    let mut handles = Vec::new();
+    let mut handles: Vec<RemoteCall> = Vec::new();
     for (k, mut ch) in chans.drain(..).enumerate() {
         let mut p = params.clone();
         p.id_base = (k as u32 + 1) * ID_STRIDE;
@@ -281,12 +306,34 @@ fn run_multi_torture(
             Err(e) => first_err = Some(MultiHostError::Torture(e)),
         }
     }
+    collect_remote(handles, chans, &mut runs, &mut first_err);
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let expected: u64 = runs.iter().map(|(_, r)| r.stats.increments).sum();
+    let check = torture::verify_file(&path, params.kind, expected)?;
+    let report = TortureReport::build(&path, &opts.fs_type, params, runs, check);
+    if report.passed() {
+        let _ = std::fs::remove_file(&path);
+    }
+    Ok(report)
+}
+
+/// A worker's torture call, run in its own thread: the channel, the worker's host name and
+/// the answer.
+type RemoteCall = JoinHandle<(Channel, String, Result<Response, PeerError>)>;
+
+/// Wait for every worker's torture answer: its run goes into `runs`, the first failure into
+/// `first_err`, and its channel back into `chans`.
+fn collect_remote(
+    handles: Vec<RemoteCall>,
+    chans: &mut Vec<Channel>,
+    runs: &mut Vec<(String, LocalRun)>,
+    first_err: &mut Option<MultiHostError>,
+) {
     for h in handles {
         let Ok((ch, host, r)) = h.join() else {
-            first_err.get_or_insert(MultiHostError::Worker {
-                worker: "?".into(),
-                message: "coordinator thread panicked".into(),
-            });
+            first_err.get_or_insert(MultiHostError::ThreadPanicked);
             continue;
         };
         match r {
@@ -303,30 +350,20 @@ fn run_multi_torture(
                 },
             )),
             Ok(other) => {
-                first_err.get_or_insert(MultiHostError::Worker {
+                first_err.get_or_insert(MultiHostError::TortureReply {
                     worker: ch.name().into(),
-                    message: format!("torture failed: {other:?}"),
+                    reply: Box::new(other),
                 });
             }
             Err(e) => {
-                first_err.get_or_insert(MultiHostError::Worker {
+                first_err.get_or_insert(MultiHostError::Call {
                     worker: ch.name().into(),
-                    message: e.to_string(),
+                    source: e,
                 });
             }
         }
         chans.push(ch);
     }
-    if let Some(e) = first_err {
-        return Err(e);
-    }
-    let expected: u64 = runs.iter().map(|(_, r)| r.stats.increments).sum();
-    let check = torture::verify_file(&path, params.kind, expected)?;
-    let report = TortureReport::build(&path, &opts.fs_type, params, runs, check);
-    if report.passed() {
-        let _ = std::fs::remove_file(&path);
-    }
-    Ok(report)
 }
 
 /// Connect to the coordinator (retrying until `retry_for` has passed) and serve it.

@@ -29,8 +29,8 @@ pub enum PeerError {
     Send { peer: String, source: io::Error },
     #[error("{peer} closed the connection")]
     Closed { peer: String },
-    #[error("reading from {peer}: {message}")]
-    Receive { peer: String, message: String },
+    #[error("reading from {peer}: {source}")]
+    Receive { peer: String, source: io::Error },
     #[error("{peer} sent an invalid response: {source}")]
     Protocol { peer: String, source: ProtocolError },
     #[error("{peer} did not answer {request} within {timeout:?}")]
@@ -66,7 +66,8 @@ pub fn read_line_limited<R: BufRead>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
 pub struct Channel {
     name: String,
     writer: Option<Box<dyn Write + Send>>,
-    rx: Receiver<Result<Vec<u8>, String>>,
+    /// Lines from the reader thread; an error ends them (the line was too long or unreadable).
+    rx: Receiver<io::Result<Vec<u8>>>,
     child: Option<Child>,
 }
 
@@ -89,7 +90,7 @@ impl Channel {
                     }
                     Ok(None) => return,
                     Err(e) => {
-                        let _ = tx.send(Err(e.to_string()));
+                        let _ = tx.send(Err(e));
                         return;
                     }
                 }
@@ -175,9 +176,9 @@ impl Channel {
                     peer: self.name.clone(),
                     source,
                 }),
-            Ok(Err(message)) => Err(PeerError::Receive {
+            Ok(Err(source)) => Err(PeerError::Receive {
                 peer: self.name.clone(),
-                message,
+                source,
             }),
             Err(RecvTimeoutError::Timeout) => Ok(None),
             Err(RecvTimeoutError::Disconnected) => Err(PeerError::Closed {
@@ -277,11 +278,9 @@ impl Server {
     }
 
     fn handle_inner(&mut self, req: Request) -> Result<Response, Response> {
-        let io_err = |e: io::Error| match e.raw_os_error() {
-            Some(n) => Response::errno(nix::errno::Errno::from_raw(n)),
-            None => Response::Failed {
-                message: e.to_string(),
-            },
+        let answer = |r: Result<(), nix::errno::Errno>| match r {
+            Ok(()) => Response::Ok,
+            Err(e) => Response::errno(e),
         };
         Ok(match req {
             Request::Hello => Response::Hello {
@@ -292,6 +291,52 @@ impl Server {
                 dir: self.dir.display().to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
+            // A lock call's errno is an answer, not a failure.
+            Request::Lock {
+                slot,
+                kind,
+                ty,
+                range,
+                wait,
+            } => answer(lock::lock(self.file(slot)?, kind, ty, range, wait)),
+            Request::Unlock { slot, kind, range } => {
+                answer(lock::unlock(self.file(slot)?, kind, range))
+            }
+            Request::Test {
+                slot,
+                kind,
+                ty,
+                range,
+            } => match lock::test(self.file(slot)?, kind, ty, range) {
+                Ok(None) => Response::Free,
+                Ok(Some(conflict)) => Response::Conflict { conflict },
+                Err(e) => Response::errno(e),
+            },
+            Request::HoldAndDie { name, kind, range } => self.hold_and_die(&name, kind, range),
+            Request::Torture { params } => match torture::run_local(&self.dir, &params) {
+                Ok(run) => Response::Torture {
+                    stats: Box::new(run.stats),
+                    procs: run.procs,
+                    elapsed_ms: run.elapsed.as_millis() as u64,
+                },
+                Err(e) => Response::Failed {
+                    message: e.to_string(),
+                },
+            },
+            Request::Exit => Response::Ok,
+            other => self.handle_file(other)?,
+        })
+    }
+
+    /// Requests on the open files: open, dup, close, reset, read, write, truncate.
+    fn handle_file(&mut self, req: Request) -> Result<Response, Response> {
+        let io_err = |e: io::Error| match e.raw_os_error() {
+            Some(n) => Response::errno(nix::errno::Errno::from_raw(n)),
+            None => Response::Failed {
+                message: e.to_string(),
+            },
+        };
+        Ok(match req {
             Request::Open { slot, name, create } => {
                 protocol::check_name(&name).map_err(|e| Response::Failed {
                     message: e.to_string(),
@@ -319,32 +364,6 @@ impl Server {
                 self.files.clear();
                 Response::Ok
             }
-            Request::Lock {
-                slot,
-                kind,
-                ty,
-                range,
-                wait,
-            } => match lock::lock(self.file(slot)?, kind, ty, range, wait) {
-                Ok(()) => Response::Ok,
-                Err(e) => Response::errno(e),
-            },
-            Request::Unlock { slot, kind, range } => {
-                match lock::unlock(self.file(slot)?, kind, range) {
-                    Ok(()) => Response::Ok,
-                    Err(e) => Response::errno(e),
-                }
-            }
-            Request::Test {
-                slot,
-                kind,
-                ty,
-                range,
-            } => match lock::test(self.file(slot)?, kind, ty, range) {
-                Ok(None) => Response::Free,
-                Ok(Some(conflict)) => Response::Conflict { conflict },
-                Err(e) => Response::errno(e),
-            },
             Request::Write { slot, offset, data } => {
                 self.file(slot)?
                     .write_all_at(&data, offset)
@@ -364,18 +383,7 @@ impl Server {
                 self.file(slot)?.set_len(len).map_err(io_err)?;
                 Response::Ok
             }
-            Request::HoldAndDie { name, kind, range } => self.hold_and_die(&name, kind, range),
-            Request::Torture { params } => match torture::run_local(&self.dir, &params) {
-                Ok(run) => Response::Torture {
-                    stats: Box::new(run.stats),
-                    procs: run.procs,
-                    elapsed_ms: run.elapsed.as_millis() as u64,
-                },
-                Err(e) => Response::Failed {
-                    message: e.to_string(),
-                },
-            },
-            Request::Exit => Response::Ok,
+            other => unreachable_request(&other),
         })
     }
 
@@ -421,6 +429,17 @@ impl Server {
         }
         holder.kill();
         Response::Ok
+    }
+}
+
+/// [`Server::handle_inner`] sends only file requests to [`Server::handle_file`]; reaching this
+/// is a bug in that routing, answered as a failure rather than a panic in the peer.
+fn unreachable_request(req: &Request) -> Response {
+    Response::Failed {
+        message: format!(
+            "internal error: request {} routed to the wrong handler",
+            request_name(req)
+        ),
     }
 }
 

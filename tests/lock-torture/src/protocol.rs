@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::lock::{Conflict, LockKind, LockType, Range};
-use crate::torture::{TortureParams, WorkerStats};
+use crate::torture::{ParamsError, TortureParams, WorkerStats};
 
 /// Longest line accepted from a peer; anything longer is a protocol error, not an allocation.
 pub const MAX_LINE: usize = 1 << 20;
@@ -139,6 +139,9 @@ pub enum ProtocolError {
     BadName(String),
     #[error("{0}")]
     Invalid(String),
+    /// Torture parameters a worker refuses to run.
+    #[error("{0}")]
+    Params(Box<ParamsError>),
 }
 
 /// A file name a peer may open: one plain path component.
@@ -194,7 +197,9 @@ pub fn decode_request(line: &[u8]) -> Result<Request, ProtocolError> {
                 )));
             }
         }
-        Request::Torture { params } => params.validate().map_err(ProtocolError::Invalid)?,
+        Request::Torture { params } => params
+            .validate()
+            .map_err(|e| ProtocolError::Params(Box::new(e)))?,
         Request::Hello | Request::Reset | Request::Exit => {}
     }
     Ok(req)
