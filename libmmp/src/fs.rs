@@ -154,7 +154,8 @@ impl<D: BlockIo> MmpFs<D> {
         Ok((block, status))
     }
 
-    /// Read the MMP block and verify it (checksum, then magic), as `ext2fs_mmp_read` does.
+    /// Read the MMP block and verify it as `ext2fs_mmp_read` does (a bad magic wins over a bad
+    /// checksum, see [`MmpBlock::verify`]).
     pub fn read_mmp(&self) -> Result<MmpBlock, Error> {
         let (block, _) = self.read_mmp_raw()?;
         block

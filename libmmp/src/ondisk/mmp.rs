@@ -16,8 +16,9 @@
 //! | 0x3FC | 4    | `mmp_checksum`       |
 //!
 //! Decoding is total: any 1024 bytes decode into fields, so `status` and `dump` can show a
-//! corrupt block. [`MmpBlock::verify`] then says whether the block may be trusted, in the order
-//! e2fsprogs' `ext2fs_mmp_read` uses (checksum, then magic), so our verdicts match e2mmpstatus.
+//! corrupt block. [`MmpBlock::verify`] then says whether the block may be trusted, with the
+//! precedence of e2fsprogs' `ext2fs_mmp_read` (a bad magic wins over a bad checksum), so our
+//! verdicts match e2mmpstatus.
 
 use crate::ondisk::crc::raw_crc32c;
 use serde::Serialize;
@@ -243,8 +244,17 @@ impl MmpBlock {
         Ok(block)
     }
 
-    /// Checksum first (when metadata_csum is on), then magic, as `ext2fs_mmp_read` does.
+    /// A bad magic wins over a bad checksum, as in e2fsprogs' `ext2fs_mmp_read`
+    /// (lib/ext2fs/mmp.c): it sets `EXT2_ET_MMP_CSUM_INVALID` when the checksum fails, then
+    /// overwrites it with `EXT2_ET_MMP_MAGIC_INVALID` when the magic is wrong. A block that is
+    /// not an MMP block is a corrupt state (e2mmpstatus exit 2), not a live holder whose write
+    /// we caught half done (exit 1).
     pub fn verify(&self, csum_seed: Option<u32>) -> Result<(), MmpError> {
+        if self.mmp_magic != EXT4_MMP_MAGIC {
+            return Err(MmpError::BadMagic {
+                found: self.mmp_magic,
+            });
+        }
         if let Some(seed) = csum_seed {
             let computed = self.computed_checksum(seed);
             if computed != self.mmp_checksum {
@@ -253,11 +263,6 @@ impl MmpBlock {
                     computed,
                 });
             }
-        }
-        if self.mmp_magic != EXT4_MMP_MAGIC {
-            return Err(MmpError::BadMagic {
-                found: self.mmp_magic,
-            });
         }
         Ok(())
     }
@@ -507,7 +512,7 @@ mod tests {
     }
 
     #[test]
-    fn verify_order_checksum_then_magic() {
+    fn verify_order_magic_wins_over_checksum() {
         let seed = 0x1234_5678;
         let mut blk = MmpBlock::new(1, 0, "a", "b", 5);
         blk.mmp_magic = 0x1234_5678;
@@ -517,11 +522,18 @@ mod tests {
             MmpBlock::parse(&enc, Some(seed)),
             Err(MmpError::BadMagic { found: 0x1234_5678 })
         );
-        // Bad checksum and bad magic: the checksum is reported first (e2mmpstatus exit 1).
+        // Bad checksum and bad magic: the magic wins, as in ext2fs_mmp_read (e2mmpstatus exit 2).
         let mut enc2 = enc;
         enc2[MMP_CHECKSUM] ^= 0xFF;
-        assert!(matches!(
+        assert_eq!(
             MmpBlock::parse(&enc2, Some(seed)),
+            Err(MmpError::BadMagic { found: 0x1234_5678 })
+        );
+        // Bad checksum over a good magic: bad checksum (e2mmpstatus exit 1).
+        let mut enc4 = MmpBlock::new(1, 0, "a", "b", 5).encode(Some(seed));
+        enc4[MMP_CHECKSUM] ^= 0xFF;
+        assert!(matches!(
+            MmpBlock::parse(&enc4, Some(seed)),
             Err(MmpError::BadChecksum { .. })
         ));
         // Without metadata_csum the checksum field is ignored.
