@@ -1,10 +1,14 @@
-//! An ext4 filesystem seen through its superblock and MMP block.
+//! An ext4 filesystem seen through its superblock and MMP block: reading both here, writing the
+//! MMP block in [`write`].
 
 use crate::error::Error;
-use crate::io::device::BlockIo;
+use crate::io::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, MMP_STRUCT_SIZE};
 use crate::ondisk::superblock::{Superblock, SuperblockError, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use std::io;
+
+mod write;
+pub use write::{mmp_write_span, WriteSpanError};
 
 /// A device holding an ext2/3/4 superblock.
 pub struct MmpFs<D: BlockIo> {
@@ -168,3 +172,6 @@ impl<D: BlockIo> MmpFs<D> {
         Ok(block)
     }
 }
+
+#[cfg(test)]
+mod tests;
