@@ -6,33 +6,8 @@ use super::*;
 use crate::io::device::MemDevice;
 use crate::ondisk::layout::{superblock_state, DescCsum, GroupDesc};
 use crate::ondisk::mmp::{EXT4_MMP_MAGIC, EXT4_MMP_SEQ_FSCK};
-use crate::ondisk::superblock::{superblock_csum, Superblock};
+use crate::ondisk::superblock::*;
 use std::cell::Cell;
-
-// Superblock offsets the builder writes.
-const S_INODES_COUNT: usize = 0x000;
-const S_BLOCKS_COUNT_LO: usize = 0x004;
-const S_FREE_BLOCKS_COUNT_LO: usize = 0x00C;
-const S_FREE_INODES_COUNT: usize = 0x010;
-const S_FIRST_DATA_BLOCK: usize = 0x014;
-const S_LOG_BLOCK_SIZE: usize = 0x018;
-const S_LOG_CLUSTER_SIZE: usize = 0x01C;
-const S_BLOCKS_PER_GROUP: usize = 0x020;
-const S_INODES_PER_GROUP: usize = 0x028;
-const S_MAGIC: usize = 0x038;
-const S_STATE: usize = 0x03A;
-const S_REV_LEVEL: usize = 0x04C;
-const S_INODE_SIZE: usize = 0x058;
-const S_FEATURE_COMPAT: usize = 0x05C;
-const S_FEATURE_INCOMPAT: usize = 0x060;
-const S_FEATURE_RO_COMPAT: usize = 0x064;
-const S_UUID: usize = 0x068;
-const S_RESERVED_GDT_BLOCKS: usize = 0x0CE;
-const S_DESC_SIZE: usize = 0x0FE;
-const S_BACKUP_BGS: usize = 0x24C;
-const S_CHECKSUM_TYPE: usize = 0x175;
-const S_CHECKSUM_SEED: usize = 0x270;
-const S_CHECKSUM: usize = 0x3FC;
 
 const IPG: u32 = 32;
 const RESERVED_GDT: u32 = 2;
@@ -75,23 +50,10 @@ impl Default for Spec {
     }
 }
 
-fn put16(b: &mut [u8], off: usize, v: u16) {
-    b[off..off + 2].copy_from_slice(&v.to_le_bytes());
-}
-fn put32(b: &mut [u8], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_le_bytes());
-}
-
 fn reseal(sb: &mut [u8]) {
-    if u32::from_le_bytes(
-        sb[S_FEATURE_RO_COMPAT..S_FEATURE_RO_COMPAT + 4]
-            .try_into()
-            .unwrap(),
-    ) & feature::RO_COMPAT_METADATA_CSUM
-        != 0
-    {
+    if S_FEATURE_RO_COMPAT.get(sb) & feature::RO_COMPAT_METADATA_CSUM != 0 {
         let c = superblock_csum(sb);
-        put32(sb, S_CHECKSUM, c);
+        S_CHECKSUM.put(sb, c);
     }
 }
 
@@ -103,48 +65,48 @@ fn build(spec: Spec) -> Vec<u8> {
         u64::from(fdb) + u64::from(spec.bpg) * u64::from(spec.groups) - u64::from(spec.last_short);
     let mut img = vec![0u8; blocks as usize * bs];
     let mut sb = [0u8; SUPERBLOCK_SIZE];
-    put32(&mut sb, S_INODES_COUNT, IPG * spec.groups);
-    put32(&mut sb, S_BLOCKS_COUNT_LO, blocks as u32);
-    put32(&mut sb, S_FREE_INODES_COUNT, IPG * spec.groups);
-    put32(&mut sb, S_FIRST_DATA_BLOCK, fdb);
+    S_INODES_COUNT.put(&mut sb, IPG * spec.groups);
+    S_BLOCKS_COUNT_LO.put(&mut sb, blocks as u32);
+    S_FREE_INODES_COUNT.put(&mut sb, IPG * spec.groups);
+    S_FIRST_DATA_BLOCK.put(&mut sb, fdb);
     let log = spec.bs.trailing_zeros() - 10;
-    put32(&mut sb, S_LOG_BLOCK_SIZE, log);
-    put32(&mut sb, S_LOG_CLUSTER_SIZE, log);
-    put32(&mut sb, S_BLOCKS_PER_GROUP, spec.bpg);
-    put32(&mut sb, S_INODES_PER_GROUP, IPG);
-    put16(&mut sb, S_MAGIC, 0xEF53);
-    put16(&mut sb, S_STATE, 1);
-    put32(&mut sb, S_REV_LEVEL, 1);
-    put16(&mut sb, S_INODE_SIZE, 128);
-    for (i, b) in sb[S_UUID..S_UUID + 16].iter_mut().enumerate() {
+    S_LOG_BLOCK_SIZE.put(&mut sb, log);
+    S_LOG_CLUSTER_SIZE.put(&mut sb, log);
+    S_BLOCKS_PER_GROUP.put(&mut sb, spec.bpg);
+    S_INODES_PER_GROUP.put(&mut sb, IPG);
+    S_MAGIC.put(&mut sb, 0xEF53);
+    S_STATE.put(&mut sb, 1);
+    S_REV_LEVEL.put(&mut sb, 1);
+    S_INODE_SIZE.put(&mut sb, 128);
+    for (i, b) in sb[S_UUID.range()].iter_mut().enumerate() {
         *b = 0xA0 + i as u8;
     }
-    put16(&mut sb, S_RESERVED_GDT_BLOCKS, RESERVED_GDT as u16);
+    S_RESERVED_GDT_BLOCKS.put(&mut sb, RESERVED_GDT as u16);
     let mut incompat = 0x0002 | 0x0040; // filetype, extents
     let mut ro = 0x0001 | 0x0002; // sparse_super, large_file
     if spec.wide {
         incompat |= feature::INCOMPAT_64BIT;
-        put16(&mut sb, S_DESC_SIZE, 64);
+        S_DESC_SIZE.put(&mut sb, 64);
     }
     match spec.csum {
         Csum::None => {}
         Csum::Gdt => ro |= feature::RO_COMPAT_GDT_CSUM,
         Csum::Meta | Csum::MetaSeed => {
             ro |= feature::RO_COMPAT_METADATA_CSUM;
-            sb[S_CHECKSUM_TYPE] = 1;
+            S_CHECKSUM_TYPE.put(&mut sb, 1);
         }
     }
     if spec.csum == Csum::MetaSeed {
         incompat |= feature::INCOMPAT_CSUM_SEED;
-        put32(&mut sb, S_CHECKSUM_SEED, 0x1234_5678);
+        S_CHECKSUM_SEED.put(&mut sb, 0x1234_5678);
     }
     if let Some(bgs) = spec.sparse2 {
-        put32(&mut sb, S_FEATURE_COMPAT, feature::COMPAT_SPARSE_SUPER2);
-        put32(&mut sb, S_BACKUP_BGS, bgs[0]);
-        put32(&mut sb, S_BACKUP_BGS + 4, bgs[1]);
+        S_FEATURE_COMPAT.put(&mut sb, feature::COMPAT_SPARSE_SUPER2);
+        S_BACKUP_BGS_0.put(&mut sb, bgs[0]);
+        S_BACKUP_BGS_1.put(&mut sb, bgs[1]);
     }
-    put32(&mut sb, S_FEATURE_INCOMPAT, incompat);
-    put32(&mut sb, S_FEATURE_RO_COMPAT, ro);
+    S_FEATURE_INCOMPAT.put(&mut sb, incompat);
+    S_FEATURE_RO_COMPAT.put(&mut sb, ro);
     reseal(&mut sb);
     let parsed = Superblock::parse(&sb).unwrap();
     let geo = Geometry::from_superblock(&parsed).unwrap();
@@ -197,7 +159,7 @@ fn build(spec: Spec) -> Vec<u8> {
         let enc = d.encode(g, geo.desc_csum);
         gdt[g as usize * geo.desc_size..(g as usize + 1) * geo.desc_size].copy_from_slice(&enc);
     }
-    put32(&mut sb, S_FREE_BLOCKS_COUNT_LO, total_free as u32);
+    S_FREE_BLOCKS_COUNT_LO.put(&mut sb, total_free as u32);
     reseal(&mut sb);
     img[1024..2048].copy_from_slice(&sb);
     let gdt_off = geo.gdt_block(0) as usize * bs;
