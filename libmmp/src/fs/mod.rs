@@ -2,10 +2,11 @@
 //! MMP block in [`write`].
 
 use crate::error::Error;
-use crate::io::BlockIo;
+use crate::io::{probe, Access, BlockIo, Device};
 use crate::ondisk::mmp::{MmpBlock, MMP_STRUCT_SIZE};
 use crate::ondisk::superblock::{Superblock, SuperblockError, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use std::io;
+use std::path::Path;
 
 mod write;
 pub use write::{mmp_write_span, WriteSpanError};
@@ -51,6 +52,34 @@ fn read_exact<D: BlockIo>(
             }
         }
     })
+}
+
+impl MmpFs<Device> {
+    /// Open the device or image at `path` and read its superblock: the one way the binaries
+    /// open a filesystem. When there is no ext2/3/4 superblock, libblkid is asked what is there
+    /// instead, so the message says e.g. "libblkid sees xfs" (probing only improves the message;
+    /// it never decides anything).
+    pub fn open_path(path: &Path, access: Access) -> Result<Self, Error> {
+        let dev = Device::open(path, access)?;
+        MmpFs::open(dev).map_err(|e| e.naming_what_is_there(path))
+    }
+}
+
+impl Error {
+    /// For [`Error::NotExt4`] without a finding: add what libblkid sees on `path`. Other errors
+    /// are returned unchanged.
+    pub fn naming_what_is_there(self, path: &Path) -> Self {
+        match self {
+            Error::NotExt4 {
+                device,
+                found: None,
+            } => Error::NotExt4 {
+                device,
+                found: probe::identify(path).describe(),
+            },
+            e => e,
+        }
+    }
 }
 
 impl<D: BlockIo> MmpFs<D> {

@@ -1,7 +1,7 @@
 //! Tests of the write side: spans, a written block reads back, a short device is an error.
 
 use super::*;
-use crate::io::MemDevice;
+use crate::io::{Access, MemDevice};
 use crate::ondisk::mmp::MmpBlock;
 use crate::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use crate::ondisk::superblock::tests::sample;
@@ -49,4 +49,34 @@ fn truncated_device_is_an_error_not_a_panic() {
         .write_mmp_synced(&MmpBlock::new(1, 0, "n", "d", 5))
         .unwrap_err();
     assert!(matches!(e, Error::Truncated { .. }), "{e}");
+}
+
+/// A path that holds no ext2/3/4 filesystem: the error names what libblkid sees there.
+#[test]
+fn open_path_names_what_libblkid_sees() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.img");
+    std::fs::write(&empty, vec![0u8; 64 << 10]).unwrap();
+    let e = MmpFs::open_path(&empty, Access::ReadOnly).err().unwrap();
+    assert!(
+        matches!(&e, Error::NotExt4 { found: None, .. }),
+        "zeros: nothing to name: {e}"
+    );
+    let swap = dir.path().join("swap.img");
+    std::fs::write(&swap, vec![0u8; 1 << 20]).unwrap();
+    let mkswap = std::process::Command::new("mkswap")
+        .arg(&swap)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !mkswap.is_ok_and(|s| s.success()) {
+        eprintln!("skipping the libblkid half: no mkswap");
+        return;
+    }
+    let e = MmpFs::open_path(&swap, Access::ReadOnly).err().unwrap();
+    assert!(
+        matches!(&e, Error::NotExt4 { found: Some(t), .. } if t == "swap"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("libblkid sees swap"), "{e}");
 }
