@@ -159,17 +159,7 @@ impl Geometry {
                 block_size,
             });
         }
-        let desc_size = if sb.is_64bit() {
-            let s = usize::from(sb.s_desc_size);
-            if s < EXT2_MIN_DESC_SIZE_64BIT || !valid_desc_size(s) || s > block_size as usize {
-                return Err(LayoutError::BadDescSize {
-                    s_desc_size: sb.s_desc_size,
-                });
-            }
-            s
-        } else {
-            EXT2_MIN_DESC_SIZE
-        };
+        let desc_size = desc_size(sb)?;
         let first_data_block = u64::from(sb.s_first_data_block);
         let data_blocks = sb.blocks_count - first_data_block; // parse() ensured fdb < count
         let group_count = u32::try_from(data_blocks.div_ceil(u64::from(bpg))).map_err(|_| {
@@ -189,27 +179,7 @@ impl Geometry {
                 s_reserved_gdt_blocks,
             });
         }
-        let inode_size = if sb.s_rev_level == 0 {
-            128
-        } else {
-            u32::from(sb.s_inode_size)
-        };
-        let ipg = sb.s_inodes_per_group;
-        let bad_inodes = LayoutError::BadInodes {
-            s_inodes_per_group: ipg,
-            inode_size,
-        };
-        if inode_size < 128 || !inode_size.is_power_of_two() || inode_size > block_size {
-            return Err(bad_inodes);
-        }
-        if ipg == 0 || ipg > 8 * block_size {
-            return Err(bad_inodes);
-        }
-        let inode_blocks_per_group =
-            (u64::from(ipg) * u64::from(inode_size)).div_ceil(u64::from(block_size)) as u32;
-        if inode_blocks_per_group > bpg {
-            return Err(bad_inodes);
-        }
+        let inode_blocks_per_group = inode_blocks_per_group(sb)?;
         let sparse_super2 = (sb.s_feature_compat & feature::COMPAT_SPARSE_SUPER2 != 0)
             .then(|| [S_BACKUP_BGS_0.get(raw), S_BACKUP_BGS_1.get(raw)]);
         Ok(Geometry {
@@ -301,6 +271,48 @@ impl Geometry {
     pub fn gdt_bytes(&self) -> usize {
         (self.desc_blocks * u64::from(self.block_size)) as usize
     }
+}
+
+/// `s_desc_size` validated: 32 without INCOMPAT_64BIT, else a supported size of at least 64
+/// bytes that fits in a block.
+fn desc_size(sb: &Superblock) -> Result<usize, LayoutError> {
+    if !sb.is_64bit() {
+        return Ok(EXT2_MIN_DESC_SIZE);
+    }
+    let s = usize::from(sb.s_desc_size);
+    if s < EXT2_MIN_DESC_SIZE_64BIT || !valid_desc_size(s) || s > sb.block_size() as usize {
+        return Err(LayoutError::BadDescSize {
+            s_desc_size: sb.s_desc_size,
+        });
+    }
+    Ok(s)
+}
+
+/// Blocks of one group's inode table, after checking the inode size (128 in revision 0) and
+/// the inodes per group against the block size and the group.
+fn inode_blocks_per_group(sb: &Superblock) -> Result<u32, LayoutError> {
+    let block_size = sb.block_size();
+    let inode_size = if sb.s_rev_level == 0 {
+        128
+    } else {
+        u32::from(sb.s_inode_size)
+    };
+    let ipg = sb.s_inodes_per_group;
+    let bad_inodes = LayoutError::BadInodes {
+        s_inodes_per_group: ipg,
+        inode_size,
+    };
+    if inode_size < 128 || !inode_size.is_power_of_two() || inode_size > block_size {
+        return Err(bad_inodes);
+    }
+    if ipg == 0 || ipg > 8 * block_size {
+        return Err(bad_inodes);
+    }
+    let blocks = (u64::from(ipg) * u64::from(inode_size)).div_ceil(u64::from(block_size)) as u32;
+    if blocks > sb.s_blocks_per_group {
+        return Err(bad_inodes);
+    }
+    Ok(blocks)
 }
 
 fn is_power_of(mut n: u32, base: u32) -> bool {
