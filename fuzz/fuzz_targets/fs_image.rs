@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use libmmp::io::device::MemDevice;
+use libmmp::io::MemDevice;
 use libmmp::fs::MmpFs;
 
 fuzz_target!(|data: &[u8]| {

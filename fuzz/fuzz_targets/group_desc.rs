@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use libmmp::ondisk::layout::{DescCsum, GroupDesc};
+use libmmp::ondisk::group_desc::{DescCsum, GroupDesc};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 6 {

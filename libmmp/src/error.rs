@@ -1,6 +1,7 @@
 //! Errors of the filesystem-level operations. Each message names the device, what was found and,
 //! where there is one, the next step.
 
+use crate::fs::WriteSpanError;
 use crate::io::device::OpenError;
 use crate::ondisk::mmp::MmpError;
 use crate::ondisk::superblock::SuperblockError;
@@ -50,6 +51,13 @@ pub enum Error {
         block: u64,
         first_valid: u64,
         blocks_count: u64,
+    },
+
+    #[error("{device}: cannot write the MMP block: {source}")]
+    MmpWriteSpan {
+        device: String,
+        #[source]
+        source: WriteSpanError,
     },
 
     #[error("{device}: MMP block {block}: {source}; {}", mmp_hint(source, device))]

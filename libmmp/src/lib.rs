@@ -6,8 +6,8 @@
 //!   areas, checksums), parsed and encoded byte-compatibly with the kernel and e2fsprogs.
 //! - [`io`]: the one I/O trait, with block devices (O_DIRECT), image files and memory; libblkid's
 //!   view of a device; the watchdog ioctls.
-//! - [`fs`] and [`write`]: a filesystem seen through its superblock and MMP block, and writing
-//!   that block.
+//! - [`fs`]: a filesystem seen through its superblock and MMP block: reading both, writing the
+//!   MMP block.
 //! - [`protocol`]: the check (is it safe to mount?), the claim and the heartbeat, with an
 //!   injected clock.
 //! - [`edit`]: enable, disable, interval and clear on an unmounted filesystem.
@@ -20,6 +20,5 @@ pub mod host;
 pub mod io;
 pub mod ondisk;
 pub mod protocol;
-pub mod write;
 
 pub use error::Error;

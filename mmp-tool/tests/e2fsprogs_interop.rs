@@ -361,6 +361,74 @@ fn check_exit_codes_equal_e2mmpstatus() {
     }
 }
 
+/// Issue 12 defect 3b: a wrong magic and a wrong checksum, alone and together. In e2fsprogs'
+/// `ext2fs_mmp_read` (lib/ext2fs/mmp.c) the magic error overwrites the checksum error, so
+/// e2mmpstatus exits 2 ("not an MMP block": corrupt) when the magic is wrong, whatever the
+/// checksum, and 1 ("in use") only for a bad checksum over a good magic.
+#[test]
+fn bad_magic_wins_over_bad_checksum_as_in_e2mmpstatus() {
+    if !require_e2fsprogs() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mkfs_args = [
+        "-b",
+        "1024",
+        "-O",
+        "mmp,metadata_csum",
+        "-E",
+        "mmp_update_interval=1",
+    ];
+    // (name, expected exit code, magic valid, checksum valid)
+    let cases = [
+        ("wrong_magic_only", 2, false, "valid"),
+        ("wrong_checksum_only", 1, true, "invalid"),
+        ("wrong_magic_and_checksum", 2, false, "invalid"),
+    ];
+    for (name, expect, magic_ok, checksum_status) in cases {
+        let img = mkfs(tmp.path(), &format!("{name}.img"), 16, &mkfs_args);
+        let sb = sb_info(&img);
+        let mmp = sb.mmp_block * sb.block_size;
+        match name {
+            // debugfs writes through ext2fs_mmp_write, which sets a valid checksum.
+            "wrong_magic_only" => {
+                run_ok(
+                    Command::new("debugfs")
+                        .args(["-w", "-R", "set_mmp_value magic 0x12345678"])
+                        .arg(&img),
+                );
+            }
+            // A byte of mmp_pad2: the magic stays, the checksum no longer matches.
+            "wrong_checksum_only" => poke(&img, mmp + 0x200, &[0xA5]),
+            // The magic itself, behind the checksum's back: both are wrong.
+            "wrong_magic_and_checksum" => poke(&img, mmp, &0x1234_5678u32.to_le_bytes()),
+            _ => unreachable!(),
+        }
+        let j = status_json(&img);
+        assert_eq!(
+            j["magic"].as_u64() == Some(0x004D_4D50),
+            magic_ok,
+            "{name}: {j}"
+        );
+        assert_eq!(j["checksum_status"], checksum_status, "{name}: {j}");
+        let ours = run(mmp_tool().arg("check").arg(&img));
+        let theirs = run(Command::new("e2mmpstatus").arg(&img));
+        let ctx = format!(
+            "{name}: ours {:?} {} / e2mmpstatus {:?} {}",
+            ours.status.code(),
+            String::from_utf8_lossy(&ours.stderr),
+            theirs.status.code(),
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        assert_eq!(
+            theirs.status.code(),
+            Some(expect),
+            "reference changed? {ctx}"
+        );
+        assert_eq!(ours.status.code(), theirs.status.code(), "{ctx}");
+    }
+}
+
 /// Messages for the error cases say what was found and what to do.
 #[test]
 fn error_messages_explain() {

@@ -175,7 +175,7 @@ fn prepare(
     let fs = MmpFs::open(dev).map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
     fs.require_mmp()
         .map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
-    libmmp::write::mmp_write_span(
+    libmmp::fs::mmp_write_span(
         fs.superblock().block_size(),
         libmmp::io::device::BlockIo::logical_block_size(fs.device()),
     )

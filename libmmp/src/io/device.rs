@@ -1,4 +1,4 @@
-//! Device I/O: one trait, a file/block-device implementation and an in-memory one.
+//! Block devices and image files: the [`BlockIo`] implementation that reaches the disk.
 //!
 //! Block devices are opened with `O_DIRECT` so every read of the MMP block reaches the device
 //! (or the loop driver) instead of this host's page cache: another node's writes never enter our
@@ -14,35 +14,11 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-/// All device I/O in this toolkit goes through this trait.
-pub trait BlockIo {
-    /// Read exactly `buf.len()` bytes at `offset`. A read past the end is `UnexpectedEof`.
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
-    /// Write all of `buf` at `offset`.
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
-    /// Make previous writes durable (`fdatasync`).
-    fn sync(&self) -> io::Result<()>;
-    /// The filesystem whose [`BlockIo::sync_filesystem`] makes this device's writes durable
-    /// together with those of every other device of the same group (its `st_dev`), or `None`
-    /// when only [`BlockIo::sync`] does (block devices, memory, filesystems we do not trust to
-    /// report write-back errors through `syncfs`). See [`Device::open`].
-    fn sync_group(&self) -> Option<u64> {
-        None
-    }
-    /// Make previous writes to every file of this device's filesystem durable (`syncfs`), for
-    /// devices with a [`BlockIo::sync_group`]; the others [`BlockIo::sync`].
-    fn sync_filesystem(&self) -> io::Result<()> {
-        self.sync()
-    }
-    /// Size in bytes.
-    fn size(&self) -> u64;
-    /// The unit of direct I/O (sector size for block devices, 512 for files and memory).
-    fn logical_block_size(&self) -> u32;
-    /// A name for messages: the path the user gave.
-    fn name(&self) -> &str;
-}
+use super::eof;
+// Kept at their old path for callers (the trait and the memory device have their own modules).
+pub use super::mem::MemDevice;
+pub use super::BlockIo;
 
 /// What kind of thing a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,15 +259,6 @@ impl AlignedBuf {
     }
 }
 
-fn eof(name: &str, offset: u64, len: usize, size: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!(
-            "{name}: read of {len} bytes at offset {offset} is past the end (size {size} bytes)"
-        ),
-    )
-}
-
 impl BlockIo for Device {
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let end = offset.checked_add(buf.len() as u64);
@@ -368,200 +335,5 @@ impl BlockIo for Device {
     }
 }
 
-/// An in-memory device for tests and fuzzing. Interior mutability so it can be shared by
-/// reference between a simulated writer and a reader.
-#[derive(Debug)]
-pub struct MemDevice {
-    data: Mutex<Vec<u8>>,
-    name: String,
-}
-
-impl MemDevice {
-    pub fn new(name: &str, data: Vec<u8>) -> Self {
-        MemDevice {
-            data: Mutex::new(data),
-            name: name.to_string(),
-        }
-    }
-
-    /// A copy of the current contents.
-    pub fn snapshot(&self) -> Vec<u8> {
-        self.lock().clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        // A poisoned lock only means a test thread panicked; the bytes are still valid.
-        self.data.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl BlockIo for MemDevice {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let d = self.lock();
-        let start = usize::try_from(offset)
-            .ok()
-            .filter(|s| s.checked_add(buf.len()).is_some_and(|e| e <= d.len()));
-        match start {
-            Some(s) => {
-                buf.copy_from_slice(&d[s..s + buf.len()]);
-                Ok(())
-            }
-            None => Err(eof(&self.name, offset, buf.len(), d.len() as u64)),
-        }
-    }
-
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        let mut d = self.lock();
-        let start = usize::try_from(offset)
-            .ok()
-            .filter(|s| s.checked_add(buf.len()).is_some_and(|e| e <= d.len()));
-        match start {
-            Some(s) => {
-                d[s..s + buf.len()].copy_from_slice(buf);
-                Ok(())
-            }
-            None => Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                format!("{}: write past the end at {offset}", self.name),
-            )),
-        }
-    }
-
-    fn sync(&self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn size(&self) -> u64 {
-        self.lock().len() as u64
-    }
-
-    fn logical_block_size(&self) -> u32 {
-        512
-    }
-
-    fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl<T: BlockIo + ?Sized> BlockIo for &T {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        (**self).read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        (**self).write_at(offset, buf)
-    }
-    fn sync(&self) -> io::Result<()> {
-        (**self).sync()
-    }
-    fn sync_group(&self) -> Option<u64> {
-        (**self).sync_group()
-    }
-    fn sync_filesystem(&self) -> io::Result<()> {
-        (**self).sync_filesystem()
-    }
-    fn size(&self) -> u64 {
-        (**self).size()
-    }
-    fn logical_block_size(&self) -> u32 {
-        (**self).logical_block_size()
-    }
-    fn name(&self) -> &str {
-        (**self).name()
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn aligned_buffer_is_aligned() {
-        for align in [512usize, 4096] {
-            let b = AlignedBuf::new(1024, align);
-            assert_eq!(b.as_slice().as_ptr() as usize % align, 0);
-            assert_eq!(b.as_slice().len(), 1024);
-        }
-    }
-
-    #[test]
-    fn mem_device_bounds() {
-        let d = MemDevice::new("mem", vec![0u8; 4096]);
-        let mut buf = [0u8; 16];
-        assert!(d.read_at(4090, &mut buf).is_err());
-        assert!(d.read_at(u64::MAX, &mut buf).is_err());
-        d.write_at(100, &[1, 2, 3]).unwrap();
-        d.read_at(100, &mut buf[..3]).unwrap();
-        assert_eq!(&buf[..3], &[1, 2, 3]);
-        assert!(d.write_at(4095, &[1, 2]).is_err());
-    }
-
-    #[test]
-    fn file_device_errors_are_typed() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            Device::open(&dir.path().join("nope"), Access::ReadOnly),
-            Err(OpenError::NotFound { .. })
-        ));
-        assert!(matches!(
-            Device::open(dir.path(), Access::ReadOnly),
-            Err(OpenError::IsDirectory { .. })
-        ));
-        assert!(matches!(
-            Device::open(Path::new("/dev/null"), Access::ReadOnly),
-            Err(OpenError::NotADevice { .. })
-        ));
-        let f = dir.path().join("img");
-        std::fs::write(&f, vec![7u8; 2048]).unwrap();
-        let d = Device::open(&f, Access::ReadOnly).unwrap();
-        assert_eq!(d.size(), 2048);
-        let mut b = [0u8; 4];
-        d.read_at(2044, &mut b).unwrap();
-        assert_eq!(b, [7; 4]);
-        let err = d.read_at(2046, &mut b).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        assert_eq!(
-            d.sync_group(),
-            None,
-            "read-only: never written, never synced"
-        );
-    }
-
-    #[test]
-    fn kernel_versions() {
-        assert_eq!(kernel_at_least("6.18.44-fc-v669", (5, 8)), Some(true));
-        assert_eq!(kernel_at_least("5.8.0", (5, 8)), Some(true));
-        assert_eq!(kernel_at_least("5.7.19-1-amd64", (5, 8)), Some(false));
-        assert_eq!(kernel_at_least("4.19.0\n", (5, 8)), Some(false));
-        assert_eq!(kernel_at_least("junk", (5, 8)), None);
-    }
-
-    #[test]
-    fn image_files_on_one_filesystem_share_a_sync_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-        std::fs::write(&a, vec![0u8; 4096]).unwrap();
-        std::fs::write(&b, vec![0u8; 4096]).unwrap();
-        let da = Device::open(&a, Access::ReadWrite).unwrap();
-        let db = Device::open(&b, Access::ReadWrite).unwrap();
-        let ty = nix::sys::statfs::fstatfs(da.file())
-            .unwrap()
-            .filesystem_type();
-        let trusted = syncfs_reports_errors()
-            && [
-                nix::sys::statfs::EXT4_SUPER_MAGIC,
-                nix::sys::statfs::XFS_SUPER_MAGIC,
-                nix::sys::statfs::BTRFS_SUPER_MAGIC,
-                nix::sys::statfs::TMPFS_MAGIC,
-            ]
-            .contains(&ty);
-        let dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&a).unwrap());
-        let want = trusted.then_some(dev);
-        assert_eq!(da.sync_group(), want);
-        assert_eq!(db.sync_group(), want);
-        da.write_at(0, &[1, 2, 3]).unwrap();
-        db.write_at(0, &[4, 5, 6]).unwrap();
-        da.sync_filesystem().unwrap();
-        assert_eq!(MemDevice::new("m", vec![0; 16]).sync_group(), None);
-    }
-}
+mod tests;

@@ -13,6 +13,18 @@ pub struct Identity {
     pub ambivalent: bool,
 }
 
+impl Identity {
+    /// What libblkid sees, in a few words for a message: the type, or "several conflicting
+    /// signatures" when it found more than one; `None` when it recognises nothing.
+    pub fn describe(&self) -> Option<String> {
+        match (&self.fs_type, self.ambivalent) {
+            (Some(t), _) => Some(t.clone()),
+            (None, true) => Some("several conflicting signatures".to_string()),
+            (None, false) => None,
+        }
+    }
+}
+
 /// Probe `path` with libblkid's safe probe (superblocks chain). Read-only. Errors are folded
 /// into an empty identity: probing only improves messages, it never decides safety.
 pub fn identify(path: &Path) -> Identity {

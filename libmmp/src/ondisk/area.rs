@@ -15,8 +15,13 @@
 //! open it: nobody mistakes it for a filesystem.
 
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
-use crate::ondisk::superblock::{feature, superblock_csum, EXT4_CRC32C_CHKSUM, EXT4_SUPER_MAGIC};
-use crate::ondisk::superblock::{Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
+use crate::ondisk::superblock::{
+    feature, superblock_csum, Superblock, EXT2_VALID_FS, EXT4_CRC32C_CHKSUM, EXT4_SUPER_MAGIC,
+    SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, S_BLOCKS_COUNT_LO, S_BLOCKS_PER_GROUP, S_CHECKSUM,
+    S_CHECKSUM_TYPE, S_FEATURE_INCOMPAT, S_FEATURE_RO_COMPAT, S_FIRST_DATA_BLOCK, S_LOG_BLOCK_SIZE,
+    S_LOG_CLUSTER_SIZE, S_MAGIC, S_MMP_BLOCK, S_MMP_UPDATE_INTERVAL, S_REV_LEVEL, S_STATE, S_UUID,
+    S_VOLUME_NAME,
+};
 
 /// The incompatible-feature bit that marks an MMP area (the top bit: unused by ext4).
 pub const INCOMPAT_MMP_AREA: u32 = 0x8000_0000;
@@ -43,28 +48,23 @@ pub fn area_image(
 ) -> Vec<u8> {
     let mut img = vec![0u8; AREA_SIZE];
     let mut sb = [0u8; SUPERBLOCK_SIZE];
-    let put16 =
-        |b: &mut [u8], off: usize, v: u16| b[off..off + 2].copy_from_slice(&v.to_le_bytes());
-    let put32 =
-        |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
-    // Offsets from `struct ext4_super_block` (fs/ext4/ext4.h).
-    put32(&mut sb, 0x004, 2); // s_blocks_count_lo
-    put32(&mut sb, 0x014, 0); // s_first_data_block
-    put32(&mut sb, 0x018, 2); // s_log_block_size: 4096
-    put32(&mut sb, 0x01C, 2); // s_log_cluster_size
-    put32(&mut sb, 0x020, 32768); // s_blocks_per_group
-    put16(&mut sb, 0x038, EXT4_SUPER_MAGIC); // s_magic
-    put16(&mut sb, 0x03A, 1); // s_state: clean
-    put32(&mut sb, 0x04C, 1); // s_rev_level: dynamic
-    put32(&mut sb, 0x060, feature::INCOMPAT_MMP | INCOMPAT_MMP_AREA); // s_feature_incompat
-    put32(&mut sb, 0x064, feature::RO_COMPAT_METADATA_CSUM); // s_feature_ro_compat
-    sb[0x068..0x078].copy_from_slice(&uuid); // s_uuid
-    sb[0x078..0x078 + AREA_LABEL.len()].copy_from_slice(AREA_LABEL.as_bytes()); // s_volume_name
-    put16(&mut sb, 0x166, update_interval); // s_mmp_update_interval
-    put32(&mut sb, 0x168, 1); // s_mmp_block (lo; hi stays 0)
-    sb[0x175] = EXT4_CRC32C_CHKSUM; // s_checksum_type
+    S_BLOCKS_COUNT_LO.put(&mut sb, 2);
+    S_FIRST_DATA_BLOCK.put(&mut sb, 0);
+    S_LOG_BLOCK_SIZE.put(&mut sb, 2); // 4096
+    S_LOG_CLUSTER_SIZE.put(&mut sb, 2);
+    S_BLOCKS_PER_GROUP.put(&mut sb, 32768);
+    S_MAGIC.put(&mut sb, EXT4_SUPER_MAGIC);
+    S_STATE.put(&mut sb, EXT2_VALID_FS);
+    S_REV_LEVEL.put(&mut sb, 1); // dynamic
+    S_FEATURE_INCOMPAT.put(&mut sb, feature::INCOMPAT_MMP | INCOMPAT_MMP_AREA);
+    S_FEATURE_RO_COMPAT.put(&mut sb, feature::RO_COMPAT_METADATA_CSUM);
+    S_UUID.put(&mut sb, uuid);
+    sb[S_VOLUME_NAME.offset..][..AREA_LABEL.len()].copy_from_slice(AREA_LABEL.as_bytes());
+    S_MMP_UPDATE_INTERVAL.put(&mut sb, update_interval);
+    S_MMP_BLOCK.put(&mut sb, 1);
+    S_CHECKSUM_TYPE.put(&mut sb, EXT4_CRC32C_CHKSUM);
     let csum = superblock_csum(&sb);
-    put32(&mut sb, 0x3FC, csum); // s_checksum
+    S_CHECKSUM.put(&mut sb, csum);
     let off = SUPERBLOCK_OFFSET as usize;
     img[off..off + SUPERBLOCK_SIZE].copy_from_slice(&sb);
     let parsed = Superblock::parse(&sb).expect("the area superblock is valid by construction");
@@ -99,7 +99,7 @@ mod tests {
         let fs = MmpFs::open(MemDevice::new("area", bad)).unwrap();
         assert!(fs.read_mmp().unwrap_err().is_bad_mmp_checksum());
         let mut bad = img;
-        bad[1024 + 0x166] ^= 1;
+        bad[1024 + S_MMP_UPDATE_INTERVAL.offset] ^= 1;
         assert!(MmpFs::open(MemDevice::new("area", bad)).is_err());
     }
 

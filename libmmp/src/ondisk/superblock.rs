@@ -4,8 +4,11 @@
 //! (`lib/ext2fs/ext2_fs.h` `struct ext2_super_block`, `fs/ext4/ext4.h` `struct ext4_super_block`).
 //! Locals are named after the C fields so the code can be held against those headers.
 
+use crate::ondisk::bytes::Le;
 use crate::ondisk::crc::raw_crc32c;
 use serde::Serialize;
+use std::marker::PhantomData;
+use std::ops::Range;
 
 /// Byte offset of the primary superblock on the device.
 pub const SUPERBLOCK_OFFSET: u64 = 1024;
@@ -14,33 +17,104 @@ pub const SUPERBLOCK_SIZE: usize = 1024;
 /// `EXT2_SUPER_MAGIC`.
 pub const EXT4_SUPER_MAGIC: u16 = 0xEF53;
 
-const S_INODES_COUNT: usize = 0x000;
-const S_BLOCKS_COUNT_LO: usize = 0x004;
-const S_R_BLOCKS_COUNT_LO: usize = 0x008;
-const S_FREE_BLOCKS_COUNT_LO: usize = 0x00C;
-const S_FREE_INODES_COUNT: usize = 0x010;
-const S_FIRST_DATA_BLOCK: usize = 0x014;
-const S_LOG_BLOCK_SIZE: usize = 0x018;
-const S_LOG_CLUSTER_SIZE: usize = 0x01C;
-const S_BLOCKS_PER_GROUP: usize = 0x020;
-const S_INODES_PER_GROUP: usize = 0x028;
-const S_MAGIC: usize = 0x038;
-const S_STATE: usize = 0x03A;
-const S_REV_LEVEL: usize = 0x04C;
-const S_INODE_SIZE: usize = 0x058;
-const S_FEATURE_COMPAT: usize = 0x05C;
-const S_FEATURE_INCOMPAT: usize = 0x060;
-const S_FEATURE_RO_COMPAT: usize = 0x064;
-const S_UUID: usize = 0x068;
-const S_VOLUME_NAME: usize = 0x078;
-const S_DESC_SIZE: usize = 0x0FE;
-const S_BLOCKS_COUNT_HI: usize = 0x150;
-const S_FREE_BLOCKS_HI: usize = 0x158;
-const S_MMP_UPDATE_INTERVAL: usize = 0x166;
-const S_MMP_BLOCK: usize = 0x168;
-const S_CHECKSUM_TYPE: usize = 0x175;
-const S_CHECKSUM_SEED: usize = 0x270;
-const S_CHECKSUM: usize = 0x3FC;
+/// One field of `struct ext4_super_block`: its C name and offset in the superblock; its size is
+/// the size of `T` on disk. Every superblock field libmmp reads or writes is one of the constants
+/// below: decode, encode, the backup-superblock writer and the test builders all use them.
+#[derive(Debug, Clone, Copy)]
+pub struct Field<T> {
+    pub name: &'static str,
+    pub offset: usize,
+    _type: PhantomData<T>,
+}
+
+/// A field table entry without its type: (C name, offset, size in bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldInfo {
+    pub name: &'static str,
+    pub offset: usize,
+    pub size: usize,
+}
+
+impl<T: Le> Field<T> {
+    const fn new(name: &'static str, offset: usize) -> Self {
+        Field {
+            name,
+            offset,
+            _type: PhantomData,
+        }
+    }
+
+    /// The field's value in the superblock bytes `b` (at least [`SUPERBLOCK_SIZE`] long).
+    pub fn get(&self, b: &[u8]) -> T {
+        T::get(b, self.offset)
+    }
+
+    /// Store `v` in the superblock bytes `b`.
+    pub fn put(&self, b: &mut [u8], v: T) {
+        v.put(b, self.offset)
+    }
+
+    /// The bytes the field occupies.
+    pub const fn range(&self) -> Range<usize> {
+        self.offset..self.offset + T::SIZE
+    }
+
+    pub const fn info(&self) -> FieldInfo {
+        FieldInfo {
+            name: self.name,
+            offset: self.offset,
+            size: T::SIZE,
+        }
+    }
+}
+
+/// Defines each field constant once and [`FIELDS`], the table of all of them.
+macro_rules! field_table {
+    ($($konst:ident: $ty:ty = $off:literal, $name:literal;)*) => {
+        $(
+            #[doc = concat!("`", $name, "`")]
+            pub const $konst: Field<$ty> = Field::new($name, $off);
+        )*
+        /// Every superblock field libmmp reads or writes, in offset order.
+        pub const FIELDS: &[FieldInfo] = &[$($konst.info()),*];
+    };
+}
+
+// Offsets from `struct ext4_super_block` (fs/ext4/ext4.h), `struct ext2_super_block`
+// (lib/ext2fs/ext2_fs.h).
+field_table! {
+    S_INODES_COUNT: u32 = 0x000, "s_inodes_count";
+    S_BLOCKS_COUNT_LO: u32 = 0x004, "s_blocks_count_lo";
+    S_R_BLOCKS_COUNT_LO: u32 = 0x008, "s_r_blocks_count_lo";
+    S_FREE_BLOCKS_COUNT_LO: u32 = 0x00C, "s_free_blocks_count_lo";
+    S_FREE_INODES_COUNT: u32 = 0x010, "s_free_inodes_count";
+    S_FIRST_DATA_BLOCK: u32 = 0x014, "s_first_data_block";
+    S_LOG_BLOCK_SIZE: u32 = 0x018, "s_log_block_size";
+    S_LOG_CLUSTER_SIZE: u32 = 0x01C, "s_log_cluster_size";
+    S_BLOCKS_PER_GROUP: u32 = 0x020, "s_blocks_per_group";
+    S_INODES_PER_GROUP: u32 = 0x028, "s_inodes_per_group";
+    S_MAGIC: u16 = 0x038, "s_magic";
+    S_STATE: u16 = 0x03A, "s_state";
+    S_REV_LEVEL: u32 = 0x04C, "s_rev_level";
+    S_INODE_SIZE: u16 = 0x058, "s_inode_size";
+    S_BLOCK_GROUP_NR: u16 = 0x05A, "s_block_group_nr";
+    S_FEATURE_COMPAT: u32 = 0x05C, "s_feature_compat";
+    S_FEATURE_INCOMPAT: u32 = 0x060, "s_feature_incompat";
+    S_FEATURE_RO_COMPAT: u32 = 0x064, "s_feature_ro_compat";
+    S_UUID: [u8; 16] = 0x068, "s_uuid";
+    S_VOLUME_NAME: [u8; 16] = 0x078, "s_volume_name";
+    S_RESERVED_GDT_BLOCKS: u16 = 0x0CE, "s_reserved_gdt_blocks";
+    S_DESC_SIZE: u16 = 0x0FE, "s_desc_size";
+    S_BLOCKS_COUNT_HI: u32 = 0x150, "s_blocks_count_hi";
+    S_FREE_BLOCKS_HI: u32 = 0x158, "s_free_blocks_hi";
+    S_MMP_UPDATE_INTERVAL: u16 = 0x166, "s_mmp_update_interval";
+    S_MMP_BLOCK: u64 = 0x168, "s_mmp_block";
+    S_CHECKSUM_TYPE: u8 = 0x175, "s_checksum_type";
+    S_BACKUP_BGS_0: u32 = 0x24C, "s_backup_bgs[0]";
+    S_BACKUP_BGS_1: u32 = 0x250, "s_backup_bgs[1]";
+    S_CHECKSUM_SEED: u32 = 0x270, "s_checksum_seed";
+    S_CHECKSUM: u32 = 0x3FC, "s_checksum";
+}
 
 /// Feature bits (`EXT4_FEATURE_*` in `fs/ext4/ext4.h`).
 pub mod feature {
@@ -120,18 +194,6 @@ pub struct Superblock {
     pub raw: Box<[u8; SUPERBLOCK_SIZE]>,
 }
 
-fn le16(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes([b[off], b[off + 1]])
-}
-
-fn le32(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
-}
-
-fn le64(b: &[u8], off: usize) -> u64 {
-    u64::from(le32(b, off)) | (u64::from(le32(b, off + 4)) << 32)
-}
-
 impl Superblock {
     /// Parse and validate a superblock from the 1024 bytes at device offset 1024.
     ///
@@ -142,35 +204,33 @@ impl Superblock {
             return Err(SuperblockError::Truncated { len: buf.len() });
         }
         let b = &buf[..SUPERBLOCK_SIZE];
-        let s_magic = le16(b, S_MAGIC);
+        let s_magic = S_MAGIC.get(b);
         if s_magic != EXT4_SUPER_MAGIC {
             return Err(SuperblockError::BadMagic { found: s_magic });
         }
-        let s_log_block_size = le32(b, S_LOG_BLOCK_SIZE);
+        let s_log_block_size = S_LOG_BLOCK_SIZE.get(b);
         if s_log_block_size > MAX_LOG_BLOCK_SIZE {
             return Err(SuperblockError::BadBlockSize { s_log_block_size });
         }
-        let s_feature_incompat = le32(b, S_FEATURE_INCOMPAT);
+        let s_feature_incompat = S_FEATURE_INCOMPAT.get(b);
         let is_64bit = s_feature_incompat & feature::INCOMPAT_64BIT != 0;
-        let hi = |off: usize| -> u64 {
-            if is_64bit {
-                u64::from(le32(b, off)) << 32
-            } else {
-                0
-            }
+        // The high halves count only with the 64bit feature (`ext4_blocks_count`).
+        let lo_hi = |lo: Field<u32>, hi: Field<u32>| -> u64 {
+            let hi = if is_64bit { hi.get(b) } else { 0 };
+            u64::from(lo.get(b)) | (u64::from(hi) << 32)
         };
-        let blocks_count = u64::from(le32(b, S_BLOCKS_COUNT_LO)) | hi(S_BLOCKS_COUNT_HI);
-        let free_blocks_count = u64::from(le32(b, S_FREE_BLOCKS_COUNT_LO)) | hi(S_FREE_BLOCKS_HI);
-        let s_first_data_block = le32(b, S_FIRST_DATA_BLOCK);
+        let blocks_count = lo_hi(S_BLOCKS_COUNT_LO, S_BLOCKS_COUNT_HI);
+        let free_blocks_count = lo_hi(S_FREE_BLOCKS_COUNT_LO, S_FREE_BLOCKS_HI);
+        let s_first_data_block = S_FIRST_DATA_BLOCK.get(b);
         if blocks_count == 0 || u64::from(s_first_data_block) >= blocks_count {
             return Err(SuperblockError::BadBlocksCount {
                 blocks_count,
                 s_first_data_block,
             });
         }
-        let s_feature_ro_compat = le32(b, S_FEATURE_RO_COMPAT);
-        let s_checksum_type = b[S_CHECKSUM_TYPE];
-        let s_checksum = le32(b, S_CHECKSUM);
+        let s_feature_ro_compat = S_FEATURE_RO_COMPAT.get(b);
+        let s_checksum_type = S_CHECKSUM_TYPE.get(b);
+        let s_checksum = S_CHECKSUM.get(b);
         if s_feature_ro_compat & feature::RO_COMPAT_METADATA_CSUM != 0 {
             if s_checksum_type != EXT4_CRC32C_CHKSUM {
                 return Err(SuperblockError::BadChecksumType {
@@ -185,39 +245,33 @@ impl Superblock {
                 });
             }
         }
-        let mut raw = Box::new([0u8; SUPERBLOCK_SIZE]);
-        raw.copy_from_slice(b);
-        let mut s_uuid = [0u8; 16];
-        s_uuid.copy_from_slice(&b[S_UUID..S_UUID + 16]);
-        let mut s_volume_name = [0u8; 16];
-        s_volume_name.copy_from_slice(&b[S_VOLUME_NAME..S_VOLUME_NAME + 16]);
         Ok(Superblock {
-            s_inodes_count: le32(b, S_INODES_COUNT),
+            s_inodes_count: S_INODES_COUNT.get(b),
             blocks_count,
-            s_r_blocks_count_lo: le32(b, S_R_BLOCKS_COUNT_LO),
+            s_r_blocks_count_lo: S_R_BLOCKS_COUNT_LO.get(b),
             free_blocks_count,
-            s_free_inodes_count: le32(b, S_FREE_INODES_COUNT),
+            s_free_inodes_count: S_FREE_INODES_COUNT.get(b),
             s_first_data_block,
             s_log_block_size,
-            s_log_cluster_size: le32(b, S_LOG_CLUSTER_SIZE),
-            s_blocks_per_group: le32(b, S_BLOCKS_PER_GROUP),
-            s_inodes_per_group: le32(b, S_INODES_PER_GROUP),
+            s_log_cluster_size: S_LOG_CLUSTER_SIZE.get(b),
+            s_blocks_per_group: S_BLOCKS_PER_GROUP.get(b),
+            s_inodes_per_group: S_INODES_PER_GROUP.get(b),
             s_magic,
-            s_state: le16(b, S_STATE),
-            s_rev_level: le32(b, S_REV_LEVEL),
-            s_inode_size: le16(b, S_INODE_SIZE),
-            s_feature_compat: le32(b, S_FEATURE_COMPAT),
+            s_state: S_STATE.get(b),
+            s_rev_level: S_REV_LEVEL.get(b),
+            s_inode_size: S_INODE_SIZE.get(b),
+            s_feature_compat: S_FEATURE_COMPAT.get(b),
             s_feature_incompat,
             s_feature_ro_compat,
-            s_uuid,
-            s_volume_name,
-            s_desc_size: le16(b, S_DESC_SIZE),
-            s_mmp_update_interval: le16(b, S_MMP_UPDATE_INTERVAL),
-            s_mmp_block: le64(b, S_MMP_BLOCK),
+            s_uuid: S_UUID.get(b),
+            s_volume_name: S_VOLUME_NAME.get(b),
+            s_desc_size: S_DESC_SIZE.get(b),
+            s_mmp_update_interval: S_MMP_UPDATE_INTERVAL.get(b),
+            s_mmp_block: S_MMP_BLOCK.get(b),
             s_checksum_type,
-            s_checksum_seed: le32(b, S_CHECKSUM_SEED),
+            s_checksum_seed: S_CHECKSUM_SEED.get(b),
             s_checksum,
-            raw,
+            raw: Box::new(<[u8; SUPERBLOCK_SIZE]>::get(b, 0)),
         })
     }
 
@@ -225,53 +279,40 @@ impl Superblock {
     /// checksum recomputed when `metadata_csum` is set. Mirrors [`Superblock::parse`].
     pub fn encode(&self) -> [u8; SUPERBLOCK_SIZE] {
         let mut b = *self.raw;
-        let put16 =
-            |b: &mut [u8], off: usize, v: u16| b[off..off + 2].copy_from_slice(&v.to_le_bytes());
-        let put32 =
-            |b: &mut [u8], off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
-        put32(&mut b, S_INODES_COUNT, self.s_inodes_count);
-        put32(&mut b, S_BLOCKS_COUNT_LO, self.blocks_count as u32);
-        put32(&mut b, S_R_BLOCKS_COUNT_LO, self.s_r_blocks_count_lo);
-        put32(
-            &mut b,
-            S_FREE_BLOCKS_COUNT_LO,
-            self.free_blocks_count as u32,
-        );
+        S_INODES_COUNT.put(&mut b, self.s_inodes_count);
+        S_BLOCKS_COUNT_LO.put(&mut b, self.blocks_count as u32);
+        S_R_BLOCKS_COUNT_LO.put(&mut b, self.s_r_blocks_count_lo);
+        S_FREE_BLOCKS_COUNT_LO.put(&mut b, self.free_blocks_count as u32);
         if self.is_64bit() {
-            put32(&mut b, S_BLOCKS_COUNT_HI, (self.blocks_count >> 32) as u32);
-            put32(
-                &mut b,
-                S_FREE_BLOCKS_HI,
-                (self.free_blocks_count >> 32) as u32,
-            );
+            S_BLOCKS_COUNT_HI.put(&mut b, (self.blocks_count >> 32) as u32);
+            S_FREE_BLOCKS_HI.put(&mut b, (self.free_blocks_count >> 32) as u32);
         }
-        put32(&mut b, S_FREE_INODES_COUNT, self.s_free_inodes_count);
-        put32(&mut b, S_FIRST_DATA_BLOCK, self.s_first_data_block);
-        put32(&mut b, S_LOG_BLOCK_SIZE, self.s_log_block_size);
-        put32(&mut b, S_LOG_CLUSTER_SIZE, self.s_log_cluster_size);
-        put32(&mut b, S_BLOCKS_PER_GROUP, self.s_blocks_per_group);
-        put32(&mut b, S_INODES_PER_GROUP, self.s_inodes_per_group);
-        put16(&mut b, S_MAGIC, self.s_magic);
-        put16(&mut b, S_STATE, self.s_state);
-        put32(&mut b, S_REV_LEVEL, self.s_rev_level);
-        put16(&mut b, S_INODE_SIZE, self.s_inode_size);
-        put32(&mut b, S_FEATURE_COMPAT, self.s_feature_compat);
-        put32(&mut b, S_FEATURE_INCOMPAT, self.s_feature_incompat);
-        put32(&mut b, S_FEATURE_RO_COMPAT, self.s_feature_ro_compat);
-        b[S_UUID..S_UUID + 16].copy_from_slice(&self.s_uuid);
-        b[S_VOLUME_NAME..S_VOLUME_NAME + 16].copy_from_slice(&self.s_volume_name);
-        put16(&mut b, S_DESC_SIZE, self.s_desc_size);
-        put16(&mut b, S_MMP_UPDATE_INTERVAL, self.s_mmp_update_interval);
-        put32(&mut b, S_MMP_BLOCK, self.s_mmp_block as u32);
-        put32(&mut b, S_MMP_BLOCK + 4, (self.s_mmp_block >> 32) as u32);
-        b[S_CHECKSUM_TYPE] = self.s_checksum_type;
-        put32(&mut b, S_CHECKSUM_SEED, self.s_checksum_seed);
+        S_FREE_INODES_COUNT.put(&mut b, self.s_free_inodes_count);
+        S_FIRST_DATA_BLOCK.put(&mut b, self.s_first_data_block);
+        S_LOG_BLOCK_SIZE.put(&mut b, self.s_log_block_size);
+        S_LOG_CLUSTER_SIZE.put(&mut b, self.s_log_cluster_size);
+        S_BLOCKS_PER_GROUP.put(&mut b, self.s_blocks_per_group);
+        S_INODES_PER_GROUP.put(&mut b, self.s_inodes_per_group);
+        S_MAGIC.put(&mut b, self.s_magic);
+        S_STATE.put(&mut b, self.s_state);
+        S_REV_LEVEL.put(&mut b, self.s_rev_level);
+        S_INODE_SIZE.put(&mut b, self.s_inode_size);
+        S_FEATURE_COMPAT.put(&mut b, self.s_feature_compat);
+        S_FEATURE_INCOMPAT.put(&mut b, self.s_feature_incompat);
+        S_FEATURE_RO_COMPAT.put(&mut b, self.s_feature_ro_compat);
+        S_UUID.put(&mut b, self.s_uuid);
+        S_VOLUME_NAME.put(&mut b, self.s_volume_name);
+        S_DESC_SIZE.put(&mut b, self.s_desc_size);
+        S_MMP_UPDATE_INTERVAL.put(&mut b, self.s_mmp_update_interval);
+        S_MMP_BLOCK.put(&mut b, self.s_mmp_block);
+        S_CHECKSUM_TYPE.put(&mut b, self.s_checksum_type);
+        S_CHECKSUM_SEED.put(&mut b, self.s_checksum_seed);
         let s_checksum = if self.has_metadata_csum() {
             superblock_csum(&b)
         } else {
             self.s_checksum
         };
-        put32(&mut b, S_CHECKSUM, s_checksum);
+        S_CHECKSUM.put(&mut b, s_checksum);
         b
     }
 
@@ -345,7 +386,7 @@ impl Superblock {
 
 /// `ext4_superblock_csum`: raw crc32c with seed ~0 over the bytes before `s_checksum`.
 pub fn superblock_csum(sb: &[u8]) -> u32 {
-    raw_crc32c(!0, &sb[..S_CHECKSUM])
+    raw_crc32c(!0, &sb[..S_CHECKSUM.offset])
 }
 
 /// Format 16 bytes as a UUID string.
@@ -397,164 +438,33 @@ impl From<&Superblock> for SuperblockSummary {
     }
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use proptest::prelude::*;
+/// `EXT2_VALID_FS` in `s_state`.
+pub const EXT2_VALID_FS: u16 = 0x0001;
+/// `EXT2_ERROR_FS` in `s_state`: the kernel recorded an error.
+pub const EXT2_ERROR_FS: u16 = 0x0002;
 
-    /// A minimal valid superblock: 4 KiB blocks, MMP at block 1000, optional metadata_csum.
-    pub(crate) fn sample(metadata_csum: bool) -> [u8; SUPERBLOCK_SIZE] {
-        let mut b = [0u8; SUPERBLOCK_SIZE];
-        b[S_BLOCKS_COUNT_LO..S_BLOCKS_COUNT_LO + 4].copy_from_slice(&16384u32.to_le_bytes());
-        b[S_LOG_BLOCK_SIZE..S_LOG_BLOCK_SIZE + 4].copy_from_slice(&2u32.to_le_bytes());
-        b[S_BLOCKS_PER_GROUP..S_BLOCKS_PER_GROUP + 4].copy_from_slice(&32768u32.to_le_bytes());
-        b[S_MAGIC..S_MAGIC + 2].copy_from_slice(&EXT4_SUPER_MAGIC.to_le_bytes());
-        b[S_FEATURE_INCOMPAT..S_FEATURE_INCOMPAT + 4]
-            .copy_from_slice(&feature::INCOMPAT_MMP.to_le_bytes());
-        for (i, x) in b[S_UUID..S_UUID + 16].iter_mut().enumerate() {
-            *x = 0x10 + i as u8;
-        }
-        b[S_MMP_UPDATE_INTERVAL..S_MMP_UPDATE_INTERVAL + 2].copy_from_slice(&5u16.to_le_bytes());
-        b[S_MMP_BLOCK..S_MMP_BLOCK + 8].copy_from_slice(&1000u64.to_le_bytes());
-        if metadata_csum {
-            b[S_FEATURE_RO_COMPAT..S_FEATURE_RO_COMPAT + 4]
-                .copy_from_slice(&feature::RO_COMPAT_METADATA_CSUM.to_le_bytes());
-            b[S_CHECKSUM_TYPE] = EXT4_CRC32C_CHKSUM;
-            let c = superblock_csum(&b);
-            b[S_CHECKSUM..].copy_from_slice(&c.to_le_bytes());
-        }
-        b
+/// A backup superblock as `ext2fs_flush` writes it (`write_backup_super`): the primary's bytes
+/// with `s_block_group_nr` set to the group (capped at 65535), `EXT2_VALID_FS` and
+/// `needs_recovery` cleared (ext2fs_flush clears them before writing the backups), and the
+/// checksum recomputed under metadata_csum.
+pub fn backup_superblock(primary: &[u8; SUPERBLOCK_SIZE], group: u32) -> [u8; SUPERBLOCK_SIZE] {
+    let mut b = *primary;
+    let s_state = S_STATE.get(&b) & !EXT2_VALID_FS;
+    S_STATE.put(&mut b, s_state);
+    let s_feature_incompat = S_FEATURE_INCOMPAT.get(&b) & !feature::INCOMPAT_RECOVER;
+    S_FEATURE_INCOMPAT.put(&mut b, s_feature_incompat);
+    S_BLOCK_GROUP_NR.put(&mut b, group.min(u32::from(u16::MAX)) as u16);
+    if S_FEATURE_RO_COMPAT.get(&b) & feature::RO_COMPAT_METADATA_CSUM != 0 {
+        let s_checksum = superblock_csum(&b);
+        S_CHECKSUM.put(&mut b, s_checksum);
     }
-
-    /// A 64-bit block count lets `s_mmp_block * block_size` overflow u64: such a block number
-    /// is out of range (no device is that large), never a panic or a wrapped offset that a
-    /// claim would then write to.
-    #[test]
-    fn mmp_block_whose_offset_overflows_is_out_of_range() {
-        let mut b = sample(false);
-        b[S_LOG_BLOCK_SIZE..S_LOG_BLOCK_SIZE + 4].copy_from_slice(&6u32.to_le_bytes());
-        let incompat = feature::INCOMPAT_MMP | feature::INCOMPAT_64BIT;
-        b[S_FEATURE_INCOMPAT..S_FEATURE_INCOMPAT + 4].copy_from_slice(&incompat.to_le_bytes());
-        b[S_BLOCKS_COUNT_HI..S_BLOCKS_COUNT_HI + 4].copy_from_slice(&u32::MAX.to_le_bytes());
-        // 2^50 blocks of 64 KiB: byte offset 2^66, which wraps to 0.
-        b[S_MMP_BLOCK..S_MMP_BLOCK + 8].copy_from_slice(&(1u64 << 50).to_le_bytes());
-        let sb = Superblock::parse(&b).unwrap();
-        assert!(!sb.mmp_block_in_range());
-        let mut img = vec![0u8; 8192];
-        img[1024..2048].copy_from_slice(&b);
-        let fs = crate::fs::MmpFs::open(crate::io::device::MemDevice::new("big.img", img)).unwrap();
-        assert!(matches!(
-            fs.read_mmp_raw(),
-            Err(crate::Error::MmpBlockOutOfRange { .. })
-        ));
-    }
-
-    #[test]
-    fn parses_sample() {
-        let sb = Superblock::parse(&sample(true)).unwrap();
-        assert_eq!(sb.block_size(), 4096);
-        assert_eq!(sb.s_mmp_block, 1000);
-        assert!(sb.has_mmp() && sb.has_metadata_csum());
-        assert!(sb.mmp_block_in_range());
-        assert_eq!(sb.mmp_offset(), 1000 * 4096);
-        assert_eq!(sb.uuid_string(), "10111213-1415-1617-1819-1a1b1c1d1e1f");
-        assert_eq!(sb.csum_seed(), raw_crc32c(!0, &sb.s_uuid));
-    }
-
-    #[test]
-    fn csum_seed_feature_uses_stored_seed() {
-        let mut b = sample(false);
-        let incompat = feature::INCOMPAT_MMP | feature::INCOMPAT_CSUM_SEED;
-        b[S_FEATURE_INCOMPAT..S_FEATURE_INCOMPAT + 4].copy_from_slice(&incompat.to_le_bytes());
-        b[S_CHECKSUM_SEED..S_CHECKSUM_SEED + 4].copy_from_slice(&0xDEAD_BEEFu32.to_le_bytes());
-        let sb = Superblock::parse(&b).unwrap();
-        assert_eq!(sb.csum_seed(), 0xDEAD_BEEF);
-        assert_eq!(
-            sb.mmp_csum_seed(),
-            None,
-            "no metadata_csum, no MMP checksum"
-        );
-    }
-
-    #[test]
-    fn rejects_each_corrupt_kind() {
-        assert_eq!(
-            Superblock::parse(&[0u8; 100]),
-            Err(SuperblockError::Truncated { len: 100 })
-        );
-        let mut b = sample(false);
-        b[S_MAGIC] = 0;
-        assert!(matches!(
-            Superblock::parse(&b),
-            Err(SuperblockError::BadMagic { .. })
-        ));
-        let mut b = sample(false);
-        b[S_LOG_BLOCK_SIZE] = 7;
-        assert!(matches!(
-            Superblock::parse(&b),
-            Err(SuperblockError::BadBlockSize { .. })
-        ));
-        let mut b = sample(false);
-        b[S_BLOCKS_COUNT_LO..S_BLOCKS_COUNT_LO + 4].fill(0);
-        assert!(matches!(
-            Superblock::parse(&b),
-            Err(SuperblockError::BadBlocksCount { .. })
-        ));
-        let mut b = sample(true);
-        b[S_CHECKSUM_TYPE] = 2;
-        assert!(matches!(
-            Superblock::parse(&b),
-            Err(SuperblockError::BadChecksumType { found: 2 })
-        ));
-        let mut b = sample(true);
-        b[S_CHECKSUM] ^= 1;
-        assert!(matches!(
-            Superblock::parse(&b),
-            Err(SuperblockError::BadChecksum { .. })
-        ));
-    }
-
-    #[test]
-    fn mmp_block_range_follows_e2fsprogs() {
-        let mut sb = Superblock::parse(&sample(false)).unwrap();
-        sb.s_mmp_block = 0; // first data block on a 4k fs: the superblock's own block
-        assert!(!sb.mmp_block_in_range());
-        sb.s_mmp_block = 16384;
-        assert!(!sb.mmp_block_in_range());
-        sb.s_mmp_block = 16383;
-        assert!(sb.mmp_block_in_range());
-    }
-
-    proptest! {
-        #[test]
-        fn parse_never_panics(data in proptest::collection::vec(any::<u8>(), 0..1100)) {
-            let _ = Superblock::parse(&data);
-        }
-
-        #[test]
-        fn round_trip(interval in 1u16..=300, block in 1u64..16384, csum in any::<bool>(), label in any::<[u8; 16]>()) {
-            let mut sb = Superblock::parse(&sample(csum)).unwrap();
-            sb.s_mmp_update_interval = interval;
-            sb.s_mmp_block = block;
-            sb.s_volume_name = label;
-            let again = Superblock::parse(&sb.encode()).unwrap();
-            prop_assert_eq!(again.s_mmp_update_interval, interval);
-            prop_assert_eq!(again.s_mmp_block, block);
-            prop_assert_eq!(again.s_volume_name, label);
-            prop_assert_eq!(&again.encode()[..], &sb.encode()[..]);
-        }
-
-        /// With metadata_csum, any single corrupted byte is caught (CRC32C detects every
-        /// single-byte error). The one escape is a flip that clears the metadata_csum bit
-        /// itself, which leaves a superblock that claims no checksum.
-        #[test]
-        fn corrupt_one_byte_is_detected(pos in 0usize..SUPERBLOCK_SIZE, flip in 1u8..=255) {
-            let mut b = sample(true);
-            b[pos] ^= flip;
-            match Superblock::parse(&b) {
-                Err(_) => {}
-                Ok(sb) => prop_assert!(!sb.has_metadata_csum(), "undetected corruption at {pos}"),
-            }
-        }
-    }
+    b
 }
+
+/// `s_state` of a superblock's raw bytes.
+pub fn superblock_state(raw: &[u8; SUPERBLOCK_SIZE]) -> u16 {
+    S_STATE.get(raw)
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,10 +1,15 @@
-//! An ext4 filesystem seen through its superblock and MMP block.
+//! An ext4 filesystem seen through its superblock and MMP block: reading both here, writing the
+//! MMP block in [`write`].
 
 use crate::error::Error;
-use crate::io::device::BlockIo;
+use crate::io::{probe, Access, BlockIo, Device};
 use crate::ondisk::mmp::{MmpBlock, MMP_STRUCT_SIZE};
 use crate::ondisk::superblock::{Superblock, SuperblockError, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use std::io;
+use std::path::Path;
+
+mod write;
+pub use write::{mmp_write_span, WriteSpanError};
 
 /// A device holding an ext2/3/4 superblock.
 pub struct MmpFs<D: BlockIo> {
@@ -47,6 +52,34 @@ fn read_exact<D: BlockIo>(
             }
         }
     })
+}
+
+impl MmpFs<Device> {
+    /// Open the device or image at `path` and read its superblock: the one way the binaries
+    /// open a filesystem. When there is no ext2/3/4 superblock, libblkid is asked what is there
+    /// instead, so the message says e.g. "libblkid sees xfs" (probing only improves the message;
+    /// it never decides anything).
+    pub fn open_path(path: &Path, access: Access) -> Result<Self, Error> {
+        let dev = Device::open(path, access)?;
+        MmpFs::open(dev).map_err(|e| e.naming_what_is_there(path))
+    }
+}
+
+impl Error {
+    /// For [`Error::NotExt4`] without a finding: add what libblkid sees on `path`. Other errors
+    /// are returned unchanged.
+    pub fn naming_what_is_there(self, path: &Path) -> Self {
+        match self {
+            Error::NotExt4 {
+                device,
+                found: None,
+            } => Error::NotExt4 {
+                device,
+                found: probe::identify(path).describe(),
+            },
+            e => e,
+        }
+    }
 }
 
 impl<D: BlockIo> MmpFs<D> {
@@ -154,7 +187,8 @@ impl<D: BlockIo> MmpFs<D> {
         Ok((block, status))
     }
 
-    /// Read the MMP block and verify it (checksum, then magic), as `ext2fs_mmp_read` does.
+    /// Read the MMP block and verify it as `ext2fs_mmp_read` does (a bad magic wins over a bad
+    /// checksum, see [`MmpBlock::verify`]).
     pub fn read_mmp(&self) -> Result<MmpBlock, Error> {
         let (block, _) = self.read_mmp_raw()?;
         block
@@ -167,3 +201,6 @@ impl<D: BlockIo> MmpFs<D> {
         Ok(block)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,32 +21,52 @@
 //!   the same hardware, 6d268879). Use a filesystem whose block size is at least the sector size,
 //!   or a separate MMP area.
 
+use super::MmpFs;
 use crate::error::Error;
-use crate::fs::MmpFs;
-use crate::io::device::BlockIo;
+use crate::io::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, MMP_STRUCT_SIZE};
 use std::io;
 
+/// Why the MMP block cannot be written with `O_DIRECT` on this device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WriteSpanError {
+    #[error("the {sector}-byte sector size does not divide the {MMP_STRUCT_SIZE}-byte MMP struct")]
+    SectorNotAligned { sector: u32 },
+    #[error(
+        "the {block_size}-byte MMP block is smaller than the device's {sector}-byte sector, \
+         so writing it with O_DIRECT would rewrite neighbouring filesystem blocks; refusing. \
+         Use a filesystem with a block size of at least {sector} bytes, or a separate MMP area"
+    )]
+    SectorLargerThanBlock { block_size: u32, sector: u32 },
+}
+
 /// How many bytes a write of the MMP block covers for this block and sector size, or why it
 /// cannot be written safely.
-pub fn mmp_write_span(block_size: u32, sector: u32) -> Result<usize, String> {
+pub fn mmp_write_span(block_size: u32, sector: u32) -> Result<usize, WriteSpanError> {
     let span = (sector as usize).max(MMP_STRUCT_SIZE);
-    if span % (sector as usize) != 0 {
-        return Err(format!(
-            "the {sector}-byte sector size does not divide the {MMP_STRUCT_SIZE}-byte MMP struct"
-        ));
+    if sector == 0 || span % (sector as usize) != 0 {
+        return Err(WriteSpanError::SectorNotAligned { sector });
     }
     if span > block_size as usize {
-        return Err(format!(
-            "the {block_size}-byte MMP block is smaller than the device's {sector}-byte sector, \
-             so writing it with O_DIRECT would rewrite neighbouring filesystem blocks; refusing. \
-             Use a filesystem with a block size of at least {sector} bytes, or a separate MMP area"
-        ));
+        return Err(WriteSpanError::SectorLargerThanBlock { block_size, sector });
     }
     Ok(span)
 }
 
 impl<D: BlockIo> MmpFs<D> {
+    /// How many bytes a write of this filesystem's MMP block covers on this device, or why it
+    /// cannot be written safely (see the module comment): what a holder checks before it starts.
+    pub fn mmp_write_span(&self) -> Result<usize, Error> {
+        mmp_write_span(
+            self.superblock().block_size(),
+            self.device().logical_block_size(),
+        )
+        .map_err(|source| Error::MmpWriteSpan {
+            device: self.device_name().to_string(),
+            source,
+        })
+    }
+
     /// Write `blk` to the MMP block (checksum recomputed under metadata_csum) and make it
     /// durable with `fdatasync`. See the module comment for the alignment rules.
     pub fn write_mmp_synced(&self, blk: &MmpBlock) -> Result<(), Error> {
@@ -68,12 +88,7 @@ impl<D: BlockIo> MmpFs<D> {
             offset,
             source,
         };
-        let span = mmp_write_span(sb.block_size(), dev.logical_block_size()).map_err(|msg| {
-            io_err(
-                "write of the MMP block",
-                io::Error::new(io::ErrorKind::InvalidInput, msg),
-            )
-        })?;
+        let span = self.mmp_write_span()?;
         let end = offset.saturating_add(span as u64);
         if end > dev.size() {
             return Err(Error::Truncated {
@@ -102,48 +117,5 @@ impl<D: BlockIo> MmpFs<D> {
             "MMP block written (not yet synced)"
         );
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::io::device::MemDevice;
-    use crate::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
-    use crate::ondisk::superblock::tests::sample;
-
-    #[test]
-    fn spans() {
-        assert_eq!(mmp_write_span(1024, 512), Ok(1024));
-        assert_eq!(mmp_write_span(4096, 512), Ok(1024));
-        assert_eq!(mmp_write_span(4096, 4096), Ok(4096));
-        assert!(mmp_write_span(1024, 4096).unwrap_err().contains("refusing"));
-        assert_eq!(mmp_write_span(2048, 2048), Ok(2048));
-    }
-
-    #[test]
-    fn written_block_reads_back_with_checksum() {
-        let mut data = vec![0u8; 1001 * 4096];
-        data[1024..2048].copy_from_slice(&sample(true));
-        // Something after the struct in the MMP block must survive.
-        data[1000 * 4096 + 2000] = 0xAB;
-        let fs = MmpFs::open(MemDevice::new("m", data)).unwrap();
-        let blk = MmpBlock::new(EXT4_MMP_SEQ_CLEAN, 5, "node", "dev", 5);
-        fs.write_mmp_synced(&blk).unwrap();
-        let back = fs.read_mmp().unwrap();
-        assert_eq!(back.mmp_seq, EXT4_MMP_SEQ_CLEAN);
-        assert_eq!(back.nodename(), "node");
-        assert_eq!(fs.device().snapshot()[1000 * 4096 + 2000], 0xAB);
-    }
-
-    #[test]
-    fn truncated_device_is_an_error_not_a_panic() {
-        let mut data = vec![0u8; 1000 * 4096 + 100];
-        data[1024..2048].copy_from_slice(&sample(false));
-        let fs = MmpFs::open(MemDevice::new("short", data)).unwrap();
-        let e = fs
-            .write_mmp_synced(&MmpBlock::new(1, 0, "n", "d", 5))
-            .unwrap_err();
-        assert!(matches!(e, Error::Truncated { .. }), "{e}");
     }
 }
