@@ -6,8 +6,9 @@
 //! another major:minor on the other node. The pid is kept for the report only, since the NLM
 //! server-side owner may differ after reclaim.
 
+use crate::grace::{self, GraceEndReport, GraceWhich};
+use crate::knobs::{self, KnobError, ProcRoot};
 use crate::locks::{self, LockEntry};
-use crate::procfs::{self, GraceEndReport, GraceWhich, KnobError, ProcRoot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -103,7 +104,7 @@ fn node_name() -> String {
 
 /// Snapshot of the held POSIX locks on the filesystem holding `fs_path`.
 pub fn snapshot(proc: &ProcRoot, fs_path: &Path) -> Result<Ledger, LedgerError> {
-    let dev = procfs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
+    let dev = knobs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
     let mut locks: Vec<LedgerLock> = locks::held_on_dev(&proc.locks()?, dev)
         .iter()
         .map(LedgerLock::from_entry)
@@ -259,7 +260,7 @@ pub fn wait_reclaim(
     let start = Instant::now();
     let ledger = read(state_dir)?;
     let age_ms = check_age(state_dir, &ledger, opts.max_age)?;
-    let dev = procfs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
+    let dev = knobs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
     let deadline = start + opts.timeout;
     let mut reclaimed_at: Option<Instant> = None;
     let (reclaimed, missing) = loop {
@@ -295,11 +296,11 @@ pub fn wait_reclaim(
     };
     let all = missing.is_empty();
     let grace_ended = match (all, opts.end_grace) {
-        (true, Some(which)) => Some(procfs::grace_end(proc, which).map_err(|e| match e {
-            procfs::GraceError::Knob(k) => LedgerError::Knob(k),
+        (true, Some(which)) => Some(grace::end(proc, which).map_err(|e| match e {
+            grace::GraceError::Knob(k) => LedgerError::Knob(k),
             other => LedgerError::Knob(KnobError::Io {
                 op: "cannot end grace",
-                path: proc.path(procfs::NLM_END_GRACE),
+                path: proc.path(knobs::NLM_END_GRACE),
                 source: io::Error::other(other.to_string()),
             }),
         })?),
@@ -398,12 +399,11 @@ mod tests {
     fn wait_reclaim_against_a_fake_proc() {
         let exp = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
-        let (maj, min) = procfs::fs_dev(exp.path()).unwrap();
+        let (maj, min) = knobs::fs_dev(exp.path()).unwrap();
         let line = |id: u32, pid: u32, ino: u32| {
             format!("{id}: POSIX  ADVISORY  WRITE {pid} {maj:02x}:{min:02x}:{ino} 0 EOF\n")
         };
-        let t =
-            procfs::tests::fake_proc("6.18.0\n", Some(8), &(line(1, 10, 77) + &line(2, 11, 78)));
+        let t = knobs::tests::fake_proc("6.18.0\n", Some(8), &(line(1, 10, 77) + &line(2, 11, 78)));
         let proc = ProcRoot::new(t.path());
         let led = snapshot(&proc, exp.path()).unwrap();
         assert_eq!(led.locks.len(), 2);
@@ -424,7 +424,7 @@ mod tests {
         assert_eq!(r.missing[0].ino, 78);
         assert!(r.grace_ended.is_none());
         assert_eq!(
-            fs::read_to_string(t.path().join(procfs::NLM_END_GRACE)).unwrap(),
+            fs::read_to_string(t.path().join(knobs::NLM_END_GRACE)).unwrap(),
             ""
         );
 
@@ -444,7 +444,7 @@ mod tests {
         );
         assert_eq!(r.grace_ended.unwrap().ended.len(), 2);
         assert_eq!(
-            fs::read_to_string(t.path().join(procfs::NLM_END_GRACE)).unwrap(),
+            fs::read_to_string(t.path().join(knobs::NLM_END_GRACE)).unwrap(),
             "Y\n"
         );
     }

@@ -13,8 +13,8 @@
 //! One thread, one non-blocking UDP socket per address family, `poll()`; a token bucket bounds
 //! the packet rate; every request is retried with exponential back-off until a global deadline.
 
+use crate::knobs::{self, ProcRoot};
 use crate::nsm::{self, StatChge};
-use crate::procfs::{self, ProcRoot};
 use crate::rpc::{self, XidGen};
 use crate::statd::{
     MalformedLine, MonitorRecord, RecordDir, SkippedEntry, StatdDir, StatdError, StateChange,
@@ -492,9 +492,9 @@ pub fn run(cfg: &NotifyConfig) -> Result<NotifyReport, NotifyError> {
     tracing::info!(previous = ?change.previous, state = change.state, "NSM state number");
     report.state = Some(change);
     let proc = ProcRoot::new(&cfg.proc_root);
-    if proc.exists(procfs::NSM_LOCAL_STATE) {
-        match proc.write(procfs::NSM_LOCAL_STATE, &change.state.to_string()) {
-            Ok(()) => report.kernel_state_file = Some(proc.path(procfs::NSM_LOCAL_STATE)),
+    if proc.exists(knobs::NSM_LOCAL_STATE) {
+        match proc.write(knobs::NSM_LOCAL_STATE, &change.state.to_string()) {
+            Ok(()) => report.kernel_state_file = Some(proc.path(knobs::NSM_LOCAL_STATE)),
             // sm-notify logs and carries on (`nsm_update_kernel_state()`).
             Err(e) => warnings.push(format!("cannot update the kernel NSM state: {e}")),
         }
