@@ -90,12 +90,21 @@ pub enum Command {
     Show(ShowArgs),
 }
 
-fn parse_secs(s: &str) -> Result<Duration, String> {
+/// A `--...` value in seconds that is not one.
+#[derive(Debug, thiserror::Error)]
+pub enum SecondsError {
+    #[error("{0:?} is not a number of seconds")]
+    NotANumber(String),
+    #[error("{0} is not a valid number of seconds")]
+    OutOfRange(String),
+}
+
+fn parse_secs(s: &str) -> Result<Duration, SecondsError> {
     let v: f64 = s
         .parse()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+        .map_err(|_| SecondsError::NotANumber(s.to_owned()))?;
     if !v.is_finite() || !(0.0..=1e9).contains(&v) {
-        return Err(format!("{s} is not a valid number of seconds"));
+        return Err(SecondsError::OutOfRange(s.to_owned()));
     }
     Ok(Duration::from_secs_f64(v))
 }

@@ -9,6 +9,7 @@ use lockd_recover::release::ReleaseError;
 use lockd_recover::statd::StatdError;
 use std::io;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use thiserror::Error;
 
 /// Documented exit codes.
@@ -89,8 +90,10 @@ pub enum Error {
     },
     #[error("the floating IP {0} is still configured on this node; take it down (and unexport) before releasing locks, or new locks may arrive after the release")]
     IpStillLocal(IpAddr),
+    #[error("nfsd is not serving ({} is 0); start nfsd and exportfs before notifying: clients told too early fail to reclaim (resource-agents PR #443)", threads.display())]
+    NfsdStopped { threads: PathBuf },
     #[error("nfsd is not serving ({0}); start nfsd and exportfs before notifying: clients told too early fail to reclaim (resource-agents PR #443)")]
-    NfsdNotServing(String),
+    NfsdUnknown(#[source] KnobError),
     #[error("--ip alone cannot be verified in /proc/locks; add --fs PATH (the exported filesystem) or pass --no-verify")]
     UnverifiableRelease,
     #[error("cannot write the report to stdout: {0}")]
@@ -124,11 +127,13 @@ impl Error {
                 LedgerError::Io { .. } => Exit::Io,
                 LedgerError::Corrupt { .. } => Exit::BadInput,
                 LedgerError::Stale { .. } => Exit::Refused,
+                LedgerError::EndGrace { .. } => Exit::Kernel,
             },
             Error::Knob(k) => knob_exit(k),
-            Error::IpNotLocal { .. } | Error::IpStillLocal(_) | Error::NfsdNotServing(_) => {
-                Exit::Refused
-            }
+            Error::IpNotLocal { .. }
+            | Error::IpStillLocal(_)
+            | Error::NfsdStopped { .. }
+            | Error::NfsdUnknown(_) => Exit::Refused,
             Error::UnverifiableRelease => Exit::Usage,
             Error::Stdout(_) => Exit::Io,
         }

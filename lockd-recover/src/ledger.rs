@@ -6,7 +6,7 @@
 //! another major:minor on the other node. The pid is kept for the report only, since the NLM
 //! server-side owner may differ after reclaim.
 
-use crate::grace::{self, GraceEndReport, GraceWhich};
+use crate::grace::{self, GraceEndReport, GraceError, GraceWhich};
 use crate::knobs::{self, KnobError, ProcRoot};
 use crate::locks::{self, LockEntry};
 use serde::{Deserialize, Serialize};
@@ -36,13 +36,31 @@ pub enum LedgerError {
         source: io::Error,
     },
     #[error("{path} is not a lock ledger written by lockd-recover: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt { path: PathBuf, reason: Corruption },
+    /// Ending grace failed for a reason other than a knob (no end-grace knob at all).
+    #[error("cannot end grace {path}: {source}")]
+    EndGrace {
+        path: PathBuf,
+        #[source]
+        source: GraceError,
+    },
     #[error("{path} was written {age_s} s ago, older than --max-age {max_s} s: the `record` loop was not running on the old server, so the ledger may miss locks; refusing to end grace from it")]
     Stale {
         path: PathBuf,
         age_s: u64,
         max_s: u64,
     },
+}
+
+/// What is wrong with a ledger file's contents.
+#[derive(Debug, Error)]
+pub enum Corruption {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("format {found} (this version reads {LEDGER_FORMAT})")]
+    Format { found: u32 },
+    #[error("{0} bytes is too large")]
+    TooLarge(u64),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LedgerError + 'a {
@@ -123,12 +141,12 @@ pub fn snapshot(proc: &ProcRoot, fs_path: &Path) -> Result<Ledger, LedgerError> 
 pub fn parse(path: &Path, data: &[u8]) -> Result<Ledger, LedgerError> {
     let l: Ledger = serde_json::from_slice(data).map_err(|e| LedgerError::Corrupt {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: e.into(),
     })?;
     if l.format != LEDGER_FORMAT {
         return Err(LedgerError::Corrupt {
             path: path.to_path_buf(),
-            reason: format!("format {} (this version reads {LEDGER_FORMAT})", l.format),
+            reason: Corruption::Format { found: l.format },
         });
     }
     Ok(l)
@@ -149,7 +167,7 @@ pub fn read(state_dir: &Path) -> Result<Ledger, LedgerError> {
     if md.len() > MAX_LEDGER_BYTES {
         return Err(LedgerError::Corrupt {
             path,
-            reason: format!("{} bytes is too large", md.len()),
+            reason: Corruption::TooLarge(md.len()),
         });
     }
     let data = fs::read(&path).map_err(io_err("cannot read", &path))?;
@@ -163,7 +181,7 @@ pub fn write(state_dir: &Path, ledger: &Ledger) -> Result<(), LedgerError> {
     let tmp = state_dir.join(format!(".{LEDGER_FILE}.new"));
     let data = serde_json::to_vec(ledger).map_err(|e| LedgerError::Corrupt {
         path: path.clone(),
-        reason: e.to_string(),
+        reason: e.into(),
     })?;
     let owner = fs::symlink_metadata(&path).ok().map(|m| (m.uid(), m.gid()));
     let _ = fs::remove_file(&tmp);
@@ -297,12 +315,11 @@ pub fn wait_reclaim(
     let all = missing.is_empty();
     let grace_ended = match (all, opts.end_grace) {
         (true, Some(which)) => Some(grace::end(proc, which).map_err(|e| match e {
-            grace::GraceError::Knob(k) => LedgerError::Knob(k),
-            other => LedgerError::Knob(KnobError::Io {
-                op: "cannot end grace",
+            GraceError::Knob(k) => LedgerError::Knob(k),
+            other => LedgerError::EndGrace {
                 path: proc.path(knobs::NLM_END_GRACE),
-                source: io::Error::other(other.to_string()),
-            }),
+                source: other,
+            },
         })?),
         _ => None,
     };

@@ -227,13 +227,31 @@ pub fn name_variants(base: &str, short_names: bool) -> Vec<String> {
     v
 }
 
-fn resolve(host: &str, want_v4: bool, want_v6: bool) -> Result<IpAddr, String> {
+/// Why a record's host name gave no address (reported as the client's detail).
+#[derive(Debug, Error)]
+enum ResolveError {
+    #[error("cannot resolve {host}: {source}")]
+    Lookup {
+        host: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0} resolves to no address")]
+    NoAddress(String),
+    #[error("resolver thread panicked")]
+    ThreadPanicked,
+}
+
+fn resolve(host: &str, want_v4: bool, want_v6: bool) -> Result<IpAddr, ResolveError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(ip);
     }
     let addrs: Vec<IpAddr> = (host, 0u16)
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .map_err(|source| ResolveError::Lookup {
+            host: host.to_owned(),
+            source,
+        })?
         .map(|a| a.ip())
         .collect();
     addrs
@@ -241,11 +259,15 @@ fn resolve(host: &str, want_v4: bool, want_v6: bool) -> Result<IpAddr, String> {
         .find(|a| (a.is_ipv4() && want_v4) || (a.is_ipv6() && want_v6))
         .or(addrs.first())
         .copied()
-        .ok_or_else(|| format!("{host} resolves to no address"))
+        .ok_or_else(|| ResolveError::NoAddress(host.to_owned()))
 }
 
 /// Resolves names in a few threads: literal addresses cost nothing, DNS names may block.
-fn resolve_all(hosts: &[String], want_v4: bool, want_v6: bool) -> Vec<Result<IpAddr, String>> {
+fn resolve_all(
+    hosts: &[String],
+    want_v4: bool,
+    want_v6: bool,
+) -> Vec<Result<IpAddr, ResolveError>> {
     let needs_dns = hosts
         .iter()
         .filter(|h| h.parse::<IpAddr>().is_err())
@@ -269,8 +291,11 @@ fn resolve_all(hosts: &[String], want_v4: bool, want_v6: bool) -> Vec<Result<IpA
         handles
             .into_iter()
             .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| vec![Err("resolver thread panicked".into()); chunk])
+                h.join().unwrap_or_else(|_| {
+                    (0..chunk)
+                        .map(|_| Err(ResolveError::ThreadPanicked))
+                        .collect()
+                })
             })
             .collect()
     })
@@ -520,7 +545,7 @@ pub fn run(cfg: &NotifyConfig) -> Result<NotifyReport, NotifyError> {
             }
             Err(e) => {
                 t.phase = Phase::Failed;
-                t.problem = Some((ClientStatus::ResolveFailed, e));
+                t.problem = Some((ClientStatus::ResolveFailed, e.to_string()));
             }
         }
     }
@@ -854,7 +879,7 @@ fn handle_reply(
     let results = match reply.success_results() {
         Ok(r) => r,
         Err(why) => {
-            t.problem = Some((ClientStatus::RpcError, why));
+            t.problem = Some((ClientStatus::RpcError, why.to_string()));
             // statd may be gone or restarting: look its port up again on the next try.
             t.phase = Phase::Lookup;
             t.sends_in_phase = 0;

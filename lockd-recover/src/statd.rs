@@ -42,6 +42,29 @@ pub enum StatdError {
     BadName(String),
 }
 
+/// Why one record line cannot be read (reported as [`MalformedLine::reason`]).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RecordError {
+    #[error("line is not UTF-8")]
+    NotUtf8,
+    #[error("line too short for the 7-field record format")]
+    TooShort,
+    #[error("non-ASCII character in the callback or priv fields")]
+    NonAscii,
+    #[error("expected four 8-digit hex fields separated by single spaces")]
+    CallbackFields,
+    #[error("a callback field is not 8 hex digits")]
+    CallbackHex,
+    #[error("priv cookie is not 32 hex digits")]
+    PrivCookie,
+    #[error("missing space after the priv cookie")]
+    NoSpaceAfterCookie,
+    #[error("missing my_name after mon_name")]
+    NoMyName,
+    #[error("mon_name and my_name must be single non-empty words")]
+    BadNames,
+}
+
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StatdError + 'a {
     move |source| StatdError::Io {
         op,
@@ -113,40 +136,38 @@ impl MonitorRecord {
     /// Parses one line (without or with its `\n`). Stricter than `nsm_parse_line()`: field
     /// widths must be exact and both names non-empty, because a record we cannot read exactly
     /// must be reported rather than half-used.
-    pub fn parse_line(line: &str) -> Result<Self, String> {
+    pub fn parse_line(line: &str) -> Result<Self, RecordError> {
         let line = line.strip_suffix('\n').unwrap_or(line);
         if line.len() < RPCARGSLEN + 32 + 4 {
-            return Err("line too short for the 7-field record format".into());
+            return Err(RecordError::TooShort);
         }
         // The fixed-width part is hex and spaces; checking ASCII first also makes the byte
         // offsets below character boundaries.
         if !line.as_bytes()[..RPCARGSLEN + 32].is_ascii() {
-            return Err("non-ASCII character in the callback or priv fields".into());
+            return Err(RecordError::NonAscii);
         }
         let (head, rest) = line.split_at(RPCARGSLEN);
         let words: Vec<&str> = head.split(' ').collect();
         if words.len() != 5 || !words[4].is_empty() {
-            return Err("expected four 8-digit hex fields separated by single spaces".into());
+            return Err(RecordError::CallbackFields);
         }
         let nums: Option<Vec<u32>> = words[..4].iter().map(|w| parse_hex_u32(w)).collect();
-        let nums = nums.ok_or("a callback field is not 8 hex digits")?;
+        let nums = nums.ok_or(RecordError::CallbackHex)?;
         let (priv_hex, names) = rest.split_at(32);
         let mut priv_cookie = [0u8; 16];
         for (i, b) in priv_cookie.iter_mut().enumerate() {
             let pair = &priv_hex[2 * i..2 * i + 2];
             if !pair.bytes().all(|c| c.is_ascii_hexdigit()) {
-                return Err("priv cookie is not 32 hex digits".into());
+                return Err(RecordError::PrivCookie);
             }
-            *b = u8::from_str_radix(pair, 16).map_err(|e| e.to_string())?;
+            *b = u8::from_str_radix(pair, 16).map_err(|_| RecordError::PrivCookie)?;
         }
         let names = names
             .strip_prefix(' ')
-            .ok_or("missing space after the priv cookie")?;
-        let (mon_name, my_name) = names
-            .split_once(' ')
-            .ok_or("missing my_name after mon_name")?;
+            .ok_or(RecordError::NoSpaceAfterCookie)?;
+        let (mon_name, my_name) = names.split_once(' ').ok_or(RecordError::NoMyName)?;
         if mon_name.is_empty() || my_name.is_empty() || my_name.contains(' ') {
-            return Err("mon_name and my_name must be single non-empty words".into());
+            return Err(RecordError::BadNames);
         }
         Ok(Self {
             addr: Ipv4Addr::from(nums[0].to_ne_bytes()),
@@ -699,14 +720,14 @@ pub fn parse_file(path: &Path, data: &[u8]) -> (Vec<MonitorRecord>, Vec<Malforme
             continue;
         }
         let parsed = std::str::from_utf8(line)
-            .map_err(|_| "line is not UTF-8".to_string())
+            .map_err(|_| RecordError::NotUtf8)
             .and_then(MonitorRecord::parse_line);
         match parsed {
             Ok(r) => records.push(r),
-            Err(reason) => malformed.push(MalformedLine {
+            Err(e) => malformed.push(MalformedLine {
                 file: path.to_path_buf(),
                 line_no: i + 1,
-                reason,
+                reason: e.to_string(),
             }),
         }
     }

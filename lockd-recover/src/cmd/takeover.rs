@@ -60,11 +60,10 @@ fn check_ready(a: &TakeoverArgs, ctx: &Ctx) -> Result<(), Error> {
     ip_is_local(a.ip).map_err(|source| Error::IpNotLocal { ip: a.ip, source })?;
     match ctx.proc.nfsd_threads() {
         Ok(n) if n > 0 => Ok(()),
-        Ok(_) => Err(Error::NfsdNotServing(format!(
-            "{} is 0",
-            ctx.proc.path(NFSD_THREADS).display()
-        ))),
-        Err(e) => Err(Error::NfsdNotServing(e.to_string())),
+        Ok(_) => Err(Error::NfsdStopped {
+            threads: ctx.proc.path(NFSD_THREADS),
+        }),
+        Err(e) => Err(Error::NfsdUnknown(e)),
     }
 }
 
