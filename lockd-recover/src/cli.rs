@@ -305,129 +305,59 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// The pages in man/ are generated from these clap definitions: lockd-recover.8 and one per
+    /// subcommand, each with the exit-code table as its EXIT STATUS section (`--help` prints
+    /// the same table). `UPDATE_MAN=1 cargo test -p lockd-recover man_page` rewrites them.
     #[test]
     fn man_page_is_current() {
-        let page = render_man_page();
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/lockd-recover.8");
-        if std::env::var("UPDATE_MAN").as_deref() == Ok("1") {
-            std::fs::write(&path, &page).unwrap();
-            return;
+        let mut exit_status = roff::Roff::new();
+        exit_status.control("SH", ["EXIT STATUS"]);
+        for e in Exit::ALL {
+            exit_status
+                .control("TP", [])
+                .text([roff::bold((e as u8).to_string())])
+                .text([roff::roman(e.meaning())]);
         }
-        let current = std::fs::read(&path).unwrap_or_default();
-        assert!(
-            current == page,
-            "{} is out of date: run `UPDATE_MAN=1 cargo test -p lockd-recover --test cli man_page_is_current`",
-            path.display()
-        );
-    }
-
-    /// The man page (section 8), rendered from the clap definition: the top-level page from
-    /// clap_mangen, then one section per subcommand with its description and options.
-    pub fn render_man_page() -> Vec<u8> {
-        use clap::CommandFactory;
-        let mut cmd = Cli::command();
+        let exit_status = exit_status.to_roff();
+        // Admin tool: section 8. The exit codes go before VERSION, as man-pages(7) orders them.
+        let generate = |cmd: clap::Command, out: &Path| {
+            let man = clap_mangen::Man::new(cmd).section("8");
+            let mut page = Vec::new();
+            man.render(&mut page).unwrap();
+            let page = String::from_utf8(page).unwrap();
+            let page = match page.find(".SH VERSION") {
+                Some(i) => format!("{}{exit_status}{}", &page[..i], &page[i..]),
+                None => page + &exit_status,
+            };
+            std::fs::write(out.join(man.get_filename()), page).unwrap();
+        };
+        // In the man page the table has its own section, so the top page's extra text is only
+        // the failover order.
+        let mut cmd = Cli::command()
+            .disable_help_subcommand(true)
+            .after_long_help(FAILOVER_ORDER);
         cmd.build();
-        let mut buf = Vec::new();
-        // Writing into a Vec cannot fail.
-        let _ = clap_mangen::Man::new(cmd.clone())
-            .section("8")
-            .render(&mut buf);
-        for sub in cmd.get_subcommands() {
-            man_subcommand(&mut buf, "lockd-recover", sub);
+        let tmp = tempfile::tempdir().unwrap();
+        let mut todo = vec![cmd];
+        while let Some(cmd) = todo.pop() {
+            todo.extend(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+            generate(cmd, tmp.path());
         }
-        buf
-    }
-
-    fn roff_escape(s: &str) -> String {
-        s.lines()
-            .map(|l| {
-                let l = l.replace('\\', "\\e").replace('-', "\\-");
-                if l.starts_with('.') || l.starts_with('\'') {
-                    format!("\\&{l}")
-                } else {
-                    l
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-
-    fn man_subcommand(buf: &mut Vec<u8>, prefix: &str, sub: &clap::Command) {
-        use std::io::Write as _;
-        if sub.get_name() == "help" {
-            return;
-        }
-        let name = format!("{prefix} {}", sub.get_name());
-        let _ = writeln!(buf, ".SH \"{}\"", roff_escape(&name.to_uppercase()));
-        let about = sub
-            .get_long_about()
-            .or(sub.get_about())
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        for para in about.split("\n\n") {
-            let _ = writeln!(buf, ".PP\n{}", roff_escape(para));
-        }
-        for arg in sub.get_arguments() {
-            if arg.is_hide_set()
-                || matches!(arg.get_id().as_str(), "help" | "version")
-                || arg.is_global_set()
-            {
+        let man_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man");
+        for entry in std::fs::read_dir(tmp.path()).unwrap() {
+            let entry = entry.unwrap();
+            let fresh = std::fs::read_to_string(entry.path()).unwrap();
+            let target = man_dir.join(entry.file_name());
+            if std::env::var_os("UPDATE_MAN").is_some() {
+                std::fs::write(&target, &fresh).unwrap();
                 continue;
             }
-            let mut flag = String::new();
-            if let Some(s) = arg.get_short() {
-                flag.push_str(&format!("-{s}, "));
-            }
-            if let Some(l) = arg.get_long() {
-                flag.push_str(&format!("--{l}"));
-            }
-            let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values())
-                && !matches!(
-                    arg.get_action(),
-                    clap::ArgAction::SetTrue | clap::ArgAction::Count
-                );
-            let value = if takes_value {
-                arg.get_value_names()
-                    .and_then(|v| v.first())
-                    .map(|v| format!(" <{v}>"))
-                    .unwrap_or_else(|| format!(" <{}>", arg.get_id().as_str().to_uppercase()))
-            } else {
-                String::new()
-            };
-            let mut help = arg
-                .get_long_help()
-                .or(arg.get_help())
-                .map(|h| h.to_string())
-                .unwrap_or_default();
-            let possible: Vec<String> = if takes_value {
-                arg.get_possible_values()
-                    .iter()
-                    .map(|p| p.get_name().to_owned())
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            if !possible.is_empty() {
-                help.push_str(&format!(" [possible values: {}]", possible.join(", ")));
-            }
-            let defaults: Vec<String> = arg
-                .get_default_values()
-                .iter()
-                .map(|d| d.to_string_lossy().into_owned())
-                .collect();
-            if takes_value && !defaults.is_empty() {
-                help.push_str(&format!(" [default: {}]", defaults.join(", ")));
-            }
-            let _ = writeln!(
-                buf,
-                ".TP\n\\fB{}\\fR{}\n{}",
-                roff_escape(&flag),
-                roff_escape(&value),
-                roff_escape(&help)
+            let current = std::fs::read_to_string(&target).unwrap_or_default();
+            assert!(
+                current == fresh,
+                "{} is out of date: run `UPDATE_MAN=1 cargo test -p lockd-recover man_page_is_current`",
+                target.display()
             );
-        }
-        for s in sub.get_subcommands() {
-            man_subcommand(buf, &name, s);
         }
     }
 }
