@@ -74,9 +74,8 @@ pub fn effective_nlm_grace(period: u64, timeout: u64) -> u64 {
     }
 }
 
-/// Sets grace/lease times. Refuses while nfsd runs: the v4 knobs return EBUSY then, and
-/// setting only the NLM half would leave the two grace periods inconsistent.
-pub fn set(proc: &ProcRoot, s: &GraceSettings) -> Result<GraceSetReport, GraceError> {
+/// The kernel's limits for each value given.
+fn check_ranges(s: &GraceSettings) -> Result<(), GraceError> {
     if let Some(v) = s.nlm_grace_period {
         check_range(
             "--nlm",
@@ -104,19 +103,28 @@ pub fn set(proc: &ProcRoot, s: &GraceSettings) -> Result<GraceSetReport, GraceEr
             "__nfsd4_write_time(), fs/nfsd/nfsctl.c",
         )?;
     }
-    let mut warnings = Vec::new();
-    let needs_nfsd = s.v4_grace.is_some() || s.v4_lease.is_some();
+    Ok(())
+}
+
+/// nfsd must be stopped; without the nfsd filesystem that is fine unless a v4 time is set.
+fn check_nfsd_stopped(proc: &ProcRoot, needs_nfsd: bool) -> Result<(), GraceError> {
     match proc.nfsd_threads() {
-        Ok(0) => {}
-        Ok(threads) => {
-            return Err(GraceError::NfsdRunning {
-                threads,
-                path: proc.path(NFSD_THREADS),
-            })
-        }
-        Err(KnobError::Missing { .. }) if !needs_nfsd => {}
-        Err(e) => return Err(e.into()),
+        Ok(0) => Ok(()),
+        Ok(threads) => Err(GraceError::NfsdRunning {
+            threads,
+            path: proc.path(NFSD_THREADS),
+        }),
+        Err(KnobError::Missing { .. }) if !needs_nfsd => Ok(()),
+        Err(e) => Err(e.into()),
     }
+}
+
+/// Sets grace/lease times. Refuses while nfsd runs: the v4 knobs return EBUSY then, and
+/// setting only the NLM half would leave the two grace periods inconsistent.
+pub fn set(proc: &ProcRoot, s: &GraceSettings) -> Result<GraceSetReport, GraceError> {
+    check_ranges(s)?;
+    check_nfsd_stopped(proc, s.v4_grace.is_some() || s.v4_lease.is_some())?;
+    let mut warnings = Vec::new();
     let lease = match s.v4_lease {
         Some(l) => Some(l),
         None if s.v4_grace.is_some() => proc.read_u64(V4_LEASE_TIME).ok(),

@@ -130,6 +130,32 @@ fn find_lockd_thread(proc: &ProcRoot) -> Result<i32, ReleaseError> {
     Err(ReleaseError::NoLockdThread(proc.root().to_path_buf()))
 }
 
+/// Polls /proc/locks until no lock on device `dev` remains, for up to `settle`.
+fn wait_until_released(
+    proc: &ProcRoot,
+    fs_path: &Path,
+    dev: (u32, u32),
+    methods: &[ReleaseMethod],
+    settle: Duration,
+) -> Result<(), ReleaseError> {
+    let deadline = Instant::now() + settle;
+    loop {
+        let remaining = locks::held_on_dev(&proc.locks()?, dev);
+        if remaining.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(ReleaseError::LocksRemain {
+                method: *methods.last().unwrap_or(&ReleaseMethod::UnlockFs),
+                fs: fs_path.to_path_buf(),
+                dev,
+                remaining,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Releases locks on the old server and verifies in /proc/locks that none remain on `fs`.
 /// Locks are polled for up to `settle` before failing, since lockd may drop them
 /// asynchronously.
@@ -196,22 +222,7 @@ pub fn release(
     }
     if let (Some(p), Some(dev)) = (fs_path, dev) {
         report.verified_fs = Some(p.to_path_buf());
-        let deadline = Instant::now() + settle;
-        loop {
-            let remaining = locks::held_on_dev(&proc.locks()?, dev);
-            if remaining.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(ReleaseError::LocksRemain {
-                    method: *methods.last().unwrap_or(&ReleaseMethod::UnlockFs),
-                    fs: p.to_path_buf(),
-                    dev,
-                    remaining,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_until_released(proc, p, dev, methods, settle)?;
     }
     Ok(report)
 }
