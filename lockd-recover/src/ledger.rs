@@ -6,8 +6,9 @@
 //! another major:minor on the other node. The pid is kept for the report only, since the NLM
 //! server-side owner may differ after reclaim.
 
+use crate::grace::{self, GraceEndReport, GraceError, GraceWhich};
+use crate::knobs::{self, KnobError, ProcRoot};
 use crate::locks::{self, LockEntry};
-use crate::procfs::{self, GraceEndReport, GraceWhich, KnobError, ProcRoot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -35,13 +36,31 @@ pub enum LedgerError {
         source: io::Error,
     },
     #[error("{path} is not a lock ledger written by lockd-recover: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt { path: PathBuf, reason: Corruption },
+    /// Ending grace failed for a reason other than a knob (no end-grace knob at all).
+    #[error("cannot end grace {path}: {source}")]
+    EndGrace {
+        path: PathBuf,
+        #[source]
+        source: GraceError,
+    },
     #[error("{path} was written {age_s} s ago, older than --max-age {max_s} s: the `record` loop was not running on the old server, so the ledger may miss locks; refusing to end grace from it")]
     Stale {
         path: PathBuf,
         age_s: u64,
         max_s: u64,
     },
+}
+
+/// What is wrong with a ledger file's contents.
+#[derive(Debug, Error)]
+pub enum Corruption {
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("format {found} (this version reads {LEDGER_FORMAT})")]
+    Format { found: u32 },
+    #[error("{0} bytes is too large")]
+    TooLarge(u64),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LedgerError + 'a {
@@ -103,7 +122,7 @@ fn node_name() -> String {
 
 /// Snapshot of the held POSIX locks on the filesystem holding `fs_path`.
 pub fn snapshot(proc: &ProcRoot, fs_path: &Path) -> Result<Ledger, LedgerError> {
-    let dev = procfs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
+    let dev = knobs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
     let mut locks: Vec<LedgerLock> = locks::held_on_dev(&proc.locks()?, dev)
         .iter()
         .map(LedgerLock::from_entry)
@@ -122,12 +141,12 @@ pub fn snapshot(proc: &ProcRoot, fs_path: &Path) -> Result<Ledger, LedgerError> 
 pub fn parse(path: &Path, data: &[u8]) -> Result<Ledger, LedgerError> {
     let l: Ledger = serde_json::from_slice(data).map_err(|e| LedgerError::Corrupt {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: e.into(),
     })?;
     if l.format != LEDGER_FORMAT {
         return Err(LedgerError::Corrupt {
             path: path.to_path_buf(),
-            reason: format!("format {} (this version reads {LEDGER_FORMAT})", l.format),
+            reason: Corruption::Format { found: l.format },
         });
     }
     Ok(l)
@@ -148,7 +167,7 @@ pub fn read(state_dir: &Path) -> Result<Ledger, LedgerError> {
     if md.len() > MAX_LEDGER_BYTES {
         return Err(LedgerError::Corrupt {
             path,
-            reason: format!("{} bytes is too large", md.len()),
+            reason: Corruption::TooLarge(md.len()),
         });
     }
     let data = fs::read(&path).map_err(io_err("cannot read", &path))?;
@@ -162,7 +181,7 @@ pub fn write(state_dir: &Path, ledger: &Ledger) -> Result<(), LedgerError> {
     let tmp = state_dir.join(format!(".{LEDGER_FILE}.new"));
     let data = serde_json::to_vec(ledger).map_err(|e| LedgerError::Corrupt {
         path: path.clone(),
-        reason: e.to_string(),
+        reason: e.into(),
     })?;
     let owner = fs::symlink_metadata(&path).ok().map(|m| (m.uid(), m.gid()));
     let _ = fs::remove_file(&tmp);
@@ -259,7 +278,7 @@ pub fn wait_reclaim(
     let start = Instant::now();
     let ledger = read(state_dir)?;
     let age_ms = check_age(state_dir, &ledger, opts.max_age)?;
-    let dev = procfs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
+    let dev = knobs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
     let deadline = start + opts.timeout;
     let mut reclaimed_at: Option<Instant> = None;
     let (reclaimed, missing) = loop {
@@ -295,13 +314,12 @@ pub fn wait_reclaim(
     };
     let all = missing.is_empty();
     let grace_ended = match (all, opts.end_grace) {
-        (true, Some(which)) => Some(procfs::grace_end(proc, which).map_err(|e| match e {
-            procfs::GraceError::Knob(k) => LedgerError::Knob(k),
-            other => LedgerError::Knob(KnobError::Io {
-                op: "cannot end grace",
-                path: proc.path(procfs::NLM_END_GRACE),
-                source: io::Error::other(other.to_string()),
-            }),
+        (true, Some(which)) => Some(grace::end(proc, which).map_err(|e| match e {
+            GraceError::Knob(k) => LedgerError::Knob(k),
+            other => LedgerError::EndGrace {
+                path: proc.path(knobs::NLM_END_GRACE),
+                source: other,
+            },
         })?),
         _ => None,
     };
@@ -398,12 +416,11 @@ mod tests {
     fn wait_reclaim_against_a_fake_proc() {
         let exp = tempfile::tempdir().unwrap();
         let state = tempfile::tempdir().unwrap();
-        let (maj, min) = procfs::fs_dev(exp.path()).unwrap();
+        let (maj, min) = knobs::fs_dev(exp.path()).unwrap();
         let line = |id: u32, pid: u32, ino: u32| {
             format!("{id}: POSIX  ADVISORY  WRITE {pid} {maj:02x}:{min:02x}:{ino} 0 EOF\n")
         };
-        let t =
-            procfs::tests::fake_proc("6.18.0\n", Some(8), &(line(1, 10, 77) + &line(2, 11, 78)));
+        let t = knobs::tests::fake_proc("6.18.0\n", Some(8), &(line(1, 10, 77) + &line(2, 11, 78)));
         let proc = ProcRoot::new(t.path());
         let led = snapshot(&proc, exp.path()).unwrap();
         assert_eq!(led.locks.len(), 2);
@@ -424,7 +441,7 @@ mod tests {
         assert_eq!(r.missing[0].ino, 78);
         assert!(r.grace_ended.is_none());
         assert_eq!(
-            fs::read_to_string(t.path().join(procfs::NLM_END_GRACE)).unwrap(),
+            fs::read_to_string(t.path().join(knobs::NLM_END_GRACE)).unwrap(),
             ""
         );
 
@@ -444,7 +461,7 @@ mod tests {
         );
         assert_eq!(r.grace_ended.unwrap().ended.len(), 2);
         assert_eq!(
-            fs::read_to_string(t.path().join(procfs::NLM_END_GRACE)).unwrap(),
+            fs::read_to_string(t.path().join(knobs::NLM_END_GRACE)).unwrap(),
             "Y\n"
         );
     }

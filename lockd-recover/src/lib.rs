@@ -4,16 +4,17 @@
 //! - [`nsm`]: rpcbind GETPORT/GETADDR and NSM SM_NOTIFY bodies.
 //! - [`statd`]: the statd directory (`state`, `sm/`, `sm.bak/`) in nfs-utils' formats.
 //! - [`notify`]: concurrent SM_NOTIFY to every recorded client.
-//! - [`procfs`]: unlock and grace knobs under a configurable proc root.
+//! - [`knobs`]: the kernel's proc files, under a configurable proc root.
+//! - [`release`], [`grace`]: lock release on the old server, grace set/end on the new one.
 //! - [`locks`], [`ledger`]: `/proc/locks` parsing and the lock ledger.
-//! - [`cli`]: the `lockd-recover` command.
 
-pub mod cli;
+pub mod grace;
+pub mod knobs;
 pub mod ledger;
 pub mod locks;
 pub mod notify;
 pub mod nsm;
-pub mod procfs;
+pub mod release;
 pub mod rpc;
 pub mod statd;
 pub mod xdr;

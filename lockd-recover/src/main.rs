@@ -1,3 +1,54 @@
-fn main() -> std::process::ExitCode {
-    lockd_recover::cli::main()
+//! The `lockd-recover` command: parse, set up logging, run the subcommand, map its outcome to
+//! the documented exit code (`error.rs`).
+
+mod cli;
+mod cmd;
+mod error;
+
+use clap::Parser;
+use cli::{Cli, Command};
+use cmd::Ctx;
+use lockd_recover::knobs::ProcRoot;
+use std::process::ExitCode;
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("lockd_recover={default}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let ctx = Ctx {
+        out: cmd::Out { json: cli.json },
+        proc: ProcRoot::new(&cli.proc_root),
+    };
+    let outcome = match &cli.command {
+        Command::Notify(a) => cmd::notify::run(a, &ctx),
+        Command::Release(a) => cmd::release::run(a, &ctx),
+        Command::Grace(c) => cmd::grace::run(c, &ctx),
+        Command::Record(a) => cmd::record::run(a, &ctx),
+        Command::WaitReclaim(a) => cmd::wait_reclaim::run(a, &ctx),
+        Command::Takeover(a) => cmd::takeover::run(a, &ctx),
+        Command::Handoff(a) => cmd::handoff::run(a, &ctx),
+        Command::Show(a) => cmd::show::run(a, &ctx),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("lockd-recover: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
 }

@@ -100,6 +100,15 @@ pub enum ReplyBody<'a> {
     Denied(RejectStat),
 }
 
+/// A well-formed reply that does not carry results: the server refused or failed the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum CallFailed {
+    #[error("call accepted but failed: {0:?}")]
+    Accepted(AcceptStat),
+    #[error("call denied: {0:?}")]
+    Denied(RejectStat),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply<'a> {
     pub xid: u32,
@@ -108,16 +117,16 @@ pub struct Reply<'a> {
 
 impl Reply<'_> {
     /// The results of a `MSG_ACCEPTED`/`SUCCESS` reply, the only kind nfs-utils accepts
-    /// (`nsm_parse_reply()`), or a description of why the reply is not one.
-    pub fn success_results(&self) -> Result<&[u8], String> {
+    /// (`nsm_parse_reply()`), or why the reply is not one.
+    pub fn success_results(&self) -> Result<&[u8], CallFailed> {
         match &self.body {
             ReplyBody::Accepted {
                 stat: AcceptStat::Success,
                 results,
                 ..
             } => Ok(results),
-            ReplyBody::Accepted { stat, .. } => Err(format!("call accepted but failed: {stat:?}")),
-            ReplyBody::Denied(r) => Err(format!("call denied: {r:?}")),
+            ReplyBody::Accepted { stat, .. } => Err(CallFailed::Accepted(*stat)),
+            ReplyBody::Denied(r) => Err(CallFailed::Denied(*r)),
         }
     }
 }

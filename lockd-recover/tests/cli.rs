@@ -1,32 +1,9 @@
-//! The command line: clap definition, man page, and commands against a fake proc root.
+//! The command line: commands against a fake proc root (the clap definition and the man page
+//! are checked in the binary's own tests).
 
-use clap::CommandFactory;
-use lockd_recover::cli::{render_man_page, Cli};
-use std::path::Path;
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockd-recover");
-
-#[test]
-fn verify_cli() {
-    Cli::command().debug_assert();
-}
-
-#[test]
-fn man_page_is_current() {
-    let page = render_man_page();
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man/lockd-recover.8");
-    if std::env::var("UPDATE_MAN").as_deref() == Ok("1") {
-        std::fs::write(&path, &page).unwrap();
-        return;
-    }
-    let current = std::fs::read(&path).unwrap_or_default();
-    assert!(
-        current == page,
-        "{} is out of date: run `UPDATE_MAN=1 cargo test -p lockd-recover --test cli man_page_is_current`",
-        path.display()
-    );
-}
 
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
@@ -174,7 +151,7 @@ fn release_verifies_in_proc_locks() {
         "192.0.2.1\n"
     );
     // A lock on that filesystem remains: exit 1, named in the message.
-    let (maj, min) = lockd_recover::procfs::fs_dev(exp.path()).unwrap();
+    let (maj, min) = lockd_recover::knobs::fs_dev(exp.path()).unwrap();
     std::fs::write(
         t.path().join("locks"),
         format!("1: POSIX  ADVISORY  WRITE 777 {maj:02x}:{min:02x}:12 0 EOF\n"),

@@ -209,7 +209,7 @@ fn notify_against_real_statd_no_rpcbind_port_zero_then_success() {
     assert_eq!(bad["status"], "resolve-failed");
 
     // What the real statd received: every record's my_name, from the floating IP, state 47.
-    let seen = lab.wait_notifies(307);
+    let seen = lab.wait_distinct_notifies(307);
     let got: BTreeSet<&str> = seen.iter().map(|(m, _, _)| m.as_str()).collect();
     for name in first.iter().chain(more.iter()) {
         assert!(
@@ -226,8 +226,11 @@ fn notify_against_real_statd_no_rpcbind_port_zero_then_success() {
             .all(|(_, ip, st)| ip == "127.0.0.53" && *st == 47),
         "{seen:?}"
     );
+    // One name per record (305), two for the FQDN one. Counted as distinct names: on a loaded
+    // machine statd may answer later than the 1 s retry interval, and the retransmission is
+    // logged again (the test failed that way at load 10 on 2 cores).
     assert_eq!(
-        seen.len(),
+        got.len(),
         307,
         "one notify per record (305), two for the FQDN one"
     );

@@ -256,10 +256,29 @@ impl Lab {
     /// Waits until the callout log holds at least `n` notifications (statd runs the callout
     /// asynchronously after replying).
     pub fn wait_notifies(&self, n: usize) -> Vec<(String, String, i32)> {
+        self.wait_notifies_until(|v| v.len() >= n)
+    }
+
+    /// Waits until the callout log names at least `n` different mon_names: a retransmission
+    /// (a reply slower than the retry interval on a loaded machine) logs a name twice.
+    pub fn wait_distinct_notifies(&self, n: usize) -> Vec<(String, String, i32)> {
+        self.wait_notifies_until(|v| {
+            v.iter()
+                .map(|(m, _, _)| m.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                >= n
+        })
+    }
+
+    fn wait_notifies_until(
+        &self,
+        done: impl Fn(&[(String, String, i32)]) -> bool,
+    ) -> Vec<(String, String, i32)> {
         let t0 = Instant::now();
         loop {
             let v = self.notifies();
-            if v.len() >= n || t0.elapsed() > Duration::from_secs(20) {
+            if done(&v) || t0.elapsed() > Duration::from_secs(20) {
                 return v;
             }
             std::thread::sleep(Duration::from_millis(50));

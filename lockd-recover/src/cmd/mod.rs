@@ -1,0 +1,183 @@
+//! One file per subcommand; each `run` returns the exit code of a completed command or the
+//! error that stopped it. Shared here: the report printer and the option conversions that more
+//! than one subcommand uses.
+
+pub mod grace;
+pub mod handoff;
+pub mod notify;
+pub mod record;
+pub mod release;
+pub mod show;
+pub mod takeover;
+pub mod wait_reclaim;
+
+use crate::cli::{NotifyOpts, WaitArgs};
+use crate::error::{Error, Exit};
+use lockd_recover::knobs::ProcRoot;
+use lockd_recover::ledger::{WaitOptions, WaitReport};
+use lockd_recover::notify::{NotifyConfig, NotifyReport, PortChoice};
+use serde::Serialize;
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::path::Path;
+use std::time::Duration;
+
+/// What every subcommand gets from the global options.
+pub struct Ctx {
+    pub out: Out,
+    pub proc: ProcRoot,
+}
+
+pub struct Out {
+    pub json: bool,
+}
+
+impl Out {
+    /// Prints the JSON report or the human text. EPIPE (a closed pipe) is not an error.
+    pub fn emit<T: Serialize>(
+        &self,
+        report: &T,
+        human: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<(), Error> {
+        let stdout = io::stdout();
+        let mut w = stdout.lock();
+        let r = if self.json {
+            serde_json::to_writer_pretty(&mut w, report)
+                .map_err(io::Error::from)
+                .and_then(|()| writeln!(w))
+        } else {
+            human(&mut w)
+        };
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) => Err(Error::Stdout(e)),
+            Ok(()) => Ok(()),
+        }
+    }
+}
+
+fn notify_config(
+    state_dir: &Path,
+    source: Option<IpAddr>,
+    o: &NotifyOpts,
+    proc_root: &Path,
+) -> NotifyConfig {
+    let mut c = NotifyConfig::new(state_dir);
+    c.proc_root = proc_root.to_path_buf();
+    c.source_addr = source;
+    c.mon_name = o.mon_name.clone();
+    c.source_port = match o.source_port {
+        None => PortChoice::Auto,
+        Some(0) => PortChoice::Ephemeral,
+        Some(p) => PortChoice::Fixed(p),
+    };
+    c.update_state = !o.no_update_state;
+    c.short_names = !o.no_short_name;
+    c.deadline = o.deadline;
+    c.initial_timeout = o.retry_interval.max(Duration::from_millis(10));
+    c.max_timeout = o.max_retry_interval.max(c.initial_timeout);
+    c.max_rate = o.rate;
+    c.max_in_flight = o.window as usize;
+    c.rpcbind_port = o.rpcbind_port;
+    c
+}
+
+fn print_notify(out: &Out, r: &NotifyReport) -> Result<Exit, Error> {
+    out.emit(r, |w| {
+        match r.state {
+            Some(s) => writeln!(
+                w,
+                "state {} -> {}",
+                s.previous.map_or("none".into(), |p| p.to_string()),
+                s.state
+            )?,
+            None => writeln!(w, "no clients recorded; state left alone")?,
+        }
+        for c in &r.clients {
+            writeln!(
+                w,
+                "{:<24} {:<20} {}{}",
+                c.host,
+                format!("{:?}", c.status).to_lowercase(),
+                c.acknowledged.join(","),
+                c.detail
+                    .as_deref()
+                    .map_or(String::new(), |d| format!(" ({d})"))
+            )?;
+        }
+        for m in &r.malformed {
+            writeln!(
+                w,
+                "malformed (kept): {}:{}: {}",
+                m.file.display(),
+                m.line_no,
+                m.reason
+            )?;
+        }
+        for s in &r.skipped {
+            writeln!(w, "skipped: {}: {}", s.path.display(), s.reason)?;
+        }
+        writeln!(
+            w,
+            "{} notified, {} not reached, {} ms",
+            r.notified, r.failed, r.elapsed_ms
+        )
+    })?;
+    for warn in &r.warnings {
+        tracing::warn!("{warn}");
+    }
+    Ok(if r.all_reached() {
+        Exit::Ok
+    } else {
+        Exit::Incomplete
+    })
+}
+
+/// Whether `ip` is configured on this node: binding to it succeeds only then.
+fn ip_is_local(ip: IpAddr) -> io::Result<()> {
+    UdpSocket::bind(SocketAddr::new(ip, 0)).map(|_| ())
+}
+
+fn wait_opts(w: &WaitArgs) -> WaitOptions {
+    WaitOptions {
+        timeout: w.timeout,
+        min_grace: w.min_grace,
+        poll: Duration::from_millis(200),
+        end_grace: if w.no_end_grace { None } else { Some(w.end) },
+        max_age: w.max_age,
+    }
+}
+
+fn print_wait(out: &Out, r: &WaitReport) -> Result<Exit, Error> {
+    out.emit(r, |w| {
+        writeln!(
+            w,
+            "{} of {} recorded locks held again on {} (ledger from {}, {} s old)",
+            r.reclaimed.len(),
+            r.expected,
+            r.fs.display(),
+            r.ledger_node,
+            r.ledger_age_ms / 1000
+        )?;
+        for m in &r.missing {
+            writeln!(
+                w,
+                "not reclaimed: inode {} {} {}-{} (pid {} before)",
+                m.ino,
+                m.access,
+                m.start,
+                m.end.map_or("EOF".into(), |e| e.to_string()),
+                m.pid
+            )?;
+        }
+        match &r.grace_ended {
+            Some(g) => writeln!(w, "grace ended after {} ms: {:?}", r.waited_ms, g.ended),
+            None => writeln!(w, "grace not ended (waited {} ms)", r.waited_ms),
+        }
+    })?;
+    Ok(if r.all_reclaimed {
+        Exit::Ok
+    } else {
+        Exit::Incomplete
+    })
+}

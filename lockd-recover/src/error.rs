@@ -1,0 +1,155 @@
+//! The binary's one error type and the one table from errors to documented exit codes (printed
+//! in `--help` and in the man page's EXIT STATUS section).
+
+use lockd_recover::grace::GraceError;
+use lockd_recover::knobs::KnobError;
+use lockd_recover::ledger::LedgerError;
+use lockd_recover::notify::NotifyError;
+use lockd_recover::release::ReleaseError;
+use lockd_recover::statd::StatdError;
+use std::io;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use thiserror::Error;
+
+/// Documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Ok = 0,
+    Incomplete = 1,
+    Usage = 2,
+    Refused = 3,
+    Kernel = 4,
+    Io = 5,
+    BadInput = 6,
+}
+
+impl Exit {
+    pub const ALL: [Exit; 7] = [
+        Exit::Ok,
+        Exit::Incomplete,
+        Exit::Usage,
+        Exit::Refused,
+        Exit::Kernel,
+        Exit::Io,
+        Exit::BadInput,
+    ];
+
+    /// What the code means, as documented.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Ok => "success.",
+            Exit::Incomplete => "incomplete: a client was not notified, a lock remains after release, or not every recorded lock was reclaimed before the timeout (the report says which).",
+            Exit::Usage => "usage error (bad option or value).",
+            Exit::Refused => "refused: a precondition does not hold (nfsd running for `grace set`, kernel >= 6.6 for signal-lockd, floating IP not up for `takeover` or still up for `handoff`, stale ledger).",
+            Exit::Kernel => "kernel interface missing or the write was rejected (the message names the /proc file and what to load).",
+            Exit::Io => "I/O error (statd directory, sockets).",
+            Exit::BadInput => "malformed input that stops the command (not a statd directory, symlinks, corrupt ledger).",
+        }
+    }
+
+    /// The table as `--help` prints it.
+    pub fn help_text() -> String {
+        let mut s = String::from("EXIT STATUS:");
+        for e in Exit::ALL {
+            s.push_str(&format!("\n\n{}: {}", e as u8, e.meaning()));
+        }
+        s
+    }
+
+    /// Worse of two outcomes of one command (a combined command is incomplete if a step is).
+    pub fn and(self, other: Exit) -> Exit {
+        if self == Exit::Ok {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
+    #[error(transparent)]
+    Statd(#[from] StatdError),
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    #[error(transparent)]
+    Grace(#[from] GraceError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Knob(#[from] KnobError),
+    #[error("the floating IP {ip} is not configured on this node ({source}); bring it up before notifying, so clients reclaim against this node")]
+    IpNotLocal {
+        ip: IpAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the floating IP {0} is still configured on this node; take it down (and unexport) before releasing locks, or new locks may arrive after the release")]
+    IpStillLocal(IpAddr),
+    #[error("nfsd is not serving ({} is 0); start nfsd and exportfs before notifying: clients told too early fail to reclaim (resource-agents PR #443)", threads.display())]
+    NfsdStopped { threads: PathBuf },
+    #[error("nfsd is not serving ({0}); start nfsd and exportfs before notifying: clients told too early fail to reclaim (resource-agents PR #443)")]
+    NfsdUnknown(#[source] KnobError),
+    #[error("--ip alone cannot be verified in /proc/locks; add --fs PATH (the exported filesystem) or pass --no-verify")]
+    UnverifiableRelease,
+    #[error("cannot write the report to stdout: {0}")]
+    Stdout(io::Error),
+}
+
+impl Error {
+    /// The one table from errors to exit codes.
+    pub fn exit_code(&self) -> Exit {
+        match self {
+            Error::Notify(NotifyError::Statd(s)) | Error::Statd(s) => statd_exit(s),
+            Error::Notify(_) => Exit::Io,
+            Error::Release(r) => match r {
+                ReleaseError::Knob(k) => knob_exit(k),
+                ReleaseError::SignalOnNewKernel(..) | ReleaseError::SignalNeedsRealProc(_) => {
+                    Exit::Refused
+                }
+                ReleaseError::NoLockdThread(_) | ReleaseError::Signal { .. } => Exit::Kernel,
+                ReleaseError::StatFs { .. } => Exit::Io,
+                ReleaseError::MissingArgument { .. } => Exit::Usage,
+                ReleaseError::LocksRemain { .. } => Exit::Incomplete,
+            },
+            Error::Grace(g) => match g {
+                GraceError::Knob(k) => knob_exit(k),
+                GraceError::NfsdRunning { .. } => Exit::Refused,
+                GraceError::OutOfRange { .. } => Exit::Usage,
+                GraceError::NoGraceKnob { .. } => Exit::Kernel,
+            },
+            Error::Ledger(l) => match l {
+                LedgerError::Knob(k) => knob_exit(k),
+                LedgerError::Io { .. } => Exit::Io,
+                LedgerError::Corrupt { .. } => Exit::BadInput,
+                LedgerError::Stale { .. } => Exit::Refused,
+                LedgerError::EndGrace { .. } => Exit::Kernel,
+            },
+            Error::Knob(k) => knob_exit(k),
+            Error::IpNotLocal { .. }
+            | Error::IpStillLocal(_)
+            | Error::NfsdStopped { .. }
+            | Error::NfsdUnknown(_) => Exit::Refused,
+            Error::UnverifiableRelease => Exit::Usage,
+            Error::Stdout(_) => Exit::Io,
+        }
+    }
+}
+
+fn knob_exit(k: &KnobError) -> Exit {
+    match k {
+        KnobError::Locks(_) | KnobError::Unexpected { .. } => Exit::BadInput,
+        _ => Exit::Kernel,
+    }
+}
+
+fn statd_exit(s: &StatdError) -> Exit {
+    match s {
+        StatdError::Io { .. } => Exit::Io,
+        _ => Exit::BadInput,
+    }
+}
