@@ -249,16 +249,7 @@ fn file_bad_input_exits_2_and_writes_nothing() {
     assert_eq!(std::fs::read(&junk).unwrap(), vec![0x5Au8; 1 << 20]);
     // ext4 without MMP.
     let plain = dir.path().join("plain.img");
-    std::fs::File::create(&plain)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    assert!(std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(&plain)
-        .status()
-        .unwrap()
-        .success());
+    mkfs_ext4(&plain, 16 << 20, &[]);
     let before = std::fs::read(&plain).unwrap();
     let mut p = spawn(&[plain.to_str().unwrap()], "2.log");
     assert_eq!(p.wait_code(Duration::from_secs(5)), Some(2), "{}", p.log());

@@ -221,15 +221,7 @@ fn loop_1k_blocks_on_4k_sectors_are_refused_without_writing() {
     // A 1 KiB-block filesystem seen through a 4 KiB-sector device: the MMP block shares its
     // sector with other filesystem blocks, so an O_DIRECT write would rewrite them. Refused.
     let img = Image::with_options(&["-b", "1024"]);
-    let out = std::process::Command::new("losetup")
-        .args(["-f", "--show", "--sector-size", "4096"])
-        .arg(&img.path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let l = Loop {
-        dev: String::from_utf8_lossy(&out.stdout).trim().into(),
-    };
+    let l = Loop::attach_with(&img.path, &["--sector-size", "4096"]);
     let before = std::fs::read(&img.path).unwrap();
     let mut d = mmpd(&img, "mmpd", &[l.dev.to_str().unwrap()]);
     assert_eq!(d.wait_code(Duration::from_secs(10)), Some(2), "{}", d.log());
