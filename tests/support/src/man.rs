@@ -137,6 +137,15 @@ fn part(render: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> Vec<u8> {
 /// `.SS`), then its own subcommands the same way.
 fn inline_subcommand(out: &mut Vec<u8>, parent: &str, sub: &clap::Command, section: &str) {
     let name = format!("{parent} {}", sub.get_name());
+    // Global options are documented once, on the main page.
+    let globals: Vec<clap::Id> = sub
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.get_id().clone())
+        .collect();
+    let sub = globals
+        .iter()
+        .fold(sub.clone(), |c, id| c.mut_arg(id, |a| a.hide(true)));
     let man = clap_mangen::Man::new(sub.clone().bin_name(&name)).section(section);
     let mut body = part(|w| man.render_synopsis_section(w));
     body.extend(part(|w| man.render_description_section(w)));
@@ -150,7 +159,7 @@ fn inline_subcommand(out: &mut Vec<u8>, parent: &str, sub: &clap::Command, secti
             None => writeln!(out, "{line}").unwrap(),
         }
     }
-    for s in visible_subcommands(sub) {
+    for s in visible_subcommands(&sub) {
         inline_subcommand(out, &name, s, section);
     }
 }
