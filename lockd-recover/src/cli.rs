@@ -305,59 +305,17 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    /// The pages in man/ are generated from these clap definitions: lockd-recover.8 and one per
-    /// subcommand, each with the exit-code table as its EXIT STATUS section (`--help` prints
-    /// the same table). `UPDATE_MAN=1 cargo test -p lockd-recover man_page` rewrites them.
+    /// The pages in man/ are generated from these clap definitions by the one generator in
+    /// tests/support: lockd-recover.8 (with the exit-code table, which `--help` prints too, as
+    /// its EXIT STATUS section) and one page per subcommand. `UPDATE_MAN=1 cargo test -p
+    /// lockd-recover man_page` rewrites them.
     #[test]
     fn man_page_is_current() {
-        let mut exit_status = roff::Roff::new();
-        exit_status.control("SH", ["EXIT STATUS"]);
-        for e in Exit::ALL {
-            exit_status
-                .control("TP", [])
-                .text([roff::bold((e as u8).to_string())])
-                .text([roff::roman(e.meaning())]);
-        }
-        let exit_status = exit_status.to_roff();
-        // Admin tool: section 8. The exit codes go before VERSION, as man-pages(7) orders them.
-        let generate = |cmd: clap::Command, out: &Path| {
-            let man = clap_mangen::Man::new(cmd).section("8");
-            let mut page = Vec::new();
-            man.render(&mut page).unwrap();
-            let page = String::from_utf8(page).unwrap();
-            let page = match page.find(".SH VERSION") {
-                Some(i) => format!("{}{exit_status}{}", &page[..i], &page[i..]),
-                None => page + &exit_status,
-            };
-            std::fs::write(out.join(man.get_filename()), page).unwrap();
-        };
+        let table: Vec<(u8, &str)> = Exit::ALL.iter().map(|&e| (e as u8, e.meaning())).collect();
         // In the man page the table has its own section, so the top page's extra text is only
         // the failover order.
-        let mut cmd = Cli::command()
-            .disable_help_subcommand(true)
-            .after_long_help(FAILOVER_ORDER);
-        cmd.build();
-        let tmp = tempfile::tempdir().unwrap();
-        let mut todo = vec![cmd];
-        while let Some(cmd) = todo.pop() {
-            todo.extend(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
-            generate(cmd, tmp.path());
-        }
+        let cmd = Cli::command().after_long_help(FAILOVER_ORDER);
         let man_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man");
-        for entry in std::fs::read_dir(tmp.path()).unwrap() {
-            let entry = entry.unwrap();
-            let fresh = std::fs::read_to_string(entry.path()).unwrap();
-            let target = man_dir.join(entry.file_name());
-            if std::env::var_os("UPDATE_MAN").is_some() {
-                std::fs::write(&target, &fresh).unwrap();
-                continue;
-            }
-            let current = std::fs::read_to_string(&target).unwrap_or_default();
-            assert!(
-                current == fresh,
-                "{} is out of date: run `UPDATE_MAN=1 cargo test -p lockd-recover man_page_is_current`",
-                target.display()
-            );
-        }
+        test_support::man::assert_current(cmd, "8", &man_dir, true, &table);
     }
 }

@@ -1,7 +1,7 @@
-//! Real NSM peers: Debian rpcbind and rpc.statd in a network namespace (see common/mod.rs).
+//! Real NSM peers: Debian rpcbind and rpc.statd in a network namespace (see test_support::statd).
 //! These need root; they skip with a message otherwise, and fail under CI=true.
 
-mod common;
+use test_support::statd::{lab_or_skip, Lab};
 
 use lockd_recover::statd::{MonitorRecord, RecordDir, StatdDir};
 use std::collections::BTreeSet;
@@ -29,12 +29,7 @@ fn files(dir: &Path) -> BTreeSet<String> {
 
 /// Sends SM_MON to the lab's statd on 127.0.0.1 (the only caller statd accepts) from a thread
 /// that joined the lab's network namespace, so that statd writes an sm/ record itself.
-fn sm_mon_in(
-    lab: &common::Lab,
-    mon_name: &str,
-    my_name: &str,
-    priv_cookie: [u8; 16],
-) -> (u32, i32) {
+fn sm_mon_in(lab: &Lab, mon_name: &str, my_name: &str, priv_cookie: [u8; 16]) -> (u32, i32) {
     use lockd_recover::nsm::{self, SmMon};
     use lockd_recover::rpc::{self, XidGen};
     let ns = std::fs::File::open(format!("/proc/{}/ns/net", lab.holder_pid())).unwrap();
@@ -116,14 +111,14 @@ fn server_dir(root: &Path, n: usize, sub: RecordDir) -> (StatdDir, Vec<String>) 
 
 #[test]
 fn notify_against_real_statd_no_rpcbind_port_zero_then_success() {
-    let Some(mut lab) = common::lab_or_skip("notify_against_real_statd") else {
+    let Some(mut lab) = lab_or_skip() else {
         return;
     };
     let srv: PathBuf = lab.dir.path().join("server");
     let peer = lab.dir.path().join("peer");
     let (d, first) = server_dir(&srv, 5, RecordDir::Sm);
     d.write_state(41).unwrap();
-    let notify = |lab: &common::Lab, extra: &[&str]| {
+    let notify = |lab: &Lab, extra: &[&str]| {
         let mut c = lab.cmd(BIN);
         c.args(["notify", "--json", "--state-dir"])
             .arg(&srv)
@@ -248,7 +243,7 @@ fn notify_against_real_statd_no_rpcbind_port_zero_then_success() {
 
 #[test]
 fn nfs_utils_formats_interop() {
-    let Some(mut lab) = common::lab_or_skip("nfs_utils_formats_interop") else {
+    let Some(mut lab) = lab_or_skip() else {
         return;
     };
     let peer = lab.dir.path().join("peer");

@@ -63,49 +63,20 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
     use clap::CommandFactory;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
 
     #[test]
     fn verify_cli() {
         Cli::command().debug_assert();
     }
 
-    fn man_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../man")
-    }
-
     /// The pages in man/ are generated from these clap definitions. `UPDATE_MAN=1 cargo test
     /// -p mmp-tool man_page` rewrites them.
     #[test]
     fn man_page_is_current() {
-        // Admin tool: section 8, one page for the tool and one per subcommand.
-        fn generate(cmd: clap::Command, out: &Path) {
-            for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
-                generate(sub, out);
-            }
-            clap_mangen::Man::new(cmd)
-                .section("8")
-                .generate_to(out)
-                .unwrap();
-        }
-        let tmp = tempfile::tempdir().unwrap();
-        let mut cmd = Cli::command().disable_help_subcommand(true);
-        cmd.build();
-        generate(cmd, tmp.path());
-        for entry in std::fs::read_dir(tmp.path()).unwrap() {
-            let entry = entry.unwrap();
-            let fresh = std::fs::read_to_string(entry.path()).unwrap();
-            let target = man_dir().join(entry.file_name());
-            if std::env::var_os("UPDATE_MAN").is_some() {
-                std::fs::write(&target, &fresh).unwrap();
-                continue;
-            }
-            let current = std::fs::read_to_string(&target).unwrap_or_default();
-            assert!(
-                current == fresh,
-                "{} is out of date: run `UPDATE_MAN=1 cargo test -p mmp-tool man_page_is_current`",
-                target.display()
-            );
-        }
+        // Admin tool: section 8, one page for the tool and one per subcommand. The exit codes
+        // are in the after-help text for now (no table to pass yet).
+        let man_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man");
+        test_support::man::assert_current(Cli::command(), "8", &man_dir, true, &[]);
     }
 }

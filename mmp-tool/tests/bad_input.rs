@@ -5,6 +5,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 use support::*;
+use test_support::prelude::*;
 
 fn expect_error(args: &[&str], path: &Path, words: &[&str]) {
     for sub in ["status", "check", "dump"] {

@@ -2,29 +2,16 @@
 //! kernel's ext4 MMP through loop devices (root; skipped otherwise, failing under CI=true), and
 //! image files.
 
-#[path = "../../mmpd/tests/common/mod.rs"]
-mod common;
+mod support;
 
-use common::*;
 use libmmp::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use support::*;
+use test_support::prelude::*;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_mmp-tool");
-
-fn tool(run_dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(TOOL)
-        .args(args)
-        .env("MMPD_RUN_DIR", run_dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
@@ -32,7 +19,7 @@ fn json(s: &str) -> serde_json::Value {
 
 #[test]
 fn loop_two_mounts_racing_exactly_one_mounts_and_the_kernel_holds_it() {
-    if !can_use_loop_devices("loop_two_mounts_racing_exactly_one_mounts_and_the_kernel_holds_it") {
+    if !require_loop_devices() {
         return;
     }
     let img = Image::new();
@@ -59,8 +46,8 @@ fn loop_two_mounts_racing_exactly_one_mounts_and_the_kernel_holds_it() {
     let oa = pa.wait_with_output().unwrap();
     let ob = pb.wait_with_output().unwrap();
     // Unmount whatever got mounted, whatever the assertions say.
-    let _ma = Mounted { dir: da.clone() };
-    let _mb = Mounted { dir: db.clone() };
+    let _ma = Mount::guard(&da);
+    let _mb = Mount::guard(&db);
     let (ja, jb) = (
         json(&String::from_utf8_lossy(&oa.stdout)),
         json(&String::from_utf8_lossy(&ob.stdout)),
@@ -99,7 +86,7 @@ fn loop_two_mounts_racing_exactly_one_mounts_and_the_kernel_holds_it() {
 
 #[test]
 fn loop_claims_racing_on_a_clean_block() {
-    if !can_use_loop_devices("loop_claims_racing_on_a_clean_block") {
+    if !require_loop_devices() {
         return;
     }
     let img = Image::new();
@@ -146,7 +133,7 @@ fn loop_claims_racing_on_a_clean_block() {
 
 #[test]
 fn file_claim_release_and_status_of_a_local_mmpd() {
-    if !can_make_images("file_claim_release_and_status_of_a_local_mmpd") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();
@@ -219,7 +206,7 @@ fn file_claim_release_and_status_of_a_local_mmpd() {
 
 #[test]
 fn file_claim_refusals_write_nothing() {
-    if !can_make_images("file_claim_refusals_write_nothing") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();
@@ -247,7 +234,7 @@ fn file_claim_refusals_write_nothing() {
 /// watch the block first: CLEAN over a live block lets another node's kernel mount at once.
 #[test]
 fn file_release_force_refuses_a_block_that_is_still_written() {
-    if !can_make_images("file_release_force_refuses_a_block_that_is_still_written") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();

@@ -30,10 +30,6 @@
 //! winner's sequence and node name when the winner exits (and, with a holder, nothing but the
 //! winner's node writes it afterwards).
 
-#[path = "../../mmpd/tests/common/mod.rs"]
-mod common;
-
-use common::*;
 use libmmp::fs::MmpFs;
 use libmmp::io::device::{Access, Device};
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
@@ -46,6 +42,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use test_support::prelude::*;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_mmp-tool");
 /// Rounds raced at once (twice as many claim processes).
@@ -64,13 +61,11 @@ const NODES: [&str; 2] = ["node-a", "node-b"];
 /// `n` copies of one small MMP image in `dir` (sparse: only the non-zero 4 KiB pieces written).
 fn small_images(dir: &Path, n: usize) -> Vec<PathBuf> {
     let base = dir.join("base.img");
-    File::create(&base).unwrap().set_len(1 << 20).unwrap();
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-O", "mmp", "-E", "mmp_update_interval=1"])
-        .arg(&base)
-        .output()
-        .expect("running mkfs.ext4");
-    assert!(out.status.success(), "mkfs.ext4: {out:?}");
+    mkfs_ext4(
+        &base,
+        1 << 20,
+        &["-O", "mmp", "-E", "mmp_update_interval=1"],
+    );
     let data = std::fs::read(&base).unwrap();
     (0..n)
         .map(|i| {
@@ -330,27 +325,6 @@ enum Barrier {
     Frozen(PathBuf),
 }
 
-/// `fsfreeze -f DIR`, thawed on drop (before the racers it blocks are killed).
-struct Frozen(PathBuf);
-
-impl Frozen {
-    fn new(mnt: &Path) -> Frozen {
-        let st = Command::new("fsfreeze")
-            .arg("-f")
-            .arg(mnt)
-            .status()
-            .unwrap();
-        assert!(st.success(), "fsfreeze -f {}", mnt.display());
-        Frozen(mnt.to_path_buf())
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).status();
-    }
-}
-
 /// Race every round of `rounds` at once; the result of each.
 fn race_batch(
     tmp: &Path,
@@ -470,7 +444,7 @@ fn race_all(
 
 #[test]
 fn claims_started_together_exactly_one_wins() {
-    if !can_make_images("claims_started_together_exactly_one_wins") {
+    if !require_e2fsprogs() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -491,31 +465,16 @@ fn claims_started_together_exactly_one_wins() {
 
 #[test]
 fn loop_claims_that_both_read_clean_exactly_one_wins() {
-    let test = "loop_claims_that_both_read_clean_exactly_one_wins";
-    if !can_use_loop_devices(test) {
+    if !require_loop_devices() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     // A scratch ext4 (no MMP) to freeze, holding the race images.
     let scratch = tmp.path().join("scratch.img");
-    File::create(&scratch).unwrap().set_len(64 << 20).unwrap();
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(&scratch)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    mkfs_ext4(&scratch, 64 << 20, &[]);
     let lp = Loop::attach(&scratch);
     let mnt = tmp.path().join("mnt");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let st = Command::new("mount")
-        .args(["-o", "noatime"])
-        .arg(&lp.dev)
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mount {}", lp.dev.display());
-    let _mounted = Mounted { dir: mnt.clone() };
+    let _mounted = Mount::new(&lp.dev, &mnt, &["-o", "noatime"]).expect("mount the scratch ext4");
     let rounds: Vec<Round> = small_images(&mnt, FROZEN_ROUNDS)
         .into_iter()
         .map(|p| Round {
@@ -538,7 +497,7 @@ fn loop_claims_that_both_read_clean_exactly_one_wins() {
 
 #[test]
 fn loop_claims_started_together_through_two_loop_devices() {
-    if !can_use_loop_devices("loop_claims_started_together_through_two_loop_devices") {
+    if !require_loop_devices() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -573,7 +532,7 @@ fn loop_claims_started_together_through_two_loop_devices() {
 /// writes a fresh sequence at the end of its verification, which the watcher sees: it refuses.
 #[test]
 fn claims_started_together_without_a_holder_exactly_one_wins() {
-    if !can_make_images("claims_started_together_without_a_holder_exactly_one_wins") {
+    if !require_e2fsprogs() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use support::*;
+use test_support::prelude::*;
 
 const SEQ_FSCK: u64 = 0xE24D_4D50;
 

@@ -14,6 +14,9 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
+use test_support::cmd::{run, run_ok, text};
+use test_support::loopdev::Loop;
+use test_support::require::{require_e2fsprogs, require_loop_devices};
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -423,7 +426,7 @@ fn run_case(c: &Case, dir: &Path, kernel: bool) -> Result<String, String> {
     // The reference: tune2fs -O mmp on an identical copy.
     let theirs = dir.join(format!("{}.tune2fs.img", c.name));
     fs::copy(&img, &theirs).unwrap();
-    ok(Command::new("tune2fs").args(["-O", "mmp"]).arg(&theirs));
+    run_ok(Command::new("tune2fs").args(["-O", "mmp"]).arg(&theirs));
 
     let (code, j, err) = tool_json(&["enable", img.to_str().unwrap()]);
     if code != 0 {
@@ -535,9 +538,11 @@ fn run_case(c: &Case, dir: &Path, kernel: bool) -> Result<String, String> {
     if code != 0 {
         return Err(e("disable (copy)", err));
     }
-    ok(Command::new("tune2fs")
-        .args(["-f", "-O", "^mmp"])
-        .arg(&theirs));
+    run_ok(
+        Command::new("tune2fs")
+            .args(["-f", "-O", "^mmp"])
+            .arg(&theirs),
+    );
     let ours2 = fs::read(&ours_copy).unwrap();
     compare_masked(&ours2, &fs::read(&theirs).unwrap(), &geo_before, block)
         .map_err(|d| e("compared with tune2fs -O ^mmp", d))?;
@@ -566,10 +571,10 @@ fn run_case(c: &Case, dir: &Path, kernel: bool) -> Result<String, String> {
 
 #[test]
 fn enable_disable_matrix() {
-    if !have_tools("enable_disable_matrix") {
+    if !require_e2fsprogs() {
         return;
     }
-    let kernel = have_root_loop("enable_disable_matrix");
+    let kernel = require_loop_devices();
     assert!(CASES.len() >= 24);
     let dir = tempfile::tempdir().unwrap();
     let next = Mutex::new(0usize);
@@ -621,7 +626,7 @@ fn enable_disable_matrix() {
 /// `interval` on real images: dumpe2fs, e2fsck, e2mmpstatus and the kernel agree.
 #[test]
 fn interval_then_kernel() {
-    if !have_tools("interval_then_kernel") {
+    if !require_e2fsprogs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -668,7 +673,7 @@ fn interval_then_kernel() {
                 "backup superblock in group {g}"
             );
         }
-        if have_root_loop("interval_then_kernel") {
+        if require_loop_devices() {
             let lp = Loop::attach(&img);
             kernel_mount_cycle(&lp.dev, &dir.path().join(format!("{name}.mnt"))).unwrap();
             drop(lp);
@@ -687,9 +692,7 @@ fn interval_then_kernel() {
 /// sectors is refused (neither the kernel nor e2fsprogs could use its MMP block there).
 #[test]
 fn edits_through_loop_block_devices() {
-    if !have_tools("edits_through_loop_block_devices")
-        || !have_root_loop("edits_through_loop_block_devices")
-    {
+    if !require_e2fsprogs() || !require_loop_devices() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -733,7 +736,7 @@ fn edits_through_loop_block_devices() {
         let free_before = superblock(&img).free_blocks_count;
         let theirs = d.join(format!("{name}.tune2fs.img"));
         fs::copy(&img, &theirs).unwrap();
-        ok(Command::new("tune2fs").args(["-O", "mmp"]).arg(&theirs));
+        run_ok(Command::new("tune2fs").args(["-O", "mmp"]).arg(&theirs));
         let lp = Loop::attach_with(&img, &["--sector-size", sector]);
         let dev = lp.dev.to_str().unwrap();
         if !usable {

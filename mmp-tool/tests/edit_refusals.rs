@@ -21,6 +21,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use test_support::cmd::{run, run_ok, text};
+use test_support::loopdev::Loop;
+use test_support::mount::Mount;
+use test_support::require::{require_e2fsprogs, require_loop_devices};
 
 /// Run `mmp-tool <sub> <device> [extra] --json` and insist on a refusal: `code`, `reason`,
 /// the device named, a next step, and the image unchanged.
@@ -89,7 +93,7 @@ const META_MMP: &[&str] = &[
 
 #[test]
 fn refuses_an_mmp_block_that_is_not_clean() {
-    if !have_tools("refuses_an_mmp_block_that_is_not_clean") {
+    if !require_e2fsprogs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -157,7 +161,7 @@ fn refuses_an_mmp_block_that_is_not_clean() {
 
 #[test]
 fn refuses_what_it_does_not_handle() {
-    if !have_tools("refuses_what_it_does_not_handle") {
+    if !require_e2fsprogs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -235,9 +239,11 @@ fn refuses_what_it_does_not_handle() {
     );
     let jdev = d.join("jdev.img");
     fs::File::create(&jdev).unwrap().set_len(8 << 20).unwrap();
-    ok(mkfs_cmd(d)
-        .args(["-O", "journal_dev", "-b", "4096"])
-        .arg(&jdev));
+    run_ok(
+        mkfs_cmd(d)
+            .args(["-O", "journal_dev", "-b", "4096"])
+            .arg(&jdev),
+    );
     let unknown = copy(&plain, "unknown");
     edit_superblock(&unknown, |sb| sb.s_feature_incompat |= 0x0100_0000);
     for (img, what) in [
@@ -290,9 +296,7 @@ fn refuses_what_it_does_not_handle() {
 
 #[test]
 fn refuses_while_attached_or_mounted_on_this_host() {
-    if !have_tools("refuses_while_attached_or_mounted")
-        || !have_root_loop("refuses_while_attached_or_mounted")
-    {
+    if !require_e2fsprogs() || !require_loop_devices() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -316,7 +320,7 @@ fn refuses_while_attached_or_mounted_on_this_host() {
         }
         // Mounted read-only (no kmmpd, so the image cannot change under the test).
         let mnt = dir.path().join("mnt");
-        let m = Mount::new(&lp.dev, &mnt, "ro,noload");
+        let m = Mount::new(&lp.dev, &mnt, &["-t", "ext4", "-o", "ro,noload"]).expect("mount ro");
         let dev = lp.dev.to_str().unwrap();
         for (sub, extra) in all {
             let msg = refused(&img, p, sub, extra, 1, "in_use_locally");
@@ -365,7 +369,7 @@ fn refuses_while_attached_or_mounted_on_this_host() {
 /// A real stuck FSCK sequence: `debugfs -w` killed with SIGKILL (e2fsprogs test f_mmp).
 #[test]
 fn clear_resets_the_fsck_sequence_of_a_killed_debugfs() {
-    if !have_tools("clear_resets_a_killed_debugfs") {
+    if !require_e2fsprogs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -436,7 +440,7 @@ fn clear_resets_the_fsck_sequence_of_a_killed_debugfs() {
 
 #[test]
 fn clear_refuses_a_block_that_changes_and_force_skips_the_watch() {
-    if !have_tools("clear_refuses_a_block_that_changes") {
+    if !require_e2fsprogs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -547,7 +551,7 @@ fn crashed_copy(src: &Path, dst: &Path, ok: usize, op: &str) -> Result<usize, ()
 /// (and `e2fsck -fn` then finds clean, and e2mmpstatus clean when MMP is on).
 #[test]
 fn a_crash_at_any_write_is_repaired_by_e2fsck() {
-    if !have_tools("a_crash_at_any_write_is_repaired_by_e2fsck") {
+    if !require_e2fsprogs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -569,7 +573,7 @@ fn a_crash_at_any_write_is_repaired_by_e2fsck() {
     );
     let on = d.join("crash-on.img");
     fs::copy(&plain, &on).unwrap();
-    ok(Command::new(tool()).args(["enable"]).arg(&on));
+    run_ok(Command::new(tool()).args(["enable"]).arg(&on));
 
     // (source, operation, number of writes of a complete run)
     let mut jobs = Vec::new();

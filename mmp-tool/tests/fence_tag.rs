@@ -15,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
+use test_support::prelude::*;
 
 const TAG: FenceTag = FenceTag {
     bound_ms: 3_000,
@@ -110,7 +111,7 @@ fn tagged_blocks_are_plain_mmp_blocks_to_e2fsprogs_and_shorten_only_our_wait() {
 
 #[test]
 fn loop_a_block_kmmpd_took_over_is_never_mistaken_for_a_fenced_holders() {
-    if !require_loop() || !require_e2fsprogs() {
+    if !require_loop_devices() || !require_e2fsprogs() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -123,7 +124,8 @@ fn loop_a_block_kmmpd_took_over_is_never_mistaken_for_a_fenced_holders() {
     write_tagged(&img, 0x4321);
     let a = Loop::attach(&img); // host A: the kernel mounts (waits out our live block)
     let b = Loop::attach(&img); // host B
-    let m = Mount::new(&a.dev, &tmp.path().join("mnt")).expect("the kernel mounts after its wait");
+    let m =
+        kernel_mount(&a.dev, &tmp.path().join("mnt")).expect("the kernel mounts after its wait");
 
     // kmmpd kept our padding, tag bytes and all, and writes its own sequence: invalid.
     std::thread::sleep(Duration::from_millis(1_500));

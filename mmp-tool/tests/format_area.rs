@@ -1,28 +1,13 @@
 //! `mmp-tool format-area` on image files: the area reads like an ext4 MMP block to every
 //! subcommand, e2fsprogs refuses to open it, and nothing in use or foreign is overwritten.
 
-#[path = "../../mmpd/tests/common/mod.rs"]
-mod common;
+mod support;
 
-use common::*;
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use std::path::Path;
 use std::process::Command;
-
-const TOOL: &str = env!("CARGO_BIN_EXE_mmp-tool");
-
-fn tool(run_dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(TOOL)
-        .args(args)
-        .env("MMPD_RUN_DIR", run_dir)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use support::*;
+use test_support::prelude::*;
 
 #[test]
 fn file_format_area_then_status_check_and_e2fsprogs_refusal() {
@@ -71,7 +56,7 @@ fn file_format_area_then_status_check_and_e2fsprogs_refusal() {
 
 #[test]
 fn file_format_area_refuses_a_filesystem_and_tiny_devices() {
-    if !can_make_images("file_format_area_refuses_a_filesystem_and_tiny_devices") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();

@@ -7,6 +7,7 @@ use serde_json::Value;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
+use test_support::prelude::*;
 
 fn hostname() -> String {
     String::from_utf8_lossy(&run_ok(Command::new("uname").arg("-n")).stdout)
@@ -16,7 +17,7 @@ fn hostname() -> String {
 
 #[test]
 fn loop_check_sees_kernel_holder_within_3s_and_clean_after_umount() {
-    if !require_loop() || !require_e2fsprogs() {
+    if !require_loop_devices() || !require_e2fsprogs() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -28,7 +29,7 @@ fn loop_check_sees_kernel_holder_within_3s_and_clean_after_umount() {
     );
     let a = Loop::attach(&img); // "host A"
     let b = Loop::attach(&img); // "host B", same disk
-    let m = Mount::new(&a.dev, &tmp.path().join("mnt")).expect("kernel mounts a clean MMP fs");
+    let m = kernel_mount(&a.dev, &tmp.path().join("mnt")).expect("kernel mounts a clean MMP fs");
 
     let t0 = Instant::now();
     let out = run(mmp_tool().args(["check", "--json"]).arg(&b.dev));
@@ -39,7 +40,7 @@ fn loop_check_sees_kernel_holder_within_3s_and_clean_after_umount() {
     assert_eq!(j["last_update"]["node_name"], hostname());
     assert_eq!(
         j["last_update"]["device_name"],
-        a.kernel_name(),
+        a.name(),
         "kmmpd names its device"
     );
     assert!(
@@ -52,7 +53,7 @@ fn loop_check_sees_kernel_holder_within_3s_and_clean_after_umount() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("IN USE") && err.contains(&a.kernel_name()) && err.contains(&hostname()),
+        err.contains("IN USE") && err.contains(&a.name()) && err.contains(&hostname()),
         "{err}"
     );
 

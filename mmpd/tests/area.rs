@@ -3,9 +3,8 @@
 //! and the kernel refuses to mount the area itself. Root only (skips otherwise; fails under
 //! CI=true).
 
-mod common;
+use test_support::prelude::*;
 
-use common::*;
 use libmmp::ondisk::area::area_image;
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use nix::sys::signal::Signal;
@@ -16,7 +15,7 @@ const MMPD: &str = env!("CARGO_BIN_EXE_mmpd");
 
 #[test]
 fn loop_area_held_by_one_mmpd_refused_to_another_and_to_the_kernel() {
-    if !can_use_loop_devices("loop_area_held_by_one_mmpd_refused_to_another_and_to_the_kernel") {
+    if !require_loop_devices() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

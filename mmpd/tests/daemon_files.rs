@@ -2,9 +2,8 @@
 //! lock and state file, the fake watchdog and sysrq fences, SIGHUP, bad input. Another "node"
 //! writes the same file directly.
 
-mod common;
+use test_support::prelude::*;
 
-use common::*;
 use libmmp::host::run_dir;
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use nix::sys::signal::Signal;
@@ -23,7 +22,7 @@ fn mmpd(img: &Image, name: &str, args: &[&str]) -> Proc {
 
 #[test]
 fn file_second_mmpd_refused_state_file_and_release() {
-    if !can_make_images("file_second_mmpd_refused_state_file_and_release") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();
@@ -87,7 +86,7 @@ fn file_second_mmpd_refused_state_file_and_release() {
 
 #[test]
 fn file_watchdog_is_petted_while_healthy_and_not_after_fencing() {
-    if !can_make_images("file_watchdog_is_petted_while_healthy_and_not_after_fencing") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();
@@ -126,7 +125,7 @@ fn file_watchdog_is_petted_while_healthy_and_not_after_fencing() {
 
 #[test]
 fn file_watchdog_is_disarmed_on_clean_release() {
-    if !can_make_images("file_watchdog_is_disarmed_on_clean_release") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();
@@ -152,7 +151,7 @@ fn file_watchdog_is_disarmed_on_clean_release() {
 
 #[test]
 fn file_sysrq_fence_writes_b() {
-    if !can_make_images("file_sysrq_fence_writes_b") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();
@@ -178,7 +177,7 @@ fn file_sysrq_fence_writes_b() {
 
 #[test]
 fn file_sighup_adds_and_removes_devices() {
-    if !can_make_images("file_sighup_adds_and_removes_devices") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();
@@ -226,7 +225,7 @@ fn file_sighup_adds_and_removes_devices() {
 
 #[test]
 fn file_bad_input_exits_2_and_writes_nothing() {
-    if !can_make_images("file_bad_input_exits_2_and_writes_nothing") {
+    if !require_e2fsprogs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -250,16 +249,7 @@ fn file_bad_input_exits_2_and_writes_nothing() {
     assert_eq!(std::fs::read(&junk).unwrap(), vec![0x5Au8; 1 << 20]);
     // ext4 without MMP.
     let plain = dir.path().join("plain.img");
-    std::fs::File::create(&plain)
-        .unwrap()
-        .set_len(16 << 20)
-        .unwrap();
-    assert!(std::process::Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(&plain)
-        .status()
-        .unwrap()
-        .success());
+    mkfs_ext4(&plain, 16 << 20, &[]);
     let before = std::fs::read(&plain).unwrap();
     let mut p = spawn(&[plain.to_str().unwrap()], "2.log");
     assert_eq!(p.wait_code(Duration::from_secs(5)), Some(2), "{}", p.log());
@@ -281,7 +271,7 @@ fn file_bad_input_exits_2_and_writes_nothing() {
 
 #[test]
 fn file_fsck_sequence_is_refused_with_3() {
-    if !can_make_images("file_fsck_sequence_is_refused_with_3") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();
@@ -301,7 +291,7 @@ fn file_fsck_sequence_is_refused_with_3() {
 
 #[test]
 fn file_two_devices_one_fenced_by_command_the_other_still_held() {
-    if !can_make_images("file_two_devices_one_fenced_by_command_the_other_still_held") {
+    if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();

@@ -9,12 +9,10 @@
 //! injected error): this kernel has neither device-mapper nor fault injection to make a real
 //! disk fail under a mounted filesystem.
 
-mod common;
+use test_support::prelude::*;
 
-use common::*;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const MMPD: &str = env!("CARGO_BIN_EXE_mmpd");
@@ -22,22 +20,11 @@ const CLAIM: Duration = Duration::from_secs(25);
 /// The daemon's log with the group commits in it.
 const LOG: &[(&str, &str)] = &[("RUST_LOG", "debug,mmpd::pool=trace")];
 
-fn mkfs(path: &Path, size: u64, extra: &[&str]) {
-    std::fs::File::create(path).unwrap().set_len(size).unwrap();
-    let st = Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .args(extra)
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mkfs.ext4 {}", path.display());
-}
-
 fn images(dir: &Path, prefix: &str, n: usize) -> Vec<PathBuf> {
     (0..n)
         .map(|i| {
             let p = dir.join(format!("{prefix}{i}.img"));
-            mkfs(
+            mkfs_ext4(
                 &p,
                 4 << 20,
                 &["-O", "mmp,^has_journal", "-E", "mmp_update_interval=1"],
@@ -78,24 +65,14 @@ fn names(devs: &[PathBuf]) -> Vec<String> {
     v
 }
 
-/// `fsfreeze -f DIR`, thawed on drop (before the mmpd it blocks is killed).
-struct Frozen(PathBuf);
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn loop_a_frozen_filesystems_group_is_fenced_while_the_other_group_keeps_beating() {
-    if !can_freeze("loop_a_frozen_filesystems_group_is_fenced_while_the_other_group_keeps_beating")
-    {
+    if !(require_loop_devices() && require_tools(&["fsfreeze"])) {
         return;
     }
     let outer_dir = tempfile::tempdir().unwrap();
     let outer = outer_dir.path().join("outer.img");
-    mkfs(&outer, 48 << 20, &[]);
+    mkfs_ext4(&outer, 48 << 20, &[]);
     let lp = Loop::attach(&outer);
     let mnt = outer_dir.path().join("mnt");
     let _mounted = kernel_mount(&lp.dev, &mnt).expect("mount the outer filesystem");
@@ -120,13 +97,7 @@ fn loop_a_frozen_filesystems_group_is_fenced_while_the_other_group_keeps_beating
         "no group commit:\n{log}"
     );
 
-    let st = Command::new("fsfreeze")
-        .arg("-f")
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let frozen = Frozen(mnt.clone());
+    let frozen = Frozen::new(&mnt);
     let t = Instant::now();
     let b0: Vec<u32> = b.iter().map(|p| read_block(p).mmp_seq).collect();
     assert!(

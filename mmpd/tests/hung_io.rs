@@ -4,65 +4,31 @@
 //! cannot), keep beating its other device meanwhile (the hung write holds one I/O thread, not
 //! the loop), and never write the fenced device again once the filesystem is thawed.
 
-mod common;
+use test_support::prelude::*;
 
-use common::*;
 use libmmp::host::run_dir;
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use nix::sys::signal::Signal;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const MMPD: &str = env!("CARGO_BIN_EXE_mmpd");
 const CLAIM: Duration = Duration::from_secs(25);
 
-fn mkfs(path: &Path, size: u64, extra: &[&str]) {
-    std::fs::File::create(path).unwrap().set_len(size).unwrap();
-    let st = Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .args(extra)
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(st.success(), "mkfs.ext4 {}", path.display());
-}
-
-/// `fsfreeze -f DIR`, thawed on drop (before the mmpd it blocks is killed).
-struct Frozen(PathBuf);
-
-impl Frozen {
-    fn new(mnt: &Path) -> Frozen {
-        let st = Command::new("fsfreeze")
-            .arg("-f")
-            .arg(mnt)
-            .status()
-            .unwrap();
-        assert!(st.success(), "fsfreeze -f {}", mnt.display());
-        Frozen(mnt.to_path_buf())
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        let _ = Command::new("fsfreeze").arg("-u").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn loop_hung_device_is_fenced_while_the_other_keeps_beating() {
-    if !can_freeze("loop_hung_device_is_fenced_while_the_other_keeps_beating") {
+    if !(require_loop_devices() && require_tools(&["fsfreeze"])) {
         return;
     }
     // Device A: an image file on a filesystem we can freeze. Device B: an ordinary image.
     let outer_dir = tempfile::tempdir().unwrap();
     let outer = outer_dir.path().join("outer.img");
-    mkfs(&outer, 32 << 20, &[]);
+    mkfs_ext4(&outer, 32 << 20, &[]);
     let lp = Loop::attach(&outer);
     let mnt = outer_dir.path().join("mnt");
     let _mounted = kernel_mount(&lp.dev, &mnt).expect("mount the outer filesystem");
     let a = mnt.join("a.img");
-    mkfs(
+    mkfs_ext4(
         &a,
         8 << 20,
         &["-O", "mmp,^has_journal", "-E", "mmp_update_interval=1"],

@@ -5,9 +5,8 @@
 //! Each test takes 10-35 s of real waiting (update interval 1: check interval 5, waits of 10 and
 //! 11 s); they run in parallel.
 
-mod common;
+use test_support::prelude::*;
 
-use common::*;
 use libmmp::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -27,7 +26,7 @@ const CLAIM: Duration = Duration::from_secs(25);
 
 #[test]
 fn loop_mmpd_holds_against_kernel_mount_and_releases_clean() {
-    if !can_use_loop_devices("loop_mmpd_holds_against_kernel_mount_and_releases_clean") {
+    if !require_loop_devices() {
         return;
     }
     let img = Image::new();
@@ -49,7 +48,7 @@ fn loop_mmpd_holds_against_kernel_mount_and_releases_clean() {
     let r = kernel_mount(&b.dev, &mnt);
     let (err, took) = match r {
         Ok(_) => panic!("the kernel mounted a filesystem mmpd holds:\n{}", d.log()),
-        Err(e) => e,
+        Err(e) => (e.stderr, e.elapsed),
     };
     assert!(
         kernel_log_has("Device is already active on another node", &b.name()),
@@ -71,7 +70,7 @@ fn loop_mmpd_holds_against_kernel_mount_and_releases_clean() {
 
 #[test]
 fn loop_mmpd_refuses_a_kernel_mounted_filesystem() {
-    if !can_use_loop_devices("loop_mmpd_refuses_a_kernel_mounted_filesystem") {
+    if !require_loop_devices() {
         return;
     }
     let img = Image::new();
@@ -91,7 +90,7 @@ fn loop_mmpd_refuses_a_kernel_mounted_filesystem() {
 
 #[test]
 fn loop_two_mmpd_racing_on_a_clean_block_exactly_one_wins() {
-    if !can_use_loop_devices("loop_two_mmpd_racing_on_a_clean_block_exactly_one_wins") {
+    if !require_loop_devices() {
         return;
     }
     let img = Image::new();
@@ -151,7 +150,7 @@ fn loop_two_mmpd_racing_on_a_clean_block_exactly_one_wins() {
 
 #[test]
 fn loop_foreign_writer_fences_with_exit() {
-    if !can_use_loop_devices("loop_foreign_writer_fences_with_exit") {
+    if !require_loop_devices() {
         return;
     }
     let img = Image::new();
@@ -178,7 +177,7 @@ fn loop_foreign_writer_fences_with_exit() {
 
 #[test]
 fn loop_foreign_writer_fences_with_command() {
-    if !can_use_loop_devices("loop_foreign_writer_fences_with_command") {
+    if !require_loop_devices() {
         return;
     }
     let img = Image::new();
@@ -216,21 +215,13 @@ fn loop_foreign_writer_fences_with_command() {
 
 #[test]
 fn loop_1k_blocks_on_4k_sectors_are_refused_without_writing() {
-    if !can_use_loop_devices("loop_1k_blocks_on_4k_sectors_are_refused_without_writing") {
+    if !require_loop_devices() {
         return;
     }
     // A 1 KiB-block filesystem seen through a 4 KiB-sector device: the MMP block shares its
     // sector with other filesystem blocks, so an O_DIRECT write would rewrite them. Refused.
     let img = Image::with_options(&["-b", "1024"]);
-    let out = std::process::Command::new("losetup")
-        .args(["-f", "--show", "--sector-size", "4096"])
-        .arg(&img.path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let l = Loop {
-        dev: String::from_utf8_lossy(&out.stdout).trim().into(),
-    };
+    let l = Loop::attach_with(&img.path, &["--sector-size", "4096"]);
     let before = std::fs::read(&img.path).unwrap();
     let mut d = mmpd(&img, "mmpd", &[l.dev.to_str().unwrap()]);
     assert_eq!(d.wait_code(Duration::from_secs(10)), Some(2), "{}", d.log());

@@ -14,9 +14,8 @@
 //! Each test takes about 35 s of real waiting (update interval 1: check interval 5, a watch of
 //! 11 s and a verification of 9 s); they run in parallel.
 
-mod common;
+use test_support::prelude::*;
 
-use common::*;
 use libmmp::fs::MmpFs;
 use libmmp::io::device::{Access, Device};
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
@@ -93,7 +92,7 @@ fn time_to_ready(p: &mut Proc, since: Instant, limit: Duration) -> Option<Durati
 
 #[test]
 fn loop_second_mmpd_refuses_while_first_holds_and_claims_after_kill9() {
-    if !can_use_loop_devices("loop_second_mmpd_refuses_while_first_holds_and_claims_after_kill9") {
+    if !require_loop_devices() {
         return;
     }
     let img = Image::new();
@@ -187,8 +186,8 @@ struct StoppedHolder {
 /// A holds; `kill -STOP` A; B claims (A is stopped for longer than the bound); `kill -CONT` A.
 /// Asserts what must hold for safety (B claims only after the bound, A exits 1 within one
 /// interval, writes nothing more, B keeps holding and releases cleanly) and returns A's log.
-fn stopped_holder_scenario(test: &str) -> Option<StoppedHolder> {
-    if !can_use_loop_devices(test) {
+fn stopped_holder_scenario() -> Option<StoppedHolder> {
+    if !require_loop_devices() {
         return None;
     }
     let img = Image::new();
@@ -272,9 +271,7 @@ fn stopped_holder_scenario(test: &str) -> Option<StoppedHolder> {
 
 #[test]
 fn loop_stopped_holder_is_taken_over_and_fences_after_cont() {
-    if let Some(r) =
-        stopped_holder_scenario("loop_stopped_holder_is_taken_over_and_fences_after_cont")
-    {
+    if let Some(r) = stopped_holder_scenario() {
         assert_eq!(r.code, Some(1));
         assert!(r.fenced_after <= INTERVAL + Duration::from_millis(500));
     }
@@ -288,9 +285,7 @@ fn loop_stopped_holder_is_taken_over_and_fences_after_cont() {
 /// that took the device, and the second one guesses a wrong cause.
 #[test]
 fn loop_stopped_holder_names_the_foreign_writer_when_it_fences() {
-    if let Some(r) =
-        stopped_holder_scenario("loop_stopped_holder_names_the_foreign_writer_when_it_fences")
-    {
+    if let Some(r) = stopped_holder_scenario() {
         let fence_line = r
             .log_a
             .lines()
@@ -312,9 +307,7 @@ fn loop_stopped_holder_names_the_foreign_writer_when_it_fences() {
 /// configured timeout): what is tested is the protocol, not the reset.
 #[test]
 fn loop_watchdog_holder_publishes_its_fence_bound_and_is_taken_over_sooner() {
-    if !can_use_loop_devices(
-        "loop_watchdog_holder_publishes_its_fence_bound_and_is_taken_over_sooner",
-    ) {
+    if !require_loop_devices() {
         return;
     }
     let img = Image::new();

@@ -1,5 +1,6 @@
-//! Shared helpers of the `enable`/`disable`/`interval`/`clear` integration tests: real
-//! e2fsprogs, real loop devices and the real kernel, with everything created cleaned up.
+//! Helpers of the `enable`/`disable`/`interval`/`clear` integration tests: images made under a
+//! controlled mke2fs.conf, e2fsprogs' view of them, mmp-tool's JSON. The scaffolding every
+//! crate shares (loop devices, mounts, require(), ...) is in the `test_support` crate.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use libmmp::fs::MmpFs;
@@ -9,6 +10,8 @@ use libmmp::ondisk::superblock::Superblock;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use test_support::cmd::{run, run_ok, text};
+use test_support::image::sparse_file;
 
 /// A controlled mke2fs.conf, so that the matrix does not depend on the distribution's defaults.
 const MKE2FS_CONF: &str = "\
@@ -32,86 +35,6 @@ pub fn tool() -> &'static str {
     env!("CARGO_BIN_EXE_mmp-tool")
 }
 
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Whether the e2fsprogs and util-linux programs are here. Missing: skip with a message, or
-/// fail under CI=true.
-pub fn have_tools(test: &str) -> bool {
-    let missing: Vec<&str> = [
-        "mke2fs",
-        "e2fsck",
-        "tune2fs",
-        "dumpe2fs",
-        "e2mmpstatus",
-        "losetup",
-        "mount",
-        "umount",
-    ]
-    .into_iter()
-    .filter(|p| {
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {p}"))
-            .stdout(Stdio::null())
-            .status()
-            .map_or(true, |s| !s.success())
-    })
-    .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let msg = format!(
-        "{test}: cannot run: missing programs {missing:?} (Debian: e2fsprogs, util-linux, mount)"
-    );
-    assert!(!ci(), "{msg} (CI=true: failing instead of skipping)");
-    eprintln!("SKIPPED {msg}");
-    false
-}
-
-/// Whether loop devices and mounts are possible (root, /dev/loop-control). Not: skip with a
-/// message, or fail under CI=true.
-pub fn have_root_loop(test: &str) -> bool {
-    let root = fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    let ok = root && Path::new("/dev/loop-control").exists();
-    if !ok {
-        let msg = format!("{test}: kernel part cannot run: needs root and loop devices");
-        assert!(!ci(), "{msg} (CI=true: failing instead of skipping)");
-        eprintln!("SKIPPED {msg}");
-    }
-    ok
-}
-
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
-    out
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Run a program and insist on exit 0.
-pub fn ok(cmd: &mut Command) -> Output {
-    let o = run(cmd);
-    assert!(
-        o.status.success(),
-        "{cmd:?} failed ({}): {}",
-        o.status,
-        text(&o)
-    );
-    o
-}
-
 pub fn mkfs_cmd(dir: &Path) -> Command {
     let conf = dir.join("mke2fs.conf");
     if !conf.exists() {
@@ -126,16 +49,14 @@ pub fn mkfs_cmd(dir: &Path) -> Command {
 /// Make an image of `mib` MiB with `mke2fs -t ext4 ARGS`.
 pub fn mkfs(dir: &Path, name: &str, mib: u64, args: &[&str]) -> PathBuf {
     let img = dir.join(format!("{name}.img"));
-    let f = fs::File::create(&img).unwrap();
-    f.set_len(mib << 20).unwrap();
-    drop(f);
-    ok(mkfs_cmd(dir).args(args).arg(&img));
+    sparse_file(&img, mib << 20);
+    run_ok(mkfs_cmd(dir).args(args).arg(&img));
     img
 }
 
 /// Free blocks of each group, as dumpe2fs reports them.
 pub fn group_free_blocks(img: &Path) -> Vec<u64> {
-    let o = ok(Command::new("dumpe2fs").arg(img).stderr(Stdio::null()));
+    let o = run_ok(Command::new("dumpe2fs").arg(img).stderr(Stdio::null()));
     String::from_utf8_lossy(&o.stdout)
         .lines()
         .filter_map(|l| {
@@ -175,7 +96,7 @@ pub fn geometry(img: &Path) -> Geometry {
 }
 
 pub fn dumpe2fs_h(img: &Path) -> String {
-    text(&ok(Command::new("dumpe2fs").arg("-h").arg(img)))
+    text(&run_ok(Command::new("dumpe2fs").arg("-h").arg(img)))
 }
 
 pub fn e2fsck_n(img: &Path) -> Output {
@@ -196,77 +117,6 @@ pub fn tool_json(args: &[&str]) -> (i32, serde_json::Value, String) {
         v,
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
-}
-
-/// A loop device attached to an image; detached on drop (even when the test panics).
-pub struct Loop {
-    pub dev: PathBuf,
-}
-
-impl Loop {
-    pub fn attach(img: &Path) -> Loop {
-        Self::attach_with(img, &[])
-    }
-
-    /// With extra `losetup` options (e.g. `--sector-size 4096`).
-    pub fn attach_with(img: &Path, opts: &[&str]) -> Loop {
-        let o = ok(Command::new("losetup")
-            .args(opts)
-            .args(["-f", "--show"])
-            .arg(img));
-        Loop {
-            dev: PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()),
-        }
-    }
-
-    /// `loopN`
-    pub fn name(&self) -> String {
-        self.dev.file_name().unwrap().to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-        // `losetup -d` of a device that is still briefly busy (udev's blkid probe after a
-        // umount) only sets autoclear: the detach happens later. Wait for it, so the next step
-        // (or test) does not find the image still attached.
-        if let Some(name) = self.dev.file_name() {
-            let backing = std::path::Path::new("/sys/block")
-                .join(name)
-                .join("loop/backing_file");
-            for _ in 0..100 {
-                if !backing.exists() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        }
-    }
-}
-
-/// A mount; unmounted on drop.
-pub struct Mount {
-    pub dir: PathBuf,
-}
-
-impl Mount {
-    pub fn new(dev: &Path, dir: &Path, opts: &str) -> Mount {
-        fs::create_dir_all(dir).unwrap();
-        ok(Command::new("mount")
-            .args(["-t", "ext4", "-o", opts])
-            .arg(dev)
-            .arg(dir));
-        Mount {
-            dir: dir.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
 }
 
 /// Mount `dev` (ext4, rw) at `dir`, check that the kernel runs `kmmpd-<dev>`, and unmount, all

@@ -367,47 +367,6 @@ pub struct WorkerArgs {
     pub retry_for: Duration,
 }
 
-/// The man page, rendered from the clap definition: the main page's sections, then one section
-/// per public subcommand (synopsis, description, options), then exit status and version.
-pub fn render_man_page() -> std::io::Result<Vec<u8>> {
-    use clap::CommandFactory;
-    let cmd = Cli::command();
-    let man = clap_mangen::Man::new(cmd.clone()).section("1");
-    let mut out = Vec::new();
-    man.render_title(&mut out)?;
-    man.render_name_section(&mut out)?;
-    man.render_synopsis_section(&mut out)?;
-    man.render_description_section(&mut out)?;
-    man.render_options_section(&mut out)?;
-    for sub in cmd
-        .get_subcommands()
-        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
-    {
-        let name = format!("lock-torture {}", sub.get_name());
-        let man = clap_mangen::Man::new(sub.clone().bin_name(name.clone())).section("1");
-        let mut part = Vec::new();
-        man.render_synopsis_section(&mut part)?;
-        man.render_description_section(&mut part)?;
-        man.render_options_section(&mut part)?;
-        out.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
-        for line in String::from_utf8_lossy(&part).lines() {
-            match line.strip_prefix(".SH ") {
-                Some(title) => out.extend_from_slice(format!(".SS {title}\n").as_bytes()),
-                None => {
-                    out.extend_from_slice(line.as_bytes());
-                    out.push(b'\n');
-                }
-            }
-        }
-    }
-    let mut extra = Vec::new();
-    man.render_extra_section(&mut extra)?;
-    let extra = String::from_utf8_lossy(&extra).replacen(".SH EXTRA", ".SH \"EXIT STATUS\"", 1);
-    out.extend_from_slice(extra.as_bytes());
-    man.render_version_section(&mut out)?;
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

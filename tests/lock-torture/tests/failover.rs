@@ -6,10 +6,12 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cmd, describe, json, wait_output};
+use common::{cmd, json};
 use lock_torture::failover::{read_status, Status};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use test_support::cmd::describe;
+use test_support::spawn::wait_output;
 
 fn start(dir: &Path, extra: &[&str]) -> Child {
     let mut c = cmd();

@@ -4,10 +4,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{cannot_run, cmd, describe, is_root, json, wait_output};
+use common::{cmd, json};
+use test_support::cmd::describe;
+use test_support::netns::{veth_pair, Netns};
+use test_support::require::{cannot_run, require_root, require_tools};
+use test_support::spawn::{run_with_timeout, wait_output};
 
 fn wait_addr(file: &Path) -> String {
     let end = Instant::now() + Duration::from_secs(20);
@@ -111,83 +115,36 @@ fn multihost_coordinator_times_out_without_workers() {
         "--dir",
     ])
     .arg(dir.path());
-    let out = common::run(c, Duration::from_secs(20));
+    let out = run_with_timeout(c, Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only 0 of 1 workers connected"));
 }
 
-/// Two network namespaces joined by a veth pair; deleted (with the pair) on drop.
-struct Netns {
-    names: [String; 2],
-}
-
-impl Netns {
-    fn create() -> Result<Netns, String> {
-        let id = std::process::id();
-        let ns = Netns {
-            names: [format!("lt-coord-{id}"), format!("lt-work-{id}")],
-        };
-        let [a, b] = &ns.names;
-        let va = format!("ltc{id}");
-        let vb = format!("ltw{id}");
-        // 198.18.0.0/15 is reserved for network test labs (RFC 2544); the pair lives only
-        // inside the two namespaces made here.
-        let steps: Vec<Vec<&str>> = vec![
-            vec!["netns", "add", a],
-            vec!["netns", "add", b],
-            vec!["link", "add", &va, "type", "veth", "peer", "name", &vb],
-            vec!["link", "set", &va, "netns", a],
-            vec!["link", "set", &vb, "netns", b],
-            vec!["-n", a, "addr", "add", "198.18.77.1/24", "dev", &va],
-            vec!["-n", b, "addr", "add", "198.18.77.2/24", "dev", &vb],
-            vec!["-n", a, "link", "set", &va, "up"],
-            vec!["-n", b, "link", "set", &vb, "up"],
-            vec!["-n", a, "link", "set", "lo", "up"],
-            vec!["-n", b, "link", "set", "lo", "up"],
-        ];
-        for s in steps {
-            let out = Command::new("ip")
-                .args(&s)
-                .output()
-                .map_err(|e| format!("ip: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "ip {}: {}",
-                    s.join(" "),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
-        }
-        Ok(ns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for n in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", n]).output();
-        }
-    }
+/// A coordinator's and a worker's network namespace joined by a veth pair; deleted (with the
+/// pair) on drop.
+fn two_hosts() -> Result<(Netns, Netns), test_support::Error> {
+    let coord = Netns::new("lt-coord")?;
+    let work = Netns::new("lt-work")?;
+    // 198.18.0.0/15 is reserved for network test labs (RFC 2544); the pair lives only inside
+    // the two namespaces made here.
+    veth_pair(&coord, "198.18.77.1/24", &work, "198.18.77.2/24")?;
+    Ok((coord, work))
 }
 
 #[test]
 fn multihost_across_two_network_namespaces() {
-    if !is_root() || !common::have("ip") {
-        return cannot_run("network namespaces need root and iproute2");
+    if !(require_root("network namespaces") && require_tools(&["ip"])) {
+        return;
     }
-    let ns = match Netns::create() {
+    let (coord_ns, work_ns) = match two_hosts() {
         Ok(n) => n,
         Err(e) => return cannot_run(&format!("cannot create network namespaces: {e}")),
     };
     let dir = tempfile::tempdir().unwrap();
     let addr_file = dir.path().join("addr");
     let bin = common::bin();
-    let mut c = Command::new("ip");
+    let mut c = coord_ns.exec(bin);
     c.args([
-        "netns",
-        "exec",
-        &ns.names[0],
-        bin,
         "coordinator",
         "--json",
         "--listen",
@@ -209,21 +166,12 @@ fn multihost_across_two_network_namespaces() {
     let coord = c.spawn().unwrap();
     let addr = wait_addr(&addr_file);
     assert!(addr.starts_with("198.18.77.1:"), "{addr}");
-    let mut w = Command::new("ip");
-    w.args([
-        "netns",
-        "exec",
-        &ns.names[1],
-        bin,
-        "worker",
-        "--connect",
-        &addr,
-        "--dir",
-    ])
-    .arg(dir.path())
-    .env_remove("LD_PRELOAD")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut w = work_ns.exec(bin);
+    w.args(["worker", "--connect", &addr, "--dir"])
+        .arg(dir.path())
+        .env_remove("LD_PRELOAD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let worker = w.spawn().unwrap();
     let out = wait_output(coord, Duration::from_secs(60));
     let wout = wait_output(worker, Duration::from_secs(20));
@@ -243,5 +191,5 @@ fn multihost_across_two_network_namespaces() {
             .starts_with("198.18.77.2:"),
         "{rep:#}"
     );
-    drop(ns);
+    drop((coord_ns, work_ns));
 }

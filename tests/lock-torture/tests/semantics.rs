@@ -4,12 +4,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cannot_run, cmd, describe, is_root, json, run, Mounted};
+use common::{cmd, json};
+use test_support::cmd::describe;
+use test_support::mount::Mount;
+use test_support::require::{cannot_run, have, is_root};
+use test_support::spawn::run_with_timeout;
 
 fn suite_passes_in(dir: &std::path::Path, fs: &str) {
     let mut c = cmd();
     c.args(["semantics", "--json", "--dir"]).arg(dir);
-    let out = run(c, Duration::from_secs(60));
+    let out = run_with_timeout(c, Duration::from_secs(60));
     let rep = json(&out);
     assert_eq!(rep["fs_type"], fs, "{}", describe(&out));
     let tests = rep["tests"].as_array().expect("tests array");
@@ -52,7 +56,7 @@ fn suite_passes_in(dir: &std::path::Path, fs: &str) {
 #[test]
 fn semantics_suite_passes_on_tmpfs() {
     if is_root() {
-        let m = match Mounted::tmpfs() {
+        let m = match Mount::tmpfs() {
             Ok(m) => m,
             Err(e) => return cannot_run(&format!("cannot mount tmpfs: {e}")),
         };
@@ -77,10 +81,10 @@ fn loop_semantics_and_torture_pass_on_ext4() {
     if !is_root() {
         return cannot_run("ext4 on a loop device needs root");
     }
-    if !common::have("mkfs.ext4") || !common::have("losetup") {
+    if !have("mkfs.ext4") || !have("losetup") {
         return cannot_run("mkfs.ext4 or losetup missing (Debian: e2fsprogs, mount)");
     }
-    let m = match Mounted::ext4_loop(32) {
+    let m = match Mount::ext4_loop(32) {
         Ok(m) => m,
         Err(e) => return cannot_run(&format!("cannot set up ext4 on a loop device: {e}")),
     };
@@ -99,7 +103,7 @@ fn loop_semantics_and_torture_pass_on_ext4() {
         "--dir",
     ])
     .arg(m.path());
-    let out = run(c, Duration::from_secs(60));
+    let out = run_with_timeout(c, Duration::from_secs(60));
     let rep = json(&out);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(rep["violations"], 0);
@@ -116,7 +120,7 @@ fn semantics_only_selects_tests_and_rejects_unknown_ids() {
     let mut c = cmd();
     c.args(["semantics", "--json", "--only", "cthon-10,ofd-2", "--dir"])
         .arg(dir.path());
-    let out = run(c, Duration::from_secs(30));
+    let out = run_with_timeout(c, Duration::from_secs(30));
     let rep = json(&out);
     let ids: Vec<&str> = rep["tests"]
         .as_array()
@@ -130,7 +134,7 @@ fn semantics_only_selects_tests_and_rejects_unknown_ids() {
     let mut c = cmd();
     c.args(["semantics", "--only", "cthon-99", "--dir"])
         .arg(dir.path());
-    let out = run(c, Duration::from_secs(30));
+    let out = run_with_timeout(c, Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -147,7 +151,7 @@ fn missing_directory_is_a_setup_error() {
     for sub in ["semantics", "torture", "failover"] {
         let mut c = cmd();
         c.args([sub, "--dir"]).arg(&missing);
-        let out = run(c, Duration::from_secs(30));
+        let out = run_with_timeout(c, Duration::from_secs(30));
         assert_eq!(out.status.code(), Some(2), "{sub}: {}", describe(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(

@@ -4,7 +4,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{build_nolock_shim, cannot_run, cmd, describe, json, run};
+use common::{build_nolock_shim, cmd, json};
+use test_support::cmd::describe;
+use test_support::require::{cannot_run, have};
+use test_support::spawn::run_with_timeout;
 
 fn torture(
     dir: &std::path::Path,
@@ -18,14 +21,14 @@ fn torture(
     if let Some(so) = preload {
         c.env("LD_PRELOAD", so);
     }
-    let out = run(c, Duration::from_secs(60));
+    let out = run_with_timeout(c, Duration::from_secs(60));
     let rep = json(&out);
     (out, rep)
 }
 
 #[test]
 fn torture_detects_broken_locks_under_ld_preload_shim() {
-    if !common::have("cc") {
+    if !have("cc") {
         return cannot_run("no C compiler (Debian: gcc) to build the LD_PRELOAD shim");
     }
     let dir = tempfile::tempdir().unwrap();
@@ -108,7 +111,7 @@ fn torture_rejects_bad_options_with_exit_2() {
     ] {
         let mut c = cmd();
         c.args(["torture", "--dir"]).arg(dir.path()).args(&args);
-        let out = run(c, Duration::from_secs(30));
+        let out = run_with_timeout(c, Duration::from_secs(30));
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");

@@ -10,28 +10,19 @@
 //! (statd registers through that socket, so it would reach the host rpcbind). Everything is
 //! killed by pid and the namespace deleted in `Drop`, also when a test fails.
 
-#![allow(dead_code)]
-
+use crate::netns::Netns;
+use crate::require::{cannot_run, have, is_root};
+use crate::Error;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn have(cmd: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(cmd).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(cmd).is_file()
-}
-
-/// Returns why namespace tests cannot run here, if they cannot.
+/// Why namespace tests cannot run here, if they cannot.
 fn missing_prerequisite() -> Option<String> {
-    if !nix::unistd::geteuid().is_root() {
+    if !is_root() {
         return Some("not running as root".into());
     }
-    for c in [
+    let tools = [
         "ip",
         "unshare",
         "nsenter",
@@ -39,106 +30,68 @@ fn missing_prerequisite() -> Option<String> {
         "rpc.statd",
         "sm-notify",
         "rpcinfo",
-    ] {
-        if !have(c) {
-            return Some(format!(
-                "{c} not installed (Debian packages: iproute2, util-linux, rpcbind, nfs-common)"
-            ));
-        }
-    }
-    None
+    ];
+    let missing: Vec<&str> = tools.into_iter().filter(|t| !have(t)).collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "{missing:?} not installed (Debian packages: iproute2, util-linux, rpcbind, nfs-common)"
+        )
+    })
 }
 
-/// Skips (returns None) when the lab cannot run, except under CI=true where that is a failure.
-pub fn lab_or_skip(test: &str) -> Option<Lab> {
+/// The lab, or None after [`cannot_run`] (skip; a failure under CI=true).
+pub fn lab_or_skip() -> Option<Lab> {
     if let Some(why) = missing_prerequisite() {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{test}: namespace test cannot run under CI=true: {why}");
-        }
-        eprintln!("SKIP {test}: {why}");
+        cannot_run(&why);
         return None;
     }
     match Lab::new() {
         Ok(l) => Some(l),
         Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{test}: cannot set up the namespace lab under CI=true: {e}");
-            }
-            eprintln!("SKIP {test}: cannot set up the namespace lab: {e}");
+            cannot_run(&format!("cannot set up the namespace lab: {e}"));
             None
         }
     }
 }
 
 pub struct Lab {
-    pub name: String,
     pub dir: tempfile::TempDir,
     holder: Option<Child>,
     /// (label, child) in start order; killed in reverse.
     procs: Vec<(String, Child)>,
-    ns_created: bool,
-}
-
-fn run(cmd: &mut Command) -> Result<Output, String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{cmd:?} failed: {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(out)
+    // Dropped last: the namespace goes after every process in it.
+    netns: Netns,
 }
 
 impl Lab {
-    fn new() -> Result<Self, String> {
-        let name = format!(
-            "lrt-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
+    fn new() -> Result<Self, Error> {
         let mut lab = Lab {
-            name: name.clone(),
-            dir: tempfile::tempdir().map_err(|e| e.to_string())?,
+            dir: tempfile::tempdir().map_err(Error::io("tempdir"))?,
             holder: None,
             procs: Vec::new(),
-            ns_created: false,
+            netns: Netns::new("lrt")?,
         };
-        run(Command::new("ip").args(["netns", "add", &name]))?;
-        lab.ns_created = true;
-        run(Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]))?;
-        let holder = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &name,
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "sh",
-                "-c",
-            ])
+        let holder = lab
+            .netns
+            .exec("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
             .arg("mount -t tmpfs tmpfs /run && mkdir -p /run/rpcbind && exec sleep 3600")
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start the namespace holder: {e}"))?;
+            .map_err(Error::io("cannot start the namespace holder"))?;
         let pid = holder.id();
         lab.holder = Some(holder);
         // The holder execs its way to `sleep` only after the tmpfs is mounted.
-        let t0 = Instant::now();
-        loop {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.trim() == "sleep" {
-                break;
-            }
-            if t0.elapsed() > Duration::from_secs(10) {
-                return Err("namespace holder did not come up".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        lab.wait_for("namespace holder", || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "sleep")
+        })?;
         Ok(lab)
+    }
+
+    /// The namespace's name (for `ip netns exec`).
+    pub fn name(&self) -> &str {
+        self.netns.name()
     }
 
     pub fn holder_pid(&self) -> u32 {
@@ -155,14 +108,15 @@ impl Lab {
         c
     }
 
-    fn spawn(&mut self, label: &str, mut c: Command) -> Result<(), String> {
-        let log = std::fs::File::create(self.log_path(label)).map_err(|e| e.to_string())?;
+    fn spawn(&mut self, label: &str, mut c: Command) -> Result<(), Error> {
+        let what = format!("log of {label}");
+        let log = std::fs::File::create(self.log_path(label)).map_err(Error::io(&what))?;
         let child = c
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(log.try_clone().map_err(Error::io(&what))?)
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot start {label}: {e}"))?;
+            .map_err(Error::io(format!("cannot start {label}")))?;
         self.procs.push((label.to_owned(), child));
         Ok(())
     }
@@ -175,15 +129,15 @@ impl Lab {
         std::fs::read_to_string(self.log_path(label)).unwrap_or_default()
     }
 
-    fn wait_for(&self, what: &str, mut ok: impl FnMut() -> bool) -> Result<(), String> {
-        let t0 = Instant::now();
-        while !ok() {
-            if t0.elapsed() > Duration::from_secs(10) {
-                return Err(format!("{what} did not come up within 10 s"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+    fn wait_for(&self, what: &str, ok: impl FnMut() -> bool) -> Result<(), Error> {
+        if crate::spawn::wait_for(Duration::from_secs(10), ok) {
+            Ok(())
+        } else {
+            Err(Error::Timeout {
+                what: format!("{what} coming up"),
+                secs: 10,
+            })
         }
-        Ok(())
     }
 
     fn rpcinfo(&self) -> String {
@@ -194,7 +148,7 @@ impl Lab {
             .unwrap_or_default()
     }
 
-    pub fn start_rpcbind(&mut self) -> Result<(), String> {
+    pub fn start_rpcbind(&mut self) -> Result<(), Error> {
         let mut c = self.cmd("rpcbind");
         c.args(["-f", "-w"]);
         self.spawn("rpcbind", c)?;
@@ -204,24 +158,22 @@ impl Lab {
     /// Starts rpc.statd on `state_dir` (created with sm/ and sm.bak/), logging debug output
     /// and running an HA callout that appends "sm-notify MON_NAME SENDER_IP STATE" lines to
     /// `callout.log` for every SM_NOTIFY it receives.
-    pub fn start_statd(&mut self, state_dir: &Path) -> Result<(), String> {
+    pub fn start_statd(&mut self, state_dir: &Path) -> Result<(), Error> {
         for d in ["sm", "sm.bak"] {
-            std::fs::create_dir_all(state_dir.join(d)).map_err(|e| e.to_string())?;
+            let p = state_dir.join(d);
+            std::fs::create_dir_all(&p).map_err(Error::io(p.display().to_string()))?;
         }
         let callout = self.dir.path().join("callout.sh");
-        std::fs::write(
-            &callout,
-            format!(
-                "#!/bin/sh\necho \"$@\" >> {}\n",
-                self.callout_log().display()
-            ),
-        )
-        .map_err(|e| e.to_string())?;
+        let script = format!(
+            "#!/bin/sh\necho \"$@\" >> {}\n",
+            self.callout_log().display()
+        );
+        std::fs::write(&callout, script).map_err(Error::io("write callout.sh"))?;
         std::fs::set_permissions(
             &callout,
             std::os::unix::fs::PermissionsExt::from_mode(0o755),
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(Error::io("chmod callout.sh"))?;
         let mut c = self.cmd("rpc.statd");
         c.args(["-F", "-d", "-L", "-P"])
             .arg(state_dir)
@@ -295,11 +247,6 @@ impl Drop for Lab {
         if let Some(mut h) = self.holder.take() {
             let _ = h.kill();
             let _ = h.wait();
-        }
-        if self.ns_created {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.name])
-                .status();
         }
     }
 }
