@@ -6,6 +6,7 @@
 # is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
 
 if [[ $(id -u) -eq 0 ]]; then bash scripts/setup.sh; fi
 cargo build --release --quiet -p mmp-tool

@@ -25,7 +25,7 @@ for p in "${packages[@]}"; do
 done
 if ((${#missing[@]})); then
   if [[ $(id -u) -ne 0 ]]; then
-    echo "setup: missing Debian packages: ${missing[*]}; run as root: sudo $0" >&2
+    echo "setup: missing Debian packages: ${missing[*]}; run it as root (or with sudo): bash $0" >&2
     exit 1
   fi
   echo "setup: installing ${missing[*]}"

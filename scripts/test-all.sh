@@ -5,6 +5,7 @@
 # skipping.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/toolchain.sh
 
 bash scripts/setup.sh
 
@@ -27,7 +28,7 @@ elif [[ "${CI:-}" == true ]]; then
   echo "CI=true and the failover lab cannot run: it needs root" >&2
   exit 1
 else
-  echo "SKIPPED: the failover lab needs root (sudo bash tests/lab/lab.sh)"
+  echo "SKIPPED: the failover lab needs root (as root: bash tests/lab/lab.sh)"
 fi
 
 step "fuzz targets build"
