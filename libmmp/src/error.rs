@@ -4,6 +4,7 @@
 use crate::io::device::OpenError;
 use crate::ondisk::mmp::MmpError;
 use crate::ondisk::superblock::SuperblockError;
+use crate::protocol::seq::SeqError;
 use std::io;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,14 @@ pub enum Error {
         block: u64,
         first_valid: u64,
         blocks_count: u64,
+    },
+
+    /// No fresh random sequence to write (see [`crate::protocol::seq`]).
+    #[error("{device}: {source}")]
+    RandomSeq {
+        device: String,
+        #[source]
+        source: SeqError,
     },
 
     #[error("{device}: MMP block {block}: {source}; {}", mmp_hint(source, device))]

@@ -11,6 +11,7 @@ use libmmp::io::device::{Access, Device};
 use libmmp::io::probe;
 use libmmp::protocol::check::{SafeReason, SystemClock};
 use libmmp::protocol::claim::{self, ClaimError, ClaimMode, ClaimOptions, ClaimPhase, Claimed};
+use libmmp::protocol::seq::random_seq;
 use libmmp::Error;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
@@ -159,23 +160,12 @@ pub fn run_claim(
             let _ = e.flush();
         }
     };
-    // Random candidates up front: without the kernel's CSPRNG we do not claim at all (two
-    // nodes must not pick sequences by a predictable rule).
-    let mut candidates = Vec::with_capacity(8);
-    for _ in 0..8 {
-        candidates.push(claim::random_seq().map_err(|source| {
-            ClaimError::Fs(Error::Io {
-                device: fs.device_name().to_string(),
-                op: "reading /dev/urandom for a random MMP sequence",
-                offset: 0,
-                source,
-            })
-        })?);
-    }
     let r = claim::claim_with(
         fs,
         &SystemClock::default(),
-        &mut || candidates.pop().unwrap_or(0),
+        // Without the kernel's CSPRNG the claim refuses before it writes: two nodes must not
+        // pick sequences by a predictable rule.
+        &mut random_seq,
         &opts,
         mode,
         &|| false,

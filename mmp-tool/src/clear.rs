@@ -8,7 +8,7 @@ use libmmp::protocol::check::SystemClock;
 
 pub fn run(args: &ClearArgs) -> Outcome {
     let path = &args.dev.device;
-    let env = EditEnv::for_device(&path.display().to_string());
+    let env = EditEnv::for_device(&path.display().to_string())?;
     let mut countdown = Countdown::new(
         args.quiet,
         format!("watching the MMP block of {}", path.display()),

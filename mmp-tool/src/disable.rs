@@ -8,7 +8,7 @@ use libmmp::protocol::check::SystemClock;
 
 pub fn run(args: &DisableArgs) -> Outcome {
     let path = &args.dev.device;
-    let env = EditEnv::for_device(&path.display().to_string());
+    let env = EditEnv::for_device(&path.display().to_string())?;
     let settle = if args.full_wait {
         Settle::Full
     } else {

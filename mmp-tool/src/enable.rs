@@ -7,7 +7,7 @@ use libmmp::edit::{self, EditEnv, EditReport};
 
 pub fn run(args: &EnableArgs) -> Outcome {
     let path = &args.dev.device;
-    let env = EditEnv::for_device(&path.display().to_string());
+    let env = EditEnv::for_device(&path.display().to_string())?;
     let result = open_fs_for_edit(path).and_then(|fs| edit::enable(&fs, args.interval, &env));
     finish_edit("enable", path, args.json, result, describe)
 }

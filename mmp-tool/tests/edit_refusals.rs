@@ -526,7 +526,7 @@ fn crashed_copy(src: &Path, dst: &Path, ok: usize, op: &str) -> Result<usize, ()
         writes: Cell::new(0),
     };
     let fs = MmpFs::open(dev).unwrap();
-    let env = EditEnv::for_device(dst.to_str().unwrap());
+    let env = EditEnv::for_device(dst.to_str().unwrap()).unwrap();
     let clock = libmmp::protocol::check::SystemClock::default();
     let settle = Settle::For(Duration::from_millis(200));
     let r = match op {

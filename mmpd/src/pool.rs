@@ -678,7 +678,7 @@ mod tests {
             let c = claim::claim(
                 &fs,
                 &jump,
-                &mut || 0x100 + i as u32,
+                &mut || Ok(0x100 + i as u32),
                 &opts,
                 &|| false,
                 &mut |_, _, _| {},

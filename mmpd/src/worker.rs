@@ -9,6 +9,7 @@ use libmmp::io::device::Device;
 use libmmp::protocol::check::{Clock, SafeReason};
 use libmmp::protocol::claim::{self, ClaimOptions};
 use libmmp::protocol::heartbeat::{Heartbeat, HeartbeatConfig};
+use libmmp::protocol::seq::random_seq;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -126,7 +127,7 @@ fn run(job: Job) {
     let result = claim::claim(
         &fs,
         &clock,
-        &mut || claim::random_seq().unwrap_or_else(|_| fallback_seq(&clock)),
+        &mut random_seq,
         &opts,
         &|| shared.claim_cancel(),
         &mut |phase, _elapsed, total| {
@@ -155,11 +156,4 @@ fn run(job: Job) {
             });
         }
     }
-}
-
-/// If /dev/urandom fails: still a live, non-zero sequence (uniqueness is what matters, and
-/// the time in nanoseconds differs between nodes).
-fn fallback_seq(clock: &EpochClock) -> u32 {
-    let ns = clock.now().as_nanos() as u32 ^ std::process::id().rotate_left(16);
-    (ns % libmmp::ondisk::mmp::EXT4_MMP_SEQ_MAX).max(1)
 }

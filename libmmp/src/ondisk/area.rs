@@ -112,7 +112,7 @@ mod tests {
         let c = crate::protocol::claim::claim(
             &fs,
             &clock,
-            &mut || 77,
+            &mut || Ok(77),
             &opts("me"),
             &|| false,
             &mut |_, _, _| {},

@@ -46,7 +46,7 @@ use crate::fs::MmpFs;
 use crate::io::device::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_MAX, MMP_STRUCT_SIZE};
 use crate::protocol::check::{self, CheckOptions, Clock, SafeReason, Verdict};
-use std::io::Read;
+use crate::protocol::seq::{seq_after, FreshSeq, SeqError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// What a claim writes and how it watches.
@@ -94,30 +94,6 @@ pub fn wall_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
-}
-
-/// A random live sequence in `1..=SEQ_MAX` from the kernel's CSPRNG (`/dev/urandom`), like the
-/// kernel's `mmp_new_seq()` (which may also return 0; we skip it so 0 never means "ours").
-pub fn random_seq() -> std::io::Result<u32> {
-    let mut f = std::fs::File::open("/dev/urandom")?;
-    loop {
-        let mut b = [0u8; 4];
-        f.read_exact(&mut b)?;
-        let v = u32::from_le_bytes(b);
-        if (1..=EXT4_MMP_SEQ_MAX).contains(&v) {
-            return Ok(v);
-        }
-    }
-}
-
-/// The next heartbeat sequence after `seq`: kmmpd counts 1, 2, 3, ... and so do we, wrapping
-/// below the special codes.
-pub fn next_seq(seq: u32) -> u32 {
-    if seq >= EXT4_MMP_SEQ_MAX {
-        1
-    } else {
-        seq + 1
-    }
 }
 
 /// Longest time from the compare-read before a claim write to the end of that synced write.
@@ -263,13 +239,14 @@ pub fn read_on_disk<D: BlockIo>(fs: &MmpFs<D>) -> Result<(MmpBlock, [u8; MMP_STR
     Ok((blk, raw))
 }
 
-/// Run a claim that a holder follows at once ([`ClaimMode::HolderFollows`]). `next_seq`
-/// supplies random candidates (use [`random_seq`]); `cancel` is polled at every read;
+/// Run a claim that a holder follows at once ([`ClaimMode::HolderFollows`]). `fresh_seq`
+/// supplies random candidates (use [`crate::protocol::seq::random_seq`]; if it fails, the claim
+/// refuses before writing); `cancel` is polled at every read;
 /// `progress` sees the phase, elapsed and total of each wait.
 pub fn claim<D: BlockIo>(
     fs: &MmpFs<D>,
     clock: &dyn Clock,
-    next_seq: &mut dyn FnMut() -> u32,
+    fresh_seq: &mut FreshSeq<'_>,
     opts: &ClaimOptions,
     cancel: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(ClaimPhase, Duration, Duration),
@@ -277,7 +254,7 @@ pub fn claim<D: BlockIo>(
     claim_with(
         fs,
         clock,
-        next_seq,
+        fresh_seq,
         opts,
         ClaimMode::HolderFollows,
         cancel,
@@ -289,7 +266,7 @@ pub fn claim<D: BlockIo>(
 pub fn claim_with<D: BlockIo>(
     fs: &MmpFs<D>,
     clock: &dyn Clock,
-    next_seq: &mut dyn FnMut() -> u32,
+    fresh_seq: &mut FreshSeq<'_>,
     opts: &ClaimOptions,
     mode: ClaimMode,
     cancel: &dyn Fn() -> bool,
@@ -349,7 +326,12 @@ pub fn claim_with<D: BlockIo>(
         });
     }
     let mut reads = report.reads;
-    let seq = pick_seq(next_seq, report.first.mmp_seq);
+    let seq = pick_seq(fresh_seq, report.first.mmp_seq).map_err(|source| {
+        ClaimError::Fs(Error::RandomSeq {
+            device: device.clone(),
+            source,
+        })
+    })?;
     let blk = MmpBlock::new(
         seq,
         wall_now(),
@@ -397,7 +379,7 @@ pub fn claim_with<D: BlockIo>(
         // such reader sees; readers that start later see the fresh block for a full wait
         // from here. Then watch for a racing write based on an older read.
         let mut fresh = blk.clone();
-        fresh.mmp_seq = next_seq_from(seq);
+        fresh.mmp_seq = seq_after(seq);
         fresh.mmp_time = wall_now();
         let fresh_bytes = on_disk_bytes(fs, &fresh);
         let (at, done) = compare_and_write(fs, clock, &ours, &fresh, &mut reads)?.map_err(|f| {
@@ -575,23 +557,15 @@ pub fn verify_wait(found_ci: u32, sb_update_interval: u16, published: u16) -> Du
 }
 
 /// A random live sequence different from the one we found.
-fn pick_seq(next_seq: &mut dyn FnMut() -> u32, found: u32) -> u32 {
+fn pick_seq(fresh_seq: &mut FreshSeq<'_>, found: u32) -> Result<u32, SeqError> {
     for _ in 0..64 {
-        let s = next_seq();
+        let s = fresh_seq()?;
         if (1..=EXT4_MMP_SEQ_MAX).contains(&s) && s != found {
-            return s;
+            return Ok(s);
         }
     }
     // A broken generator: still never the found value nor a special code.
-    next_seq_from(found)
-}
-
-fn next_seq_from(found: u32) -> u32 {
-    if (1..EXT4_MMP_SEQ_MAX).contains(&found) {
-        found + 1
-    } else {
-        1
-    }
+    Ok(seq_after(found))
 }
 
 /// The outcome of a release.
@@ -723,7 +697,7 @@ pub(crate) mod tests {
         claim(
             &fs,
             clock,
-            &mut || seq,
+            &mut || Ok(seq),
             &opts("me"),
             &|| false,
             &mut |_, _, _| {},
@@ -742,7 +716,7 @@ pub(crate) mod tests {
         let c = claim(
             &fs,
             &clock,
-            &mut || 0x1234,
+            &mut || Ok(0x1234),
             &opts("me"),
             &|| false,
             &mut |_, _, _| {},
@@ -1033,7 +1007,7 @@ pub(crate) mod tests {
                         let r = claim_with(
                             &fs,
                             &clock,
-                            &mut || 0x100 + 0x10 * me as u32,
+                            &mut || Ok(0x100 + 0x10 * me as u32),
                             &opts(&format!("node{me}")),
                             mode,
                             &|| false,
@@ -1122,7 +1096,7 @@ pub(crate) mod tests {
         let c = claim_with(
             &fs,
             &clock,
-            &mut || 0x1234,
+            &mut || Ok(0x1234),
             &opts("me"),
             ClaimMode::Bare,
             &|| false,
@@ -1197,7 +1171,7 @@ pub(crate) mod tests {
         let e = claim(
             &fs,
             &clock,
-            &mut || 0x42,
+            &mut || Ok(0x42),
             &opts("me"),
             &|| clock.now() > Duration::from_secs(2),
             &mut |_, _, _| {},
@@ -1222,7 +1196,7 @@ pub(crate) mod tests {
         let c = claim(
             &fs,
             &clock,
-            &mut || 0x42,
+            &mut || Ok(0x42),
             &opts("me"),
             &|| false,
             &mut |_, _, _| {},
@@ -1262,12 +1236,15 @@ pub(crate) mod tests {
 
     #[test]
     fn seq_helpers() {
-        assert_eq!(next_seq(1), 2);
-        assert_eq!(next_seq(EXT4_MMP_SEQ_MAX), 1);
-        assert_eq!(pick_seq(&mut || 5, 5), 6, "never the found value");
-        assert_eq!(pick_seq(&mut || EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_CLEAN), 1);
-        let s = random_seq().unwrap();
-        assert!((1..=EXT4_MMP_SEQ_MAX).contains(&s));
+        assert_eq!(
+            pick_seq(&mut || Ok(5), 5).unwrap(),
+            6,
+            "never the found value"
+        );
+        assert_eq!(
+            pick_seq(&mut || Ok(EXT4_MMP_SEQ_CLEAN), EXT4_MMP_SEQ_CLEAN).unwrap(),
+            1
+        );
         assert_eq!(bdevname_of("/dev/mapper/x"), "x");
         assert!(!local_nodename().is_empty());
     }

@@ -31,6 +31,7 @@ use crate::io::device::BlockIo;
 use crate::ondisk::mmp::{FenceKind, FenceTag, MmpBlock, FENCE_TAG_MAX_BOUND_MS, MMP_STRUCT_SIZE};
 use crate::protocol::check::{self, Clock};
 use crate::protocol::claim::{self, Claimed, Release};
+use crate::protocol::seq::seq_after;
 use std::fmt;
 use std::time::Duration;
 
@@ -407,7 +408,7 @@ impl<D: BlockIo> Heartbeat<D> {
             return self.fence(r).map(Written::Done);
         }
         let mut next = self.block.clone();
-        next.mmp_seq = claim::next_seq(self.block.mmp_seq);
+        next.mmp_seq = seq_after(self.block.mmp_seq);
         next.mmp_time = claim::wall_now();
         next.set_fence_tag(self.fence_tag);
         let bytes = claim::on_disk_bytes(&self.fs, &next);
@@ -531,7 +532,15 @@ mod tests {
             check_interval: cfg.publish_check_interval(),
             ..opts("me")
         };
-        let c = claim(&fs, clock, &mut || 0x500, &o, &|| false, &mut |_, _, _| {}).unwrap();
+        let c = claim(
+            &fs,
+            clock,
+            &mut || Ok(0x500),
+            &o,
+            &|| false,
+            &mut |_, _, _| {},
+        )
+        .unwrap();
         Heartbeat::new(fs, &c, cfg, clock)
     }
 
@@ -779,7 +788,7 @@ mod tests {
         let c = claim(
             &fs,
             &clock,
-            &mut || 9,
+            &mut || Ok(9),
             &opts("me"),
             &|| false,
             &mut |_, _, _| {},
@@ -823,7 +832,7 @@ mod tests {
         let c = claim(
             &fs,
             &clock,
-            &mut || 9,
+            &mut || Ok(9),
             &opts("me"),
             &|| false,
             &mut |_, _, _| {},
@@ -889,7 +898,7 @@ mod tests {
         assert!(matches!(hb.write_unsynced(&clock), Ok(Written::Unsynced)));
         assert!(hb.is_unsynced());
         // Written (the device has it) but not counted: not a success, not our block yet.
-        assert_eq!(dev.current().mmp_seq, claim::next_seq(seq));
+        assert_eq!(dev.current().mmp_seq, seq_after(seq));
         assert_eq!(
             (hb.seq(), hb.beats(), hb.last_success()),
             (seq, beats, success)
@@ -898,7 +907,7 @@ mod tests {
         clock.sleep(Duration::from_millis(700));
         assert!(matches!(
             hb.confirm(&clock, Ok(())),
-            Ok(Beat::Wrote { seq: s }) if s == claim::next_seq(seq)
+            Ok(Beat::Wrote { seq: s }) if s == seq_after(seq)
         ));
         assert_eq!(hb.last_success(), submitted);
         assert_eq!(hb.beats(), beats + 1);
@@ -946,13 +955,13 @@ mod tests {
             Ok(Beat::Failed { .. })
         ));
         // The block on disk is the write whose sync failed; our last known write is older.
-        assert_eq!(dev.current().mmp_seq, claim::next_seq(seq));
+        assert_eq!(dev.current().mmp_seq, seq_after(seq));
         assert_eq!(hb.seq(), seq);
         clock.sleep(Duration::from_secs(1));
         // The next beat finds it, takes it as ours and writes the one after.
         assert!(matches!(
             split_beat(&mut hb, &clock, || Ok(())),
-            Ok(Beat::Wrote { seq: s }) if s == claim::next_seq(claim::next_seq(seq))
+            Ok(Beat::Wrote { seq: s }) if s == seq_after(seq_after(seq))
         ));
         assert!(run(&mut hb, &clock, 5).is_none());
     }

@@ -4,3 +4,4 @@
 pub mod check;
 pub mod claim;
 pub mod heartbeat;
+pub mod seq;
