@@ -7,11 +7,12 @@ use libmmp::io::device::{Access, Device};
 use libmmp::io::probe;
 use libmmp::ondisk::mmp::{MmpBlock, EXT4_MMP_MAGIC};
 use libmmp::protocol::check::{check_interval, wait_time};
+use libmmp::protocol::clock::wall_now;
 use libmmp::Error;
 use serde::Serialize;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Open `path` read-only and read its superblock. When there is no ext4 superblock, ask
 /// libblkid what is there instead, so the message can say "libblkid sees xfs".
@@ -154,13 +155,6 @@ pub fn finish_edit(
     }
 }
 
-/// Seconds since the epoch, now.
-pub fn now_epoch() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// `mmp_time` as RFC 3339 UTC; the raw number when it is out of range.
 pub fn format_time(t: u64) -> String {
     UNIX_EPOCH
@@ -239,7 +233,7 @@ pub fn block_report(
         sequence_hex: format!("{:08x}", blk.mmp_seq),
         time: blk.mmp_time,
         time_utc: format_time(blk.mmp_time),
-        age_seconds: i64::try_from(now_epoch()).unwrap_or(i64::MAX)
+        age_seconds: i64::try_from(wall_now()).unwrap_or(i64::MAX)
             - i64::try_from(blk.mmp_time).unwrap_or(i64::MAX),
         node_name: blk.nodename(),
         device_name: blk.bdevname(),

@@ -4,7 +4,7 @@ use crate::cli::IntervalArgs;
 use crate::common::{finish_edit, open_fs_for_edit, Countdown};
 use crate::exit::Outcome;
 use libmmp::edit::{self, EditEnv, EditReport, Settle, CLAIM_SETTLE};
-use libmmp::protocol::check::SystemClock;
+use libmmp::protocol::clock::SystemClock;
 
 pub fn run(args: &IntervalArgs) -> Outcome {
     let path = &args.dev.device;

@@ -8,8 +8,9 @@ use crate::exit::{self, Outcome};
 use clap::Args;
 use libmmp::host::run_dir;
 use libmmp::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
-use libmmp::protocol::check::{self, CheckOptions, SafeReason, SystemClock, Verdict};
-use libmmp::protocol::claim::{local_nodename, wall_now};
+use libmmp::protocol::check::{self, CheckOptions, SafeReason, Verdict};
+use libmmp::protocol::claim::local_nodename;
+use libmmp::protocol::clock::{wall_now, SystemClock};
 use serde::Serialize;
 use std::path::PathBuf;
 

@@ -527,7 +527,7 @@ fn crashed_copy(src: &Path, dst: &Path, ok: usize, op: &str) -> Result<usize, ()
     };
     let fs = MmpFs::open(dev).unwrap();
     let env = EditEnv::for_device(dst.to_str().unwrap()).unwrap();
-    let clock = libmmp::protocol::check::SystemClock::default();
+    let clock = libmmp::protocol::clock::SystemClock::default();
     let settle = Settle::For(Duration::from_millis(200));
     let r = match op {
         "enable" => edit::enable(&fs, None, &env),

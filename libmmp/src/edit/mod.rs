@@ -51,9 +51,8 @@ use crate::ondisk::mmp::{
     EXT4_MMP_SEQ_CLEAN, MMP_STRUCT_SIZE,
 };
 use crate::ondisk::superblock::{feature, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
-use crate::protocol::check::{
-    self, check_interval, wait_time, CheckOptions, Clock, Progress, Verdict,
-};
+use crate::protocol::check::{self, check_interval, wait_time, CheckOptions, Progress, Verdict};
+use crate::protocol::clock::Clock;
 use serde::Serialize;
 use std::io;
 use std::path::Path;
@@ -96,9 +95,7 @@ impl EditEnv {
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             bdevname: bdevname.to_string(),
-            wall_time: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
+            wall_time: crate::protocol::clock::wall_now(),
             claim_seq,
         })
     }

@@ -25,45 +25,8 @@ use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::io::device::BlockIo;
 use crate::ondisk::mmp::{FenceTag, MmpBlock, SeqClass, EXT4_MMP_MIN_CHECK_INTERVAL};
+use crate::protocol::clock::Clock;
 use std::time::Duration;
-
-/// Time, injected so the protocol is tested without sleeping.
-pub trait Clock {
-    /// Monotonic time since an arbitrary origin.
-    fn now(&self) -> Duration;
-    fn sleep(&self, d: Duration);
-}
-
-/// The real clock: `CLOCK_BOOTTIME`, which keeps counting while the machine is suspended
-/// (`CLOCK_MONOTONIC`, behind `Instant`, stops). A holder suspended for a minute must see that a
-/// minute passed since its last write, not none; a reader's wait must not shrink either.
-pub struct SystemClock {
-    origin: Duration,
-}
-
-/// `CLOCK_BOOTTIME` now (falls back to `CLOCK_MONOTONIC`, which cannot fail on Linux).
-pub fn boottime() -> Duration {
-    use nix::time::{clock_gettime, ClockId};
-    clock_gettime(ClockId::CLOCK_BOOTTIME)
-        .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC))
-        .map(Duration::from)
-        .unwrap_or_default()
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        SystemClock { origin: boottime() }
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> Duration {
-        boottime().saturating_sub(self.origin)
-    }
-    fn sleep(&self, d: Duration) {
-        std::thread::sleep(d)
-    }
-}
 
 /// The effective check interval in seconds: `max(s_mmp_update_interval, 5)`, raised to the
 /// block's `mmp_check_interval` if that is larger (the writer publishes its own pace there).
@@ -378,18 +341,6 @@ pub(crate) mod tests {
             honor_fence_tag: true,
         };
         check(&fs, clock, opts, &mut |_, _| {}).unwrap()
-    }
-
-    #[test]
-    fn the_system_clock_is_boottime_and_moves() {
-        let c = SystemClock::default();
-        let a = c.now();
-        c.sleep(Duration::from_millis(20));
-        let b = c.now();
-        assert!(b >= a + Duration::from_millis(20), "{a:?} {b:?}");
-        let m = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
-        // BOOTTIME = MONOTONIC + time suspended: never behind it.
-        assert!(boottime() >= Duration::from(m));
     }
 
     #[test]

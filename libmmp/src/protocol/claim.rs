@@ -45,9 +45,10 @@ use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::io::device::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_MAX, MMP_STRUCT_SIZE};
-use crate::protocol::check::{self, CheckOptions, Clock, SafeReason, Verdict};
+use crate::protocol::check::{self, CheckOptions, SafeReason, Verdict};
+use crate::protocol::clock::{wall_now, Clock};
 use crate::protocol::seq::{seq_after, FreshSeq, SeqError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// What a claim writes and how it watches.
 #[derive(Debug, Clone)]
@@ -87,13 +88,6 @@ pub fn local_nodename() -> String {
 /// the block device.
 pub fn bdevname_of(device: &str) -> String {
     device.rsplit('/').next().unwrap_or(device).to_string()
-}
-
-/// Wall-clock seconds for `mmp_time` (informational only: readers never trust it).
-pub fn wall_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// Longest time from the compare-read before a claim write to the end of that synced write.

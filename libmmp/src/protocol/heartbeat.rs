@@ -29,8 +29,9 @@ use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::io::device::BlockIo;
 use crate::ondisk::mmp::{FenceKind, FenceTag, MmpBlock, FENCE_TAG_MAX_BOUND_MS, MMP_STRUCT_SIZE};
-use crate::protocol::check::{self, Clock};
+use crate::protocol::check;
 use crate::protocol::claim::{self, Claimed, Release};
+use crate::protocol::clock::{wall_now, Clock};
 use crate::protocol::seq::seq_after;
 use std::fmt;
 use std::time::Duration;
@@ -409,7 +410,7 @@ impl<D: BlockIo> Heartbeat<D> {
         }
         let mut next = self.block.clone();
         next.mmp_seq = seq_after(self.block.mmp_seq);
-        next.mmp_time = claim::wall_now();
+        next.mmp_time = wall_now();
         next.set_fence_tag(self.fence_tag);
         let bytes = claim::on_disk_bytes(&self.fs, &next);
         // Ages count from the submission: the write reaches the disk no earlier, so a reader
