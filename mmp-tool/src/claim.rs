@@ -59,7 +59,9 @@ impl ClaimFlags {
     }
 
     pub fn node_name(&self) -> String {
-        self.node_name.clone().unwrap_or_else(claim::local_nodename)
+        self.node_name
+            .clone()
+            .unwrap_or_else(libmmp::host::identity::nodename)
     }
 }
 

@@ -6,12 +6,13 @@ use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome, ToolError};
 use clap::Args;
 use libmmp::fs::MmpFs;
+use libmmp::host::identity;
 use libmmp::host::run_dir;
 use libmmp::io::device::{Access, BlockIo, Device};
 use libmmp::io::probe;
 use libmmp::ondisk::area::{self, AREA_SIZE};
 use libmmp::ondisk::mmp::SeqClass;
-use libmmp::protocol::claim::{bdevname_of, local_nodename};
+use libmmp::protocol::claim::bdevname_of;
 use libmmp::protocol::clock::wall_now;
 use libmmp::Error;
 use serde::Serialize;
@@ -171,7 +172,7 @@ pub fn run(args: &FormatAreaArgs) -> Outcome {
         uuid,
         args.interval,
         wall_now(),
-        &local_nodename(),
+        &identity::nodename(),
         &bdevname_of(&dev),
     );
     device

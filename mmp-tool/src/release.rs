@@ -6,10 +6,10 @@ use crate::cli::DeviceArg;
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome};
 use clap::Args;
+use libmmp::host::identity;
 use libmmp::host::run_dir;
 use libmmp::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
 use libmmp::protocol::check::{self, CheckOptions, SafeReason, Verdict};
-use libmmp::protocol::claim::local_nodename;
 use libmmp::protocol::clock::{wall_now, SystemClock};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ pub fn run(args: &ReleaseArgs) -> Outcome {
         .run_dir
         .clone()
         .unwrap_or_else(run_dir::run_dir_from_env);
-    let node = args.node_name.clone().unwrap_or_else(local_nodename);
+    let node = args.node_name.clone().unwrap_or_else(identity::nodename);
     let done = |released: bool, result: &'static str, message: String| -> Outcome {
         if args.json {
             print_json(&ReleaseJson {

@@ -246,7 +246,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
             .node_name
             .clone()
             .or_else(|| file.node_name.clone())
-            .unwrap_or_else(libmmp::protocol::claim::local_nodename),
+            .unwrap_or_else(libmmp::host::identity::nodename),
         watchdog_device: cli
             .watchdog_device
             .clone()

@@ -205,7 +205,7 @@ fn file_sighup_adds_and_removes_devices() {
     );
     assert!(
         wait_for(CLAIM, || read_block(&img2.path).nodename()
-            == libmmp::protocol::claim::local_nodename()
+            == libmmp::host::identity::nodename()
             && read_block(&img2.path).mmp_seq != EXT4_MMP_SEQ_CLEAN),
         "{}",
         d.log()

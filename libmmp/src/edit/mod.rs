@@ -91,9 +91,7 @@ impl EditEnv {
                 source,
             })?;
         Ok(EditEnv {
-            nodename: nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            nodename: crate::host::identity::nodename(),
             bdevname: bdevname.to_string(),
             wall_time: crate::protocol::clock::wall_now(),
             claim_seq,

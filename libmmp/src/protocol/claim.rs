@@ -43,6 +43,7 @@
 
 use crate::error::Error;
 use crate::fs::MmpFs;
+use crate::host::identity;
 use crate::io::device::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_MAX, MMP_STRUCT_SIZE};
 use crate::protocol::check::{self, CheckOptions, SafeReason, Verdict};
@@ -69,19 +70,12 @@ impl ClaimOptions {
     /// check interval 5 (the minimum readers use anyway), poll every 100 ms.
     pub fn for_device(device: &str) -> Self {
         ClaimOptions {
-            nodename: local_nodename(),
+            nodename: identity::nodename(),
             bdevname: bdevname_of(device),
             check_interval: crate::ondisk::mmp::EXT4_MMP_MIN_CHECK_INTERVAL,
             poll: Duration::from_millis(100),
         }
     }
-}
-
-/// This host's name (`uname -n`), as the kernel writes `init_utsname()->nodename`.
-pub fn local_nodename() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "(unknown)".to_string())
 }
 
 /// The last component of a device path (`/dev/mapper/x` -> `x`), as the kernel's `%pg` names
@@ -1240,6 +1234,5 @@ pub(crate) mod tests {
             1
         );
         assert_eq!(bdevname_of("/dev/mapper/x"), "x");
-        assert!(!local_nodename().is_empty());
     }
 }
