@@ -102,7 +102,7 @@ pub fn record_claim(run_dir: &Path, device: &Path, c: &Claimed) {
     let st = HolderState {
         pid: std::process::id(),
         device: device.display().to_string(),
-        state: "claimed".into(),
+        state: Some(run_dir::HolderPhase::Claimed),
         node_name: c.block.nodename(),
         seq: c.block.mmp_seq,
         since: c.block.mmp_time,

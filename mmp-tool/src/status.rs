@@ -84,7 +84,7 @@ pub fn run(args: &StatusArgs) -> Outcome {
         t += &format!(
             "held by:          mmpd pid {} on this host ({} since {}, sequence {:#010x} at that change, interval {} ms, fence {}{})\n",
             h.pid,
-            h.state,
+            h.state.map_or("unknown state", |p| p.name()),
             crate::common::format_time(h.since),
             h.seq,
             h.interval_ms,

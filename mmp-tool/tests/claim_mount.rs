@@ -187,7 +187,7 @@ fn file_claim_release_and_status_of_a_local_mmpd() {
     let st = libmmp::host::run_dir::HolderState {
         pid: 4242,
         device: p.to_string(),
-        state: "holding".into(),
+        state: Some(libmmp::host::run_dir::HolderPhase::Holding),
         seq: 0x77,
         interval_ms: 1000,
         fence: "exit".into(),

@@ -811,7 +811,7 @@ impl Daemon {
             let st = HolderState {
                 pid: std::process::id(),
                 device: s.cfg.path.display().to_string(),
-                state: s.state.name().to_string(),
+                state: s.state.name().parse().ok(),
                 node_name: self.cfg.node_name.clone(),
                 seq,
                 since: s.since,

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use libmmp::host::run_dir;
+use libmmp::host::run_dir::{self, HolderPhase};
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
@@ -132,7 +132,7 @@ fn loop_hung_device_is_fenced_while_the_other_keeps_beating() {
     let st = run_dir::local_holder(&run, &a)
         .unwrap()
         .expect("A's state file");
-    assert_eq!(st.state, "fenced");
+    assert_eq!(st.state, Some(HolderPhase::Fenced));
     assert!(st.reason.contains("has not returned"), "{st:?}");
 
     // Thaw: the write that hung (issued before the limit) lands, and nothing after it.
