@@ -7,7 +7,7 @@
 //! - [`io`]: the one I/O trait, with block devices (O_DIRECT), image files and memory; libblkid's
 //!   view of a device; the watchdog ioctls.
 //! - [`fs`] and [`write`]: a filesystem seen through its superblock and MMP block, and writing
-//!   that block.
+//!   that block; [`open`]: opening a path as one, naming what it holds when it is not ext4.
 //! - [`protocol`]: the check (is it safe to mount?), the claim and the heartbeat, with an
 //!   injected clock.
 //! - [`edit`]: enable, disable, interval and clear on an unmounted filesystem.
@@ -19,6 +19,7 @@ pub mod fs;
 pub mod host;
 pub mod io;
 pub mod ondisk;
+pub mod open;
 pub mod protocol;
 pub mod write;
 

@@ -1,9 +1,11 @@
 //! `mmp-tool check`: the pre-mount gate.
 
 use crate::cli::CheckArgs;
-use crate::common::{format_time, open_fs, print_json, print_out};
+use crate::common::{format_time, print_json, print_out};
 use crate::exit::{self, Outcome};
+use libmmp::io::device::Access;
 use libmmp::ondisk::mmp::MmpBlock;
+use libmmp::open::open_fs;
 use libmmp::protocol::check::{check, CheckOptions, CheckReport, SafeReason, Verdict};
 use libmmp::protocol::clock::{wall_now, SystemClock};
 use serde::Serialize;
@@ -115,7 +117,7 @@ fn message(dev: &str, r: &CheckReport) -> String {
 
 pub fn run(args: &CheckArgs) -> Outcome {
     let path = &args.dev.device;
-    let fs = open_fs(path)?;
+    let fs = open_fs(path, Access::ReadOnly)?;
     let dev = fs.device_name().to_string();
     let opts = CheckOptions {
         poll: Duration::from_millis(args.poll_ms),

@@ -8,12 +8,11 @@ use clap::Args;
 use libmmp::fs::MmpFs;
 use libmmp::host::run_dir::{self, HolderState};
 use libmmp::io::device::{Access, Device};
-use libmmp::io::probe;
+use libmmp::open::open_fs;
 use libmmp::protocol::check::SafeReason;
 use libmmp::protocol::claim::{self, ClaimError, ClaimMode, ClaimOptions, ClaimPhase, Claimed};
 use libmmp::protocol::clock::SystemClock;
 use libmmp::protocol::seq::random_seq;
-use libmmp::Error;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -75,19 +74,6 @@ pub fn local_mmpd(run_dir: &Path, device: &Path) -> Option<String> {
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
         )),
         _ => None,
-    }
-}
-
-/// Open read-write (O_DIRECT on block devices) and read the superblock; "not ext4" names what
-/// libblkid sees.
-pub fn open_fs_rw(path: &Path) -> Result<MmpFs<Device>, Error> {
-    let dev = Device::open(path, Access::ReadWrite)?;
-    match MmpFs::open(dev) {
-        Err(Error::NotExt4 { device, .. }) => Err(Error::NotExt4 {
-            device,
-            found: probe::identify(path).fs_type,
-        }),
-        other => other,
     }
 }
 
@@ -233,7 +219,7 @@ pub fn run(args: &ClaimArgs) -> Outcome {
     if let Some(msg) = local_mmpd(&run_dir, path) {
         return report(false, "held_by_local_mmpd", msg, None);
     }
-    let fs = open_fs_rw(path)?;
+    let fs = open_fs(path, Access::ReadWrite)?;
     fs.require_mmp()?;
     match run_claim(&fs, flags, ClaimMode::Bare) {
         Ok(c) => {

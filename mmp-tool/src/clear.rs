@@ -1,7 +1,7 @@
 //! `mmp-tool clear`: reset a stuck MMP block to CLEAN after watching it (libmmp::edit::clear).
 
 use crate::cli::ClearArgs;
-use crate::common::{finish_edit, open_fs_for_edit, Countdown};
+use crate::common::{finish_edit, Countdown};
 use crate::exit::Outcome;
 use libmmp::edit::{self, EditEnv, EditReport};
 use libmmp::protocol::clock::SystemClock;
@@ -13,7 +13,7 @@ pub fn run(args: &ClearArgs) -> Outcome {
         args.quiet,
         format!("watching the MMP block of {}", path.display()),
     );
-    let result = open_fs_for_edit(path).and_then(|fs| {
+    let result = edit::open_for_edit(path).and_then(|fs| {
         edit::clear(
             &fs,
             &env,

@@ -9,7 +9,6 @@ use libmmp::fs::MmpFs;
 use libmmp::host::identity;
 use libmmp::host::run_dir;
 use libmmp::io::device::{Access, BlockIo, Device};
-use libmmp::io::probe;
 use libmmp::ondisk::area::{self, AREA_SIZE};
 use libmmp::ondisk::mmp::SeqClass;
 use libmmp::protocol::claim::bdevname_of;
@@ -152,11 +151,7 @@ pub fn run(args: &FormatAreaArgs) -> Outcome {
             );
         }
         Err(_) if !args.force => {
-            let id = probe::identify(path);
-            if let Some(t) = id
-                .fs_type
-                .or(id.ambivalent.then(|| "several signatures".to_string()))
-            {
+            if let Some(t) = libmmp::open::found_instead(path) {
                 return done(
                     exit::ERROR,
                     "signature_found",

@@ -1,7 +1,7 @@
 //! `mmp-tool interval`: set the MMP update interval (libmmp::edit::set_interval).
 
 use crate::cli::IntervalArgs;
-use crate::common::{finish_edit, open_fs_for_edit, Countdown};
+use crate::common::{finish_edit, Countdown};
 use crate::exit::Outcome;
 use libmmp::edit::{self, EditEnv, EditReport, Settle, CLAIM_SETTLE};
 use libmmp::protocol::clock::SystemClock;
@@ -18,7 +18,7 @@ pub fn run(args: &IntervalArgs) -> Outcome {
         args.quiet,
         format!("watching the claimed MMP block of {}", path.display()),
     );
-    let result = open_fs_for_edit(path).and_then(|fs| {
+    let result = edit::open_for_edit(path).and_then(|fs| {
         edit::set_interval(
             &fs,
             args.seconds,

@@ -1,14 +1,16 @@
 //! `mmp-tool release`: set the MMP block back to CLEAN after `mmp-tool claim`, but only if it
 //! still holds our claim.
 
-use crate::claim::{local_mmpd, open_fs_rw, read_claim_record, remove_claim_record};
+use crate::claim::{local_mmpd, read_claim_record, remove_claim_record};
 use crate::cli::DeviceArg;
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome};
 use clap::Args;
 use libmmp::host::identity;
 use libmmp::host::run_dir;
+use libmmp::io::device::Access;
 use libmmp::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
+use libmmp::open::open_fs;
 use libmmp::protocol::check::{self, CheckOptions, SafeReason, Verdict};
 use libmmp::protocol::clock::{wall_now, SystemClock};
 use serde::Serialize;
@@ -68,7 +70,7 @@ pub fn run(args: &ReleaseArgs) -> Outcome {
     if let Some(msg) = local_mmpd(&run_dir, path) {
         return done(false, "held_by_local_mmpd", msg);
     }
-    let fs = open_fs_rw(path)?;
+    let fs = open_fs(path, Access::ReadWrite)?;
     let blk = fs.read_mmp()?;
     if blk.mmp_seq == EXT4_MMP_SEQ_CLEAN {
         remove_claim_record(&run_dir, path);

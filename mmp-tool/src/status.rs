@@ -1,12 +1,14 @@
 //! `mmp-tool status`: the MMP state now, no waiting.
 
 use crate::cli::StatusArgs;
-use crate::common::{block_report, open_fs, print_json, print_out};
+use crate::common::{block_report, print_json, print_out};
 use crate::exit::Outcome;
+use libmmp::io::device::Access;
+use libmmp::open::open_fs;
 
 pub fn run(args: &StatusArgs) -> Outcome {
     let path = &args.dev.device;
-    let fs = open_fs(path)?;
+    let fs = open_fs(path, Access::ReadOnly)?;
     let (blk, csum) = fs.read_mmp_raw()?;
     let r = block_report(path, &fs, &blk, csum);
     // An mmpd on this host holding the device (its lock is held and its state file says so).

@@ -171,8 +171,8 @@ fn prepare(
         LockError::Busy { .. } => Fatal::new(exit::BUSY, e.to_string()),
         e => Fatal::new(exit::ERROR, e.to_string()),
     })?;
-    let dev = Device::open(&dc.path, access).map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
-    let fs = MmpFs::open(dev).map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
+    let fs = libmmp::open::open_fs(&dc.path, access)
+        .map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
     fs.require_mmp()
         .map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
     libmmp::write::mmp_write_span(

@@ -364,7 +364,7 @@ pub fn open_for_edit(path: &Path) -> Result<MmpFs<Device>, EditError> {
         e => EditError::Fs(Error::Open(e)),
     })?;
     check_local()?;
-    Ok(MmpFs::open(dev)?)
+    Ok(MmpFs::open(dev).map_err(|e| crate::open::explain_not_ext4(path, e))?)
 }
 
 // ---------------------------------------------------------------------------------------------
