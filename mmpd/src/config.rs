@@ -217,7 +217,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
             interval: Duration::from_secs_f64(interval),
             fail_intervals,
         };
-        heartbeat.validate().map_err(invalid)?;
+        heartbeat.validate().map_err(|e| invalid(e.to_string()))?;
         if fence == FenceAction::Command && fence_command.as_deref().is_none_or(str::is_empty) {
             return Err(invalid(
                 "fence = command needs a fence_command (--fence-command CMD)".to_string(),

@@ -64,26 +64,30 @@ impl Default for HeartbeatConfig {
     }
 }
 
+/// Heartbeat settings that cannot be published safely.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeartbeatConfigError {
+    #[error("interval {0:?} out of range (0.1 to 60 seconds)")]
+    IntervalOutOfRange(Duration),
+    #[error("fail_intervals {0} too small: at least 2 (one late write must not fence)")]
+    TooFewFailIntervals(u32),
+    #[error("interval x fail_intervals = {0:?} exceeds the kernel's largest check interval ({MAX_CHECK_INTERVAL} s)")]
+    FailAfterTooLong(Duration),
+}
+
 impl HeartbeatConfig {
     /// Reject settings that cannot be published safely.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), HeartbeatConfigError> {
         if self.interval < Duration::from_millis(100) || self.interval > Duration::from_secs(60) {
-            return Err(format!(
-                "interval {:?} out of range (0.1 to 60 seconds)",
-                self.interval
-            ));
+            return Err(HeartbeatConfigError::IntervalOutOfRange(self.interval));
         }
         if self.fail_intervals < 2 {
-            return Err(format!(
-                "fail_intervals {} too small: at least 2 (one late write must not fence)",
-                self.fail_intervals
+            return Err(HeartbeatConfigError::TooFewFailIntervals(
+                self.fail_intervals,
             ));
         }
         if self.fail_after() > Duration::from_secs(u64::from(MAX_CHECK_INTERVAL)) {
-            return Err(format!(
-                "interval x fail_intervals = {:?} exceeds the kernel's largest check interval ({MAX_CHECK_INTERVAL} s)",
-                self.fail_after()
-            ));
+            return Err(HeartbeatConfigError::FailAfterTooLong(self.fail_after()));
         }
         Ok(())
     }
@@ -630,12 +634,18 @@ mod tests {
         };
         assert_eq!(c.publish_check_interval(), 15);
         assert!(c.validate().is_ok());
-        for (i, n) in [(50u64, 5u32), (1000, 1), (60_000, 10)] {
+        let bad = [
+            (50u64, 5u32, "IntervalOutOfRange"),
+            (1000, 1, "TooFewFailIntervals"),
+            (60_000, 10, "FailAfterTooLong"),
+        ];
+        for (i, n, step) in bad {
             let c = HeartbeatConfig {
                 interval: Duration::from_millis(i),
                 fail_intervals: n,
             };
-            assert!(c.validate().is_err(), "{c:?}");
+            let e = c.validate().unwrap_err();
+            assert!(format!("{e:?}").starts_with(step), "{c:?}: {e:?}");
         }
     }
 
