@@ -21,6 +21,8 @@ pub mod io;
 pub mod ondisk;
 pub mod open;
 pub mod protocol;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod write;
 
 pub use error::Error;

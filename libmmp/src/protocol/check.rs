@@ -271,21 +271,7 @@ pub(crate) mod tests {
     use std::cell::Cell;
     use std::io;
 
-    /// A fake clock: sleeping advances time instantly. Shared by the claim, heartbeat and
-    /// edit tests.
-    #[derive(Default)]
-    pub(crate) struct FakeClock {
-        pub t: Cell<Duration>,
-    }
-
-    impl Clock for FakeClock {
-        fn now(&self) -> Duration {
-            self.t.get()
-        }
-        fn sleep(&self, d: Duration) {
-            self.t.set(self.t.get() + d);
-        }
-    }
+    pub(crate) use crate::testing::{FakeClock, ScriptedDevice};
 
     pub(crate) const MMP_BLOCK: u64 = 1000;
     pub(crate) const BS: u64 = 4096;
@@ -300,37 +286,22 @@ pub(crate) mod tests {
         MemDevice::new("mem.img", data)
     }
 
-    /// A device whose MMP block is rewritten by a simulated writer as the fake clock advances:
-    /// `writer(t)` returns the block at time `t`, or `None` to leave the bytes as they are.
-    struct Scripted<'a, F: Fn(Duration) -> Option<MmpBlock>> {
-        inner: MemDevice,
+    /// [`image`] as a [`ScriptedDevice`]: the MMP block starts as `initial`, and `other(t)`
+    /// may rewrite it before each read.
+    pub(crate) fn shared<'a>(
+        csum: bool,
+        initial: &MmpBlock,
         clock: &'a FakeClock,
-        writer: F,
-        seed: Option<u32>,
-    }
-
-    impl<F: Fn(Duration) -> Option<MmpBlock>> BlockIo for Scripted<'_, F> {
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-            if let Some(b) = (self.writer)(self.clock.now()) {
-                self.inner.write_at(MMP_BLOCK * BS, &b.encode(self.seed))?;
-            }
-            self.inner.read_at(offset, buf)
-        }
-        fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-            self.inner.write_at(offset, buf)
-        }
-        fn sync(&self) -> io::Result<()> {
-            Ok(())
-        }
-        fn size(&self) -> u64 {
-            self.inner.size()
-        }
-        fn logical_block_size(&self) -> u32 {
-            512
-        }
-        fn name(&self) -> &str {
-            "scripted"
-        }
+        other: impl Fn(Duration) -> Option<MmpBlock> + 'a,
+    ) -> ScriptedDevice<'a> {
+        let sb = crate::ondisk::superblock::Superblock::parse(&sample(csum)).unwrap();
+        ScriptedDevice::new(
+            image(csum, initial),
+            MMP_BLOCK * BS,
+            sb.mmp_csum_seed(),
+            clock,
+            other,
+        )
     }
 
     fn run(dev: impl BlockIo, clock: &FakeClock, timeout: Option<Duration>) -> CheckReport {
@@ -465,13 +436,7 @@ pub(crate) mod tests {
             b.set_fence_tag(Some(watchdog_tag(3_000)));
             Some(b)
         };
-        let sb = crate::ondisk::superblock::Superblock::parse(&sample(true)).unwrap();
-        let dev = Scripted {
-            inner: image(true, &writer(Duration::ZERO).unwrap()),
-            clock: &clock,
-            writer,
-            seed: sb.mmp_csum_seed(),
-        };
+        let dev = shared(true, &writer(Duration::ZERO).unwrap(), &clock, writer);
         let r = run(dev, &clock, None);
         assert!(
             matches!(r.verdict, Verdict::InUse { .. }),
@@ -494,13 +459,7 @@ pub(crate) mod tests {
                 5,
             ))
         };
-        let sb = crate::ondisk::superblock::Superblock::parse(&sample(true)).unwrap();
-        let dev = Scripted {
-            inner: image(true, &writer(Duration::ZERO).unwrap()),
-            clock: &clock,
-            writer,
-            seed: sb.mmp_csum_seed(),
-        };
+        let dev = shared(true, &writer(Duration::ZERO).unwrap(), &clock, writer);
         let r = run(dev, &clock, None);
         match &r.verdict {
             Verdict::InUse { block } => {
@@ -587,12 +546,7 @@ pub(crate) mod tests {
             let seq = if (5..6).contains(&t.as_secs()) { 8 } else { 7 };
             Some(MmpBlock::new(seq, 0, "n", "d", 5))
         };
-        let dev = Scripted {
-            inner: image(false, &MmpBlock::new(7, 0, "n", "d", 5)),
-            clock: &clock,
-            writer,
-            seed: None,
-        };
+        let dev = shared(false, &MmpBlock::new(7, 0, "n", "d", 5), &clock, writer);
         assert!(matches!(
             run(dev, &clock, None).verdict,
             Verdict::InUse { .. }

@@ -590,86 +590,11 @@ pub(crate) mod tests {
     use super::*;
     use crate::io::device::MemDevice;
     use crate::ondisk::mmp::{EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
-    use crate::ondisk::superblock::tests::sample;
-    use std::cell::{Cell, RefCell};
+    use std::cell::Cell;
     use std::io;
 
-    pub(crate) use crate::protocol::check::tests::{image, FakeClock, BS, MMP_BLOCK};
-
-    /// A device that another (simulated) node writes: before each read, `other(t)` may return
-    /// a block to store, given the fake time. Writes can be made to fail.
-    pub(crate) struct Shared<'a> {
-        pub inner: MemDevice,
-        pub clock: &'a FakeClock,
-        pub other: Box<dyn Fn(Duration) -> Option<MmpBlock> + 'a>,
-        pub seed: Option<u32>,
-        pub fail_writes: Cell<bool>,
-        pub fail_reads: Cell<bool>,
-        /// Each write takes this long (on the fake clock).
-        pub write_delay: Cell<Duration>,
-        pub writes: RefCell<Vec<(Duration, u32)>>,
-    }
-
-    impl<'a> Shared<'a> {
-        pub fn new(
-            csum: bool,
-            initial: &MmpBlock,
-            clock: &'a FakeClock,
-            other: impl Fn(Duration) -> Option<MmpBlock> + 'a,
-        ) -> Self {
-            let sb = crate::ondisk::superblock::Superblock::parse(&sample(csum)).unwrap();
-            Shared {
-                inner: image(csum, initial),
-                clock,
-                other: Box::new(other),
-                seed: sb.mmp_csum_seed(),
-                fail_writes: Cell::new(false),
-                fail_reads: Cell::new(false),
-                write_delay: Cell::new(Duration::ZERO),
-                writes: RefCell::new(Vec::new()),
-            }
-        }
-        pub fn current(&self) -> MmpBlock {
-            let d = self.inner.snapshot();
-            let off = (MMP_BLOCK * BS) as usize;
-            MmpBlock::decode(&d[off..off + 1024]).unwrap()
-        }
-    }
-
-    impl BlockIo for Shared<'_> {
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-            if offset == MMP_BLOCK * BS {
-                if self.fail_reads.get() {
-                    return Err(io::Error::other("injected read error"));
-                }
-                if let Some(b) = (self.other)(self.clock.now()) {
-                    self.inner.write_at(MMP_BLOCK * BS, &b.encode(self.seed))?;
-                }
-            }
-            self.inner.read_at(offset, buf)
-        }
-        fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-            if self.fail_writes.get() {
-                return Err(io::Error::other("injected write error"));
-            }
-            let seq = MmpBlock::decode(buf).map(|b| b.mmp_seq).unwrap_or(0);
-            self.clock.sleep(self.write_delay.get());
-            self.writes.borrow_mut().push((self.clock.now(), seq));
-            self.inner.write_at(offset, buf)
-        }
-        fn sync(&self) -> io::Result<()> {
-            Ok(())
-        }
-        fn size(&self) -> u64 {
-            self.inner.size()
-        }
-        fn logical_block_size(&self) -> u32 {
-            512
-        }
-        fn name(&self) -> &str {
-            "shared"
-        }
-    }
+    pub(crate) use crate::protocol::check::tests::{image, shared, FakeClock, BS, MMP_BLOCK};
+    pub(crate) use crate::testing::ScriptedDevice;
 
     pub(crate) fn opts(node: &str) -> ClaimOptions {
         ClaimOptions {
@@ -699,7 +624,7 @@ pub(crate) mod tests {
     #[test]
     fn clean_block_is_claimed_only_after_a_wait() {
         let clock = FakeClock::default();
-        let dev = Shared::new(true, &clean(), &clock, |_| None);
+        let dev = shared(true, &clean(), &clock, |_| None);
         let fs = MmpFs::open(&dev).unwrap();
         let c = claim(
             &fs,
@@ -729,7 +654,7 @@ pub(crate) mod tests {
     #[test]
     fn stale_live_block_takes_two_waits() {
         let clock = FakeClock::default();
-        let dev = Shared::new(
+        let dev = shared(
             false,
             &MmpBlock::new(77, 0, "dead", "sda", 5),
             &clock,
@@ -754,7 +679,7 @@ pub(crate) mod tests {
             ),
         ] {
             let clock = FakeClock::default();
-            let dev = Shared::new(false, &blk, &clock, |_| None);
+            let dev = shared(false, &blk, &clock, |_| None);
             let e = run_claim(&dev, &clock, 9).unwrap_err();
             assert_eq!(e.name(), name);
             assert!(e.is_refusal());
@@ -762,7 +687,7 @@ pub(crate) mod tests {
             assert_eq!(clock.now(), Duration::ZERO);
         }
         let clock = FakeClock::default();
-        let dev = Shared::new(true, &clean(), &clock, |_| None);
+        let dev = shared(true, &clean(), &clock, |_| None);
         let mut d = dev.inner.snapshot();
         d[(MMP_BLOCK * BS) as usize + 0x3FC] ^= 1;
         let dev = MemDevice::new("bad", d);
@@ -773,7 +698,7 @@ pub(crate) mod tests {
     #[test]
     fn live_writer_is_refused_without_writing() {
         let clock = FakeClock::default();
-        let dev = Shared::new(
+        let dev = shared(
             false,
             &MmpBlock::new(1, 0, "nodeA", "sda", 5),
             &clock,
@@ -792,7 +717,7 @@ pub(crate) mod tests {
     fn a_later_writer_during_verification_makes_us_lose() {
         // Another claimer saw CLEAN too and writes its sequence 3 s after us.
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |t| {
+        let dev = shared(false, &clean(), &clock, |t| {
             (t >= Duration::from_secs(3)).then(|| MmpBlock::new(0x999, 0, "nodeB", "sdc", 5))
         });
         let e = run_claim(&dev, &clock, 0x111).unwrap_err();
@@ -1042,7 +967,7 @@ pub(crate) mod tests {
         let mut dead = MmpBlock::new(77, 0, "dead", "sda", 5);
         let tag = crate::protocol::check::tests::watchdog_tag(4_000);
         dead.set_fence_tag(Some(tag));
-        let dev = Shared::new(true, &dead, &clock, |_| None);
+        let dev = shared(true, &dead, &clock, |_| None);
         let c = run_claim(&dev, &clock, 0x55).unwrap();
         assert_eq!((c.previous, c.fence_tag), (SafeReason::Stale, Some(tag)));
         assert_eq!(c.verify_wait, FENCED_VERIFY);
@@ -1070,7 +995,7 @@ pub(crate) mod tests {
         b.mmp_seq = 0x9999;
         b.mmp_time = 50;
         b.mmp_nodename = MmpBlock::new(0, 0, "kernel-node", "", 0).mmp_nodename;
-        let dev = Shared::new(false, &b, &clock, |_| None);
+        let dev = shared(false, &b, &clock, |_| None);
         let c = run_claim(&dev, &clock, 0x55).unwrap();
         assert_eq!(c.fence_tag, None);
         assert!(clock.now() >= Duration::from_secs(20), "{:?}", clock.now());
@@ -1079,7 +1004,7 @@ pub(crate) mod tests {
     #[test]
     fn a_bare_claim_outlasts_readers_then_refreshes_its_block() {
         let clock = FakeClock::default();
-        let dev = Shared::new(true, &clean(), &clock, |_| None);
+        let dev = shared(true, &clean(), &clock, |_| None);
         let fs = MmpFs::open(&dev).unwrap();
         let c = claim_with(
             &fs,
@@ -1118,7 +1043,7 @@ pub(crate) mod tests {
     #[test]
     fn a_claimer_whose_write_stalls_gives_up() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         dev.write_delay
             .set(MAX_WRITE_GAP + Duration::from_millis(100));
         match run_claim(&dev, &clock, 0x66) {
@@ -1130,7 +1055,7 @@ pub(crate) mod tests {
         }
         // A slow write within the limit is fine.
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         dev.write_delay.set(Duration::from_millis(1_500));
         assert!(run_claim(&dev, &clock, 0x66).is_ok());
     }
@@ -1140,7 +1065,7 @@ pub(crate) mod tests {
         // The block is clean at the check's only read and changes right after it.
         let clock = FakeClock::default();
         let reads = Cell::new(0u32);
-        let dev = Shared::new(false, &clean(), &clock, |_| {
+        let dev = shared(false, &clean(), &clock, |_| {
             reads.set(reads.get() + 1);
             (reads.get() == 2).then(|| MmpBlock::new(0x777, 9, "racer", "sdc", 5))
         });
@@ -1154,7 +1079,7 @@ pub(crate) mod tests {
     #[test]
     fn cancel_after_writing_restores_clean() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let fs = MmpFs::open(&dev).unwrap();
         let e = claim(
             &fs,
@@ -1179,7 +1104,7 @@ pub(crate) mod tests {
     #[test]
     fn release_writes_clean_only_over_our_own_block() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let fs = MmpFs::open(&dev).unwrap();
         let c = claim(
             &fs,

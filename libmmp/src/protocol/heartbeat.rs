@@ -522,7 +522,7 @@ pub enum ReleaseError {
 mod tests {
     use super::*;
     use crate::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
-    use crate::protocol::claim::tests::{opts, FakeClock, Shared};
+    use crate::protocol::claim::tests::{opts, shared, FakeClock, ScriptedDevice};
     use crate::protocol::claim::{claim, ClaimOptions};
     use std::cell::Cell;
 
@@ -530,7 +530,10 @@ mod tests {
         MmpBlock::new(EXT4_MMP_SEQ_CLEAN, 0, "old", "sda", 5)
     }
 
-    fn hold<'a>(dev: &'a Shared<'a>, clock: &FakeClock) -> Heartbeat<&'a Shared<'a>> {
+    fn hold<'a>(
+        dev: &'a ScriptedDevice<'a>,
+        clock: &FakeClock,
+    ) -> Heartbeat<&'a ScriptedDevice<'a>> {
         let fs = MmpFs::open(dev).unwrap();
         let cfg = HeartbeatConfig::default();
         let o = ClaimOptions {
@@ -550,7 +553,11 @@ mod tests {
     }
 
     /// Drive the heartbeat on the fake clock for `secs` seconds or until it fences.
-    fn run(hb: &mut Heartbeat<&Shared<'_>>, clock: &FakeClock, secs: u64) -> Option<FenceReason> {
+    fn run(
+        hb: &mut Heartbeat<&ScriptedDevice<'_>>,
+        clock: &FakeClock,
+        secs: u64,
+    ) -> Option<FenceReason> {
         let end = clock.now() + Duration::from_secs(secs);
         while clock.now() < end {
             let due = hb.next_due();
@@ -581,7 +588,7 @@ mod tests {
     #[test]
     fn with_a_fence_tag_every_beat_carries_a_valid_one_and_stops_in_time() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 2).is_none());
         assert_eq!(dev.current().fence_tag(), None, "no tag before it is armed");
@@ -601,7 +608,7 @@ mod tests {
         assert!(matches!(r, FenceReason::NoSuccessfulWrite { .. }), "{r}");
         assert!(clock.now() - start <= check::fence_wait(tag) - STALE_MARGIN);
         // Released blocks carry no tag.
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         hb.set_fence_tag(Some(tag));
         assert!(run(&mut hb, &clock, 2).is_none());
@@ -614,7 +621,7 @@ mod tests {
     #[test]
     fn slow_writes_count_from_their_submission() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 2).is_none());
         let before = clock.now();
@@ -652,7 +659,7 @@ mod tests {
     #[test]
     fn steady_heartbeat_counts_up_every_interval() {
         let clock = FakeClock::default();
-        let dev = Shared::new(true, &clean(), &clock, |_| None);
+        let dev = shared(true, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         let writes_before = dev.writes.borrow().len();
         assert!(run(&mut hb, &clock, 30).is_none());
@@ -671,7 +678,7 @@ mod tests {
     fn foreign_sequence_fences_and_nothing_more_is_written() {
         let clock = FakeClock::default();
         let intruder_at = Cell::new(Duration::MAX);
-        let dev = Shared::new(false, &clean(), &clock, |t| {
+        let dev = shared(false, &clean(), &clock, |t| {
             (t >= intruder_at.get()).then(|| MmpBlock::new(0xBAD, 0, "intruder", "sdz", 5))
         });
         let mut hb = hold(&dev, &clock);
@@ -703,7 +710,7 @@ mod tests {
         let clock = FakeClock::default();
         let copy_at = Cell::new(Duration::MAX);
         let dev_cell: Cell<Option<MmpBlock>> = Cell::new(None);
-        let dev = Shared::new(false, &clean(), &clock, |t| {
+        let dev = shared(false, &clean(), &clock, |t| {
             if t >= copy_at.get() {
                 let b = dev_cell.take();
                 if let Some(mut b) = b.clone() {
@@ -726,7 +733,7 @@ mod tests {
     #[test]
     fn write_errors_fence_after_fail_intervals() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 3).is_none());
         dev.fail_writes.set(true);
@@ -743,7 +750,7 @@ mod tests {
     #[test]
     fn read_errors_count_as_failures_too() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         dev.fail_reads.set(true);
         assert!(matches!(
@@ -755,7 +762,7 @@ mod tests {
     #[test]
     fn a_transient_error_does_not_fence() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 2).is_none());
         dev.fail_writes.set(true);
@@ -767,7 +774,7 @@ mod tests {
     #[test]
     fn a_failed_write_that_landed_is_not_foreign() {
         // The device reports an error but stores the block (e.g. the sync failed).
-        struct LyingDev<'a>(&'a Shared<'a>, Cell<bool>);
+        struct LyingDev<'a>(&'a ScriptedDevice<'a>, Cell<bool>);
         impl BlockIo for LyingDev<'_> {
             fn read_at(&self, o: u64, b: &mut [u8]) -> std::io::Result<()> {
                 self.0.read_at(o, b)
@@ -793,7 +800,7 @@ mod tests {
             }
         }
         let clock = FakeClock::default();
-        let shared = Shared::new(false, &clean(), &clock, |_| None);
+        let shared = shared(false, &clean(), &clock, |_| None);
         let dev = LyingDev(&shared, Cell::new(false));
         let fs = MmpFs::open(&dev).unwrap();
         let c = claim(
@@ -821,7 +828,7 @@ mod tests {
     fn a_stalled_holder_never_writes_late() {
         // The process was stopped (or the read hung) past the limit: fence without writing.
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 2).is_none());
         let writes = dev.writes.borrow().len();
@@ -838,7 +845,7 @@ mod tests {
         // Claim done (its write is 9 s old), but the holder starts 1.6 s late: a reader who saw
         // the claim write may call it stale at 11 s, and we keep a 0.5 s margin: too late.
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let fs = MmpFs::open(&dev).unwrap();
         let c = claim(
             &fs,
@@ -865,7 +872,7 @@ mod tests {
 
     /// One beat in two halves with the given sync result; `None` if it ended in the first.
     fn split_beat(
-        hb: &mut Heartbeat<&Shared<'_>>,
+        hb: &mut Heartbeat<&ScriptedDevice<'_>>,
         clock: &FakeClock,
         synced: impl FnOnce() -> Result<(), Error>,
     ) -> Result<Beat, FenceReason> {
@@ -878,7 +885,7 @@ mod tests {
     /// Beats in two halves with a shared sync that always fails, on the fake clock, until
     /// the holder fences (or `secs` pass).
     fn run_failing_sync(
-        hb: &mut Heartbeat<&Shared<'_>>,
+        hb: &mut Heartbeat<&ScriptedDevice<'_>>,
         clock: &FakeClock,
         secs: u64,
     ) -> Option<FenceReason> {
@@ -900,7 +907,7 @@ mod tests {
     #[test]
     fn a_beat_counts_only_once_confirmed_and_from_its_submission() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 2).is_none());
         let (seq, beats, success) = (hb.seq(), hb.beats(), hb.last_success());
@@ -934,7 +941,7 @@ mod tests {
     #[test]
     fn a_failed_group_sync_is_a_failed_beat_and_fences_after_fail_after() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 3).is_none());
         let last_success = hb.last_success();
@@ -956,7 +963,7 @@ mod tests {
     #[test]
     fn a_write_that_landed_but_whose_sync_failed_is_ours() {
         let clock = FakeClock::default();
-        let dev = Shared::new(true, &clean(), &clock, |_| None);
+        let dev = shared(true, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 2).is_none());
         let seq = hb.seq();
@@ -980,7 +987,7 @@ mod tests {
     #[test]
     fn an_unconfirmed_write_is_pending_at_the_next_beat_and_at_release() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 2).is_none());
         let success = hb.last_success();
@@ -1001,7 +1008,7 @@ mod tests {
     #[test]
     fn a_foreign_write_between_write_and_confirm_is_caught_at_the_next_beat() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 2).is_none());
         clock.sleep(Duration::from_secs(1));
@@ -1033,7 +1040,7 @@ mod tests {
         // The shared sync returned fine, but only after the block on disk could be called
         // stale: the beat counts from its submission, so the next beat is too late to write.
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 2).is_none());
         clock.sleep(Duration::from_secs(1));
@@ -1051,7 +1058,7 @@ mod tests {
     #[test]
     fn release_writes_clean() {
         let clock = FakeClock::default();
-        let dev = Shared::new(false, &clean(), &clock, |_| None);
+        let dev = shared(false, &clean(), &clock, |_| None);
         let mut hb = hold(&dev, &clock);
         assert!(run(&mut hb, &clock, 3).is_none());
         match hb.release().unwrap() {
