@@ -77,6 +77,31 @@ fn stale_live_block_takes_two_waits() {
     assert!(clock.now() < Duration::from_secs(21));
 }
 
+/// Without the kernel's CSPRNG there is no sequence to write: the claim refuses after its
+/// first watch and writes nothing (it never falls back to a clock-derived value).
+#[test]
+fn no_random_sequence_no_claim() {
+    let clock = FakeClock::default();
+    let dev = shared(true, &clean(), &clock, |_| None);
+    let fs = MmpFs::open(&dev).unwrap();
+    let e = claim(
+        &fs,
+        &clock,
+        &mut || Err(SeqError::Csprng(getrandom::Error::UNSUPPORTED)),
+        &opts("me"),
+        &|| false,
+        &mut |_, _, _| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, ClaimError::Fs(Error::RandomSeq { .. })),
+        "{e:?}"
+    );
+    assert!(!e.is_refusal(), "an error, not a device in use");
+    assert!(dev.writes.borrow().is_empty(), "nothing written");
+    assert_eq!(dev.current().mmp_seq, clean().mmp_seq);
+}
+
 #[test]
 fn refuses_fsck_unknown_and_bad_checksum_without_writing() {
     for (blk, name) in [
