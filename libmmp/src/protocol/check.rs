@@ -217,30 +217,55 @@ pub fn check<D: BlockIo>(
         SeqClass::Unknown(s) => return Ok(report(Verdict::UnknownSeq(s), reads)),
         SeqClass::Live(_) => {}
     }
+    let verdict = watch_live(
+        fs,
+        clock,
+        &opts,
+        &first,
+        watch_start,
+        wait,
+        &mut reads,
+        progress,
+    )?;
+    Ok(report(verdict, reads))
+}
+
+/// The watch of a live sequence: re-read every poll interval until `wait` has passed since
+/// `watch_start` (stale: safe), the block changes (in use), its checksum fails, or the
+/// timeout ends the watch undecided.
+#[allow(clippy::too_many_arguments)]
+fn watch_live<D: BlockIo>(
+    fs: &MmpFs<D>,
+    clock: &dyn Clock,
+    opts: &CheckOptions,
+    first: &MmpBlock,
+    watch_start: Duration,
+    wait: Duration,
+    reads: &mut u32,
+    progress: Progress<'_>,
+) -> Result<Verdict, Error> {
     let first_raw = first.encode_raw();
     let poll = opts.poll.max(Duration::from_millis(1));
     loop {
         let elapsed = clock.now().saturating_sub(watch_start);
         progress(elapsed.min(wait), wait);
         if elapsed >= wait {
-            return Ok(report(Verdict::Safe(SafeReason::Stale), reads));
+            return Ok(Verdict::Safe(SafeReason::Stale));
         }
         if opts.timeout.is_some_and(|t| elapsed >= t) {
-            return Ok(report(Verdict::Undecided, reads));
+            return Ok(Verdict::Undecided);
         }
         let mut step = poll.min(wait - elapsed);
         if let Some(t) = opts.timeout {
             step = step.min(t.saturating_sub(elapsed));
         }
         clock.sleep(step);
-        reads += 1;
+        *reads += 1;
         match read_verified(fs)? {
             // Any difference, not only the sequence: whoever rewrote the block is alive.
             Ok(now) if now.encode_raw() == first_raw => {}
-            Ok(now) => return Ok(report(Verdict::InUse { block: now }, reads)),
-            Err((_, stored, computed)) => {
-                return Ok(report(Verdict::BadChecksum { stored, computed }, reads))
-            }
+            Ok(now) => return Ok(Verdict::InUse { block: now }),
+            Err((_, stored, computed)) => return Ok(Verdict::BadChecksum { stored, computed }),
         }
     }
 }
