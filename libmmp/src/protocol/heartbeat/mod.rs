@@ -34,6 +34,7 @@ use crate::protocol::claim::{self, Claimed, Release};
 use crate::protocol::clock::{wall_now, Clock};
 use crate::protocol::seq::seq_after;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default heartbeat interval.
@@ -139,7 +140,8 @@ pub enum FenceReason {
     NoSuccessfulWrite {
         since: Duration,
         limit: Duration,
-        last_error: Option<String>,
+        /// The error of the last failed write or read, if the last beat failed.
+        last_error: Option<Arc<Error>>,
     },
 }
 
@@ -172,7 +174,7 @@ impl fmt::Display for FenceReason {
                 since.as_secs_f64(),
                 limit.as_secs_f64(),
                 last_error
-                    .as_deref()
+                    .as_ref()
                     .map(|e| format!(", last error: {e}"))
                     .unwrap_or_default()
             ),
@@ -187,7 +189,8 @@ pub enum Beat {
     Wrote { seq: u32 },
     /// This beat failed (I/O error); not fenced yet.
     Failed {
-        error: Error,
+        /// Shared with the [`FenceReason`] that names it if the failures go on.
+        error: Arc<Error>,
         since_success: Duration,
     },
 }
@@ -228,7 +231,7 @@ pub struct Heartbeat<D: BlockIo> {
     /// less [`STALE_MARGIN`]: we never write after it.
     stale_deadline: Duration,
     next_due: Duration,
-    last_error: Option<String>,
+    last_error: Option<Arc<Error>>,
     fenced: Option<FenceReason>,
     beats: u64,
 }
@@ -484,7 +487,8 @@ impl<D: BlockIo> Heartbeat<D> {
     }
 
     fn failed(&mut self, error: Error, clock: &dyn Clock) -> Result<Beat, FenceReason> {
-        self.last_error = Some(error.to_string());
+        let error = Arc::new(error);
+        self.last_error = Some(Arc::clone(&error));
         let now = clock.now();
         if let Some(r) = self.too_late(now) {
             return self.fence(r);
