@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use libmmp::protocol::check::Clock;
+use libmmp::protocol::clock::Clock;
 use libmmp::io::device::MemDevice;
 use libmmp::edit::{self, EditEnv, Settle};
 use libmmp::fs::MmpFs;

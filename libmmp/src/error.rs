@@ -5,6 +5,7 @@ use crate::fs::WriteSpanError;
 use crate::io::device::OpenError;
 use crate::ondisk::mmp::MmpError;
 use crate::ondisk::superblock::SuperblockError;
+use crate::protocol::seq::SeqError;
 use std::io;
 
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,14 @@ pub enum Error {
         device: String,
         #[source]
         source: WriteSpanError,
+    },
+
+    /// No fresh random sequence to write (see [`crate::protocol::seq`]).
+    #[error("{device}: {source}")]
+    RandomSeq {
+        device: String,
+        #[source]
+        source: SeqError,
     },
 
     #[error("{device}: MMP block {block}: {source}; {}", mmp_hint(source, device))]

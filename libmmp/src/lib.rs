@@ -7,7 +7,7 @@
 //! - [`io`]: the one I/O trait, with block devices (O_DIRECT), image files and memory; libblkid's
 //!   view of a device; the watchdog ioctls.
 //! - [`fs`]: a filesystem seen through its superblock and MMP block: reading both, writing the
-//!   MMP block.
+//!   MMP block; `MmpFs::open_path` opens a path as one, naming what it holds when it is not ext4.
 //! - [`protocol`]: the check (is it safe to mount?), the claim and the heartbeat, with an
 //!   injected clock.
 //! - [`edit`]: enable, disable, interval and clear on an unmounted filesystem.
@@ -20,5 +20,7 @@ pub mod host;
 pub mod io;
 pub mod ondisk;
 pub mod protocol;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub use error::Error;

@@ -1,10 +1,13 @@
 //! `mmp-tool check`: the pre-mount gate.
 
 use crate::cli::CheckArgs;
-use crate::common::{format_time, now_epoch, open_fs, print_json, print_out};
+use crate::common::{format_time, print_json, print_out};
 use crate::exit::{self, Outcome};
+use libmmp::fs::MmpFs;
+use libmmp::io::device::Access;
 use libmmp::ondisk::mmp::MmpBlock;
-use libmmp::protocol::check::{check, CheckOptions, CheckReport, SafeReason, SystemClock, Verdict};
+use libmmp::protocol::check::{check, CheckOptions, CheckReport, SafeReason, Verdict};
+use libmmp::protocol::clock::{wall_now, SystemClock};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -60,7 +63,7 @@ fn who(b: &MmpBlock) -> String {
         b.bdevname(),
         format_time(b.mmp_time),
         b.mmp_seq,
-        i128::from(now_epoch()) - i128::from(b.mmp_time)
+        i128::from(wall_now()) - i128::from(b.mmp_time)
     )
 }
 
@@ -114,7 +117,7 @@ fn message(dev: &str, r: &CheckReport) -> String {
 
 pub fn run(args: &CheckArgs) -> Outcome {
     let path = &args.dev.device;
-    let fs = open_fs(path)?;
+    let fs = MmpFs::open_path(path, Access::ReadOnly)?;
     let dev = fs.device_name().to_string();
     let opts = CheckOptions {
         poll: Duration::from_millis(args.poll_ms),

@@ -8,10 +8,10 @@ use clap::Args;
 use libmmp::fs::MmpFs;
 use libmmp::host::run_dir::{self, HolderState};
 use libmmp::io::device::{Access, Device};
-use libmmp::io::probe;
-use libmmp::protocol::check::{SafeReason, SystemClock};
+use libmmp::protocol::check::SafeReason;
 use libmmp::protocol::claim::{self, ClaimError, ClaimMode, ClaimOptions, ClaimPhase, Claimed};
-use libmmp::Error;
+use libmmp::protocol::clock::SystemClock;
+use libmmp::protocol::seq::random_seq;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -57,7 +57,9 @@ impl ClaimFlags {
     }
 
     pub fn node_name(&self) -> String {
-        self.node_name.clone().unwrap_or_else(claim::local_nodename)
+        self.node_name
+            .clone()
+            .unwrap_or_else(libmmp::host::identity::nodename)
     }
 }
 
@@ -74,19 +76,6 @@ pub fn local_mmpd(run_dir: &Path, device: &Path) -> Option<String> {
     }
 }
 
-/// Open read-write (O_DIRECT on block devices) and read the superblock; "not ext4" names what
-/// libblkid sees.
-pub fn open_fs_rw(path: &Path) -> Result<MmpFs<Device>, Error> {
-    let dev = Device::open(path, Access::ReadWrite)?;
-    match MmpFs::open(dev) {
-        Err(Error::NotExt4 { device, .. }) => Err(Error::NotExt4 {
-            device,
-            found: probe::identify(path).fs_type,
-        }),
-        other => other,
-    }
-}
-
 fn record_path(run_dir: &Path, device: &Path) -> Option<PathBuf> {
     run_dir::device_key(device)
         .ok()
@@ -98,7 +87,7 @@ pub fn record_claim(run_dir: &Path, device: &Path, c: &Claimed) {
     let st = HolderState {
         pid: std::process::id(),
         device: device.display().to_string(),
-        state: "claimed".into(),
+        state: Some(run_dir::HolderPhase::Claimed),
         node_name: c.block.nodename(),
         seq: c.block.mmp_seq,
         since: c.block.mmp_time,
@@ -159,23 +148,12 @@ pub fn run_claim(
             let _ = e.flush();
         }
     };
-    // Random candidates up front: without the kernel's CSPRNG we do not claim at all (two
-    // nodes must not pick sequences by a predictable rule).
-    let mut candidates = Vec::with_capacity(8);
-    for _ in 0..8 {
-        candidates.push(claim::random_seq().map_err(|source| {
-            ClaimError::Fs(Error::Io {
-                device: fs.device_name().to_string(),
-                op: "reading /dev/urandom for a random MMP sequence",
-                offset: 0,
-                source,
-            })
-        })?);
-    }
     let r = claim::claim_with(
         fs,
         &SystemClock::default(),
-        &mut || candidates.pop().unwrap_or(0),
+        // Without the kernel's CSPRNG the claim refuses before it writes: two nodes must not
+        // pick sequences by a predictable rule.
+        &mut random_seq,
         &opts,
         mode,
         &|| false,
@@ -240,7 +218,7 @@ pub fn run(args: &ClaimArgs) -> Outcome {
     if let Some(msg) = local_mmpd(&run_dir, path) {
         return report(false, "held_by_local_mmpd", msg, None);
     }
-    let fs = open_fs_rw(path)?;
+    let fs = MmpFs::open_path(path, Access::ReadWrite)?;
     fs.require_mmp()?;
     match run_claim(&fs, flags, ClaimMode::Bare) {
         Ok(c) => {

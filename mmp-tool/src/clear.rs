@@ -1,19 +1,19 @@
 //! `mmp-tool clear`: reset a stuck MMP block to CLEAN after watching it (libmmp::edit::clear).
 
 use crate::cli::ClearArgs;
-use crate::common::{finish_edit, open_fs_for_edit, Countdown};
+use crate::common::{finish_edit, Countdown};
 use crate::exit::Outcome;
 use libmmp::edit::{self, EditEnv, EditReport};
-use libmmp::protocol::check::SystemClock;
+use libmmp::protocol::clock::SystemClock;
 
 pub fn run(args: &ClearArgs) -> Outcome {
     let path = &args.dev.device;
-    let env = EditEnv::for_device(&path.display().to_string());
+    let env = EditEnv::for_device(&path.display().to_string())?;
     let mut countdown = Countdown::new(
         args.quiet,
         format!("watching the MMP block of {}", path.display()),
     );
-    let result = open_fs_for_edit(path).and_then(|fs| {
+    let result = edit::open_for_edit(path).and_then(|fs| {
         edit::clear(
             &fs,
             &env,

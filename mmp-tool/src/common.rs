@@ -1,49 +1,17 @@
 //! Shared pieces of the subcommands: opening a device, the block report, output helpers.
 
 use crate::exit::{self, Outcome, ToolError};
-use libmmp::edit::{self, EditError, EditReport};
+use libmmp::edit::{EditError, EditReport};
 use libmmp::fs::{ChecksumStatus, MmpFs};
-use libmmp::io::device::{Access, Device};
+use libmmp::io::device::Device;
 use libmmp::io::probe;
 use libmmp::ondisk::mmp::{MmpBlock, EXT4_MMP_MAGIC};
 use libmmp::protocol::check::{check_interval, wait_time};
-use libmmp::Error;
+use libmmp::protocol::clock::wall_now;
 use serde::Serialize;
 use std::io::{self, IsTerminal, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Open `path` read-only and read its superblock. When there is no ext4 superblock, ask
-/// libblkid what is there instead, so the message can say "libblkid sees xfs".
-pub fn open_fs(path: &Path) -> Result<MmpFs<Device>, Error> {
-    let dev = Device::open(path, Access::ReadOnly)?;
-    match MmpFs::open(dev) {
-        Err(Error::NotExt4 { device, .. }) => Err(not_ext4(path, device)),
-        other => other,
-    }
-}
-
-/// "Not ext4", with what libblkid sees on `path` instead.
-fn not_ext4(path: &Path, device: String) -> Error {
-    let id = probe::identify(path);
-    let found = match (id.fs_type, id.ambivalent) {
-        (Some(t), _) => Some(t),
-        (None, true) => Some("several conflicting signatures".to_string()),
-        (None, false) => None,
-    };
-    Error::NotExt4 { device, found }
-}
-
-/// Open `path` for `enable`/`disable`/`interval`/`clear`: refused if this host uses it, then
-/// opened exclusively (see `libmmp::edit::open_for_edit`).
-pub fn open_fs_for_edit(path: &Path) -> Result<MmpFs<Device>, EditError> {
-    match edit::open_for_edit(path) {
-        Err(EditError::Fs(Error::NotExt4 { device, .. })) => {
-            Err(EditError::Fs(not_ext4(path, device)))
-        }
-        other => other,
-    }
-}
+use std::time::{Duration, UNIX_EPOCH};
 
 /// A countdown on stderr while an edit watches the MMP block, when stderr is a terminal.
 pub struct Countdown {
@@ -154,13 +122,6 @@ pub fn finish_edit(
     }
 }
 
-/// Seconds since the epoch, now.
-pub fn now_epoch() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// `mmp_time` as RFC 3339 UTC; the raw number when it is out of range.
 pub fn format_time(t: u64) -> String {
     UNIX_EPOCH
@@ -239,7 +200,7 @@ pub fn block_report(
         sequence_hex: format!("{:08x}", blk.mmp_seq),
         time: blk.mmp_time,
         time_utc: format_time(blk.mmp_time),
-        age_seconds: i64::try_from(now_epoch()).unwrap_or(i64::MAX)
+        age_seconds: i64::try_from(wall_now()).unwrap_or(i64::MAX)
             - i64::try_from(blk.mmp_time).unwrap_or(i64::MAX),
         node_name: blk.nodename(),
         device_name: blk.bdevname(),

@@ -1,14 +1,14 @@
 //! `mmp-tool disable`: turn MMP off for an unmounted filesystem (libmmp::edit::disable).
 
 use crate::cli::DisableArgs;
-use crate::common::{finish_edit, open_fs_for_edit, Countdown};
+use crate::common::{finish_edit, Countdown};
 use crate::exit::Outcome;
 use libmmp::edit::{self, EditEnv, EditReport, Settle, CLAIM_SETTLE};
-use libmmp::protocol::check::SystemClock;
+use libmmp::protocol::clock::SystemClock;
 
 pub fn run(args: &DisableArgs) -> Outcome {
     let path = &args.dev.device;
-    let env = EditEnv::for_device(&path.display().to_string());
+    let env = EditEnv::for_device(&path.display().to_string())?;
     let settle = if args.full_wait {
         Settle::Full
     } else {
@@ -18,7 +18,7 @@ pub fn run(args: &DisableArgs) -> Outcome {
         args.quiet,
         format!("watching the claimed MMP block of {}", path.display()),
     );
-    let result = open_fs_for_edit(path).and_then(|fs| {
+    let result = edit::open_for_edit(path).and_then(|fs| {
         edit::disable(&fs, &env, &SystemClock::default(), settle, &mut |e, t| {
             countdown.tick(e, t)
         })

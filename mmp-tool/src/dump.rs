@@ -1,12 +1,14 @@
 //! `mmp-tool dump`: every field, in `debugfs -R dump_mmp` format plus what debugfs omits.
 
 use crate::cli::DumpArgs;
-use crate::common::{block_report, open_fs, print_json, print_out};
+use crate::common::{block_report, print_json, print_out};
 use crate::exit::Outcome;
+use libmmp::fs::MmpFs;
+use libmmp::io::device::Access;
 
 pub fn run(args: &DumpArgs) -> Outcome {
     let path = &args.dev.device;
-    let fs = open_fs(path)?;
+    let fs = MmpFs::open_path(path, Access::ReadOnly)?;
     let (blk, csum) = fs.read_mmp_raw()?;
     let r = block_report(path, &fs, &blk, csum);
     if args.json {

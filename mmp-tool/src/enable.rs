@@ -1,14 +1,14 @@
 //! `mmp-tool enable`: turn MMP on for an unmounted filesystem (libmmp::edit::enable).
 
 use crate::cli::EnableArgs;
-use crate::common::{finish_edit, open_fs_for_edit};
+use crate::common::finish_edit;
 use crate::exit::Outcome;
 use libmmp::edit::{self, EditEnv, EditReport};
 
 pub fn run(args: &EnableArgs) -> Outcome {
     let path = &args.dev.device;
-    let env = EditEnv::for_device(&path.display().to_string());
-    let result = open_fs_for_edit(path).and_then(|fs| edit::enable(&fs, args.interval, &env));
+    let env = EditEnv::for_device(&path.display().to_string())?;
+    let result = edit::open_for_edit(path).and_then(|fs| edit::enable(&fs, args.interval, &env));
     finish_edit("enable", path, args.json, result, describe)
 }
 

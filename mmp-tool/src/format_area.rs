@@ -6,12 +6,13 @@ use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome, ToolError};
 use clap::Args;
 use libmmp::fs::MmpFs;
+use libmmp::host::identity;
 use libmmp::host::run_dir;
 use libmmp::io::device::{Access, BlockIo, Device};
-use libmmp::io::probe;
 use libmmp::ondisk::area::{self, AREA_SIZE};
 use libmmp::ondisk::mmp::SeqClass;
-use libmmp::protocol::claim::{bdevname_of, local_nodename, wall_now};
+use libmmp::protocol::claim::bdevname_of;
+use libmmp::protocol::clock::wall_now;
 use libmmp::Error;
 use serde::Serialize;
 use std::io::Read;
@@ -150,11 +151,7 @@ pub fn run(args: &FormatAreaArgs) -> Outcome {
             );
         }
         Err(_) if !args.force => {
-            let id = probe::identify(path);
-            if let Some(t) = id
-                .fs_type
-                .or(id.ambivalent.then(|| "several signatures".to_string()))
-            {
+            if let Some(t) = libmmp::io::probe::identify(path).describe() {
                 return done(
                     exit::ERROR,
                     "signature_found",
@@ -170,7 +167,7 @@ pub fn run(args: &FormatAreaArgs) -> Outcome {
         uuid,
         args.interval,
         wall_now(),
-        &local_nodename(),
+        &identity::nodename(),
         &bdevname_of(&dev),
     );
     device

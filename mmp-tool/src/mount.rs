@@ -1,11 +1,13 @@
 //! `mmp-tool mount`: claim with our protocol, write CLEAN, and mount at once, so the kernel
 //! skips its own wait but no other node can have slipped in.
 
-use crate::claim::{local_mmpd, open_fs_rw, refusal, run_claim, ClaimFlags};
+use crate::claim::{local_mmpd, refusal, run_claim, ClaimFlags};
 use crate::cli::DeviceArg;
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome};
 use clap::Args;
+use libmmp::fs::MmpFs;
+use libmmp::io::device::Access;
 use libmmp::protocol::claim::{self, Release};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -80,7 +82,7 @@ pub fn run(args: &MountArgs) -> Outcome {
         js.message = format!("{dir}: not a directory; nothing was written to '{dev}'");
         return finish(js, exit::ERROR);
     }
-    let fs = open_fs_rw(path)?;
+    let fs = MmpFs::open_path(path, Access::ReadWrite)?;
     fs.require_mmp()?;
     if libmmp::ondisk::area::is_area(fs.superblock()) {
         js.result = "mmp_area";

@@ -1,15 +1,18 @@
 //! `mmp-tool release`: set the MMP block back to CLEAN after `mmp-tool claim`, but only if it
 //! still holds our claim.
 
-use crate::claim::{local_mmpd, open_fs_rw, read_claim_record, remove_claim_record};
+use crate::claim::{local_mmpd, read_claim_record, remove_claim_record};
 use crate::cli::DeviceArg;
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome};
 use clap::Args;
+use libmmp::fs::MmpFs;
+use libmmp::host::identity;
 use libmmp::host::run_dir;
+use libmmp::io::device::Access;
 use libmmp::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
-use libmmp::protocol::check::{self, CheckOptions, SafeReason, SystemClock, Verdict};
-use libmmp::protocol::claim::{local_nodename, wall_now};
+use libmmp::protocol::check::{self, CheckOptions, SafeReason, Verdict};
+use libmmp::protocol::clock::{wall_now, SystemClock};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -48,7 +51,7 @@ pub fn run(args: &ReleaseArgs) -> Outcome {
         .run_dir
         .clone()
         .unwrap_or_else(run_dir::run_dir_from_env);
-    let node = args.node_name.clone().unwrap_or_else(local_nodename);
+    let node = args.node_name.clone().unwrap_or_else(identity::nodename);
     let done = |released: bool, result: &'static str, message: String| -> Outcome {
         if args.json {
             print_json(&ReleaseJson {
@@ -67,7 +70,7 @@ pub fn run(args: &ReleaseArgs) -> Outcome {
     if let Some(msg) = local_mmpd(&run_dir, path) {
         return done(false, "held_by_local_mmpd", msg);
     }
-    let fs = open_fs_rw(path)?;
+    let fs = MmpFs::open_path(path, Access::ReadWrite)?;
     let blk = fs.read_mmp()?;
     if blk.mmp_seq == EXT4_MMP_SEQ_CLEAN {
         remove_claim_record(&run_dir, path);

@@ -1,12 +1,14 @@
 //! `mmp-tool status`: the MMP state now, no waiting.
 
 use crate::cli::StatusArgs;
-use crate::common::{block_report, open_fs, print_json, print_out};
+use crate::common::{block_report, print_json, print_out};
 use crate::exit::Outcome;
+use libmmp::fs::MmpFs;
+use libmmp::io::device::Access;
 
 pub fn run(args: &StatusArgs) -> Outcome {
     let path = &args.dev.device;
-    let fs = open_fs(path)?;
+    let fs = MmpFs::open_path(path, Access::ReadOnly)?;
     let (blk, csum) = fs.read_mmp_raw()?;
     let r = block_report(path, &fs, &blk, csum);
     // An mmpd on this host holding the device (its lock is held and its state file says so).
@@ -84,7 +86,7 @@ pub fn run(args: &StatusArgs) -> Outcome {
         t += &format!(
             "held by:          mmpd pid {} on this host ({} since {}, sequence {:#010x} at that change, interval {} ms, fence {}{})\n",
             h.pid,
-            h.state,
+            h.state.map_or("unknown state", |p| p.name()),
             crate::common::format_time(h.since),
             h.seq,
             h.interval_ms,

@@ -162,7 +162,7 @@ fn file_claim_release_and_status_of_a_local_mmpd() {
     assert_eq!(code, 1, "--force still needs our node name");
 
     // Our own claim is.
-    write_foreign(&img.path, seq, &libmmp::protocol::claim::local_nodename());
+    write_foreign(&img.path, seq, &libmmp::host::identity::nodename());
     let (code, out, err) = tool(&run, &["release", "--json", p]);
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(json(&out)["result"], "released");
@@ -174,7 +174,7 @@ fn file_claim_release_and_status_of_a_local_mmpd() {
     let st = libmmp::host::run_dir::HolderState {
         pid: 4242,
         device: p.to_string(),
-        state: "holding".into(),
+        state: Some(libmmp::host::run_dir::HolderPhase::Holding),
         seq: 0x77,
         interval_ms: 1000,
         fence: "exit".into(),

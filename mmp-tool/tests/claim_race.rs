@@ -33,8 +33,9 @@
 use libmmp::fs::MmpFs;
 use libmmp::io::device::{Access, Device};
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
-use libmmp::protocol::check::{self, Clock, SafeReason, SystemClock};
+use libmmp::protocol::check::{self, SafeReason};
 use libmmp::protocol::claim::{self, Claimed};
+use libmmp::protocol::clock::{Clock, SystemClock};
 use libmmp::protocol::heartbeat::{Heartbeat, HeartbeatConfig};
 use std::fs::File;
 use std::io::Read;

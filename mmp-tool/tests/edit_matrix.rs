@@ -792,7 +792,7 @@ fn edits_through_loop_block_devices() {
 /// `--interval` replaces it.
 #[test]
 fn enable_keeps_an_interval_set_with_tune2fs() {
-    if !have_tools("enable_keeps_an_interval_set_with_tune2fs") {
+    if !require_e2fsprogs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -812,9 +812,11 @@ fn enable_keeps_an_interval_set_with_tune2fs() {
         ("kept-none", &["-b", "1024", "-O", "^64bit,uninit_bg"][..]),
     ] {
         let img = mkfs(d, name, 16, args);
-        ok(Command::new("tune2fs")
-            .args(["-E", "mmp_update_interval=17"])
-            .arg(&img));
+        run_ok(
+            Command::new("tune2fs")
+                .args(["-E", "mmp_update_interval=17"])
+                .arg(&img),
+        );
         assert!(!superblock(&img).has_mmp(), "{name}: MMP still off");
         assert_eq!(superblock(&img).s_mmp_update_interval, 17, "{name}");
         let geo = geometry(&img);
@@ -822,7 +824,7 @@ fn enable_keeps_an_interval_set_with_tune2fs() {
         fs::copy(&img, &given).unwrap();
         let theirs = d.join(format!("{name}.tune2fs.img"));
         fs::copy(&img, &theirs).unwrap();
-        ok(Command::new("tune2fs").args(["-O", "mmp"]).arg(&theirs));
+        run_ok(Command::new("tune2fs").args(["-O", "mmp"]).arg(&theirs));
 
         let (code, j, err) = tool_json(&["enable", img.to_str().unwrap()]);
         assert_eq!(code, 0, "{name}: {err} {j}");

@@ -530,8 +530,8 @@ fn crashed_copy(src: &Path, dst: &Path, ok: usize, op: &str) -> Result<usize, ()
         writes: Cell::new(0),
     };
     let fs = MmpFs::open(dev).unwrap();
-    let env = EditEnv::for_device(dst.to_str().unwrap());
-    let clock = libmmp::protocol::check::SystemClock::default();
+    let env = EditEnv::for_device(dst.to_str().unwrap()).unwrap();
+    let clock = libmmp::protocol::clock::SystemClock::default();
     let settle = Settle::For(Duration::from_millis(200));
     let r = match op {
         "enable" => edit::enable(&fs, None, &env),
@@ -671,12 +671,12 @@ fn dumpe2fs_range(dump: &str, g: u32, label: &str) -> (u64, u64) {
 /// and the way out, and the image byte-for-byte unchanged.
 #[test]
 fn refuses_an_mmp_block_in_metadata_or_past_the_end() {
-    if !have_tools("refuses_an_mmp_block_in_metadata_or_past_the_end") {
+    if !require_e2fsprogs() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let base = mkfs(dir.path(), "meta", 16, META_MMP);
-    let dump = text(&ok(Command::new("dumpe2fs").arg(&base)));
+    let dump = text(&run_ok(Command::new("dumpe2fs").arg(&base)));
     let blocks_count = superblock(&base).blocks_count;
     let at = |g, label| dumpe2fs_range(&dump, g, label);
     let (rsv_lo, rsv_hi) = at(0, "Reserved GDT blocks");
@@ -767,10 +767,10 @@ fn refuses_an_mmp_block_in_metadata_or_past_the_end() {
     let table =
         |data: &[u8]| data[(itable_lo * bs) as usize..((itable_hi + 1) * bs) as usize].to_vec();
     let before = table(&fs::read(&img).unwrap());
-    ok(Command::new("tune2fs").args(["-f", "-O", "^mmp"]).arg(&img));
+    run_ok(Command::new("tune2fs").args(["-f", "-O", "^mmp"]).arg(&img));
     let fix = run(Command::new("e2fsck").arg("-fy").arg(&img));
     assert!(fix.status.code().unwrap_or(8) <= 1, "{}", text(&fix));
-    ok(Command::new(tool()).arg("enable").arg(&img));
+    run_ok(Command::new(tool()).arg("enable").arg(&img));
     assert!(e2fsck_n(&img).status.success(), "{}", text(&e2fsck_n(&img)));
     assert!(run(Command::new("e2mmpstatus").arg(&img)).status.success());
     let sb = superblock(&img);

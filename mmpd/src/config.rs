@@ -217,7 +217,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
             interval: Duration::from_secs_f64(interval),
             fail_intervals,
         };
-        heartbeat.validate().map_err(invalid)?;
+        heartbeat.validate().map_err(|e| invalid(e.to_string()))?;
         if fence == FenceAction::Command && fence_command.as_deref().is_none_or(str::is_empty) {
             return Err(invalid(
                 "fence = command needs a fence_command (--fence-command CMD)".to_string(),
@@ -246,7 +246,7 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
             .node_name
             .clone()
             .or_else(|| file.node_name.clone())
-            .unwrap_or_else(libmmp::protocol::claim::local_nodename),
+            .unwrap_or_else(libmmp::host::identity::nodename),
         watchdog_device: cli
             .watchdog_device
             .clone()

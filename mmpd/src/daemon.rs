@@ -19,12 +19,12 @@ use crate::config::{self, Config, DeviceConfig};
 use crate::exit;
 use crate::fence::{self, Watchdog};
 use crate::pool::{self, Done, Job, Pool, Work};
-use crate::worker::{self, EpochClock, Event, Shared};
+use crate::worker::{self, Event, Shared};
 use libmmp::fs::MmpFs;
 use libmmp::host::run_dir::{self, HolderLock, HolderState, LockError};
 use libmmp::io::device::{Access, Device};
-use libmmp::protocol::check::Clock;
-use libmmp::protocol::claim::{bdevname_of, wall_now, ClaimOptions};
+use libmmp::protocol::claim::{bdevname_of, ClaimOptions};
+use libmmp::protocol::clock::{wall_now, Clock, SystemClock};
 use libmmp::protocol::heartbeat::{Beat, Heartbeat};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -171,8 +171,8 @@ fn prepare(
         LockError::Busy { .. } => Fatal::new(exit::BUSY, e.to_string()),
         e => Fatal::new(exit::ERROR, e.to_string()),
     })?;
-    let dev = Device::open(&dc.path, access).map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
-    let fs = MmpFs::open(dev).map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
+    let fs =
+        MmpFs::open_path(&dc.path, access).map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
     fs.require_mmp()
         .map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
     libmmp::fs::mmp_write_span(
@@ -186,7 +186,7 @@ fn prepare(
 pub struct Daemon {
     cli: Cli,
     cfg: Config,
-    clock: EpochClock,
+    clock: SystemClock,
     slots: Vec<Slot>,
     inbox: Arc<Inbox>,
     pool: Pool<Device>,
@@ -226,7 +226,7 @@ impl Daemon {
         let mut usec = 0u64;
         let sd_watchdog =
             sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec) / 2);
-        let clock = EpochClock::start();
+        let clock = SystemClock::start();
         let inbox =
             Arc::new(Inbox::new().map_err(|e| Fatal::new(exit::ERROR, format!("eventfd: {e}")))?);
         let sink = inbox.clone();
@@ -811,7 +811,7 @@ impl Daemon {
             let st = HolderState {
                 pid: std::process::id(),
                 device: s.cfg.path.display().to_string(),
-                state: s.state.name().to_string(),
+                state: s.state.name().parse().ok(),
                 node_name: self.cfg.node_name.clone(),
                 seq,
                 since: s.since,

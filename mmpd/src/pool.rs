@@ -23,10 +23,9 @@
 //! itself is fenced by the main loop when its last successful write gets too old
 //! (`Daemon::tick`), whether its job is running, hung, or still queued.
 
-use crate::worker::EpochClock;
 use libmmp::io::device::BlockIo;
-use libmmp::protocol::check::Clock;
 use libmmp::protocol::claim::Release;
+use libmmp::protocol::clock::{Clock, SystemClock};
 use libmmp::protocol::heartbeat::{Beat, FenceReason, Heartbeat, ReleaseError, Written};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -134,7 +133,7 @@ struct Inner<D: BlockIo> {
     queue: Mutex<Queue<D>>,
     ready: Condvar,
     sink: Sink<D>,
-    clock: EpochClock,
+    clock: SystemClock,
 }
 
 impl<D: BlockIo> Inner<D> {
@@ -167,7 +166,7 @@ pub struct Pool<D: BlockIo + Send + 'static> {
 
 impl<D: BlockIo + Send + 'static> Pool<D> {
     /// A pool with no thread yet; [`Pool::grow_to`] starts them.
-    pub fn new(sink: Sink<D>, clock: EpochClock) -> Self {
+    pub fn new(sink: Sink<D>, clock: SystemClock) -> Self {
         Pool {
             inner: Arc::new(Inner {
                 queue: Mutex::new(Queue {
@@ -472,7 +471,7 @@ fn run_group<D: BlockIo>(inner: &Inner<D>, me: &WorkerState<D>, unit: Unit<D>) {
     me.busy_since_ms.store(IDLE, SeqCst);
 }
 
-fn execute<D: BlockIo>(job: Job<D>, clock: &EpochClock) -> (Done<D>, bool) {
+fn execute<D: BlockIo>(job: Job<D>, clock: &SystemClock) -> (Done<D>, bool) {
     let id = job.id;
     match job.work {
         Work::Beat(mut hb) => {
@@ -595,7 +594,7 @@ mod tests {
 
     impl Clock for JumpClock {
         fn now(&self) -> Duration {
-            libmmp::protocol::check::boottime().saturating_sub(self.origin)
+            libmmp::protocol::clock::boottime().saturating_sub(self.origin)
                 + *self.ahead.lock().unwrap()
         }
         fn sleep(&self, d: Duration) {
@@ -650,8 +649,8 @@ mod tests {
         n: usize,
         group: impl Fn(usize) -> Option<u64>,
         gate: impl Fn(usize) -> Arc<Gate>,
-    ) -> (Vec<Hb>, Vec<Arc<Gate>>, EpochClock) {
-        let origin = libmmp::protocol::check::boottime();
+    ) -> (Vec<Hb>, Vec<Arc<Gate>>, SystemClock) {
+        let origin = libmmp::protocol::clock::boottime();
         let mut hbs = Vec::new();
         let mut gates = Vec::new();
         let mut ahead = Duration::ZERO;
@@ -678,7 +677,7 @@ mod tests {
             let c = claim::claim(
                 &fs,
                 &jump,
-                &mut || 0x100 + i as u32,
+                &mut || Ok(0x100 + i as u32),
                 &opts,
                 &|| false,
                 &mut |_, _, _| {},
@@ -689,20 +688,18 @@ mod tests {
             ahead = ahead.max(*jump.ahead.lock().unwrap());
         }
         // From here on, one clock: real time, as far ahead as the claims' waits took it.
-        let clock = EpochClock {
-            origin: origin.checked_sub(ahead).unwrap(),
-        };
+        let clock = SystemClock::with_origin(origin.checked_sub(ahead).unwrap());
         (hbs, gates, clock)
     }
 
     /// `n` images in one sync group (as on one filesystem), a gate each.
-    fn held(dir: &Path, n: usize) -> (Vec<Hb>, Vec<Arc<Gate>>, EpochClock) {
+    fn held(dir: &Path, n: usize) -> (Vec<Hb>, Vec<Arc<Gate>>, SystemClock) {
         held_in(dir, n, |_| Some(1), |_| Arc::default())
     }
 
     type Inbox = Arc<(Mutex<Vec<Done<Gated>>>, Condvar)>;
 
-    fn pool(clock: EpochClock) -> (Pool<Gated>, Inbox) {
+    fn pool(clock: SystemClock) -> (Pool<Gated>, Inbox) {
         let inbox: Inbox = Arc::default();
         let i = inbox.clone();
         let sink: Sink<Gated> = Arc::new(move |d, _wake| {
@@ -720,7 +717,7 @@ mod tests {
         inbox: &Inbox,
         slots: &mut [Option<Hb>],
         gates: &[Arc<Gate>],
-        clock: &EpochClock,
+        clock: &SystemClock,
         run: Duration,
         stall: Duration,
     ) -> (Vec<u32>, Vec<LeftBehind>) {
@@ -739,7 +736,7 @@ mod tests {
         inbox: &Inbox,
         slots: &mut [Option<Hb>],
         gates: &[Arc<Gate>],
-        clock: &EpochClock,
+        clock: &SystemClock,
         run: Duration,
         stall: Duration,
         window: Duration,
@@ -940,7 +937,7 @@ mod tests {
         inbox: &Inbox,
         slots: &mut [Option<Hb>],
         gates: &[Arc<Gate>],
-        clock: &EpochClock,
+        clock: &SystemClock,
         run: Duration,
         stall: Duration,
     ) -> (Vec<u32>, Vec<LeftBehind>) {

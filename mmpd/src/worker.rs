@@ -6,38 +6,15 @@
 
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Device;
-use libmmp::protocol::check::{Clock, SafeReason};
+use libmmp::protocol::check::SafeReason;
 use libmmp::protocol::claim::{self, ClaimOptions};
+use libmmp::protocol::clock::SystemClock;
 use libmmp::protocol::heartbeat::{Heartbeat, HeartbeatConfig};
+use libmmp::protocol::seq::random_seq;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// Time since the daemon started, shared by every thread: `CLOCK_BOOTTIME`, which keeps counting
-/// while the machine is suspended (a holder must see that time passed since its last write).
-#[derive(Debug, Clone, Copy)]
-pub struct EpochClock {
-    /// `libmmp::protocol::check::boottime()` at the start.
-    pub origin: Duration,
-}
-
-impl EpochClock {
-    pub fn start() -> Self {
-        EpochClock {
-            origin: libmmp::protocol::check::boottime(),
-        }
-    }
-}
-
-impl Clock for EpochClock {
-    fn now(&self) -> Duration {
-        libmmp::protocol::check::boottime().saturating_sub(self.origin)
-    }
-    fn sleep(&self, d: Duration) {
-        std::thread::sleep(d)
-    }
-}
 
 /// What a claim thread reports to the main loop.
 pub enum Event {
@@ -94,7 +71,7 @@ pub struct Job {
     pub shared: Arc<Shared>,
     /// Delivers the event to the main loop and wakes it.
     pub events: Arc<dyn Fn(Event) + Send + Sync>,
-    pub clock: EpochClock,
+    pub clock: SystemClock,
 }
 
 /// Claim on a thread of its own (a claim waits 10 to 20 s, and many run in parallel). The thread
@@ -126,7 +103,7 @@ fn run(job: Job) {
     let result = claim::claim(
         &fs,
         &clock,
-        &mut || claim::random_seq().unwrap_or_else(|_| fallback_seq(&clock)),
+        &mut random_seq,
         &opts,
         &|| shared.claim_cancel(),
         &mut |phase, _elapsed, total| {
@@ -155,11 +132,4 @@ fn run(job: Job) {
             });
         }
     }
-}
-
-/// If /dev/urandom fails: still a live, non-zero sequence (uniqueness is what matters, and
-/// the time in nanoseconds differs between nodes).
-fn fallback_seq(clock: &EpochClock) -> u32 {
-    let ns = clock.now().as_nanos() as u32 ^ std::process::id().rotate_left(16);
-    (ns % libmmp::ondisk::mmp::EXT4_MMP_SEQ_MAX).max(1)
 }

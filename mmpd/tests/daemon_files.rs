@@ -4,7 +4,7 @@
 
 use test_support::prelude::*;
 
-use libmmp::host::run_dir;
+use libmmp::host::run_dir::{self, HolderPhase};
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -53,7 +53,7 @@ fn file_second_mmpd_refused_state_file_and_release() {
     let st = run_dir::local_holder(&img.file("run"), &img.path)
         .unwrap()
         .expect("state file");
-    assert_eq!(st.state, "holding");
+    assert_eq!(st.state, Some(HolderPhase::Holding));
     assert_eq!(st.pid, d.child.id());
     assert_eq!(st.check_interval, 5);
     let blk = read_block(&img.path);
@@ -204,7 +204,7 @@ fn file_sighup_adds_and_removes_devices() {
     );
     assert!(
         wait_for(CLAIM, || read_block(&img2.path).nodename()
-            == libmmp::protocol::claim::local_nodename()
+            == libmmp::host::identity::nodename()
             && read_block(&img2.path).mmp_seq != EXT4_MMP_SEQ_CLEAN),
         "{}",
         d.log()
@@ -341,7 +341,7 @@ fn file_two_devices_one_fenced_by_command_the_other_still_held() {
     let st = run_dir::local_holder(&img.file("run"), &img.path)
         .unwrap()
         .expect("state of the fenced device");
-    assert_eq!(st.state, "fenced");
+    assert_eq!(st.state, Some(HolderPhase::Fenced));
     assert!(st.reason.contains("ANOTHER WRITER"), "{st:?}");
     // Release: the held one becomes CLEAN, the fenced one keeps the intruder's block; the
     // exit status says a device was lost.

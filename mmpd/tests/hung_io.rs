@@ -6,7 +6,7 @@
 
 use test_support::prelude::*;
 
-use libmmp::host::run_dir;
+use libmmp::host::run_dir::{self, HolderPhase};
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -98,7 +98,7 @@ fn loop_hung_device_is_fenced_while_the_other_keeps_beating() {
     let st = run_dir::local_holder(&run, &a)
         .unwrap()
         .expect("A's state file");
-    assert_eq!(st.state, "fenced");
+    assert_eq!(st.state, Some(HolderPhase::Fenced));
     assert!(st.reason.contains("has not returned"), "{st:?}");
 
     // Thaw: the write that hung (issued before the limit) lands, and nothing after it.

@@ -40,7 +40,7 @@ fn loop_mmpd_holds_against_kernel_mount_and_releases_clean() {
     );
     assert_eq!(
         read_block(&b.dev).nodename(),
-        libmmp::protocol::claim::local_nodename()
+        libmmp::host::identity::nodename()
     );
 
     // A kernel mount through the other loop device (the other "host") must be refused.

@@ -7,7 +7,8 @@ use super::{EditEnv, EditError, Settle, POLL};
 use crate::fs::MmpFs;
 use crate::io::device::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, MMP_STRUCT_SIZE};
-use crate::protocol::check::{self, CheckOptions, Clock, Progress, Verdict};
+use crate::protocol::check::{self, CheckOptions, Progress, Verdict};
+use crate::protocol::clock::Clock;
 use std::time::Duration;
 
 /// Replace the CLEAN block `clean` (as read) with a live claim and watch it; returns the claim's

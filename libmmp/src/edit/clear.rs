@@ -10,7 +10,8 @@ use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::io::device::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, MMP_STRUCT_SIZE};
-use crate::protocol::check::{check_interval, wait_time, Clock, Progress};
+use crate::protocol::check::{check_interval, wait_time, Progress};
+use crate::protocol::clock::Clock;
 use std::time::Duration;
 
 /// Reset a stuck MMP block (FSCK left by a killed fsck, an unknown sequence, garbage) to CLEAN,

@@ -13,7 +13,8 @@ use crate::ondisk::layout::{
     clear_bit, test_bit, Geometry, GroupDesc, GroupTable, EXT2_BG_BLOCK_UNINIT,
 };
 use crate::ondisk::superblock::{feature, SUPERBLOCK_OFFSET};
-use crate::protocol::check::{Clock, Progress};
+use crate::protocol::check::Progress;
+use crate::protocol::clock::Clock;
 
 /// Disable MMP: claim the CLEAN block, drop the feature from the superblock, zero the old block,
 /// free it in the bitmap and descriptor, rewrite the backups. A filesystem without MMP is left

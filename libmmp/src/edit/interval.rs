@@ -11,7 +11,8 @@ use crate::fs::MmpFs;
 use crate::io::device::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
 use crate::ondisk::superblock::SUPERBLOCK_OFFSET;
-use crate::protocol::check::{Clock, Progress};
+use crate::protocol::check::Progress;
+use crate::protocol::clock::Clock;
 
 /// Set `s_mmp_update_interval` and the block's check interval (`max(interval, 5)`).
 pub fn set_interval<D: BlockIo>(

@@ -64,11 +64,8 @@ pub use preflight::open_for_edit;
 
 use crate::fs::MmpFs;
 use crate::io::device::BlockIo;
-use crate::ondisk::mmp::{
-    EXT4_MMP_MAX_UPDATE_INTERVAL, EXT4_MMP_MIN_CHECK_INTERVAL, EXT4_MMP_SEQ_MAX,
-};
+use crate::ondisk::mmp::{EXT4_MMP_MAX_UPDATE_INTERVAL, EXT4_MMP_MIN_CHECK_INTERVAL};
 use serde::Serialize;
-use std::io::Read;
 use std::time::Duration;
 
 /// Smallest update interval we write (`s_mmp_update_interval = 0` would make kmmpd spin; the
@@ -91,39 +88,25 @@ pub struct EditEnv {
     pub bdevname: String,
     /// `mmp_time`: seconds since the epoch.
     pub wall_time: u64,
-    /// The live sequence a claim writes (1..=SEQ_MAX; see [`random_live_seq`]).
+    /// The live sequence a claim writes (1..=SEQ_MAX; see [`crate::protocol::seq::random_seq`]).
     pub claim_seq: u32,
 }
 
 impl EditEnv {
-    /// This host, now, a random claim sequence.
-    pub fn for_device(bdevname: &str) -> Self {
-        EditEnv {
-            nodename: nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+    /// This host, now, a random claim sequence (refused without the kernel's CSPRNG).
+    pub fn for_device(bdevname: &str) -> Result<Self, crate::Error> {
+        let claim_seq =
+            crate::protocol::seq::random_seq().map_err(|source| crate::Error::RandomSeq {
+                device: bdevname.to_string(),
+                source,
+            })?;
+        Ok(EditEnv {
+            nodename: crate::host::identity::nodename(),
             bdevname: bdevname.to_string(),
-            wall_time: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            claim_seq: random_live_seq(),
-        }
+            wall_time: crate::protocol::clock::wall_now(),
+            claim_seq,
+        })
     }
-}
-
-/// A random live sequence in 1..=SEQ_MAX, from /dev/urandom (falling back to the clock).
-pub fn random_live_seq() -> u32 {
-    let mut b = [0u8; 4];
-    let v = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .map(|_| u32::from_le_bytes(b))
-        .unwrap_or_else(|_| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos())
-                ^ std::process::id()
-        });
-    1 + v % EXT4_MMP_SEQ_MAX
 }
 
 /// How long to watch a claim before editing.

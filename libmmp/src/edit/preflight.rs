@@ -61,7 +61,7 @@ pub fn open_for_edit(path: &Path) -> Result<MmpFs<Device>, EditError> {
         e => EditError::Fs(Error::Open(e)),
     })?;
     check_local()?;
-    Ok(MmpFs::open(dev)?)
+    Ok(MmpFs::open(dev).map_err(|e| e.naming_what_is_there(path))?)
 }
 
 fn read_at<D: BlockIo>(

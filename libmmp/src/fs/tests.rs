@@ -80,3 +80,20 @@ fn open_path_names_what_libblkid_sees() {
     );
     assert!(e.to_string().contains("libblkid sees swap"), "{e}");
 }
+
+#[test]
+fn a_file_of_zeros_is_not_ext4_and_nothing_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("zeros.img");
+    std::fs::write(&img, vec![0u8; 1 << 20]).unwrap();
+    match MmpFs::open_path(&img, Access::ReadOnly) {
+        Err(Error::NotExt4 { found, .. }) => assert_eq!(found, None),
+        r => panic!("{:?}", r.map(|_| ())),
+    }
+}
+
+#[test]
+fn a_missing_path_is_an_open_error() {
+    let r = MmpFs::open_path(Path::new("/nonexistent/mmp-open-test"), Access::ReadOnly);
+    assert!(matches!(r, Err(Error::Open(_))), "{:?}", r.map(|_| ()));
+}

@@ -158,26 +158,41 @@ fn parse_dev(s: &str) -> Option<(u32, u32)> {
 pub fn local_users(path: &Path) -> io::Result<Vec<LocalUse>> {
     let meta = fs::metadata(path)?;
     let mounts = read_mountinfo()?;
-    let mut out = Vec::new();
     if meta.file_type().is_block_device() {
-        let rdev = meta.rdev();
-        let (major, minor) = (libc::major(rdev), libc::minor(rdev));
-        out.extend(mounts_of(&mounts, major, minor, None));
-        let holders_dir = PathBuf::from(format!("/sys/dev/block/{major}:{minor}/holders"));
-        if let Ok(rd) = fs::read_dir(&holders_dir) {
-            let mut holders: Vec<String> = rd
-                .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect();
-            holders.sort();
-            if !holders.is_empty() {
-                out.push(LocalUse::Held { holders });
-            }
-        }
-        return Ok(out);
+        Ok(block_device_users(&meta, &mounts))
+    } else {
+        image_file_users(path, &meta, &mounts)
     }
-    // An image file: look for loop devices backed by it. Failing to read /sys/block is an
-    // error, not "not attached": without it we cannot tell.
+}
+
+/// A block device: its mounts, and the devices stacked on it (dm, md: `holders/` in sysfs).
+fn block_device_users(meta: &fs::Metadata, mounts: &[MountEntry]) -> Vec<LocalUse> {
+    let mut out = Vec::new();
+    let rdev = meta.rdev();
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    out.extend(mounts_of(mounts, major, minor, None));
+    let holders_dir = PathBuf::from(format!("/sys/dev/block/{major}:{minor}/holders"));
+    if let Ok(rd) = fs::read_dir(&holders_dir) {
+        let mut holders: Vec<String> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        holders.sort();
+        if !holders.is_empty() {
+            out.push(LocalUse::Held { holders });
+        }
+    }
+    out
+}
+
+/// An image file: the loop devices backed by it, and their mounts (and their partitions').
+/// Failing to read /sys/block is an error, not "not attached": without it we cannot tell.
+fn image_file_users(
+    path: &Path,
+    meta: &fs::Metadata,
+    mounts: &[MountEntry],
+) -> io::Result<Vec<LocalUse>> {
+    let mut out = Vec::new();
     let canonical = fs::canonicalize(path)?;
     let mut loops: Vec<(String, PathBuf)> = Vec::new();
     for entry in fs::read_dir("/sys/block")? {
@@ -220,7 +235,7 @@ pub fn local_users(path: &Path) -> io::Result<Vec<LocalUse>> {
             }
         }
         for (major, minor) in devs {
-            out.extend(mounts_of(&mounts, major, minor, Some(&loop_device)));
+            out.extend(mounts_of(mounts, major, minor, Some(&loop_device)));
         }
     }
     Ok(out)

@@ -1,5 +1,6 @@
-//! What this host knows about itself and its devices: which devices are in use here, and the
-//! holder state mmpd keeps in its run directory.
+//! What this host knows about itself and its devices: its name and boot, which devices are in
+//! use here, and the holder state mmpd keeps in its run directory.
 
 pub mod busy;
+pub mod identity;
 pub mod run_dir;

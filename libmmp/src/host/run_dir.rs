@@ -38,10 +38,7 @@ pub fn device_key(path: &Path) -> io::Result<String> {
     let m = std::fs::metadata(path)?;
     if m.file_type().is_block_device() {
         let dev = m.rdev();
-        // glibc's gnu_dev_major / gnu_dev_minor encoding.
-        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-        Ok(format!("blk-{major}:{minor}"))
+        Ok(format!("blk-{}:{}", libc::major(dev), libc::minor(dev)))
     } else {
         Ok(format!("file-{}-{}", m.dev(), m.ino()))
     }
@@ -168,13 +165,65 @@ pub fn lock_holder(run_dir: &Path, device: &Path) -> io::Result<Option<Option<u3
     Ok(Some(read_pid(&path)))
 }
 
+/// Where a holder is with a device, as its state file names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HolderPhase {
+    /// mmpd is claiming the device.
+    Claiming,
+    /// mmpd won the claim and heartbeats.
+    Holding,
+    /// mmpd stopped heartbeating and fenced.
+    Fenced,
+    /// `mmp-tool claim` won a bare claim (its record for `mmp-tool release`).
+    Claimed,
+}
+
+impl HolderPhase {
+    /// The name in the state file (and in JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            HolderPhase::Claiming => "claiming",
+            HolderPhase::Holding => "holding",
+            HolderPhase::Fenced => "fenced",
+            HolderPhase::Claimed => "claimed",
+        }
+    }
+}
+
+impl std::fmt::Display for HolderPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A state name that is not a [`HolderPhase`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown holder state {0:?}")]
+pub struct UnknownPhase(String);
+
+impl std::str::FromStr for HolderPhase {
+    type Err = UnknownPhase;
+    fn from_str(s: &str) -> Result<Self, UnknownPhase> {
+        [
+            HolderPhase::Claiming,
+            HolderPhase::Holding,
+            HolderPhase::Fenced,
+            HolderPhase::Claimed,
+        ]
+        .into_iter()
+        .find(|p| p.name() == s)
+        .ok_or_else(|| UnknownPhase(s.to_string()))
+    }
+}
+
 /// What mmpd publishes about a device it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct HolderState {
     pub pid: u32,
     pub device: String,
-    /// `claiming`, `holding`, `fenced`, `releasing`.
-    pub state: String,
+    /// `None` when the file names none this version knows.
+    pub state: Option<HolderPhase>,
     pub node_name: String,
     pub seq: u32,
     /// Wall-clock seconds: when the claim started, and the last update of this file.
@@ -195,7 +244,7 @@ impl HolderState {
         let clean = |v: &str| v.replace(['\n', '\r'], " ");
         let _ = writeln!(s, "pid={}", self.pid);
         let _ = writeln!(s, "device={}", clean(&self.device));
-        let _ = writeln!(s, "state={}", clean(&self.state));
+        let _ = writeln!(s, "state={}", self.state.map_or("", HolderPhase::name));
         let _ = writeln!(s, "node_name={}", clean(&self.node_name));
         let _ = writeln!(s, "seq={:#010x}", self.seq);
         let _ = writeln!(s, "since={}", self.since);
@@ -224,7 +273,7 @@ impl HolderState {
             match k {
                 "pid" => st.pid = u32::try_from(num(v)).unwrap_or(0),
                 "device" => st.device = v.to_string(),
-                "state" => st.state = v.to_string(),
+                "state" => st.state = v.parse().ok(),
                 "node_name" => st.node_name = v.to_string(),
                 "seq" => st.seq = u32::try_from(num(v)).unwrap_or(0),
                 "since" => st.since = num(v),
@@ -280,7 +329,7 @@ mod tests {
         let st = HolderState {
             pid: 42,
             device: "/dev/loop0".into(),
-            state: "holding".into(),
+            state: Some(HolderPhase::Holding),
             node_name: "n\n1".into(),
             seq: 0x1234,
             since: 5,
@@ -295,9 +344,24 @@ mod tests {
         assert_eq!(back.node_name, "n 1");
         assert_eq!(back.seq, 0x1234);
         assert_eq!(back.pid, 42);
+        assert_eq!(
+            back,
+            HolderState {
+                node_name: "n 1".into(),
+                ..st
+            }
+        );
+        for p in [
+            HolderPhase::Claiming,
+            HolderPhase::Fenced,
+            HolderPhase::Claimed,
+        ] {
+            assert_eq!(p.name().parse::<HolderPhase>().unwrap(), p);
+        }
         let g = HolderState::decode("pid=x\nseq=0xzz\n=\nnoequals\nupdated=99999999999999999999");
         assert_eq!(g.pid, 0);
         assert_eq!(g.updated, 0);
+        assert_eq!(HolderState::decode("state=released\n").state, None);
     }
 
     #[test]
@@ -321,7 +385,7 @@ mod tests {
         );
         let st = HolderState {
             pid: 7,
-            state: "holding".into(),
+            state: Some(HolderPhase::Holding),
             ..Default::default()
         };
         write_state(&run, &l, &st).unwrap();

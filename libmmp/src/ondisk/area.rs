@@ -105,14 +105,14 @@ mod tests {
 
     #[test]
     fn an_area_can_be_claimed_and_held() {
-        use crate::protocol::check::Clock;
         use crate::protocol::claim::tests::{opts, FakeClock};
+        use crate::protocol::clock::Clock;
         let clock = FakeClock::default();
         let fs = MmpFs::open(MemDevice::new("area", area_image([1; 16], 1, 0, "n", "d"))).unwrap();
         let c = crate::protocol::claim::claim(
             &fs,
             &clock,
-            &mut || 77,
+            &mut || Ok(77),
             &opts("me"),
             &|| false,
             &mut |_, _, _| {},

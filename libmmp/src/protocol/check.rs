@@ -25,45 +25,8 @@ use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::io::device::BlockIo;
 use crate::ondisk::mmp::{FenceTag, MmpBlock, SeqClass, EXT4_MMP_MIN_CHECK_INTERVAL};
+use crate::protocol::clock::Clock;
 use std::time::Duration;
-
-/// Time, injected so the protocol is tested without sleeping.
-pub trait Clock {
-    /// Monotonic time since an arbitrary origin.
-    fn now(&self) -> Duration;
-    fn sleep(&self, d: Duration);
-}
-
-/// The real clock: `CLOCK_BOOTTIME`, which keeps counting while the machine is suspended
-/// (`CLOCK_MONOTONIC`, behind `Instant`, stops). A holder suspended for a minute must see that a
-/// minute passed since its last write, not none; a reader's wait must not shrink either.
-pub struct SystemClock {
-    origin: Duration,
-}
-
-/// `CLOCK_BOOTTIME` now (falls back to `CLOCK_MONOTONIC`, which cannot fail on Linux).
-pub fn boottime() -> Duration {
-    use nix::time::{clock_gettime, ClockId};
-    clock_gettime(ClockId::CLOCK_BOOTTIME)
-        .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC))
-        .map(Duration::from)
-        .unwrap_or_default()
-}
-
-impl Default for SystemClock {
-    fn default() -> Self {
-        SystemClock { origin: boottime() }
-    }
-}
-
-impl Clock for SystemClock {
-    fn now(&self) -> Duration {
-        boottime().saturating_sub(self.origin)
-    }
-    fn sleep(&self, d: Duration) {
-        std::thread::sleep(d)
-    }
-}
 
 /// The effective check interval in seconds: `max(s_mmp_update_interval, 5)`, raised to the
 /// block's `mmp_check_interval` if that is larger (the writer publishes its own pace there).
@@ -254,30 +217,55 @@ pub fn check<D: BlockIo>(
         SeqClass::Unknown(s) => return Ok(report(Verdict::UnknownSeq(s), reads)),
         SeqClass::Live(_) => {}
     }
+    let verdict = watch_live(
+        fs,
+        clock,
+        &opts,
+        &first,
+        watch_start,
+        wait,
+        &mut reads,
+        progress,
+    )?;
+    Ok(report(verdict, reads))
+}
+
+/// The watch of a live sequence: re-read every poll interval until `wait` has passed since
+/// `watch_start` (stale: safe), the block changes (in use), its checksum fails, or the
+/// timeout ends the watch undecided.
+#[allow(clippy::too_many_arguments)]
+fn watch_live<D: BlockIo>(
+    fs: &MmpFs<D>,
+    clock: &dyn Clock,
+    opts: &CheckOptions,
+    first: &MmpBlock,
+    watch_start: Duration,
+    wait: Duration,
+    reads: &mut u32,
+    progress: Progress<'_>,
+) -> Result<Verdict, Error> {
     let first_raw = first.encode_raw();
     let poll = opts.poll.max(Duration::from_millis(1));
     loop {
         let elapsed = clock.now().saturating_sub(watch_start);
         progress(elapsed.min(wait), wait);
         if elapsed >= wait {
-            return Ok(report(Verdict::Safe(SafeReason::Stale), reads));
+            return Ok(Verdict::Safe(SafeReason::Stale));
         }
         if opts.timeout.is_some_and(|t| elapsed >= t) {
-            return Ok(report(Verdict::Undecided, reads));
+            return Ok(Verdict::Undecided);
         }
         let mut step = poll.min(wait - elapsed);
         if let Some(t) = opts.timeout {
             step = step.min(t.saturating_sub(elapsed));
         }
         clock.sleep(step);
-        reads += 1;
+        *reads += 1;
         match read_verified(fs)? {
             // Any difference, not only the sequence: whoever rewrote the block is alive.
             Ok(now) if now.encode_raw() == first_raw => {}
-            Ok(now) => return Ok(report(Verdict::InUse { block: now }, reads)),
-            Err((_, stored, computed)) => {
-                return Ok(report(Verdict::BadChecksum { stored, computed }, reads))
-            }
+            Ok(now) => return Ok(Verdict::InUse { block: now }),
+            Err((_, stored, computed)) => return Ok(Verdict::BadChecksum { stored, computed }),
         }
     }
 }
@@ -308,21 +296,7 @@ pub(crate) mod tests {
     use std::cell::Cell;
     use std::io;
 
-    /// A fake clock: sleeping advances time instantly. Shared by the claim, heartbeat and
-    /// edit tests.
-    #[derive(Default)]
-    pub(crate) struct FakeClock {
-        pub t: Cell<Duration>,
-    }
-
-    impl Clock for FakeClock {
-        fn now(&self) -> Duration {
-            self.t.get()
-        }
-        fn sleep(&self, d: Duration) {
-            self.t.set(self.t.get() + d);
-        }
-    }
+    pub(crate) use crate::testing::{FakeClock, ScriptedDevice};
 
     pub(crate) const MMP_BLOCK: u64 = 1000;
     pub(crate) const BS: u64 = 4096;
@@ -337,37 +311,22 @@ pub(crate) mod tests {
         MemDevice::new("mem.img", data)
     }
 
-    /// A device whose MMP block is rewritten by a simulated writer as the fake clock advances:
-    /// `writer(t)` returns the block at time `t`, or `None` to leave the bytes as they are.
-    struct Scripted<'a, F: Fn(Duration) -> Option<MmpBlock>> {
-        inner: MemDevice,
+    /// [`image`] as a [`ScriptedDevice`]: the MMP block starts as `initial`, and `other(t)`
+    /// may rewrite it before each read.
+    pub(crate) fn shared<'a>(
+        csum: bool,
+        initial: &MmpBlock,
         clock: &'a FakeClock,
-        writer: F,
-        seed: Option<u32>,
-    }
-
-    impl<F: Fn(Duration) -> Option<MmpBlock>> BlockIo for Scripted<'_, F> {
-        fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-            if let Some(b) = (self.writer)(self.clock.now()) {
-                self.inner.write_at(MMP_BLOCK * BS, &b.encode(self.seed))?;
-            }
-            self.inner.read_at(offset, buf)
-        }
-        fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-            self.inner.write_at(offset, buf)
-        }
-        fn sync(&self) -> io::Result<()> {
-            Ok(())
-        }
-        fn size(&self) -> u64 {
-            self.inner.size()
-        }
-        fn logical_block_size(&self) -> u32 {
-            512
-        }
-        fn name(&self) -> &str {
-            "scripted"
-        }
+        other: impl Fn(Duration) -> Option<MmpBlock> + 'a,
+    ) -> ScriptedDevice<'a> {
+        let sb = crate::ondisk::superblock::Superblock::parse(&sample(csum)).unwrap();
+        ScriptedDevice::new(
+            image(csum, initial),
+            MMP_BLOCK * BS,
+            sb.mmp_csum_seed(),
+            clock,
+            other,
+        )
     }
 
     fn run(dev: impl BlockIo, clock: &FakeClock, timeout: Option<Duration>) -> CheckReport {
@@ -378,18 +337,6 @@ pub(crate) mod tests {
             honor_fence_tag: true,
         };
         check(&fs, clock, opts, &mut |_, _| {}).unwrap()
-    }
-
-    #[test]
-    fn the_system_clock_is_boottime_and_moves() {
-        let c = SystemClock::default();
-        let a = c.now();
-        c.sleep(Duration::from_millis(20));
-        let b = c.now();
-        assert!(b >= a + Duration::from_millis(20), "{a:?} {b:?}");
-        let m = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
-        // BOOTTIME = MONOTONIC + time suspended: never behind it.
-        assert!(boottime() >= Duration::from(m));
     }
 
     #[test]
@@ -514,13 +461,7 @@ pub(crate) mod tests {
             b.set_fence_tag(Some(watchdog_tag(3_000)));
             Some(b)
         };
-        let sb = crate::ondisk::superblock::Superblock::parse(&sample(true)).unwrap();
-        let dev = Scripted {
-            inner: image(true, &writer(Duration::ZERO).unwrap()),
-            clock: &clock,
-            writer,
-            seed: sb.mmp_csum_seed(),
-        };
+        let dev = shared(true, &writer(Duration::ZERO).unwrap(), &clock, writer);
         let r = run(dev, &clock, None);
         assert!(
             matches!(r.verdict, Verdict::InUse { .. }),
@@ -543,13 +484,7 @@ pub(crate) mod tests {
                 5,
             ))
         };
-        let sb = crate::ondisk::superblock::Superblock::parse(&sample(true)).unwrap();
-        let dev = Scripted {
-            inner: image(true, &writer(Duration::ZERO).unwrap()),
-            clock: &clock,
-            writer,
-            seed: sb.mmp_csum_seed(),
-        };
+        let dev = shared(true, &writer(Duration::ZERO).unwrap(), &clock, writer);
         let r = run(dev, &clock, None);
         match &r.verdict {
             Verdict::InUse { block } => {
@@ -636,12 +571,7 @@ pub(crate) mod tests {
             let seq = if (5..6).contains(&t.as_secs()) { 8 } else { 7 };
             Some(MmpBlock::new(seq, 0, "n", "d", 5))
         };
-        let dev = Scripted {
-            inner: image(false, &MmpBlock::new(7, 0, "n", "d", 5)),
-            clock: &clock,
-            writer,
-            seed: None,
-        };
+        let dev = shared(false, &MmpBlock::new(7, 0, "n", "d", 5), &clock, writer);
         assert!(matches!(
             run(dev, &clock, None).verdict,
             Verdict::InUse { .. }

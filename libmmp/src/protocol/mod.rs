@@ -3,4 +3,6 @@
 
 pub mod check;
 pub mod claim;
+pub mod clock;
 pub mod heartbeat;
+pub mod seq;

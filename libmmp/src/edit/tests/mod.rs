@@ -15,7 +15,7 @@ use crate::ondisk::mmp::{EXT4_MMP_MAGIC, EXT4_MMP_SEQ_FSCK};
 use crate::ondisk::mmp::{EXT4_MMP_SEQ_CLEAN, MMP_STRUCT_SIZE};
 use crate::ondisk::superblock::{feature, SUPERBLOCK_SIZE};
 use crate::ondisk::superblock::{superblock_csum, Superblock};
-use crate::protocol::check::Clock;
+use crate::protocol::clock::Clock;
 use std::cell::Cell;
 use std::io;
 use std::time::Duration;
@@ -249,7 +249,7 @@ fn env() -> EditEnv {
     }
 }
 
-use crate::protocol::check::tests::FakeClock;
+use crate::testing::FakeClock;
 
 fn no_progress() -> impl FnMut(Duration, Duration) {
     |_, _| {}
