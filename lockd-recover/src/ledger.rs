@@ -113,11 +113,9 @@ fn unix_ms(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// This host's name, from the one identity helper (libmmp::host::identity).
 fn node_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".into())
+    libmmp::host::identity::nodename()
 }
 
 /// Snapshot of the held POSIX locks on the filesystem holding `fs_path`.

@@ -119,13 +119,7 @@ pub fn parse(text: &str) -> Result<Vec<LockEntry>, LocksParseError> {
         .collect()
 }
 
-/// Splits a Linux `dev_t` (`st_dev`) into (major, minor) like glibc's `major()`/`minor()`.
-pub fn dev_major_minor(dev: u64) -> (u32, u32) {
-    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
-    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
-    // Both fit in 32 bits by construction of the encoding.
-    (major as u32, minor as u32)
-}
+pub use libmmp::io::dev_major_minor;
 
 /// Held POSIX locks on the filesystem with device `dev`.
 pub fn held_on_dev(entries: &[LockEntry], dev: (u32, u32)) -> Vec<LockEntry> {

@@ -11,25 +11,15 @@ use cmd::Ctx;
 use lockd_recover::knobs::ProcRoot;
 use std::process::ExitCode;
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("lockd_recover={default}")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
-}
+/// Levels for -v counts; lockd-recover's own events only unless RUST_LOG says otherwise.
+const LOG: libmmp::host::logging::LogDefaults = libmmp::host::logging::LogDefaults {
+    levels: &["warn", "info", "debug", "trace"],
+    only_crate: Some("lockd_recover"),
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    libmmp::host::logging::init(LOG, cli.verbose);
     let ctx = Ctx {
         out: cmd::Out { json: cli.json },
         proc: ProcRoot::new(&cli.proc_root),

@@ -1,7 +1,6 @@
 //! Who this host is: the node name written into MMP blocks, and the boot it is in.
 //!
-//! lockd-recover and the lock-torture test tool read the host name themselves (they do not
-//! depend on libmmp for it); within libmmp, mmp-tool and mmpd this is the only place.
+//! The one place every binary (mmp-tool, mmpd, lockd-recover, lock-torture) reads the host name.
 
 use std::io;
 

@@ -3,4 +3,5 @@
 
 pub mod busy;
 pub mod identity;
+pub mod logging;
 pub mod run_dir;

@@ -1,6 +1,6 @@
 //! Dispatch of the subcommands: everything `main` needs except the exit-code table.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use serde::Serialize;
@@ -57,20 +57,13 @@ pub enum AppError {
     Output(io::Error),
 }
 
+/// The one logging setup (libmmp::host::logging), with this tool's levels for -v counts.
 pub fn init_logging(verbose: u8) {
-    let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
+    let defaults = libmmp::host::logging::LogDefaults {
+        levels: &["warn", "info", "debug"],
+        only_crate: None,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_writer(io::stderr)
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(io::stderr().is_terminal())
-        .try_init();
+    libmmp::host::logging::init(defaults, verbose);
 }
 
 pub fn run(cli: Cli) -> Result<Outcome, AppError> {
@@ -185,9 +178,7 @@ fn torture_cmd(a: &TortureArgs) -> Result<Outcome, AppError> {
     );
     let run = torture::run_local(&a.dir, &params)?;
     let check = torture::verify_file(&path, params.kind, run.stats.increments)?;
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "localhost".into());
+    let host = libmmp::host::identity::nodename();
     let report = TortureReport::build(&path, &fs, &params, vec![(host, run)], check);
     emit(a.json, &report, &report.render_text())?;
     if report.passed() {

@@ -285,9 +285,7 @@ impl Server {
         Ok(match req {
             Request::Hello => Response::Hello {
                 pid: std::process::id() as i32,
-                host: nix::unistd::gethostname()
-                    .map(|h| h.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                host: libmmp::host::identity::nodename(),
                 dir: self.dir.display().to_string(),
                 version: env!("CARGO_PKG_VERSION").to_string(),
             },
