@@ -84,7 +84,9 @@ CONFIGURATION FILE (TOML; every key optional except path):
 EXIT STATUS:
   0  released: every device was set back to CLEAN after SIGTERM/SIGINT
   1  fenced: another writer appeared or MMP writes failed (or a release found a foreign block)
-  2  error: usage, configuration, device (not found, not ext4, MMP not enabled, I/O error)
+  2  error: usage, configuration, device (not found, not ext4, MMP not enabled, I/O error),
+     or a watchdog device that is not one (not a character device, or its timeout cannot be
+     set or read)
   3  claim refused: in use on another node, fsck running, unknown sequence, bad checksum, or
      another node won the claim
   4  another mmpd on this host already holds one of the devices

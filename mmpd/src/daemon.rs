@@ -17,7 +17,7 @@
 use crate::cli::{Cli, FenceAction};
 use crate::config::{self, Config, DeviceConfig};
 use crate::exit;
-use crate::fence::{self, Watchdog};
+use crate::fence::{self, ArmedWatchdog};
 use crate::pool::{self, Done, Job, Pool, Work};
 use crate::worker::{self, EpochClock, Event, Shared};
 use libmmp::fs::MmpFs;
@@ -202,7 +202,7 @@ pub struct Daemon {
     max_sleep: Duration,
     ready_sent: bool,
     shutting_down: bool,
-    watchdog: Option<Watchdog>,
+    watchdog: Option<ArmedWatchdog>,
     /// The watchdog's timeout once armed, when it is a real watchdog whose timeout mmpd set:
     /// devices with the watchdog fence then publish their self-fence tag.
     watchdog_timeout: Option<Duration>,
@@ -257,6 +257,7 @@ impl Daemon {
 
     /// Check every device read-only and print what would be held (`--check-config`).
     pub fn check_only(&self) -> Result<(), Fatal> {
+        self.check_watchdog()?;
         for dc in &self.cfg.devices {
             let (_lock, fs) = prepare(&self.cfg.run_dir, dc, Access::ReadOnly)?;
             let (blk, _) = fs
@@ -275,6 +276,15 @@ impl Daemon {
             );
         }
         Ok(())
+    }
+
+    /// With the watchdog fence, the watchdog must be one (see [`fence::check_watchdog_path`]).
+    fn check_watchdog(&self) -> Result<(), Fatal> {
+        if !self.cfg.uses_watchdog() {
+            return Ok(());
+        }
+        fence::check_watchdog_path(&self.cfg.watchdog_device)
+            .map_err(|e| Fatal::new(exit::ERROR, e.to_string()))
     }
 
     fn start_device(&mut self, dc: DeviceConfig, initial: bool) -> Result<(), Fatal> {
@@ -332,8 +342,9 @@ impl Daemon {
         let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
             .map_err(|e| Fatal::new(exit::ERROR, format!("signalfd: {e}")))?;
 
-        // Check and lock every device before claiming any: a bad device fails the start with
-        // nothing written.
+        // Check the watchdog, and check and lock every device, before claiming any: a bad
+        // watchdog or device fails the start with nothing written.
+        self.check_watchdog()?;
         let mut prepared = Vec::new();
         for dc in &self.cfg.devices {
             prepared.push(prepare(&self.cfg.run_dir, dc, Access::ReadOnly)?);
@@ -729,13 +740,10 @@ impl Daemon {
             }
             FenceAction::Watchdog => {
                 if self.watchdog.is_none() {
-                    match Watchdog::open(&self.cfg.watchdog_device) {
+                    match ArmedWatchdog::open(&self.cfg.watchdog_device) {
                         Ok(w) => self.watchdog = Some(w),
                         Err(e) => {
-                            tracing::error!(
-                                "cannot open {}: {e}; exiting instead",
-                                self.cfg.watchdog_device.display()
-                            );
+                            tracing::error!("{e}; exiting instead");
                             return Some(exit::FENCED);
                         }
                     }
@@ -779,10 +787,10 @@ impl Daemon {
                 self.begin_shutdown();
             }
             Ok(None) => {
-                tracing::warn!(watchdog = %path, "watchdog armed, but it is not a watchdog device (a plain file): no self-fence bound is published, other nodes wait the full time");
+                tracing::warn!(watchdog = %path, "watchdog armed, but it is the test fake (a plain file) and promises no timeout: no self-fence bound is published, other nodes wait the full time");
             }
             Err(e) => {
-                tracing::error!(watchdog = %path, "cannot set or read the watchdog's timeout: {e}; releasing");
+                tracing::error!(watchdog = %path, "{e}; releasing");
                 self.final_code = exit::ERROR;
                 self.begin_shutdown();
             }
@@ -918,16 +926,13 @@ impl Daemon {
                 .all(|s| s.state == SlotState::Holding);
             if initial_held {
                 if self.cfg.uses_watchdog() && self.watchdog.is_none() {
-                    match Watchdog::open(&self.cfg.watchdog_device) {
+                    match ArmedWatchdog::open(&self.cfg.watchdog_device) {
                         Ok(w) => {
                             self.watchdog = Some(w);
                             self.arm_fence_tags();
                         }
                         Err(e) => {
-                            tracing::error!(
-                                "cannot open the watchdog device {}: {e}; the watchdog fence cannot work, releasing",
-                                self.cfg.watchdog_device.display()
-                            );
+                            tracing::error!("{e}; the watchdog fence cannot work, releasing");
                             self.final_code = exit::ERROR;
                             self.begin_shutdown();
                         }
