@@ -5,7 +5,7 @@
 //! pool ([`crate::pool`]) when its beat is due and gets it back with the result. It does no
 //! device I/O itself, so it can always fence: a device whose I/O hangs is fenced here when its
 //! last successful write gets too old, and its pool thread is replaced so that the other
-//! devices keep beating. Claims run on threads of their own ([`crate::worker`]).
+//! devices keep beating. Claims run on threads of their own ([`crate::claim_thread`]).
 //!
 //! The loop sleeps in `poll` on the signalfd and an eventfd that the pool and the claim threads
 //! write, until the next beat is due or at most [`TICK`] (less for intervals under 1 s): a
@@ -14,12 +14,12 @@
 //! devices cost a few wake-ups per second, not 1,000. A device's state file is rewritten only
 //! when its state changes (claiming, holding, fenced), not at every sequence.
 
+use crate::claim_thread::{self, EpochClock, Event, Shared};
 use crate::cli::{Cli, FenceAction};
 use crate::config::{self, Config, DeviceConfig};
 use crate::exit;
 use crate::fence::{self, ArmedWatchdog};
 use crate::pool::{self, Done, Job, Pool, Work};
-use crate::worker::{self, EpochClock, Event, Shared};
 use libmmp::fs::MmpFs;
 use libmmp::host::run_dir::{self, HolderLock, HolderState, LockError};
 use libmmp::io::device::{Access, Device};
@@ -41,6 +41,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+mod fencing;
+mod inbox;
+mod state_files;
+mod tick;
+
+use inbox::{Inbox, Msg};
+
 /// How far past fail_after (and how long in the pool) a heartbeat may go before the main loop
 /// fences it as stuck: far below the 1 s that readers wait beyond the check interval.
 const STUCK_SLACK: Duration = Duration::from_millis(500);
@@ -54,48 +61,6 @@ const TICK: Duration = Duration::from_millis(250);
 /// 1 s while keeping a few I/Os in flight. The beats of image files on one filesystem in one
 /// batch share one `syncfs` (group commit, see [`crate::pool`]).
 const POOL_THREADS: usize = 4;
-
-/// What the pool and the claim threads send to the main loop.
-enum Msg {
-    Claim(Event),
-    Io(Done<Device>),
-}
-
-/// The main loop's mailbox: a list and an eventfd to wake the loop's `poll`.
-struct Inbox {
-    /// The messages, and whether a wake-up is pending (written and not yet taken).
-    items: Mutex<(Vec<Msg>, bool)>,
-    efd: EventFd,
-}
-
-impl Inbox {
-    fn new() -> std::io::Result<Self> {
-        Ok(Inbox {
-            items: Mutex::new((Vec::new(), false)),
-            efd: EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?,
-        })
-    }
-
-    /// Queue `m`; with `wake`, make the loop look now (once per batch: the eventfd is written
-    /// only if no wake-up is pending already).
-    fn push(&self, m: Msg, wake: bool) {
-        let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        g.0.push(m);
-        if wake && !g.1 {
-            g.1 = true;
-            drop(g);
-            if let Err(e) = self.efd.write(1) {
-                tracing::error!("waking the main loop (eventfd): {e}");
-            }
-        }
-    }
-
-    fn take(&self) -> Vec<Msg> {
-        let mut g = self.items.lock().unwrap_or_else(|e| e.into_inner());
-        g.1 = false;
-        std::mem::take(&mut g.0)
-    }
-}
 
 /// An error that stops the daemon, with its exit code.
 #[derive(Debug)]
@@ -291,7 +256,7 @@ impl Daemon {
         let (lock, fs) = prepare(&self.cfg.run_dir, &dc, Access::ReadWrite)?;
         let shared = Arc::new(Shared::default());
         let id = self.slots.len();
-        let job = worker::Job {
+        let job = claim_thread::Job {
             id,
             fs,
             heartbeat: dc.heartbeat,
@@ -308,7 +273,7 @@ impl Daemon {
             },
             clock: self.clock,
         };
-        let handle = worker::spawn(job)
+        let handle = claim_thread::spawn(job)
             .map_err(|e| Fatal::new(exit::ERROR, format!("cannot start a claim thread: {e}")))?;
         self.slots.push(Slot {
             cfg: dc,
@@ -687,358 +652,5 @@ impl Daemon {
                 }
             }
         }
-    }
-
-    /// Fence device `id`; `Some(code)` when the daemon must exit now.
-    fn fence(&mut self, id: usize, reason: &str, seq: u32) -> Option<u8> {
-        let node = self.cfg.node_name.clone();
-        let s = &mut self.slots[id];
-        if s.state == SlotState::Fenced {
-            return None;
-        }
-        s.state = SlotState::Fenced;
-        s.reason = reason.to_string();
-        // Never write again: the heartbeat is dropped here, or when its job comes back.
-        s.hb = None;
-        let device = s.cfg.path.clone();
-        let action = s.cfg.fence;
-        tracing::error!(
-            device = %device.display(),
-            action = action.name(),
-            "FENCING: {reason}. This node no longer holds the device and will not write its MMP block again."
-        );
-        self.final_code = exit::FENCED;
-        self.write_states();
-        notify(&[NotifyState::Status(&format!(
-            "FENCED {}: {reason}",
-            device.display()
-        ))]);
-        match action {
-            FenceAction::Exit => {
-                tracing::error!(device = %device.display(), "fence action exit: mmpd exits with status {}", exit::FENCED);
-                return Some(exit::FENCED);
-            }
-            FenceAction::Command => {
-                let cmd = self.slots[id].cfg.fence_command.clone().unwrap_or_default();
-                match fence::spawn_command(&cmd, &device, reason, seq, &node) {
-                    Ok(child) => {
-                        tracing::error!(device = %device.display(), pid = child.id(), "fence action command: running `{cmd}`");
-                        self.children.push((cmd, child));
-                    }
-                    Err(e) => {
-                        tracing::error!(device = %device.display(), "fence command `{cmd}` could not start: {e}; exiting instead");
-                        return Some(exit::FENCED);
-                    }
-                }
-            }
-            FenceAction::SysrqReboot => {
-                tracing::error!(device = %device.display(), trigger = %self.cfg.sysrq_trigger.display(), "fence action sysrq-reboot: rebooting now");
-                if let Err(e) = fence::sysrq_reboot(&self.cfg.sysrq_trigger) {
-                    tracing::error!("sysrq reboot failed: {e}; exiting instead");
-                }
-                return Some(exit::FENCED);
-            }
-            FenceAction::Watchdog => {
-                if self.watchdog.is_none() {
-                    match ArmedWatchdog::open(&self.cfg.watchdog_device) {
-                        Ok(w) => self.watchdog = Some(w),
-                        Err(e) => {
-                            tracing::error!("{e}; exiting instead");
-                            return Some(exit::FENCED);
-                        }
-                    }
-                }
-                if let Some(w) = &mut self.watchdog {
-                    w.stop_petting();
-                    tracing::error!(watchdog = %w.path().display(), "fence action watchdog: no longer petting the watchdog; the node resets when its timeout runs out");
-                }
-            }
-        }
-        None
-    }
-
-    /// The watchdog was just opened (armed): set its timeout, and if it is the configured one
-    /// (or shorter), let the devices with the watchdog fence publish their self-fence tag. A
-    /// longer timeout than configured would outlast the check interval we published: refuse.
-    fn arm_fence_tags(&mut self) {
-        let want = self.cfg.watchdog_timeout;
-        let Some((set, path)) = self
-            .watchdog
-            .as_mut()
-            .map(|w| (w.set_timeout(want), w.path().display().to_string()))
-        else {
-            return;
-        };
-        match set {
-            Ok(Some(t)) if t <= want => {
-                tracing::info!(watchdog = %path, timeout_s = t.as_secs(), "watchdog armed; publishing the self-fence bound (fail_after + timeout + 1 s) in the MMP blocks");
-                self.watchdog_timeout = Some(t);
-                // Idle heartbeats now; those in the pool get theirs when they are parked.
-                for id in 0..self.slots.len() {
-                    let tag = self.fence_tag(id);
-                    if let Some(hb) = self.slots[id].hb.as_mut() {
-                        hb.set_fence_tag(tag);
-                    }
-                }
-            }
-            Ok(Some(t)) => {
-                tracing::error!(watchdog = %path, "the watchdog's timeout is {} s, longer than the configured {} s that the published check interval covers; releasing", t.as_secs(), want.as_secs());
-                self.final_code = exit::ERROR;
-                self.begin_shutdown();
-            }
-            Ok(None) => {
-                tracing::warn!(watchdog = %path, "watchdog armed, but it is the test fake (a plain file) and promises no timeout: no self-fence bound is published, other nodes wait the full time");
-            }
-            Err(e) => {
-                tracing::error!(watchdog = %path, "{e}; releasing");
-                self.final_code = exit::ERROR;
-                self.begin_shutdown();
-            }
-        }
-    }
-
-    /// Every held device wrote successfully within its limit, and none is fenced.
-    fn healthy(&self) -> bool {
-        let now = self.clock.now();
-        self.slots.iter().all(|s| match s.state {
-            SlotState::Holding => now.saturating_sub(s.last_success) < s.cfg.heartbeat.fail_after(),
-            SlotState::Fenced => false,
-            _ => true,
-        })
-    }
-
-    fn write_states(&mut self) {
-        let run_dir = self.cfg.run_dir.clone();
-        for s in &mut self.slots {
-            // Only on a change of state: `seq` and `updated` are those of the change (the live
-            // sequence is in the MMP block).
-            if s.state_written == Some(s.state) {
-                continue;
-            }
-            let seq = s.seq;
-            let st = HolderState {
-                pid: std::process::id(),
-                device: s.cfg.path.display().to_string(),
-                state: s.state.name().to_string(),
-                node_name: self.cfg.node_name.clone(),
-                seq,
-                since: s.since,
-                updated: wall_now(),
-                interval_ms: s.cfg.heartbeat.interval.as_millis() as u64,
-                fail_intervals: s.cfg.heartbeat.fail_intervals,
-                check_interval: s.cfg.check_interval,
-                fence: s.cfg.fence.name().to_string(),
-                reason: s.reason.clone(),
-            };
-            let r = if matches!(s.state, SlotState::Released | SlotState::Failed) {
-                run_dir::remove_state(&run_dir, &s.lock)
-            } else {
-                run_dir::write_state(&run_dir, &s.lock, &st)
-            };
-            match r {
-                Ok(()) => s.state_written = Some(s.state),
-                Err(e) => tracing::warn!(run_dir = %run_dir.display(), "state file: {e}"),
-            }
-        }
-    }
-
-    /// Periodic work; `Some(code)` ends the daemon.
-    fn tick(&mut self) -> Option<u8> {
-        let now = self.clock.now();
-        // A device that has not written for longer than fail_after while its job sat in the
-        // pool for more than STUCK_SLACK is stuck (hung I/O, or no pool thread left to serve
-        // it): its heartbeat cannot fence itself, so fence it here. The slack is small and
-        // fixed, not an interval: readers may call our block stale CI + 1 s after it was
-        // written (CI >= fail_after), so the fence action must run well before that even with
-        // long intervals. An overdue heartbeat that is idle here (the whole daemon was stopped
-        // or starved) goes to the pool in this same pass: its beat finds it too late to write,
-        // reads the block and names whoever took the device, a better reason than ours; if
-        // that beat hangs, this check catches it STUCK_SLACK later.
-        let stuck: Vec<(usize, Duration)> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.state == SlotState::Holding && !self.shutting_down)
-            .filter_map(|(i, s)| {
-                let slack = STUCK_SLACK.min(s.cfg.heartbeat.interval);
-                let in_pool_long = s.in_pool.is_some_and(|t| now.saturating_sub(t) > slack);
-                let age = now.saturating_sub(s.last_success);
-                (in_pool_long && age > s.cfg.heartbeat.fail_after() + slack).then_some((i, age))
-            })
-            .collect();
-        for (i, age) in stuck {
-            let s = &self.slots[i];
-            let why = match s.in_pool {
-                Some(t) => format!(
-                    "its I/O has not returned for {:.1} s (hung device?)",
-                    now.saturating_sub(t).as_secs_f64()
-                ),
-                None => "its heartbeat could not run".to_string(),
-            };
-            let reason = format!(
-                "NO SUCCESSFUL MMP WRITE for {:.1} s: {why}",
-                age.as_secs_f64()
-            );
-            let seq = s.seq;
-            if let Some(code) = self.fence(i, &reason, seq) {
-                return Some(code);
-            }
-        }
-        // A pool thread hung in one device's I/O must not hold up the others' beats.
-        let stall = self
-            .slots
-            .iter()
-            .filter(|s| s.state.active())
-            .map(|s| s.cfg.heartbeat.interval)
-            .min()
-            .unwrap_or(Duration::from_secs(1));
-        for l in self.pool.supervise(stall) {
-            let device = self
-                .slots
-                .get(l.device)
-                .map(|s| s.cfg.path.display().to_string());
-            let device = device.unwrap_or_default();
-            if l.replaced {
-                tracing::warn!(device = %device, busy_s = l.busy_for.as_secs_f64(), left_behind = self.pool.left_behind(), handed_over = l.handed_over, "I/O has not returned: leaving its I/O thread behind and starting another (the other beats of its group go to another thread)");
-            } else {
-                tracing::error!(device = %device, busy_s = l.busy_for.as_secs_f64(), "I/O has not returned, and {} I/O threads are already left behind: not starting another", pool::MAX_LEFT_BEHIND);
-            }
-        }
-
-        // Fence commands that finished.
-        self.children.retain_mut(|(cmd, c)| match c.try_wait() {
-            Ok(Some(st)) => {
-                tracing::error!("fence command `{cmd}` finished: {st}");
-                false
-            }
-            Ok(None) => true,
-            Err(e) => {
-                tracing::error!("fence command `{cmd}`: {e}");
-                false
-            }
-        });
-
-        if !self.ready_sent && !self.shutting_down {
-            let initial_held = self
-                .slots
-                .iter()
-                .filter(|s| s.initial)
-                .all(|s| s.state == SlotState::Holding);
-            if initial_held {
-                if self.cfg.uses_watchdog() && self.watchdog.is_none() {
-                    match ArmedWatchdog::open(&self.cfg.watchdog_device) {
-                        Ok(w) => {
-                            self.watchdog = Some(w);
-                            self.arm_fence_tags();
-                        }
-                        Err(e) => {
-                            tracing::error!("{e}; the watchdog fence cannot work, releasing");
-                            self.final_code = exit::ERROR;
-                            self.begin_shutdown();
-                        }
-                    }
-                }
-                if !self.shutting_down {
-                    self.ready_sent = true;
-                    self.last_status = now;
-                    let status = self.status_line();
-                    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
-                    tracing::info!("ready: {status}");
-                }
-            }
-        }
-
-        let healthy = self.healthy();
-        let pet_every = self
-            .slots
-            .iter()
-            .map(|s| s.cfg.heartbeat.interval)
-            .min()
-            .unwrap_or(Duration::from_secs(1));
-        if healthy && now.saturating_sub(self.last_pet) >= pet_every {
-            self.last_pet = now;
-            if let Some(w) = &mut self.watchdog {
-                if let Err(e) = w.pet() {
-                    tracing::error!(watchdog = %w.path().display(), "petting the watchdog failed: {e}");
-                }
-            }
-        }
-        if let Some(every) = self.sd_watchdog {
-            if healthy && now.saturating_sub(self.last_sd_pet) >= every {
-                self.last_sd_pet = now;
-                notify(&[NotifyState::Watchdog]);
-            }
-        }
-        if self.ready_sent && now.saturating_sub(self.last_status) >= Duration::from_secs(5) {
-            self.last_status = now;
-            let status = self.status_line();
-            notify(&[NotifyState::Status(&status)]);
-        }
-        self.write_states();
-
-        // Done?
-        let watchdog_fenced = self.watchdog.as_ref().is_some_and(|w| !w.is_petting());
-        if self.shutting_down {
-            // Wait for the held devices' releases and for the claims that wrote (they release
-            // or restore CLEAN); abandon the claims that only read.
-            let waiting = self.slots.iter().any(|s| match s.state {
-                SlotState::Holding => true,
-                SlotState::Claiming => s
-                    .claim
-                    .as_ref()
-                    .is_some_and(|(sh, _)| sh.writing.load(SeqCst)),
-                _ => false,
-            });
-            if !waiting {
-                return Some(self.finish());
-            }
-        } else if !self.slots.iter().any(|s| s.state.active())
-            && self.children.is_empty()
-            && !watchdog_fenced
-        {
-            return Some(self.finish());
-        }
-        None
-    }
-
-    fn finish(&mut self) -> u8 {
-        for s in &mut self.slots {
-            if let Some((sh, h)) = s.claim.take() {
-                if sh.finished.load(SeqCst) {
-                    let _ = h.join();
-                }
-            }
-            if !matches!(s.state, SlotState::Fenced) {
-                let _ = run_dir::remove_state(&self.cfg.run_dir, &s.lock);
-            }
-        }
-        if let Some(w) = self.watchdog.take() {
-            if self.final_code == exit::OK {
-                if let Err(e) = w.disarm() {
-                    tracing::error!("disarming the watchdog: {e}");
-                }
-            }
-        }
-        if self.final_code == exit::OK {
-            tracing::info!("all devices released");
-        }
-        self.final_code
-    }
-
-    fn status_line(&self) -> String {
-        let parts: Vec<String> = self
-            .slots
-            .iter()
-            .filter(|s| s.state != SlotState::Released)
-            .map(|s| {
-                format!(
-                    "{} {} seq {:#010x}",
-                    s.cfg.path.display(),
-                    s.state.name(),
-                    s.seq
-                )
-            })
-            .collect();
-        parts.join("; ")
     }
 }

@@ -1,0 +1,216 @@
+//! The main loop's periodic work: fence stuck devices, supervise the pool, READY=1, pet the
+//! watchdogs, decide when the daemon is done.
+
+use super::*;
+
+impl Daemon {
+    /// Every held device wrote successfully within its limit, and none is fenced.
+    pub(super) fn healthy(&self) -> bool {
+        let now = self.clock.now();
+        self.slots.iter().all(|s| match s.state {
+            SlotState::Holding => now.saturating_sub(s.last_success) < s.cfg.heartbeat.fail_after(),
+            SlotState::Fenced => false,
+            _ => true,
+        })
+    }
+
+    /// Periodic work; `Some(code)` ends the daemon.
+    pub(super) fn tick(&mut self) -> Option<u8> {
+        let now = self.clock.now();
+        // A device that has not written for longer than fail_after while its job sat in the
+        // pool for more than STUCK_SLACK is stuck (hung I/O, or no pool thread left to serve
+        // it): its heartbeat cannot fence itself, so fence it here. The slack is small and
+        // fixed, not an interval: readers may call our block stale CI + 1 s after it was
+        // written (CI >= fail_after), so the fence action must run well before that even with
+        // long intervals. An overdue heartbeat that is idle here (the whole daemon was stopped
+        // or starved) goes to the pool in this same pass: its beat finds it too late to write,
+        // reads the block and names whoever took the device, a better reason than ours; if
+        // that beat hangs, this check catches it STUCK_SLACK later.
+        let stuck: Vec<(usize, Duration)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == SlotState::Holding && !self.shutting_down)
+            .filter_map(|(i, s)| {
+                let slack = STUCK_SLACK.min(s.cfg.heartbeat.interval);
+                let in_pool_long = s.in_pool.is_some_and(|t| now.saturating_sub(t) > slack);
+                let age = now.saturating_sub(s.last_success);
+                (in_pool_long && age > s.cfg.heartbeat.fail_after() + slack).then_some((i, age))
+            })
+            .collect();
+        for (i, age) in stuck {
+            let s = &self.slots[i];
+            let why = match s.in_pool {
+                Some(t) => format!(
+                    "its I/O has not returned for {:.1} s (hung device?)",
+                    now.saturating_sub(t).as_secs_f64()
+                ),
+                None => "its heartbeat could not run".to_string(),
+            };
+            let reason = format!(
+                "NO SUCCESSFUL MMP WRITE for {:.1} s: {why}",
+                age.as_secs_f64()
+            );
+            let seq = s.seq;
+            if let Some(code) = self.fence(i, &reason, seq) {
+                return Some(code);
+            }
+        }
+        // A pool thread hung in one device's I/O must not hold up the others' beats.
+        let stall = self
+            .slots
+            .iter()
+            .filter(|s| s.state.active())
+            .map(|s| s.cfg.heartbeat.interval)
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        for l in self.pool.supervise(stall) {
+            let device = self
+                .slots
+                .get(l.device)
+                .map(|s| s.cfg.path.display().to_string());
+            let device = device.unwrap_or_default();
+            if l.replaced {
+                tracing::warn!(device = %device, busy_s = l.busy_for.as_secs_f64(), left_behind = self.pool.left_behind(), handed_over = l.handed_over, "I/O has not returned: leaving its I/O thread behind and starting another (the other beats of its group go to another thread)");
+            } else {
+                tracing::error!(device = %device, busy_s = l.busy_for.as_secs_f64(), "I/O has not returned, and {} I/O threads are already left behind: not starting another", pool::MAX_LEFT_BEHIND);
+            }
+        }
+
+        // Fence commands that finished.
+        self.children.retain_mut(|(cmd, c)| match c.try_wait() {
+            Ok(Some(st)) => {
+                tracing::error!("fence command `{cmd}` finished: {st}");
+                false
+            }
+            Ok(None) => true,
+            Err(e) => {
+                tracing::error!("fence command `{cmd}`: {e}");
+                false
+            }
+        });
+
+        if !self.ready_sent && !self.shutting_down {
+            let initial_held = self
+                .slots
+                .iter()
+                .filter(|s| s.initial)
+                .all(|s| s.state == SlotState::Holding);
+            if initial_held {
+                if self.cfg.uses_watchdog() && self.watchdog.is_none() {
+                    match ArmedWatchdog::open(&self.cfg.watchdog_device) {
+                        Ok(w) => {
+                            self.watchdog = Some(w);
+                            self.arm_fence_tags();
+                        }
+                        Err(e) => {
+                            tracing::error!("{e}; the watchdog fence cannot work, releasing");
+                            self.final_code = exit::ERROR;
+                            self.begin_shutdown();
+                        }
+                    }
+                }
+                if !self.shutting_down {
+                    self.ready_sent = true;
+                    self.last_status = now;
+                    let status = self.status_line();
+                    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+                    tracing::info!("ready: {status}");
+                }
+            }
+        }
+
+        let healthy = self.healthy();
+        let pet_every = self
+            .slots
+            .iter()
+            .map(|s| s.cfg.heartbeat.interval)
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        if healthy && now.saturating_sub(self.last_pet) >= pet_every {
+            self.last_pet = now;
+            if let Some(w) = &mut self.watchdog {
+                if let Err(e) = w.pet() {
+                    tracing::error!(watchdog = %w.path().display(), "petting the watchdog failed: {e}");
+                }
+            }
+        }
+        if let Some(every) = self.sd_watchdog {
+            if healthy && now.saturating_sub(self.last_sd_pet) >= every {
+                self.last_sd_pet = now;
+                notify(&[NotifyState::Watchdog]);
+            }
+        }
+        if self.ready_sent && now.saturating_sub(self.last_status) >= Duration::from_secs(5) {
+            self.last_status = now;
+            let status = self.status_line();
+            notify(&[NotifyState::Status(&status)]);
+        }
+        self.write_states();
+
+        // Done?
+        let watchdog_fenced = self.watchdog.as_ref().is_some_and(|w| !w.is_petting());
+        if self.shutting_down {
+            // Wait for the held devices' releases and for the claims that wrote (they release
+            // or restore CLEAN); abandon the claims that only read.
+            let waiting = self.slots.iter().any(|s| match s.state {
+                SlotState::Holding => true,
+                SlotState::Claiming => s
+                    .claim
+                    .as_ref()
+                    .is_some_and(|(sh, _)| sh.writing.load(SeqCst)),
+                _ => false,
+            });
+            if !waiting {
+                return Some(self.finish());
+            }
+        } else if !self.slots.iter().any(|s| s.state.active())
+            && self.children.is_empty()
+            && !watchdog_fenced
+        {
+            return Some(self.finish());
+        }
+        None
+    }
+
+    pub(super) fn finish(&mut self) -> u8 {
+        for s in &mut self.slots {
+            if let Some((sh, h)) = s.claim.take() {
+                if sh.finished.load(SeqCst) {
+                    let _ = h.join();
+                }
+            }
+            if !matches!(s.state, SlotState::Fenced) {
+                let _ = run_dir::remove_state(&self.cfg.run_dir, &s.lock);
+            }
+        }
+        if let Some(w) = self.watchdog.take() {
+            if self.final_code == exit::OK {
+                if let Err(e) = w.disarm() {
+                    tracing::error!("disarming the watchdog: {e}");
+                }
+            }
+        }
+        if self.final_code == exit::OK {
+            tracing::info!("all devices released");
+        }
+        self.final_code
+    }
+
+    pub(super) fn status_line(&self) -> String {
+        let parts: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|s| s.state != SlotState::Released)
+            .map(|s| {
+                format!(
+                    "{} {} seq {:#010x}",
+                    s.cfg.path.display(),
+                    s.state.name(),
+                    s.seq
+                )
+            })
+            .collect();
+        parts.join("; ")
+    }
+}
