@@ -55,9 +55,9 @@ pub enum Event {
     },
 }
 
-/// What the main loop and one claim thread share.
+/// How the main loop controls one claim thread, and what it learns of it.
 #[derive(Debug, Default)]
-pub struct Shared {
+pub struct ClaimControl {
     stop: AtomicBool,
     /// The claim has written, or is about to: on shutdown the main loop must wait for the
     /// thread to finish (a cancelled claim restores CLEAN; a won one is released). Before that
@@ -67,7 +67,7 @@ pub struct Shared {
     pub finished: AtomicBool,
 }
 
-impl Shared {
+impl ClaimControl {
     pub fn request_stop(&self) {
         self.stop.store(true, SeqCst);
     }
@@ -85,13 +85,13 @@ impl Shared {
     }
 }
 
-/// Everything a claim thread needs.
-pub struct Job {
+/// Everything a claim thread needs: one device to claim.
+pub struct ClaimTask {
     pub id: usize,
     pub fs: MmpFs<Device>,
     pub heartbeat: HeartbeatConfig,
     pub claim: ClaimOptions,
-    pub shared: Arc<Shared>,
+    pub control: Arc<ClaimControl>,
     /// Delivers the event to the main loop and wakes it.
     pub events: Arc<dyn Fn(Event) + Send + Sync>,
     pub clock: EpochClock,
@@ -99,27 +99,27 @@ pub struct Job {
 
 /// Claim on a thread of its own (a claim waits 10 to 20 s, and many run in parallel). The thread
 /// ends with the claim: the heartbeat is the main loop's.
-pub fn spawn(job: Job) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(task: ClaimTask) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name(format!("mmpd-claim{}", job.id))
+        .name(format!("mmpd-claim{}", task.id))
         .stack_size(512 * 1024)
         .spawn(move || {
-            let shared = job.shared.clone();
-            run(job);
-            shared.finished.store(true, SeqCst);
+            let control = task.control.clone();
+            run(task);
+            control.finished.store(true, SeqCst);
         })
 }
 
-fn run(job: Job) {
-    let Job {
+fn run(task: ClaimTask) {
+    let ClaimTask {
         id,
         fs,
         heartbeat,
         claim: opts,
-        shared,
+        control,
         events,
         clock,
-    } = job;
+    } = task;
     let device = fs.device_name().to_string();
     tracing::info!(device = %device, node = %opts.nodename, check_interval = opts.check_interval, "claiming");
     let mut last_phase = None;
@@ -128,7 +128,7 @@ fn run(job: Job) {
         &clock,
         &mut || claim::random_seq().unwrap_or_else(|_| fallback_seq(&clock)),
         &opts,
-        &|| shared.claim_cancel(),
+        &|| control.claim_cancel(),
         &mut |phase, _elapsed, total| {
             if last_phase != Some(phase) {
                 last_phase = Some(phase);
@@ -147,7 +147,7 @@ fn run(job: Job) {
             });
         }
         Err(e) => {
-            shared.writing.store(false, SeqCst);
+            control.writing.store(false, SeqCst);
             events(Event::ClaimFailed {
                 id,
                 refusal: e.is_refusal(),

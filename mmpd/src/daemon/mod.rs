@@ -14,12 +14,12 @@
 //! devices cost a few wake-ups per second, not 1,000. A device's state file is rewritten only
 //! when its state changes (claiming, holding, fenced), not at every sequence.
 
-use crate::claim_thread::{self, EpochClock, Event, Shared};
+use crate::claim_thread::{self, ClaimControl, EpochClock, Event};
 use crate::cli::{Cli, FenceAction};
 use crate::config::{self, Config, DeviceConfig};
 use crate::exit;
 use crate::fence::{self, ArmedWatchdog};
-use crate::pool::{self, Done, Job, Pool, Work};
+use crate::pool::{self, Done, IoJob, Pool, Work};
 use libmmp::fs::MmpFs;
 use libmmp::host::run_dir::{self, HolderLock, HolderState, LockError};
 use libmmp::io::device::{Access, Device};
@@ -105,7 +105,7 @@ impl SlotState {
 struct Slot {
     cfg: DeviceConfig,
     /// The claim thread, while claiming.
-    claim: Option<(Arc<Shared>, JoinHandle<()>)>,
+    claim: Option<(Arc<ClaimControl>, JoinHandle<()>)>,
     lock: HolderLock,
     state: SlotState,
     since: u64,
@@ -254,9 +254,9 @@ impl Daemon {
 
     fn start_device(&mut self, dc: DeviceConfig, initial: bool) -> Result<(), Fatal> {
         let (lock, fs) = prepare(&self.cfg.run_dir, &dc, Access::ReadWrite)?;
-        let shared = Arc::new(Shared::default());
+        let control = Arc::new(ClaimControl::default());
         let id = self.slots.len();
-        let job = claim_thread::Job {
+        let task = claim_thread::ClaimTask {
             id,
             fs,
             heartbeat: dc.heartbeat,
@@ -266,18 +266,18 @@ impl Daemon {
                 check_interval: dc.check_interval,
                 poll: self.cfg.poll,
             },
-            shared: shared.clone(),
+            control: control.clone(),
             events: {
                 let inbox = self.inbox.clone();
                 Arc::new(move |e| inbox.push(Msg::Claim(e), true))
             },
             clock: self.clock,
         };
-        let handle = claim_thread::spawn(job)
+        let handle = claim_thread::spawn(task)
             .map_err(|e| Fatal::new(exit::ERROR, format!("cannot start a claim thread: {e}")))?;
         self.slots.push(Slot {
             cfg: dc,
-            claim: Some((shared, handle)),
+            claim: Some((control, handle)),
             lock,
             state: SlotState::Claiming,
             since: wall_now(),
@@ -432,7 +432,7 @@ impl Daemon {
             }
             if let Some(hb) = s.hb.take() {
                 s.in_pool = Some(now);
-                jobs.push(Job {
+                jobs.push(IoJob {
                     id,
                     work: Work::Release(hb),
                 });
@@ -451,7 +451,7 @@ impl Daemon {
             }
             if let Some(hb) = s.hb.take() {
                 s.in_pool = Some(now);
-                jobs.push(Job {
+                jobs.push(IoJob {
                     id,
                     work: Work::Beat(hb),
                 });
@@ -562,8 +562,8 @@ impl Daemon {
                 None => {
                     tracing::info!(device = %slot.cfg.path.display(), "removed from the configuration: releasing");
                     slot.release = true;
-                    if let Some((shared, _)) = &slot.claim {
-                        shared.request_stop();
+                    if let Some((control, _)) = &slot.claim {
+                        control.request_stop();
                     }
                     if slot.hb.is_some() {
                         self.releases.push(i);
@@ -603,7 +603,10 @@ impl Daemon {
             } => {
                 let now = self.clock.now();
                 let s = &mut self.slots[id];
-                let stop = s.claim.take().is_some_and(|(sh, _)| sh.stop_requested());
+                let stop = s
+                    .claim
+                    .take()
+                    .is_some_and(|(control, _)| control.stop_requested());
                 s.state = SlotState::Holding;
                 s.seq = hb.seq();
                 s.last_success = now;
@@ -644,8 +647,8 @@ impl Daemon {
             notify(&[NotifyState::Stopping]);
             for (i, s) in self.slots.iter_mut().enumerate() {
                 s.release = true;
-                if let Some((shared, _)) = &s.claim {
-                    shared.request_stop();
+                if let Some((control, _)) = &s.claim {
+                    control.request_stop();
                 }
                 if s.hb.is_some() {
                     self.releases.push(i);

@@ -158,7 +158,7 @@ impl Daemon {
                 SlotState::Claiming => s
                     .claim
                     .as_ref()
-                    .is_some_and(|(sh, _)| sh.writing.load(SeqCst)),
+                    .is_some_and(|(control, _)| control.writing.load(SeqCst)),
                 _ => false,
             });
             if !waiting {
@@ -175,8 +175,8 @@ impl Daemon {
 
     pub(super) fn finish(&mut self) -> u8 {
         for s in &mut self.slots {
-            if let Some((sh, h)) = s.claim.take() {
-                if sh.finished.load(SeqCst) {
+            if let Some((control, h)) = s.claim.take() {
+                if control.finished.load(SeqCst) {
                     let _ = h.join();
                 }
             }

@@ -53,7 +53,7 @@ pub enum Work<D: BlockIo> {
 }
 
 /// A job for device `id`.
-pub struct Job<D: BlockIo> {
+pub struct IoJob<D: BlockIo> {
     pub id: usize,
     pub work: Work<D>,
 }
@@ -83,7 +83,7 @@ const IDLE: u64 = u64::MAX;
 /// What a pool thread takes from the queue at once: one job, or the beats of one sync group.
 struct Unit<D: BlockIo> {
     /// Jobs not started.
-    todo: VecDeque<Job<D>>,
+    todo: VecDeque<IoJob<D>>,
     /// Beats written (first half done) that wait for the group's sync.
     written: Vec<(usize, Box<Heartbeat<D>>)>,
 }
@@ -104,7 +104,7 @@ impl<D: BlockIo> Unit<D> {
 }
 
 /// What the main loop sees of one pool thread.
-struct WorkerState<D: BlockIo> {
+struct IoThread<D: BlockIo> {
     /// Epoch-clock milliseconds when its current operation (a job, or a group's sync)
     /// started, or `IDLE`.
     busy_since_ms: AtomicU64,
@@ -118,7 +118,7 @@ struct WorkerState<D: BlockIo> {
     group: Mutex<Unit<D>>,
 }
 
-impl<D: BlockIo> WorkerState<D> {
+impl<D: BlockIo> IoThread<D> {
     fn group(&self) -> MutexGuard<'_, Unit<D>> {
         self.group.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -159,7 +159,7 @@ pub struct LeftBehind {
 /// The pool, owned by the main loop.
 pub struct Pool<D: BlockIo + Send + 'static> {
     inner: Arc<Inner<D>>,
-    workers: Vec<Arc<WorkerState<D>>>,
+    io_threads: Vec<Arc<IoThread<D>>>,
     /// How many threads serve the queue (left-behind threads are replaced, not counted).
     size: usize,
     spawned: usize,
@@ -179,7 +179,7 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
                 sink,
                 clock,
             }),
-            workers: Vec::new(),
+            io_threads: Vec::new(),
             size: 0,
             spawned: 0,
         }
@@ -195,7 +195,7 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
     }
 
     fn spawn(&mut self) -> std::io::Result<()> {
-        let state = Arc::new(WorkerState {
+        let state = Arc::new(IoThread {
             busy_since_ms: AtomicU64::new(IDLE),
             device: AtomicUsize::new(usize::MAX),
             left_behind: AtomicBool::new(false),
@@ -209,16 +209,16 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
             .stack_size(STACK_SIZE)
             .spawn(move || run(&inner, &st))?;
         self.spawned += 1;
-        self.workers.push(state);
+        self.io_threads.push(state);
         Ok(())
     }
 
     /// Queue jobs; wakes as many idle threads as there are units of work. The beats of image
     /// files on one filesystem are grouped (one `syncfs` for the group, see the module
     /// comment); every other job is a unit of its own.
-    pub fn submit(&self, jobs: impl IntoIterator<Item = Job<D>>) {
+    pub fn submit(&self, jobs: impl IntoIterator<Item = IoJob<D>>) {
         let mut units = Vec::new();
-        let mut groups: HashMap<u64, Vec<Job<D>>> = HashMap::new();
+        let mut groups: HashMap<u64, Vec<IoJob<D>>> = HashMap::new();
         let mut order = Vec::new();
         for job in jobs {
             let group = match &job.work {
@@ -281,10 +281,10 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
     pub fn supervise(&mut self, stall: Duration) -> Vec<LeftBehind> {
         let now_ms = self.inner.clock.now().as_millis() as u64;
         let stall_ms = stall.as_millis() as u64;
-        self.workers.retain(|w| !w.exited.load(SeqCst));
+        self.io_threads.retain(|w| !w.exited.load(SeqCst));
         let mut left = Vec::new();
         let mut rescued = Vec::new();
-        for w in &self.workers {
+        for w in &self.io_threads {
             let since = w.busy_since_ms.load(SeqCst);
             if since == IDLE || w.left_behind.load(SeqCst) {
                 continue;
@@ -313,7 +313,7 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
         self.queue(rescued, true);
         for l in &mut left {
             let behind = self
-                .workers
+                .io_threads
                 .iter()
                 .filter(|w| w.left_behind.load(SeqCst))
                 .count();
@@ -324,7 +324,7 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
 
     /// Threads alive now (serving or left behind).
     pub fn threads(&self) -> usize {
-        self.workers
+        self.io_threads
             .iter()
             .filter(|w| !w.exited.load(SeqCst))
             .count()
@@ -332,7 +332,7 @@ impl<D: BlockIo + Send + 'static> Pool<D> {
 
     /// Threads left behind in hung I/O that have not returned.
     pub fn left_behind(&self) -> usize {
-        self.workers
+        self.io_threads
             .iter()
             .filter(|w| w.left_behind.load(SeqCst) && !w.exited.load(SeqCst))
             .count()
@@ -348,7 +348,7 @@ impl<D: BlockIo + Send + 'static> Drop for Pool<D> {
     }
 }
 
-fn run<D: BlockIo>(inner: &Inner<D>, me: &WorkerState<D>) {
+fn run<D: BlockIo>(inner: &Inner<D>, me: &IoThread<D>) {
     loop {
         let mut unit = {
             let mut q = inner.lock();
@@ -397,7 +397,7 @@ fn send_beat<D: BlockIo>(
 }
 
 /// Run a group: every beat's first half, one sync, then every beat's confirmation.
-fn run_group<D: BlockIo>(inner: &Inner<D>, me: &WorkerState<D>, unit: Unit<D>) {
+fn run_group<D: BlockIo>(inner: &Inner<D>, me: &IoThread<D>, unit: Unit<D>) {
     let clock = &inner.clock;
     *me.group() = unit;
     loop {
@@ -411,7 +411,7 @@ fn run_group<D: BlockIo>(inner: &Inner<D>, me: &WorkerState<D>, unit: Unit<D>) {
         let mut hb = match job.work {
             Work::Beat(hb) => hb,
             work @ Work::Release(_) => {
-                let (done, urgent) = execute(Job { id, work }, clock);
+                let (done, urgent) = execute(IoJob { id, work }, clock);
                 (inner.sink)(done, urgent);
                 continue;
             }
@@ -472,7 +472,7 @@ fn run_group<D: BlockIo>(inner: &Inner<D>, me: &WorkerState<D>, unit: Unit<D>) {
     me.busy_since_ms.store(IDLE, SeqCst);
 }
 
-fn execute<D: BlockIo>(job: Job<D>, clock: &EpochClock) -> (Done<D>, bool) {
+fn execute<D: BlockIo>(job: IoJob<D>, clock: &EpochClock) -> (Done<D>, bool) {
     let id = job.id;
     match job.work {
         Work::Beat(mut hb) => {

@@ -261,7 +261,7 @@ fn drive_all(
         for (id, s) in slots.iter_mut().enumerate() {
             if now < end && s.as_ref().is_some_and(|hb| hb.next_due() <= now + window) {
                 let hb = s.take().unwrap();
-                jobs.push(Job {
+                jobs.push(IoJob {
                     id,
                     work: Work::Beat(hb),
                 });
@@ -292,7 +292,7 @@ fn drive_all(
 fn release_all(pool: &Pool<Gated>, inbox: &Inbox, slots: &mut [Option<Hb>]) {
     let n = slots.iter().filter(|s| s.is_some()).count();
     pool.submit(slots.iter_mut().enumerate().filter_map(|(id, s)| {
-        s.take().map(|hb| Job {
+        s.take().map(|hb| IoJob {
             id,
             work: Work::Release(hb),
         })
