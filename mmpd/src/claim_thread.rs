@@ -7,7 +7,7 @@
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Device;
 use libmmp::protocol::check::{Clock, SafeReason};
-use libmmp::protocol::claim::{self, ClaimOptions};
+use libmmp::protocol::claim::{self, ClaimError, ClaimOptions};
 use libmmp::protocol::heartbeat::{Heartbeat, HeartbeatConfig};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
@@ -50,8 +50,7 @@ pub enum Event {
     },
     ClaimFailed {
         id: usize,
-        error: String,
-        refusal: bool,
+        error: ClaimError,
     },
 }
 
@@ -148,11 +147,7 @@ fn run(task: ClaimTask) {
         }
         Err(e) => {
             control.writing.store(false, SeqCst);
-            events(Event::ClaimFailed {
-                id,
-                refusal: e.is_refusal(),
-                error: e.to_string(),
-            });
+            events(Event::ClaimFailed { id, error: e });
         }
     }
 }

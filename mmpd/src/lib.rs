@@ -6,11 +6,12 @@
 //!   files, fence actions.
 //! - [`pool`]: the I/O threads that run the beats and releases for the main loop.
 //! - [`fence`]: the fence actions and the watchdog device.
+//! - [`error`]: the daemon's errors and the one table of exit statuses.
 
 pub mod claim_thread;
 pub mod cli;
 pub mod config;
 pub mod daemon;
-pub mod exit;
+pub mod error;
 pub mod fence;
 pub mod pool;

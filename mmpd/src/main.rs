@@ -2,8 +2,9 @@
 
 use clap::Parser;
 use mmpd::cli::Cli;
+use mmpd::config;
 use mmpd::daemon::Daemon;
-use mmpd::{config, exit};
+use mmpd::error::{DaemonError, ExitStatus};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -29,31 +30,32 @@ fn init_logging(verbose: u8) {
     };
 }
 
+/// Parse, set up, run; every error leaves through [`DaemonError::exit_status`], the one table.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    let cfg = match config::load(&cli) {
-        Ok(c) => c,
+    match run(cli) {
+        Ok(status) => status.into(),
         Err(e) => {
+            // A configuration error comes before the daemon runs: stderr only.
+            if !matches!(e, DaemonError::Config(_)) {
+                tracing::error!("{e}");
+            }
             eprintln!("mmpd: {e}");
-            return ExitCode::from(exit::ERROR);
+            e.exit_status().into()
         }
-    };
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitStatus, DaemonError> {
+    let cfg = config::load(&cli)?;
     let check_only = cli.check_config;
-    let result = Daemon::new(cli, cfg).and_then(|daemon| {
-        if check_only {
-            daemon.check_only().map(|()| exit::OK)
-        } else {
-            daemon.run()
-        }
-    });
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(f) => {
-            tracing::error!("{}", f.message);
-            eprintln!("mmpd: {}", f.message);
-            ExitCode::from(f.code)
-        }
+    let daemon = Daemon::new(cli, cfg)?;
+    if check_only {
+        daemon.check_only()?;
+        Ok(ExitStatus::Success)
+    } else {
+        daemon.run()
     }
 }
 

@@ -4,7 +4,7 @@ use super::*;
 
 impl Daemon {
     /// Fence device `id`; `Some(code)` when the daemon must exit now.
-    pub(super) fn fence(&mut self, id: usize, reason: &str, seq: u32) -> Option<u8> {
+    pub(super) fn fence(&mut self, id: usize, reason: &str, seq: u32) -> Option<ExitStatus> {
         let node = self.cfg.node_name.clone();
         let s = &mut self.slots[id];
         if s.state == SlotState::Fenced {
@@ -21,7 +21,7 @@ impl Daemon {
             action = action.name(),
             "FENCING: {reason}. This node no longer holds the device and will not write its MMP block again."
         );
-        self.final_code = exit::FENCED;
+        self.final_status = ExitStatus::Fenced;
         self.write_states();
         notify(&[NotifyState::Status(&format!(
             "FENCED {}: {reason}",
@@ -29,8 +29,8 @@ impl Daemon {
         ))]);
         match action {
             FenceAction::Exit => {
-                tracing::error!(device = %device.display(), "fence action exit: mmpd exits with status {}", exit::FENCED);
-                return Some(exit::FENCED);
+                tracing::error!(device = %device.display(), "fence action exit: mmpd exits with status {}", ExitStatus::Fenced.code());
+                return Some(ExitStatus::Fenced);
             }
             FenceAction::Command => {
                 let cmd = self.slots[id].cfg.fence_command.clone().unwrap_or_default();
@@ -41,7 +41,7 @@ impl Daemon {
                     }
                     Err(e) => {
                         tracing::error!(device = %device.display(), "fence command `{cmd}` could not start: {e}; exiting instead");
-                        return Some(exit::FENCED);
+                        return Some(ExitStatus::Fenced);
                     }
                 }
             }
@@ -50,7 +50,7 @@ impl Daemon {
                 if let Err(e) = fence::sysrq_reboot(&self.cfg.sysrq_trigger) {
                     tracing::error!("sysrq reboot failed: {e}; exiting instead");
                 }
-                return Some(exit::FENCED);
+                return Some(ExitStatus::Fenced);
             }
             FenceAction::Watchdog => {
                 if self.watchdog.is_none() {
@@ -58,7 +58,7 @@ impl Daemon {
                         Ok(w) => self.watchdog = Some(w),
                         Err(e) => {
                             tracing::error!("{e}; exiting instead");
-                            return Some(exit::FENCED);
+                            return Some(ExitStatus::Fenced);
                         }
                     }
                 }
@@ -95,18 +95,20 @@ impl Daemon {
                     }
                 }
             }
-            Ok(Some(t)) => {
-                tracing::error!(watchdog = %path, "the watchdog's timeout is {} s, longer than the configured {} s that the published check interval covers; releasing", t.as_secs(), want.as_secs());
-                self.final_code = exit::ERROR;
-                self.begin_shutdown();
+            Ok(Some(found)) => {
+                let e = DaemonError::WatchdogTimeoutTooLong {
+                    found,
+                    configured: want,
+                };
+                tracing::error!(watchdog = %path, "{e}; releasing");
+                self.stop_with(&e);
             }
             Ok(None) => {
                 tracing::warn!(watchdog = %path, "watchdog armed, but it is the test fake (a plain file) and promises no timeout: no self-fence bound is published, other nodes wait the full time");
             }
             Err(e) => {
                 tracing::error!(watchdog = %path, "{e}; releasing");
-                self.final_code = exit::ERROR;
-                self.begin_shutdown();
+                self.stop_with(&e.into());
             }
         }
     }

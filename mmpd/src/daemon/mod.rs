@@ -17,11 +17,11 @@
 use crate::claim_thread::{self, ClaimControl, EpochClock, Event};
 use crate::cli::{Cli, FenceAction};
 use crate::config::{self, Config, DeviceConfig};
-use crate::exit;
+use crate::error::{DaemonError, ExitStatus};
 use crate::fence::{self, ArmedWatchdog};
 use crate::pool::{self, Done, IoJob, Pool, Work};
 use libmmp::fs::MmpFs;
-use libmmp::host::run_dir::{self, HolderLock, HolderState, LockError};
+use libmmp::host::run_dir::{self, HolderLock, HolderState};
 use libmmp::io::device::{Access, Device};
 use libmmp::protocol::check::Clock;
 use libmmp::protocol::claim::{bdevname_of, wall_now, ClaimOptions};
@@ -61,22 +61,6 @@ const TICK: Duration = Duration::from_millis(250);
 /// 1 s while keeping a few I/Os in flight. The beats of image files on one filesystem in one
 /// batch share one `syncfs` (group commit, see [`crate::pool`]).
 const POOL_THREADS: usize = 4;
-
-/// An error that stops the daemon, with its exit code.
-#[derive(Debug)]
-pub struct Fatal {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Fatal {
-    fn new(code: u8, message: impl Into<String>) -> Self {
-        Fatal {
-            code,
-            message: message.into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotState {
@@ -131,20 +115,19 @@ fn prepare(
     run_dir: &Path,
     dc: &DeviceConfig,
     access: Access,
-) -> Result<(HolderLock, MmpFs<Device>), Fatal> {
-    let lock = run_dir::lock_device(run_dir, &dc.path).map_err(|e| match e {
-        LockError::Busy { .. } => Fatal::new(exit::BUSY, e.to_string()),
-        e => Fatal::new(exit::ERROR, e.to_string()),
-    })?;
-    let dev = Device::open(&dc.path, access).map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
-    let fs = MmpFs::open(dev).map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
-    fs.require_mmp()
-        .map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
+) -> Result<(HolderLock, MmpFs<Device>), DaemonError> {
+    let lock = run_dir::lock_device(run_dir, &dc.path)?;
+    let dev = Device::open(&dc.path, access)?;
+    let fs = MmpFs::open(dev)?;
+    fs.require_mmp()?;
     libmmp::write::mmp_write_span(
         fs.superblock().block_size(),
         libmmp::io::device::BlockIo::logical_block_size(fs.device()),
     )
-    .map_err(|m| Fatal::new(exit::ERROR, format!("{}: {m}", dc.path.display())))?;
+    .map_err(|message| DaemonError::WriteSpan {
+        path: dc.path.clone(),
+        message,
+    })?;
     Ok((lock, fs))
 }
 
@@ -177,7 +160,7 @@ pub struct Daemon {
     last_status: Duration,
     children: Vec<(String, Child)>,
     /// The exit code once no device is held any more.
-    final_code: u8,
+    final_status: ExitStatus,
 }
 
 fn notify(states: &[NotifyState]) {
@@ -187,13 +170,12 @@ fn notify(states: &[NotifyState]) {
 }
 
 impl Daemon {
-    pub fn new(cli: Cli, cfg: Config) -> Result<Self, Fatal> {
+    pub fn new(cli: Cli, cfg: Config) -> Result<Self, DaemonError> {
         let mut usec = 0u64;
         let sd_watchdog =
             sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec) / 2);
         let clock = EpochClock::start();
-        let inbox =
-            Arc::new(Inbox::new().map_err(|e| Fatal::new(exit::ERROR, format!("eventfd: {e}")))?);
+        let inbox = Arc::new(Inbox::new().map_err(DaemonError::Eventfd)?);
         let sink = inbox.clone();
         let pool = Pool::new(Arc::new(move |d, wake| sink.push(Msg::Io(d), wake)), clock);
         Ok(Daemon {
@@ -216,18 +198,16 @@ impl Daemon {
             last_pet: Duration::ZERO,
             last_status: Duration::ZERO,
             children: Vec::new(),
-            final_code: exit::OK,
+            final_status: ExitStatus::Success,
         })
     }
 
     /// Check every device read-only and print what would be held (`--check-config`).
-    pub fn check_only(&self) -> Result<(), Fatal> {
+    pub fn check_only(&self) -> Result<(), DaemonError> {
         self.check_watchdog()?;
         for dc in &self.cfg.devices {
             let (_lock, fs) = prepare(&self.cfg.run_dir, dc, Access::ReadOnly)?;
-            let (blk, _) = fs
-                .read_mmp_raw()
-                .map_err(|e| Fatal::new(exit::ERROR, e.to_string()))?;
+            let (blk, _) = fs.read_mmp_raw()?;
             println!(
                 "{}: MMP block {} ({} now, last node '{}'); interval {:.1} s, fail after {} intervals, publish check interval {} s, fence {}",
                 dc.path.display(),
@@ -244,15 +224,14 @@ impl Daemon {
     }
 
     /// With the watchdog fence, the watchdog must be one (see [`fence::check_watchdog_path`]).
-    fn check_watchdog(&self) -> Result<(), Fatal> {
+    fn check_watchdog(&self) -> Result<(), DaemonError> {
         if !self.cfg.uses_watchdog() {
             return Ok(());
         }
-        fence::check_watchdog_path(&self.cfg.watchdog_device)
-            .map_err(|e| Fatal::new(exit::ERROR, e.to_string()))
+        Ok(fence::check_watchdog_path(&self.cfg.watchdog_device)?)
     }
 
-    fn start_device(&mut self, dc: DeviceConfig, initial: bool) -> Result<(), Fatal> {
+    fn start_device(&mut self, dc: DeviceConfig, initial: bool) -> Result<(), DaemonError> {
         let (lock, fs) = prepare(&self.cfg.run_dir, &dc, Access::ReadWrite)?;
         let control = Arc::new(ClaimControl::default());
         let id = self.slots.len();
@@ -273,8 +252,7 @@ impl Daemon {
             },
             clock: self.clock,
         };
-        let handle = claim_thread::spawn(task)
-            .map_err(|e| Fatal::new(exit::ERROR, format!("cannot start a claim thread: {e}")))?;
+        let handle = claim_thread::spawn(task).map_err(DaemonError::ClaimThread)?;
         self.slots.push(Slot {
             cfg: dc,
             claim: Some((control, handle)),
@@ -295,17 +273,16 @@ impl Daemon {
     }
 
     /// Run until released, fenced or failed; the exit code.
-    pub fn run(mut self) -> Result<u8, Fatal> {
+    pub fn run(mut self) -> Result<ExitStatus, DaemonError> {
         // Block the signals before any thread starts, so they all inherit the mask and only
         // the signalfd sees them.
         let mut mask = SigSet::empty();
         for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
             mask.add(s);
         }
-        mask.thread_block()
-            .map_err(|e| Fatal::new(exit::ERROR, format!("sigprocmask: {e}")))?;
+        mask.thread_block().map_err(DaemonError::SignalMask)?;
         let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(|e| Fatal::new(exit::ERROR, format!("signalfd: {e}")))?;
+            .map_err(DaemonError::Signalfd)?;
 
         // Check the watchdog, and check and lock every device, before claiming any: a bad
         // watchdog or device fails the start with nothing written.
@@ -463,7 +440,7 @@ impl Daemon {
     }
 
     /// A job came back from the pool: `(exit code, whether the loop should look at once)`.
-    fn on_done(&mut self, done: Done<Device>) -> (Option<u8>, bool) {
+    fn on_done(&mut self, done: Done<Device>) -> (Option<ExitStatus>, bool) {
         match done {
             Done::Beat { id, hb, result, at } => {
                 let s = &mut self.slots[id];
@@ -511,9 +488,9 @@ impl Daemon {
                     }
                     Err(e) => {
                         s.state = SlotState::Failed;
-                        s.reason = e.clone();
+                        s.reason = e.to_string();
                         tracing::error!(device = %s.cfg.path.display(), "release: {e}");
-                        self.final_code = self.final_code.max(exit::FENCED);
+                        self.final_status = self.final_status.max(ExitStatus::Fenced);
                     }
                 }
                 (None, true)
@@ -586,14 +563,14 @@ impl Daemon {
         for dc in added {
             let path = dc.path.clone();
             if let Err(f) = self.start_device(dc, false) {
-                tracing::error!(device = %path.display(), "not holding it: {}", f.message);
+                tracing::error!(device = %path.display(), "not holding it: {f}");
             }
         }
         notify(&[NotifyState::Ready]);
     }
 
     /// Handle a claim thread's report; `Some(code)` ends the daemon.
-    fn on_event(&mut self, ev: Event) -> Option<u8> {
+    fn on_event(&mut self, ev: Event) -> Option<ExitStatus> {
         match ev {
             Event::Claimed {
                 id,
@@ -625,20 +602,29 @@ impl Daemon {
                     tracing::error!("cannot start an I/O thread: {e}");
                 }
             }
-            Event::ClaimFailed { id, error, refusal } => {
+            Event::ClaimFailed { id, error } => {
                 let s = &mut self.slots[id];
                 s.claim = None;
                 s.state = SlotState::Failed;
-                s.reason = error.clone();
+                s.reason = error.to_string();
                 tracing::error!(device = %s.cfg.path.display(), "claim failed: {error}");
                 if s.initial && !self.ready_sent && !self.shutting_down {
                     // The start fails: release whatever else was claimed.
-                    self.final_code = if refusal { exit::REFUSED } else { exit::ERROR };
-                    self.begin_shutdown();
+                    let path = s.cfg.path.clone();
+                    self.stop_with(&DaemonError::Claim {
+                        path,
+                        source: error,
+                    });
                 }
             }
         }
         None
+    }
+
+    /// Release every device and exit with the status of `e` (already logged).
+    fn stop_with(&mut self, e: &DaemonError) {
+        self.final_status = e.exit_status();
+        self.begin_shutdown();
     }
 
     fn begin_shutdown(&mut self) {

@@ -15,7 +15,7 @@ impl Daemon {
     }
 
     /// Periodic work; `Some(code)` ends the daemon.
-    pub(super) fn tick(&mut self) -> Option<u8> {
+    pub(super) fn tick(&mut self) -> Option<ExitStatus> {
         let now = self.clock.now();
         // A device that has not written for longer than fail_after while its job sat in the
         // pool for more than STUCK_SLACK is stuck (hung I/O, or no pool thread left to serve
@@ -105,8 +105,7 @@ impl Daemon {
                         }
                         Err(e) => {
                             tracing::error!("{e}; the watchdog fence cannot work, releasing");
-                            self.final_code = exit::ERROR;
-                            self.begin_shutdown();
+                            self.stop_with(&e.into());
                         }
                     }
                 }
@@ -173,7 +172,7 @@ impl Daemon {
         None
     }
 
-    pub(super) fn finish(&mut self) -> u8 {
+    pub(super) fn finish(&mut self) -> ExitStatus {
         for s in &mut self.slots {
             if let Some((control, h)) = s.claim.take() {
                 if control.finished.load(SeqCst) {
@@ -185,16 +184,16 @@ impl Daemon {
             }
         }
         if let Some(w) = self.watchdog.take() {
-            if self.final_code == exit::OK {
+            if self.final_status == ExitStatus::Success {
                 if let Err(e) = w.disarm() {
                     tracing::error!("disarming the watchdog: {e}");
                 }
             }
         }
-        if self.final_code == exit::OK {
+        if self.final_status == ExitStatus::Success {
             tracing::info!("all devices released");
         }
-        self.final_code
+        self.final_status
     }
 
     pub(super) fn status_line(&self) -> String {

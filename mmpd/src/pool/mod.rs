@@ -46,6 +46,22 @@ const STACK_SIZE: usize = 256 * 1024;
 /// most this many, each run by a thread of its own with its own `syncfs`.
 pub const GROUP_MAX: usize = 1024;
 
+/// Why a release wrote no CLEAN.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseFailure {
+    #[error("the MMP block holds sequence {seq:#010x} from node '{node}' device '{device}', not our last write: another node wrote it; CLEAN NOT written")]
+    NotOurs {
+        seq: u32,
+        node: String,
+        device: String,
+    },
+    /// The heartbeat had fenced: it never writes again.
+    #[error("{0}")]
+    Fenced(FenceReason),
+    #[error(transparent)]
+    Io(libmmp::Error),
+}
+
 /// What a job does.
 pub enum Work<D: BlockIo> {
     Beat(Box<Heartbeat<D>>),
@@ -69,7 +85,7 @@ pub enum Done<D: BlockIo> {
     },
     Released {
         id: usize,
-        outcome: Result<(), String>,
+        outcome: Result<(), ReleaseFailure>,
     },
 }
 
@@ -484,14 +500,13 @@ fn execute<D: BlockIo>(job: IoJob<D>, clock: &EpochClock) -> (Done<D>, bool) {
         Work::Release(hb) => {
             let outcome = match hb.release() {
                 Ok(Release::Clean(_)) => Ok(()),
-                Ok(Release::NotOurs(found)) => Err(format!(
-                    "the MMP block holds sequence {:#010x} from node '{}' device '{}', not our last write: another node wrote it; CLEAN NOT written",
-                    found.mmp_seq,
-                    found.nodename(),
-                    found.bdevname()
-                )),
-                Err(ReleaseError::Fenced(r)) => Err(r.to_string()),
-                Err(ReleaseError::Io(e)) => Err(e.to_string()),
+                Ok(Release::NotOurs(found)) => Err(ReleaseFailure::NotOurs {
+                    seq: found.mmp_seq,
+                    node: found.nodename().to_string(),
+                    device: found.bdevname().to_string(),
+                }),
+                Err(ReleaseError::Fenced(r)) => Err(ReleaseFailure::Fenced(r)),
+                Err(ReleaseError::Io(e)) => Err(ReleaseFailure::Io(e)),
             };
             (Done::Released { id, outcome }, true)
         }
