@@ -131,6 +131,18 @@ fn prepare(
     Ok((lock, fs))
 }
 
+/// Block the signals mmpd handles, before any thread starts, so that every thread inherits
+/// the mask and only the signalfd sees them.
+fn block_signals() -> Result<SignalFd, DaemonError> {
+    let mut mask = SigSet::empty();
+    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        mask.add(s);
+    }
+    mask.thread_block().map_err(DaemonError::SignalMask)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(DaemonError::Signalfd)
+}
+
 pub struct Daemon {
     cli: Cli,
     cfg: Config,
@@ -274,18 +286,37 @@ impl Daemon {
 
     /// Run until released, fenced or failed; the exit code.
     pub fn run(mut self) -> Result<ExitStatus, DaemonError> {
-        // Block the signals before any thread starts, so they all inherit the mask and only
-        // the signalfd sees them.
-        let mut mask = SigSet::empty();
-        for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
-            mask.add(s);
+        let sfd = block_signals()?;
+        self.start()?;
+        let inbox = self.inbox.clone();
+        let mut next_tick = Duration::ZERO;
+        loop {
+            self.sleep(&sfd, &inbox);
+            let mut changed = self.take_signals(&sfd);
+            for m in inbox.take() {
+                let (status, urgent) = match m {
+                    Msg::Claim(ev) => (self.on_event(ev), true),
+                    Msg::Io(done) => self.on_done(done),
+                };
+                changed |= urgent;
+                if let Some(status) = status {
+                    return Ok(status);
+                }
+            }
+            let now = self.clock.now();
+            if changed || now >= next_tick {
+                next_tick = now + self.max_sleep;
+                if let Some(status) = self.tick() {
+                    return Ok(status);
+                }
+            }
+            self.dispatch(self.clock.now());
         }
-        mask.thread_block().map_err(DaemonError::SignalMask)?;
-        let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(DaemonError::Signalfd)?;
+    }
 
-        // Check the watchdog, and check and lock every device, before claiming any: a bad
-        // watchdog or device fails the start with nothing written.
+    /// Check the watchdog, and check and lock every device, before claiming any (a bad
+    /// watchdog or device fails the start with nothing written); then start every claim.
+    fn start(&mut self) -> Result<(), DaemonError> {
         self.check_watchdog()?;
         let mut prepared = Vec::new();
         for dc in &self.cfg.devices {
@@ -299,58 +330,45 @@ impl Daemon {
             "claiming {} device(s)",
             self.slots.len()
         ))]);
+        Ok(())
+    }
 
-        let inbox = self.inbox.clone();
-        let mut next_tick = Duration::ZERO;
+    /// Sleep in `poll` on the signalfd and the inbox's eventfd until the next beat is due (at
+    /// most `max_sleep`).
+    fn sleep(&self, sfd: &SignalFd, inbox: &Inbox) {
+        let wait = self.next_wake(self.clock.now()).min(self.max_sleep);
+        let mut fds = [
+            PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+            PollFd::new(inbox.efd.as_fd(), PollFlags::POLLIN),
+        ];
+        // Rounded up: a wait of 0.4 ms must not become a busy poll(0) loop.
+        let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+        match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => tracing::error!("poll: {e}"),
+        }
+        let woken = fds[1].revents().is_some_and(|r| !r.is_empty());
+        if woken {
+            // EAGAIN: a wake-up already consumed; the messages are taken anyway.
+            let _ = inbox.efd.read();
+        }
+    }
+
+    /// Handle the pending signals; whether there were any.
+    fn take_signals(&mut self, sfd: &SignalFd) -> bool {
+        let mut any = false;
         loop {
-            let wait = self.next_wake(self.clock.now()).min(self.max_sleep);
-            let mut fds = [
-                PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
-                PollFd::new(inbox.efd.as_fd(), PollFlags::POLLIN),
-            ];
-            // Rounded up: a wait of 0.4 ms must not become a busy poll(0) loop.
-            let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
-            match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => tracing::error!("poll: {e}"),
-            }
-            let woken = fds[1].revents().is_some_and(|r| !r.is_empty());
-            if woken {
-                // EAGAIN: a wake-up already consumed; the messages are taken below anyway.
-                let _ = inbox.efd.read();
-            }
-            let mut changed = false;
-            loop {
-                match sfd.read_signal() {
-                    Ok(Some(si)) => {
-                        changed = true;
-                        self.on_signal(si.ssi_signo as i32);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::error!("reading signalfd: {e}");
-                        break;
-                    }
+            match sfd.read_signal() {
+                Ok(Some(si)) => {
+                    any = true;
+                    self.on_signal(si.ssi_signo as i32);
+                }
+                Ok(None) => return any,
+                Err(e) => {
+                    tracing::error!("reading signalfd: {e}");
+                    return any;
                 }
             }
-            for m in inbox.take() {
-                let (code, urgent) = match m {
-                    Msg::Claim(ev) => (self.on_event(ev), true),
-                    Msg::Io(done) => self.on_done(done),
-                };
-                changed |= urgent;
-                if let Some(code) = code {
-                    return Ok(code);
-                }
-            }
-            let now = self.clock.now();
-            if changed || now >= next_tick {
-                next_tick = now + self.max_sleep;
-                if let Some(code) = self.tick() {
-                    return Ok(code);
-                }
-            }
-            self.dispatch(self.clock.now());
         }
     }
 

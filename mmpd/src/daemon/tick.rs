@@ -14,18 +14,42 @@ impl Daemon {
         })
     }
 
-    /// Periodic work; `Some(code)` ends the daemon.
+    /// Periodic work, step by step; `Some(status)` ends the daemon.
     pub(super) fn tick(&mut self) -> Option<ExitStatus> {
         let now = self.clock.now();
-        // A device that has not written for longer than fail_after while its job sat in the
-        // pool for more than STUCK_SLACK is stuck (hung I/O, or no pool thread left to serve
-        // it): its heartbeat cannot fence itself, so fence it here. The slack is small and
-        // fixed, not an interval: readers may call our block stale CI + 1 s after it was
-        // written (CI >= fail_after), so the fence action must run well before that even with
-        // long intervals. An overdue heartbeat that is idle here (the whole daemon was stopped
-        // or starved) goes to the pool in this same pass: its beat finds it too late to write,
-        // reads the block and names whoever took the device, a better reason than ours; if
-        // that beat hangs, this check catches it STUCK_SLACK later.
+        if let Some(status) = self.fence_stuck(now) {
+            return Some(status);
+        }
+        self.supervise_pool();
+        self.reap_fence_commands();
+        if !self.ready_sent && !self.shutting_down && self.initial_devices_held() {
+            self.arm_watchdog();
+            if !self.shutting_down {
+                self.send_ready(now);
+            }
+        }
+        self.pet_watchdogs(now);
+        if self.ready_sent && now.saturating_sub(self.last_status) >= Duration::from_secs(5) {
+            self.last_status = now;
+            let status = self.status_line();
+            notify(&[NotifyState::Status(&status)]);
+        }
+        self.write_states();
+        self.done().then(|| self.finish())
+    }
+
+    /// Fence the held devices that are stuck; `Some(status)` when a fence ends the daemon.
+    ///
+    /// A device that has not written for longer than fail_after while its job sat in the
+    /// pool for more than STUCK_SLACK is stuck (hung I/O, or no pool thread left to serve
+    /// it): its heartbeat cannot fence itself, so fence it here. The slack is small and
+    /// fixed, not an interval: readers may call our block stale CI + 1 s after it was
+    /// written (CI >= fail_after), so the fence action must run well before that even with
+    /// long intervals. An overdue heartbeat that is idle here (the whole daemon was stopped
+    /// or starved) goes to the pool in this same pass: its beat finds it too late to write,
+    /// reads the block and names whoever took the device, a better reason than ours; if
+    /// that beat hangs, this check catches it STUCK_SLACK later.
+    fn fence_stuck(&mut self, now: Duration) -> Option<ExitStatus> {
         let stuck: Vec<(usize, Duration)> = self
             .slots
             .iter()
@@ -52,11 +76,15 @@ impl Daemon {
                 age.as_secs_f64()
             );
             let seq = s.seq;
-            if let Some(code) = self.fence(i, &reason, seq) {
-                return Some(code);
+            if let Some(status) = self.fence(i, &reason, seq) {
+                return Some(status);
             }
         }
-        // A pool thread hung in one device's I/O must not hold up the others' beats.
+        None
+    }
+
+    /// A pool thread hung in one device's I/O must not hold up the others' beats.
+    fn supervise_pool(&mut self) {
         let stall = self
             .slots
             .iter()
@@ -76,8 +104,10 @@ impl Daemon {
                 tracing::error!(device = %device, busy_s = l.busy_for.as_secs_f64(), "I/O has not returned, and {} I/O threads are already left behind: not starting another", pool::MAX_LEFT_BEHIND);
             }
         }
+    }
 
-        // Fence commands that finished.
+    /// Forget the fence commands that finished (logging how).
+    fn reap_fence_commands(&mut self) {
         self.children.retain_mut(|(cmd, c)| match c.try_wait() {
             Ok(Some(st)) => {
                 tracing::error!("fence command `{cmd}` finished: {st}");
@@ -89,36 +119,45 @@ impl Daemon {
                 false
             }
         });
+    }
 
-        if !self.ready_sent && !self.shutting_down {
-            let initial_held = self
-                .slots
-                .iter()
-                .filter(|s| s.initial)
-                .all(|s| s.state == SlotState::Holding);
-            if initial_held {
-                if self.cfg.uses_watchdog() && self.watchdog.is_none() {
-                    match ArmedWatchdog::open(&self.cfg.watchdog_device) {
-                        Ok(w) => {
-                            self.watchdog = Some(w);
-                            self.arm_fence_tags();
-                        }
-                        Err(e) => {
-                            tracing::error!("{e}; the watchdog fence cannot work, releasing");
-                            self.stop_with(&e.into());
-                        }
-                    }
-                }
-                if !self.shutting_down {
-                    self.ready_sent = true;
-                    self.last_status = now;
-                    let status = self.status_line();
-                    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
-                    tracing::info!("ready: {status}");
-                }
+    /// Every device of the startup set is held (READY=1 may go out).
+    fn initial_devices_held(&self) -> bool {
+        self.slots
+            .iter()
+            .filter(|s| s.initial)
+            .all(|s| s.state == SlotState::Holding)
+    }
+
+    /// With the watchdog fence, open (arm) the watchdog once the startup set is held; if it
+    /// cannot be, release everything.
+    fn arm_watchdog(&mut self) {
+        if !self.cfg.uses_watchdog() || self.watchdog.is_some() {
+            return;
+        }
+        match ArmedWatchdog::open(&self.cfg.watchdog_device) {
+            Ok(w) => {
+                self.watchdog = Some(w);
+                self.arm_fence_tags();
+            }
+            Err(e) => {
+                tracing::error!("{e}; the watchdog fence cannot work, releasing");
+                self.stop_with(&e.into());
             }
         }
+    }
 
+    fn send_ready(&mut self, now: Duration) {
+        self.ready_sent = true;
+        self.last_status = now;
+        let status = self.status_line();
+        notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+        tracing::info!("ready: {status}");
+    }
+
+    /// Pet the watchdog device (every shortest interval) and systemd's watchdog (every
+    /// WatchdogSec/2), only while every device is healthy.
+    fn pet_watchdogs(&mut self, now: Duration) {
         let healthy = self.healthy();
         let pet_every = self
             .slots
@@ -140,19 +179,15 @@ impl Daemon {
                 notify(&[NotifyState::Watchdog]);
             }
         }
-        if self.ready_sent && now.saturating_sub(self.last_status) >= Duration::from_secs(5) {
-            self.last_status = now;
-            let status = self.status_line();
-            notify(&[NotifyState::Status(&status)]);
-        }
-        self.write_states();
+    }
 
-        // Done?
-        let watchdog_fenced = self.watchdog.as_ref().is_some_and(|w| !w.is_petting());
+    /// Whether the daemon is done: shutting down and nothing left to wait for, or nothing held
+    /// any more, no fence command running, and no watchdog fence waiting for its reset.
+    fn done(&self) -> bool {
         if self.shutting_down {
             // Wait for the held devices' releases and for the claims that wrote (they release
             // or restore CLEAN); abandon the claims that only read.
-            let waiting = self.slots.iter().any(|s| match s.state {
+            return !self.slots.iter().any(|s| match s.state {
                 SlotState::Holding => true,
                 SlotState::Claiming => s
                     .claim
@@ -160,16 +195,9 @@ impl Daemon {
                     .is_some_and(|(control, _)| control.writing.load(SeqCst)),
                 _ => false,
             });
-            if !waiting {
-                return Some(self.finish());
-            }
-        } else if !self.slots.iter().any(|s| s.state.active())
-            && self.children.is_empty()
-            && !watchdog_fenced
-        {
-            return Some(self.finish());
         }
-        None
+        let watchdog_fenced = self.watchdog.as_ref().is_some_and(|w| !w.is_petting());
+        !self.slots.iter().any(|s| s.state.active()) && self.children.is_empty() && !watchdog_fenced
     }
 
     pub(super) fn finish(&mut self) -> ExitStatus {
