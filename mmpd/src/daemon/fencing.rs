@@ -1,6 +1,10 @@
 //! Fencing a device, and arming the watchdog's self-fence tags.
 
-use super::*;
+use super::{notify, Daemon, SlotState};
+use crate::cli::FenceAction;
+use crate::error::{DaemonError, ExitStatus};
+use crate::fence::{self, ArmedWatchdog};
+use sd_notify::NotifyState;
 
 impl Daemon {
     /// Fence device `id`; `Some(code)` when the daemon must exit now.

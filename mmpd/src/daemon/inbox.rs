@@ -1,7 +1,11 @@
 //! The main loop's mailbox: what the I/O pool and the claim threads send it, and the eventfd
 //! that wakes its `poll`.
 
-use super::*;
+use crate::claim_thread::Event;
+use crate::pool::Done;
+use libmmp::io::device::Device;
+use nix::sys::eventfd::{EfdFlags, EventFd};
+use std::sync::Mutex;
 
 /// What the pool and the claim threads send to the main loop.
 pub(super) enum Msg {

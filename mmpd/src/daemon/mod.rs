@@ -13,21 +13,25 @@
 //! a twentieth of their interval are issued together (a little early, never late), so 1,000
 //! devices cost a few wake-ups per second, not 1,000. A device's state file is rewritten only
 //! when its state changes (claiming, holding, fenced), not at every sequence.
+//!
+//! Here: the loop, claims, beats and releases, signals and SIGHUP. Beside it: `inbox` (what the
+//! pool and claim threads send), `tick` (the periodic steps: stuck devices, READY=1, the
+//! watchdogs, when to stop), `fencing` (fence actions, the self-fence tag), `state_files` (the
+//! run directory's state files).
 
 use crate::claim_thread::{self, ClaimControl, EpochClock, Event};
 use crate::cli::{Cli, FenceAction};
 use crate::config::{self, Config, DeviceConfig};
 use crate::error::{DaemonError, ExitStatus};
 use crate::fence::{self, ArmedWatchdog};
-use crate::pool::{self, Done, IoJob, Pool, Work};
+use crate::pool::{Done, IoJob, Pool, Work};
 use libmmp::fs::MmpFs;
-use libmmp::host::run_dir::{self, HolderLock, HolderState};
+use libmmp::host::run_dir::{self, HolderLock};
 use libmmp::io::device::{Access, Device};
 use libmmp::protocol::check::Clock;
 use libmmp::protocol::claim::{bdevname_of, wall_now, ClaimOptions};
 use libmmp::protocol::heartbeat::{Beat, Heartbeat};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use sd_notify::NotifyState;
@@ -36,8 +40,7 @@ use std::collections::BinaryHeap;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::Child;
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 

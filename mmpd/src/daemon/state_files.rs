@@ -1,6 +1,8 @@
 //! The state files in the run directory (read by `mmp-tool status`).
 
-use super::*;
+use super::{Daemon, SlotState};
+use libmmp::host::run_dir::{self, HolderState};
+use libmmp::protocol::claim::wall_now;
 
 impl Daemon {
     pub(super) fn write_states(&mut self) {

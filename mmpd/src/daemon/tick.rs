@@ -1,7 +1,15 @@
 //! The main loop's periodic work: fence stuck devices, supervise the pool, READY=1, pet the
 //! watchdogs, decide when the daemon is done.
 
-use super::*;
+use super::{notify, Daemon, SlotState, STUCK_SLACK};
+use crate::error::ExitStatus;
+use crate::fence::ArmedWatchdog;
+use crate::pool;
+use libmmp::host::run_dir;
+use libmmp::protocol::check::Clock;
+use sd_notify::NotifyState;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
 
 impl Daemon {
     /// Every held device wrote successfully within its limit, and none is fenced.
