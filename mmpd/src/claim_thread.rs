@@ -4,6 +4,7 @@
 //! them on the I/O pool ([`crate::pool`]). Signals are blocked in every thread (the main thread
 //! blocks them before spawning), so only the main thread's signalfd sees them.
 
+use crate::clock::EpochClock;
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Device;
 use libmmp::protocol::check::{Clock, SafeReason};
@@ -13,31 +14,6 @@ use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// Time since the daemon started, shared by every thread: `CLOCK_BOOTTIME`, which keeps counting
-/// while the machine is suspended (a holder must see that time passed since its last write).
-#[derive(Debug, Clone, Copy)]
-pub struct EpochClock {
-    /// `libmmp::protocol::check::boottime()` at the start.
-    pub origin: Duration,
-}
-
-impl EpochClock {
-    pub fn start() -> Self {
-        EpochClock {
-            origin: libmmp::protocol::check::boottime(),
-        }
-    }
-}
-
-impl Clock for EpochClock {
-    fn now(&self) -> Duration {
-        libmmp::protocol::check::boottime().saturating_sub(self.origin)
-    }
-    fn sleep(&self, d: Duration) {
-        std::thread::sleep(d)
-    }
-}
 
 /// What a claim thread reports to the main loop.
 pub enum Event {

@@ -19,8 +19,9 @@
 //! watchdogs, when to stop), `fencing` (fence actions, the self-fence tag), `state_files` (the
 //! run directory's state files).
 
-use crate::claim_thread::{self, ClaimControl, EpochClock, Event};
+use crate::claim_thread::{self, ClaimControl, Event};
 use crate::cli::{Cli, FenceAction};
+use crate::clock::EpochClock;
 use crate::config::{self, Config, DeviceConfig};
 use crate::error::{DaemonError, ExitStatus};
 use crate::fence::{self, ArmedWatchdog};

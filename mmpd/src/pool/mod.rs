@@ -23,7 +23,7 @@
 //! itself is fenced by the main loop when its last successful write gets too old
 //! (`Daemon::tick`), whether its job is running, hung, or still queued.
 
-use crate::claim_thread::EpochClock;
+use crate::clock::EpochClock;
 use libmmp::io::device::BlockIo;
 use libmmp::protocol::check::Clock;
 use libmmp::protocol::claim::Release;
