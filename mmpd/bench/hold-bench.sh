@@ -24,6 +24,9 @@
 #   compare two builds: NAME=mmpd-before MMPD=/path/to/old/mmpd)
 #   MMPD=... TOOL=... (default: $CARGO_TARGET_DIR or target, release/{mmpd,mmp-tool}; build with
 #   `cargo build --release -p mmpd -p mmp-tool`)
+#   MMPD_TESTING=... (the failover case "mmpd-wd": a release build with the test watchdog, which
+#   the shipped mmpd does not have; default $TARGET/testing/release/mmpd, build with
+#   `cargo build --release -p mmpd --features testing --target-dir target/testing`)
 # Needs: e2fsprogs, util-linux (losetup, mount), jq. Everything it makes lives in a tmpdir and is
 # removed at exit (processes killed by pid, mounts unmounted, its own loop devices detached).
 set -euo pipefail
@@ -31,6 +34,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 MMPD=${MMPD:-$TARGET/release/mmpd}
+MMPD_TESTING=${MMPD_TESTING:-$TARGET/testing/release/mmpd}
 TOOL=${TOOL:-$TARGET/release/mmp-tool}
 COUNTS=${COUNTS-"1 100 1000"}
 LOOP_COUNTS=${LOOP_COUNTS-"100"}
@@ -270,16 +274,19 @@ mmp_bsize() { "$TOOL" dump --json "$IMG" | jq -r .block_size; }
 
 # Holder A, then its death: sets TD (epoch seconds of the death). With "wd", mmpd runs with
 # the watchdog fence (--fail-intervals 2 --watchdog-timeout 3) and publishes its self-fence
-# bound (6 s) in the block; the watchdog is a plain file here (MMPD_TEST_FAKE_WATCHDOG=1), i.e.
-# the kill -9 stands for the reset the watchdog would cause.
+# bound (6 s) in the block; the watchdog is a plain file here (MMPD_TEST_FAKE_WATCHDOG=1, which
+# only a build with the `testing` feature honours: $MMPD_TESTING), i.e. the kill -9 stands for
+# the reset the watchdog would cause.
 die_mmpd() { # devA [wd]
-    local log=$T/a.log pid args=()
+    local log=$T/a.log pid args=() mmpd=$MMPD
     : >"$log"
     if [ "${2:-}" = wd ]; then
         : >"$T/watchdog"
         args=(--fence watchdog --watchdog-device "$T/watchdog" --watchdog-timeout 3 --fail-intervals 2)
+        mmpd=$MMPD_TESTING
+        [ -x "$mmpd" ] || { echo "hold-bench: $mmpd not built (cargo build --release -p mmpd --features testing --target-dir target/testing)" >&2; exit 2; }
     fi
-    MMPD_TEST_FAKE_WATCHDOG=1 "$MMPD" --run-dir "$T/run-a" --node-name host-a "${args[@]}" "$1" >"$log" 2>&1 &
+    MMPD_TEST_FAKE_WATCHDOG=1 "$mmpd" --run-dir "$T/run-a" --node-name host-a "${args[@]}" "$1" >"$log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
     wait_log "$log" "ready:" 60 || { echo "mmpd A not ready: $(tail -n3 "$log")" >&2; exit 1; }

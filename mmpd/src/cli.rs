@@ -1,5 +1,6 @@
 //! Command line (also the source of `man/mmpd.8`).
 
+use crate::error::ExitStatus;
 use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 
@@ -61,7 +62,7 @@ released, fence settings changed; a changed interval needs a restart.
 A second mmpd for the same device on this host refuses to start (lock in the run directory),
 where mmpd also keeps a state file per device for `mmp-tool status`.";
 
-const AFTER_LONG_HELP: &str = "\
+const CONFIG_HELP: &str = "\
 CONFIGURATION FILE (TOML; every key optional except path):
   run_dir = \"/run/mmpd\"
   node_name = \"nfs-a\"                 # default: the host name
@@ -80,17 +81,17 @@ CONFIGURATION FILE (TOML; every key optional except path):
 
   Settings come from, in increasing priority: built-in defaults, the file's top level, the
   command-line options, the device's own [[device]] table.
+";
 
-EXIT STATUS:
-  0  released: every device was set back to CLEAN after SIGTERM/SIGINT
-  1  fenced: another writer appeared or MMP writes failed (or a release found a foreign block)
-  2  error: usage, configuration, device (not found, not ext4, MMP not enabled, I/O error)
-  3  claim refused: in use on another node, fsck running, unknown sequence, bad checksum, or
-     another node won the claim
-  4  another mmpd on this host already holds one of the devices
-
+const SYSTEMD_HELP: &str = "\
 SYSTEMD: mmpd@NAME.service runs `mmpd --config /etc/mmpd/NAME.toml` (Type=notify,
 WatchdogSec=). Logs go to stderr (the journal); RUST_LOG=debug for detail.";
+
+/// The text after the options: the configuration file, the exit status table
+/// ([`ExitStatus::help`]), systemd.
+fn after_long_help() -> String {
+    format!("{CONFIG_HELP}\n{}\n{SYSTEMD_HELP}", ExitStatus::help())
+}
 
 /// What to do when a device is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -123,7 +124,7 @@ impl FenceAction {
     version,
     about = "Hold shared block devices for this node through their MMP block: heartbeat, self-fencing, clean release",
     long_about = LONG_ABOUT,
-    after_long_help = AFTER_LONG_HELP
+    after_long_help = after_long_help()
 )]
 pub struct Cli {
     /// Devices to hold: ext4 filesystems with the mmp feature, or MMP areas.

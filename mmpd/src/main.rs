@@ -2,58 +2,43 @@
 
 use clap::Parser;
 use mmpd::cli::Cli;
+use mmpd::config;
 use mmpd::daemon::Daemon;
-use mmpd::{config, exit};
-use std::io::IsTerminal;
+use mmpd::error::{DaemonError, ExitStatus};
 use std::process::ExitCode;
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    // Under systemd stderr goes to the journal, which adds its own timestamps.
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false);
-    let _ = if journal {
-        builder.without_time().try_init()
-    } else {
-        builder.try_init()
-    };
-}
+/// Levels for -v counts (a daemon logs info by default), through the one logging setup.
+const LOG: libmmp::host::logging::LogDefaults = libmmp::host::logging::LogDefaults {
+    levels: &["info", "debug", "trace"],
+    only_crate: None,
+};
 
+/// Parse, set up, run; every error leaves through [`DaemonError::exit_status`], the one table.
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    let cfg = match config::load(&cli) {
-        Ok(c) => c,
+    libmmp::host::logging::init(LOG, cli.verbose);
+    match run(cli) {
+        Ok(status) => status.into(),
         Err(e) => {
+            // A configuration error comes before the daemon runs: stderr only.
+            if !matches!(e, DaemonError::Config(_)) {
+                tracing::error!("{e}");
+            }
             eprintln!("mmpd: {e}");
-            return ExitCode::from(exit::ERROR);
+            e.exit_status().into()
         }
-    };
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitStatus, DaemonError> {
+    let cfg = config::load(&cli)?;
     let check_only = cli.check_config;
-    let result = Daemon::new(cli, cfg).and_then(|daemon| {
-        if check_only {
-            daemon.check_only().map(|()| exit::OK)
-        } else {
-            daemon.run()
-        }
-    });
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(f) => {
-            tracing::error!("{}", f.message);
-            eprintln!("mmpd: {}", f.message);
-            ExitCode::from(f.code)
-        }
+    let daemon = Daemon::new(cli, cfg)?;
+    if check_only {
+        daemon.check_only()?;
+        Ok(ExitStatus::Success)
+    } else {
+        daemon.run()
     }
 }
 
@@ -72,7 +57,8 @@ mod tests {
     /// man_page_is_current` rewrites it.
     #[test]
     fn man_page_is_current() {
-        // The exit codes are in the after-help text for now (no table to pass yet).
+        // The exit-code table is in the after-help text (ExitStatus::help), so the man page
+        // prints it once, from there.
         let man_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man");
         test_support::man::assert_current(Cli::command(), "8", &man_dir, false, &[]);
     }

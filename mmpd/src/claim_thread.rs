@@ -7,7 +7,7 @@
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Device;
 use libmmp::protocol::check::SafeReason;
-use libmmp::protocol::claim::{self, ClaimOptions};
+use libmmp::protocol::claim::{self, ClaimError, ClaimOptions};
 use libmmp::protocol::clock::SystemClock;
 use libmmp::protocol::heartbeat::{Heartbeat, HeartbeatConfig};
 use libmmp::protocol::seq::random_seq;
@@ -27,14 +27,13 @@ pub enum Event {
     },
     ClaimFailed {
         id: usize,
-        error: String,
-        refusal: bool,
+        error: ClaimError,
     },
 }
 
-/// What the main loop and one claim thread share.
+/// How the main loop controls one claim thread, and what it learns of it.
 #[derive(Debug, Default)]
-pub struct Shared {
+pub struct ClaimControl {
     stop: AtomicBool,
     /// The claim has written, or is about to: on shutdown the main loop must wait for the
     /// thread to finish (a cancelled claim restores CLEAN; a won one is released). Before that
@@ -44,7 +43,7 @@ pub struct Shared {
     pub finished: AtomicBool,
 }
 
-impl Shared {
+impl ClaimControl {
     pub fn request_stop(&self) {
         self.stop.store(true, SeqCst);
     }
@@ -62,13 +61,13 @@ impl Shared {
     }
 }
 
-/// Everything a claim thread needs.
-pub struct Job {
+/// Everything a claim thread needs: one device to claim.
+pub struct ClaimTask {
     pub id: usize,
     pub fs: MmpFs<Device>,
     pub heartbeat: HeartbeatConfig,
     pub claim: ClaimOptions,
-    pub shared: Arc<Shared>,
+    pub control: Arc<ClaimControl>,
     /// Delivers the event to the main loop and wakes it.
     pub events: Arc<dyn Fn(Event) + Send + Sync>,
     pub clock: SystemClock,
@@ -76,27 +75,27 @@ pub struct Job {
 
 /// Claim on a thread of its own (a claim waits 10 to 20 s, and many run in parallel). The thread
 /// ends with the claim: the heartbeat is the main loop's.
-pub fn spawn(job: Job) -> std::io::Result<JoinHandle<()>> {
+pub fn spawn(task: ClaimTask) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
-        .name(format!("mmpd-claim{}", job.id))
+        .name(format!("mmpd-claim{}", task.id))
         .stack_size(512 * 1024)
         .spawn(move || {
-            let shared = job.shared.clone();
-            run(job);
-            shared.finished.store(true, SeqCst);
+            let control = task.control.clone();
+            run(task);
+            control.finished.store(true, SeqCst);
         })
 }
 
-fn run(job: Job) {
-    let Job {
+fn run(task: ClaimTask) {
+    let ClaimTask {
         id,
         fs,
         heartbeat,
         claim: opts,
-        shared,
+        control,
         events,
         clock,
-    } = job;
+    } = task;
     let device = fs.device_name().to_string();
     tracing::info!(device = %device, node = %opts.nodename, check_interval = opts.check_interval, "claiming");
     let mut last_phase = None;
@@ -105,7 +104,7 @@ fn run(job: Job) {
         &clock,
         &mut random_seq,
         &opts,
-        &|| shared.claim_cancel(),
+        &|| control.claim_cancel(),
         &mut |phase, _elapsed, total| {
             if last_phase != Some(phase) {
                 last_phase = Some(phase);
@@ -124,12 +123,8 @@ fn run(job: Job) {
             });
         }
         Err(e) => {
-            shared.writing.store(false, SeqCst);
-            events(Event::ClaimFailed {
-                id,
-                refusal: e.is_refusal(),
-                error: e.to_string(),
-            });
+            control.writing.store(false, SeqCst);
+            events(Event::ClaimFailed { id, error: e });
         }
     }
 }
