@@ -14,7 +14,6 @@ use crate::ondisk::layout::{
 };
 use crate::ondisk::mmp::{MmpBlock, MmpError, MMP_STRUCT_SIZE};
 use crate::ondisk::superblock::feature;
-use std::io;
 use std::path::Path;
 
 /// Open `path` for an edit: refuse if this host uses it (mounted, loop-attached, held), then
@@ -64,29 +63,14 @@ pub fn open_for_edit(path: &Path) -> Result<MmpFs<Device>, EditError> {
     Ok(MmpFs::open(dev).map_err(|e| e.naming_what_is_there(path))?)
 }
 
+/// [`crate::fs::read_exact`] (the one "truncated or I/O error" mapping) as an edit error.
 fn read_at<D: BlockIo>(
     dev: &D,
     what: &'static str,
     offset: u64,
     buf: &mut [u8],
 ) -> Result<(), EditError> {
-    dev.read_at(offset, buf).map_err(|source| {
-        EditError::Fs(if source.kind() == io::ErrorKind::UnexpectedEof {
-            Error::Truncated {
-                device: dev.name().to_string(),
-                what,
-                offset,
-                size: dev.size(),
-            }
-        } else {
-            Error::Io {
-                device: dev.name().to_string(),
-                op: what,
-                offset,
-                source,
-            }
-        })
-    })
+    crate::fs::read_exact(dev, what, offset, buf).map_err(EditError::Fs)
 }
 
 pub(super) fn inconsistent<D: BlockIo>(fs: &MmpFs<D>, what: String) -> EditError {

@@ -29,7 +29,8 @@ pub enum ChecksumStatus {
     NotUsed,
 }
 
-fn read_exact<D: BlockIo>(
+/// Read `buf` at `offset`: a short device is [`Error::Truncated`], anything else [`Error::Io`].
+pub(crate) fn read_exact<D: BlockIo>(
     dev: &D,
     what: &'static str,
     offset: u64,
