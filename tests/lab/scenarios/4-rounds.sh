@@ -27,7 +27,7 @@ scenario_rounds() {
     SCEN_NAME=rounds
     workload_stop
     judge_workload || rc=1
-    echo "  per round (kill -> writes resumed, s): $(awk '/^RESULT round/ { sub(/resumed=/, "", $3); printf "%s ", $3 }' "$LAB/phases.txt")"
+    echo "  per round (kill -> writes resumed, s): $(awk '/^RESULT round/ { for (i = 3; i <= NF; i++) if ($i ~ /^resumed=/) { sub(/resumed=/, "", $i); printf "%s ", $i } }' "$LAB/phases.txt")"
     verdict $rc
     return $rc
 }
