@@ -12,6 +12,7 @@
 #           mmpd (or LAB_HOLDER=mmpd): plain ext4 + a shared MMP area held by mmpd with the
 #           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 5 only.
 # Exit: 0 every scenario passed, 1 a scenario failed, 2 setup error (missing package, not root).
+# shellcheck source-path=SCRIPTDIR
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
