@@ -12,6 +12,7 @@
 #           mmpd (or LAB_HOLDER=mmpd): plain ext4 + a shared MMP area held by mmpd with the
 #           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 5 only.
 # Exit: 0 every scenario passed, 1 a scenario failed, 2 setup error (missing package, not root).
+# shellcheck source-path=SCRIPTDIR
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -49,25 +50,46 @@ if [[ $HOLDER == mmpd && ,$scenarios, =~ ,s[13], ]]; then
     exit 2
 fi
 
-. "$here/lib/host.sh"
+# The host side: lib/ holds the machinery, scenarios/ one file per scenario, each defining
+# scenario_ID for its ids (see tests/lab/README.md, "Adding a scenario").
+# shellcheck source=lib/env.sh
+. "$here/lib/env.sh"
+# shellcheck source=lib/vm.sh
+. "$here/lib/vm.sh"
+# shellcheck source=lib/net.sh
+. "$here/lib/net.sh"
+# shellcheck source=lib/timeline.sh
+. "$here/lib/timeline.sh"
+# shellcheck source=lib/workload.sh
+. "$here/lib/workload.sh"
+# shellcheck source=lib/verdict.sh
+. "$here/lib/verdict.sh"
+# shellcheck source=lib/failover.sh
+. "$here/lib/failover.sh"
+# shellcheck source=scenarios/1-hard-failover.sh
+. "$here/scenarios/1-hard-failover.sh"
+# shellcheck source=scenarios/2-split-brain.sh
+. "$here/scenarios/2-split-brain.sh"
+# shellcheck source=scenarios/3-planned-handoff.sh
+. "$here/scenarios/3-planned-handoff.sh"
+# shellcheck source=scenarios/4-rounds.sh
+. "$here/scenarios/4-rounds.sh"
+# shellcheck source=scenarios/5-frozen-holder.sh
+. "$here/scenarios/5-frozen-holder.sh"
+
+IFS=, read -r -a list <<< "$scenarios"
+for s in "${list[@]}"; do
+    declare -F "scenario_$s" > /dev/null || { echo "lab.sh: unknown scenario $s" >&2; exit 2; }
+done
+guest_kind_known || { echo "lab.sh: unknown guest kind LAB_GUEST=$LAB_GUEST" >&2; exit 2; }
 
 preflight "$bin_dir" || exit 2
 lab_setup || { echo "lab.sh: setup failed" >&2; exit 2; }
 
 failed=0
 results=()
-IFS=, read -r -a list <<< "$scenarios"
 for s in "${list[@]}"; do
-    case $s in
-    1) scenario_hard ours ;;
-    s1) scenario_hard stock ;;
-    2) scenario_split_brain ;;
-    3) scenario_handoff ours ;;
-    s3) scenario_handoff stock ;;
-    4) scenario_rounds "$rounds" ;;
-    5) scenario_frozen ;;
-    *) echo "lab.sh: unknown scenario $s" >&2; exit 2 ;;
-    esac
+    "scenario_$s"
     rc=$?
     results+=("scenario $s: $([[ $rc -eq 0 ]] && echo PASS || echo FAIL)")
     [[ $rc -eq 0 ]] || failed=1

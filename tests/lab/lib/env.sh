@@ -1,0 +1,192 @@
+#!/bin/bash
+# The lab's constants, logging, preflight, setup and cleanup (sourced by lab.sh). Every process,
+# tap, namespace and file the lab makes is removed by cleanup (EXIT trap).
+# shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
+
+NET_PREFIX=24
+LAB_NET=198.18.0.0/24
+FIP=198.18.0.100
+declare -A VM_IP=([a]=198.18.0.11 [b]=198.18.0.12 [c]=198.18.0.21 [d]=198.18.0.22)
+declare -A VM_HOST=([a]=serva [b]=servb [c]=clientc [d]=clientd)
+declare -A VM_MAC=([a]=52:54:00:12:00:11 [b]=52:54:00:12:00:12 [c]=52:54:00:12:00:21 [d]=52:54:00:12:00:22)
+VM_MEM=${LAB_VM_MEM:-448}
+# The mmpd holder's options (--holder mmpd): the watchdog fence with softdog, 1 s beats, fence
+# after 2 s without a successful write, 3 s watchdog timeout: self-fence bound 2 + 3 + 1 = 6 s.
+MMPD_ARGS=${LAB_MMPD_ARGS:---fence watchdog --watchdog-timeout 3 --interval 1 --fail-intervals 2}
+AREA_MMP_BLOCK=
+MMP_BLOCK=
+FENCE_TAG=
+LAB=
+NS=
+KVER=
+BIN_SRC=
+BUILT_DIR=
+SAMPLER_PID=
+ACTIVE=a
+STANDBY=b
+T_START=$(date +%s)
+
+log() { echo "[lab $(date +%T)] $*"; }
+now() { date +%s.%N; }
+elapsed_total() { echo $(($(date +%s) - T_START)); }
+dt() { echo "$(now) - $1" | bc | awk '{printf "%.1f", $1}'; }
+
+# --- preflight ------------------------------------------------------------------------------
+# preflight BIN_DIR: root, the Debian packages, a guest kernel, the tools (built unless BIN_DIR).
+preflight() {
+    local want_bin=$1 missing=()
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "lab.sh: must run as root (network namespace, taps, qemu)" >&2
+        return 1
+    fi
+    host_packages_missing
+    guest check
+    find_guest_kernel || missing+=(linux-image-amd64)
+    if [[ ${#missing[@]} -gt 0 ]]; then
+        echo "lab.sh: missing Debian packages: ${missing[*]}" >&2
+        echo "        apt-get install -y --no-install-recommends ${missing[*]}" >&2
+        return 1
+    fi
+    if [[ -z $want_bin ]]; then
+        build_tools || return 1
+        want_bin=$BUILT_DIR
+    fi
+    check_tools "$want_bin" || return 1
+    BIN_SRC=$want_bin
+}
+
+# Appends to the caller's `missing` the packages of the host-side commands that are absent.
+host_packages_missing() {
+    local c
+    for c in qemu-system-x86_64:qemu-system-x86 ip:iproute2 mkfs.ext4:e2fsprogs jq:jq \
+        cpio:cpio gzip:gzip strip:binutils modprobe:kmod; do
+        command -v "${c%%:*}" > /dev/null || missing+=("${c#*:}")
+    done
+    [[ -x /usr/sbin/rpc.nfsd ]] || missing+=(nfs-kernel-server)
+    [[ -x /usr/sbin/rpc.statd ]] || missing+=(nfs-common)
+    [[ -x /usr/sbin/rpcbind || -x /sbin/rpcbind ]] || missing+=(rpcbind)
+}
+
+# Sets KVER: the newest installed kernel that has nfsd.
+find_guest_kernel() {
+    local k
+    # shellcheck disable=SC2012 # kernel versions, no odd file names
+    for k in $(ls -1 /boot/vmlinuz-* 2> /dev/null | sed 's|/boot/vmlinuz-||' | sort -V -r); do
+        if [[ -n $(find "/lib/modules/$k/kernel/fs/nfsd" -name 'nfsd.ko*' 2> /dev/null) ]]; then
+            KVER=$k
+            return 0
+        fi
+    done
+    return 1
+}
+
+# Builds the tools with LAB_PROFILE (default release); sets BUILT_DIR to where they are.
+build_tools() {
+    local profile=${LAB_PROFILE:-release} sub
+    sub=$([[ $profile == dev ]] && echo debug || echo "$profile")
+    local target=${CARGO_TARGET_DIR:-$repo/target}
+    log "building the tools (cargo build --profile $profile) into $target"
+    (cd "$repo" && cargo build -q --profile "$profile" -p mmp-tool -p mmpd -p lockd-recover \
+        -p lock-torture) || { echo "lab.sh: cargo build failed" >&2; return 1; }
+    BUILT_DIR=$target/$sub
+}
+
+check_tools() {
+    local dir=$1 bins=(mmp-tool lockd-recover lock-torture) c
+    [[ ${HOLDER:-ext4} == mmpd ]] && bins+=(mmpd)
+    for c in "${bins[@]}"; do
+        [[ -x $dir/$c ]] || {
+            echo "lab.sh: $dir/$c missing (build it or pass --bin-dir)" >&2
+            return 1
+        }
+    done
+}
+
+# --- setup and cleanup ----------------------------------------------------------------------
+lab_setup() {
+    LAB=$(mktemp -d "${TMPDIR:-/tmp}/halab.XXXXXX") || return 1
+    NS=halab$$
+    trap cleanup EXIT
+    trap 'echo "lab.sh: interrupted" >&2; exit 130' INT TERM HUP
+    log "lab directory $LAB, namespace $NS, guest kernel $KVER"
+    stage_files || return 1
+    make_shared_disks || return 1
+    net_setup || return 1
+    write_hosts_file
+    boot_all_vms || return 1
+    first_activation || return 1
+    ACTIVE=a STANDBY=b
+    log "lab ready in $(elapsed_total) s: A active with $FIP, B standby, C and D mounted"
+}
+
+# Our binaries (stripped) and guest/ into the directory shared with the VMs; the guest's boot files.
+stage_files() {
+    mkdir -p "$LAB/share/bin" "$LAB/vm"
+    local b
+    for b in mmp-tool lockd-recover lock-torture mmpd; do
+        [[ -x $BIN_SRC/$b ]] && strip -o "$LAB/share/bin/$b" "$BIN_SRC/$b"
+    done
+    cp -r "$here/guest" "$LAB/share/guest"
+    guest prepare
+}
+
+make_shared_disks() {
+    truncate -s 128M "$LAB/shared.img"
+    if [[ $HOLDER == mmpd ]]; then
+        # The shared LUN: plain ext4 (no mmp feature), everything initialised now so that an
+        # idle mounted filesystem is not written. The gate is a second shared disk, an MMP
+        # area (same MMP block format as ext4's, block 1) held by mmpd on the active server.
+        mkfs.ext4 -q -F -b 4096 -O ^mmp -E lazy_itable_init=0,lazy_journal_init=0 \
+            -L halab "$LAB/shared.img" || return 1
+        truncate -s 4M "$LAB/area.img"
+        "$LAB/share/bin/mmp-tool" format-area --run-dir "$LAB/run-mmpd" "$LAB/area.img" > /dev/null || return 1
+        AREA_MMP_BLOCK=$("$LAB/share/bin/mmp-tool" status --json "$LAB/area.img" | jq -r .block_number)
+        MMP_BLOCK=
+        log "holder: mmpd $MMPD_ARGS on the MMP area (area.img, MMP block $AREA_MMP_BLOCK); shared.img is ext4 without mmp"
+    else
+        # The shared LUN: MMP ext4, 1 s update interval, everything initialised now so the
+        # only writes to an idle mounted filesystem are kmmpd's.
+        mkfs.ext4 -q -F -b 4096 -O mmp -E mmp_update_interval=1,lazy_itable_init=0,lazy_journal_init=0 \
+            -L halab "$LAB/shared.img" || return 1
+        MMP_BLOCK=$(dumpe2fs -h "$LAB/shared.img" 2> /dev/null | awk -F: '/MMP block number/ {print $2+0}')
+    fi
+}
+
+boot_all_vms() {
+    log "booting 4 VMs (TCG)"
+    local t0 n
+    t0=$(now)
+    for n in a b c d; do vm_start "$n"; done
+    for n in a b c d; do vm_wait_ready "$n" 180 || return 1; done
+    log "all VMs up in $(dt "$t0") s"
+}
+
+# Both servers prepared, A takes the (fresh) filesystem, then both clients mount it.
+first_activation() {
+    local ta tb tc td
+    ta=$(vm_exec a server-prep) tb=$(vm_exec b server-prep)
+    vm_wait a "$ta" 120 || return 1
+    vm_wait b "$tb" 120 || return 1
+    log "first activation on A (fresh filesystem)"
+    ta=$(vm_exec a activate ours)
+    vm_wait a "$ta" 120 || return 1
+    tc=$(vm_exec c client-prep) td=$(vm_exec d client-prep)
+    vm_wait c "$tc" 120 || return 1
+    vm_wait d "$td" 120 || return 1
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM HUP
+    vm_kill_all
+    [[ -n ${SAMPLER_PID:-} ]] && kill "$SAMPLER_PID" 2> /dev/null
+    net_teardown
+    if [[ -n $LAB && -d $LAB ]]; then
+        if [[ $keep -eq 1 ]]; then
+            log "kept $LAB (--keep)"
+        else
+            rm -rf "$LAB"
+        fi
+    fi
+    exit $rc
+}

@@ -1,0 +1,123 @@
+#!/bin/bash
+# One failover of the NFS service from ACTIVE to STANDBY (sourced by lab.sh), the step that
+# scenarios 1, 3, 4 and 5 are made of. The workload must be running.
+# shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
+
+# failover_once KIND MODE: KIND hard (kill ACTIVE's qemu: power fencing), freeze (stop it, not
+# fenced: scenario 5) or handoff (planned release); MODE ours or stock (the tools on the
+# servers). Prints the timeline, the phases and the takeover's report; swaps ACTIVE and STANDBY.
+# Returns 1 if a step failed.
+failover_once() {
+    local kind=$1 mode=$2 old=$ACTIVE new=$STANDBY t0 t_out ta tw rc=0
+    tl_start "$SCEN_NAME"
+    tw=$(vm_exec "$new" watch-recovery "$EXPECTED_LOCKS" 150)
+    if [[ ${LAB_DIAG:-0} == 1 ]]; then vm_exec c net-watch > /dev/null; fi
+    if [[ $HOLDER == mmpd ]]; then show_fence_tag; fi
+    t0=$(now)
+    t_out=$t0
+    case $kind in
+    hard)
+        vm_kill "$old"
+        tl "killed VM ${VM_HOST[$old]} (qemu pid, power fencing)"
+        ;;
+    freeze) freeze_old "$old" ;;
+    *)
+        release_old "$old" "$mode" || { tl_print "$t0"; return 1; }
+        # Clock starts when the old node's handoff script starts (not when the lab sent it);
+        # writes go on until its floating IP goes down.
+        t0=$(tl_find "${VM_HOST[$old]} deactivate start")
+        # Writes go on until the old node stops nfsd: a write in flight when its floating IP
+        # went down can still be acknowledged (seen: one 0.2 s after "floating IP down", which
+        # read as "writes resumed" 5 s into a handoff). After "nfsd stopped" only the new
+        # server can acknowledge one.
+        t_out=$(tl_find "${VM_HOST[$old]} nfsd stopped")
+        ;;
+    esac
+    ta=$(vm_exec "$new" activate "$mode")
+    tl "${VM_HOST[$new]} told to take over"
+    vm_wait "$new" "$ta" 180 || rc=1
+    tl_guest "$new" "$ta"
+    mark_writes_resumed "$t_out" || rc=1
+    # The watcher ends when locks are back and both graces are over (or at its time limit).
+    vm_wait "$new" "$tw" 200 > /dev/null 2>&1
+    tl_guest "$new" "$tw"
+    if [[ ${LAB_DIAG:-0} == 1 ]]; then save_client_diag; fi
+    ACTIVE=$new STANDBY=$old
+    check_still_runs "$new" || rc=1
+    tl_print "$t0"
+    print_phases "$t0" "$new"
+    if [[ $mode == ours ]]; then report_takeover "$new" "$ta"; fi
+    return $rc
+}
+
+# mmpd holder: what the next claim will see: does the holder's block carry a self-fence tag?
+# Sets FENCE_TAG (JSON, for the RESULT line).
+show_fence_tag() {
+    local fj
+    fj=$("$LAB/share/bin/mmp-tool" check --json --timeout 1 "$LAB/area.img" 2> /dev/null)
+    FENCE_TAG=$(jq -c '.fence_tag' <<< "$fj" 2> /dev/null)
+    echo "  before: the area's MMP block ($(jq -r '.last_update.node_name // .first_read.node_name // "?"' <<< "$fj" 2> /dev/null), check interval $(jq -r .check_interval <<< "$fj" 2> /dev/null) s) carries fence tag: ${FENCE_TAG:-?}"
+}
+
+# The whole node hangs, not fenced (LAB_FREEZE picks how: see vm_pause).
+freeze_old() {
+    local old=$1
+    vm_pause "$old"
+    if freeze_by_monitor; then
+        tl "paused VM ${VM_HOST[$old]} (monitor 'stop': its clocks stop too; not fenced)"
+    else
+        tl "froze VM ${VM_HOST[$old]} (SIGSTOP of its qemu: the whole node hangs, not fenced)"
+    fi
+}
+
+# Planned handoff: the old node releases the service (deactivate MODE).
+release_old() {
+    local old=$1 mode=$2 tr rc=0
+    tl "planned handoff starts"
+    tr=$(vm_exec "$old" deactivate "$mode")
+    vm_wait "$old" "$tr" 120 || rc=1
+    tl_guest "$old" "$tr"
+    return $rc
+}
+
+# The client's first fsynced record under the lock after T_OUT, on the timeline (60 s limit).
+mark_writes_resumed() {
+    local res
+    if res=$(wait_writer_resumed "$1" 60); then
+        tl_at "$res" clientc "client writes resumed (first fsynced record under the lock)"
+    else
+        tl "client writes did NOT resume within 60 s of the takeover"
+        return 1
+    fi
+}
+
+# LAB_DIAG=1: stop C's socket watcher, keep its kernel log of the failover.
+save_client_diag() {
+    vm_exec c net-watch-stop > /dev/null
+    local td
+    td=$(vm_exec c dmesg 60)
+    vm_wait c "$td" 30 && vm_out c "$td" > "$LAB/dmesg-c-$SCEN_NAME.txt"
+}
+
+# The new server's VM must still run (with mmpd, its watchdog may have reset it).
+check_still_runs() {
+    local new=$1
+    vm_alive "$new" && return 0
+    tl "the new server's VM exited (qemu: $(tail -1 "$LAB/vm/$new/qemu.log" 2> /dev/null); a watchdog reset?)"
+    return 1
+}
+
+# Our tools' own reports from the activate script's output: lockd-recover takeover, mmpd, mmp-tool mount.
+report_takeover() {
+    local new=$1 ta=$2 tj mj
+    tj=$(vm_out "$new" "$ta" | sed -n 's/^takeover: //p')
+    if [[ -n $tj ]]; then
+        jq -r '"  lockd-recover takeover: notified \(.notify.notified) clients, failed \(.notify.failed), in \(.notify.elapsed_ms) ms; ledger locks \(.reclaim.expected // "-"), all held again after \(.reclaim.reclaimed_after_ms // "-") ms, missing \(.reclaim.missing // [] | length), grace ended: \(.reclaim.grace_ended != null)"' <<< "$tj" 2> /dev/null
+        jq -r '.notify.clients[] | select(.status != "notified") | "  WARNING: takeover could not notify \(.host): \(.status): \(.detail)"' <<< "$tj" 2> /dev/null
+    fi
+    if [[ $HOLDER == mmpd ]]; then
+        vm_out "$new" "$ta" | grep -E '^mmpd: .*(claimed|armed|fence)' | sed 's/^/  /' | cut -c1-300
+    fi
+    mj=$(vm_out "$new" "$ta" | sed -n 's/^mmp-tool mount: //p')
+    [[ -z $mj ]] || jq -r '"  mmp-tool mount: \(.result), claim \(.claim_seconds) s, mount \(.mount_seconds) s, handoff window \(.handoff_window_ms) ms"' <<< "$mj" 2> /dev/null
+}

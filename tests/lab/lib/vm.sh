@@ -1,0 +1,238 @@
+#!/bin/bash
+# The lab's VMs (sourced by lab.sh): qemu TCG guests, the command channel to their agent, the
+# human monitor (mmpd holder), and the guest kind.
+#
+# Each VM's directory $LAB/vm/NODE is shared read-write as /run/lab: the host drops cmd/NAME.sh,
+# the guest's agent (guest/agent.sh) runs it and writes out/NAME.out and out/NAME.rc.
+# shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
+
+# qemu's options are comma lists: the commas inside array elements are meant.
+# shellcheck disable=SC2054
+
+# --- guest kinds ----------------------------------------------------------------------------
+# What a VM boots and how its services start depend on the guest kind (LAB_GUEST). A kind K
+# provides four functions, called through `guest OP ARGS...`:
+#   guest_K_check           preflight: appends the Debian packages it lacks to the caller's `missing`
+#   guest_K_prepare         makes what its VMs boot from, once per run, under $LAB
+#   guest_K_qemu_args NODE  appends to VM_ARGS the kernel, initrd, command line and root of NODE
+# and its VMs must start guest/agent.sh (LAB_AGENT in /run/lab/env) once /run/lab is mounted:
+# guest/node.sh starts the node's services itself and reads LAB_GUEST from the same env file.
+#
+# busybox (the only kind today): a busybox initramfs (lib/mkinitramfs.sh, guest/init) mounts the
+# host's root read-only over 9p, with tmpfs where the services write, and execs the agent in it;
+# node.sh starts rpcbind, rpc.statd, nfsd... by hand (there is no init system).
+# A systemd kind (a debootstrapped Debian root, for the Pacemaker lab) would boot that root from
+# a disk image and start the agent as a unit.
+LAB_GUEST=${LAB_GUEST:-busybox}
+
+guest() {
+    local op=$1
+    shift
+    "guest_${LAB_GUEST}_$op" "$@"
+}
+
+guest_kind_known() { declare -F "guest_${LAB_GUEST}_prepare" > /dev/null; }
+
+guest_busybox_check() {
+    [[ -x /bin/busybox ]] || missing+=(busybox-static)
+}
+
+guest_busybox_prepare() {
+    bash "$here/lib/mkinitramfs.sh" "$KVER" "$LAB/initrd.gz"
+}
+
+# no_timer_check: under TCG on a loaded host the kernel's boot-time check of the timer interrupt
+# can miss it and panic ("IO-APIC + timer doesn't work!"; seen with a host load of 28).
+guest_busybox_qemu_args() {
+    VM_ARGS+=(-kernel "/boot/vmlinuz-$KVER" -initrd "$LAB/initrd.gz"
+        -append "console=ttyS0 panic=-1 loglevel=4 net.ifnames=0 no_timer_check"
+        -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap)
+}
+
+# --- lifecycle ------------------------------------------------------------------------------
+vm_pid() { cat "$LAB/vm/$1/pid"; }
+
+# vm_start NODE: boot NODE's VM in the background (its previous directory kept as vm/NODE.bootN).
+vm_start() {
+    local n=$1 d=$LAB/vm/$1
+    if [[ -d $d ]]; then
+        local i=1
+        while [[ -d $d.boot$i ]]; do i=$((i + 1)); done
+        mv "$d" "$d.boot$i"
+    fi
+    mkdir -p "$d/cmd" "$d/out"
+    vm_write_env "$n" > "$d/env"
+    cp "$LAB/hosts" "$d/hosts"
+    VM_ARGS=(-accel tcg,tb-size=128 -cpu max -m "$VM_MEM" -smp 1
+        -nodefaults -no-user-config -display none -no-reboot -serial "file:$d/console.log")
+    guest qemu_args "$n"
+    VM_ARGS+=(-virtfs "local,path=$d,mount_tag=ctl,security_model=none"
+        -virtfs "local,path=$LAB/share,mount_tag=labfiles,security_model=none,readonly=on")
+    net_qemu_args "$n"
+    vm_disk_args "$n"
+    ip netns exec "$NS" qemu-system-x86_64 "${VM_ARGS[@]}" > "$d/qemu.log" 2>&1 &
+    echo $! > "$d/pid"
+}
+
+# The VM's /run/lab/env: who it is and what the lab runs.
+vm_write_env() {
+    local n=$1
+    cat << EOV
+LAB_NAME=${VM_HOST[$n]}
+LAB_IP=${VM_IP[$n]}
+LAB_PREFIX=$NET_PREFIX
+LAB_NET=$LAB_NET
+LAB_FIP=$FIP
+LAB_AGENT=/run/labfiles/guest/agent.sh
+LAB_BIN=/run/labfiles/bin
+LAB_TICKLE=${LAB_TICKLE:-1}
+LAB_HOLDER=$HOLDER
+LAB_MMPD_ARGS="$MMPD_ARGS"
+LAB_GUEST=$LAB_GUEST
+EOV
+}
+
+# The servers' shared disks: shared.img (and with the mmpd holder area.img, both found by
+# serial in the guest, plus the human monitor for scenario 5). The clients have none.
+vm_disk_args() {
+    local n=$1 d=$LAB/vm/$1
+    [[ $n == a || $n == b ]] || return 0
+    local disk=(-drive "file=$LAB/shared.img,format=raw,if=none,id=d0,cache=none,file.locking=off"
+        -device virtio-blk-pci,drive=d0,share-rw=on)
+    if [[ $HOLDER == mmpd ]]; then
+        # A human monitor on two fifos (mon.in/mon.out), for scenario 5's `stop`/`cont`.
+        rm -f "$d/mon.in" "$d/mon.out"
+        mkfifo "$d/mon.in" "$d/mon.out"
+        disk+=(-chardev "pipe,id=mon0,path=$d/mon" -mon chardev=mon0,mode=readline)
+        # The guest finds its disks by serial (/sys/block/vdX/serial).
+        disk[3]+=,serial=labshared
+        disk+=(-drive "file=$LAB/area.img,format=raw,if=none,id=d1,cache=none,file.locking=off"
+            -device virtio-blk-pci,drive=d1,share-rw=on,serial=labarea)
+    fi
+    VM_ARGS+=("${disk[@]}")
+}
+
+vm_wait_ready() {
+    local n=$1 limit=$2 d=$LAB/vm/$1 i
+    for ((i = 0; i < limit * 5; i++)); do
+        [[ -e $d/out/ready ]] && return 0
+        if ! kill -0 "$(vm_pid "$n")" 2> /dev/null; then
+            echo "lab: VM $n (qemu) exited during boot:" >&2
+            tail -n 20 "$d/qemu.log" "$d/console.log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "lab: VM $n not ready after $limit s; console:" >&2
+    tail -30 "$d/console.log" >&2
+    return 1
+}
+
+vm_kill() {
+    local n=$1 p
+    p=$(vm_pid "$n")
+    kill -KILL "$p"
+    wait "$p" 2> /dev/null
+}
+
+vm_alive() { kill -0 "$(vm_pid "$1")" 2> /dev/null; }
+
+# Every VM's qemu, by the pid recorded at its start (checked to be a qemu process first).
+vm_kill_all() {
+    local n p
+    for n in a b c d; do
+        [[ -n $LAB && -s $LAB/vm/$n/pid ]] || continue
+        p=$(vm_pid "$n")
+        if [[ -d /proc/$p && $(cat "/proc/$p/comm" 2> /dev/null) == qemu-system-x86* ]]; then
+            kill -KILL "$p" 2> /dev/null
+            wait "$p" 2> /dev/null
+        fi
+    done
+}
+
+# Reboot a (killed) server VM and prepare it as the standby.
+vm_reboot_server() {
+    local n=$1 t
+    vm_alive "$n" && vm_kill "$n"
+    vm_start "$n"
+    vm_wait_ready "$n" 180 || return 1
+    t=$(vm_exec "$n" server-prep)
+    vm_wait "$n" "$t" 120
+}
+
+# --- commands -------------------------------------------------------------------------------
+# vm_exec NODE ARGS...: run guest/node.sh ARGS in the VM, in the background; prints the tag.
+vm_exec() {
+    local n=$1
+    shift
+    # A counter in a file: vm_exec runs in command substitutions (subshells).
+    local seq tag
+    seq=$(($(cat "$LAB/cmd-seq" 2> /dev/null || echo 0) + 1))
+    echo "$seq" > "$LAB/cmd-seq"
+    tag=$(printf '%04d-%s' "$seq" "$1")
+    local d=$LAB/vm/$n/cmd
+    printf 'exec bash /run/labfiles/guest/node.sh %s\n' "$*" > "$d/.$tag"
+    mv "$d/.$tag" "$d/$tag.sh"
+    echo "$tag"
+}
+
+# vm_wait NODE TAG TIMEOUT: wait for the command's exit status (printed output on failure).
+vm_wait() {
+    local n=$1 tag=$2 limit=$3 out=$LAB/vm/$1/out i rc
+    for ((i = 0; i < limit * 10; i++)); do
+        if [[ -e $out/$tag.rc ]]; then
+            rc=$(cat "$out/$tag.rc")
+            if [[ $rc -ne 0 ]]; then
+                echo "lab: $n: $tag exited $rc:" >&2
+                tail -25 "$out/$tag.out" >&2
+            fi
+            return "$rc"
+        fi
+        sleep 0.1
+    done
+    echo "lab: $n: $tag did not finish within $limit s; output so far:" >&2
+    tail -25 "$out/$tag.out" >&2
+    return 124
+}
+
+# vm_run NODE TIMEOUT ARGS...: vm_exec and vm_wait in one.
+vm_run() {
+    local n=$1 limit=$2 t
+    shift 2
+    t=$(vm_exec "$n" "$@")
+    vm_wait "$n" "$t" "$limit"
+}
+
+vm_out() { cat "$LAB/vm/$1/out/$2.out"; }
+
+# --- pause (scenario 5) ---------------------------------------------------------------------
+# LAB_FREEZE=sigstop (default): SIGSTOP/SIGCONT of the qemu process; monitor: the human
+# monitor's stop/cont, which also stops the guest's clocks (a hypervisor pause).
+freeze_by_monitor() { [[ ${LAB_FREEZE:-sigstop} == monitor ]]; }
+
+vm_pause() {
+    if freeze_by_monitor; then
+        echo stop 1<> "$LAB/vm/$1/mon.in"
+    else
+        kill -STOP "$(vm_pid "$1")"
+    fi
+}
+
+vm_continue() {
+    if freeze_by_monitor; then
+        echo cont 1<> "$LAB/vm/$1/mon.in"
+    else
+        kill -CONT "$(vm_pid "$1")"
+    fi
+}
+
+# mon_writes NODE: write requests the VM's qemu has completed on the shared disk (d0) so far,
+# from the human monitor (mmpd holder only; empty if the VM does not answer).
+mon_writes() {
+    local d=$LAB/vm/$1
+    # Fifos opened read-write (1<>) never block, even once qemu has exited (a plain > would).
+    [[ -p $d/mon.in ]] || return 0
+    timeout 0.2 cat "$d/mon.out" > /dev/null 2>&1
+    echo "info blockstats" 1<> "$d/mon.in" || return 0
+    timeout 0.5 cat "$d/mon.out" 2> /dev/null | tr -d '\r' | awk '/^d0:/ { f = 1 } f && /wr_operations=/ { sub(/.*wr_operations=/, ""); print $1 + 0; exit }'
+}
