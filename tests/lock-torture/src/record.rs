@@ -19,6 +19,7 @@
 //!
 //! An all-zero record is the valid initial state (count 0).
 
+use libmmp::ondisk::bytes::{le32 as le_u32, le64 as le_u64};
 use thiserror::Error;
 
 pub const RECORD_SIZE: usize = 32;
@@ -55,18 +56,6 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
     h
-}
-
-fn le_u32(b: &[u8], off: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[off..off + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn le_u64(b: &[u8], off: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[off..off + 8]);
-    u64::from_le_bytes(a)
 }
 
 impl Record {
