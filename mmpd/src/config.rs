@@ -159,82 +159,19 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
         fence: file.fence,
         fence_command: file.fence_command.clone(),
     };
-    let mut entries: Vec<(PathBuf, Settings)> = file
-        .device
-        .iter()
-        .map(|d| {
-            let own = Settings {
-                interval: d.interval,
-                fail_intervals: d.fail_intervals,
-                fence: d.fence,
-                fence_command: d.fence_command.clone(),
-            };
-            (d.path.clone(), own)
-        })
-        .collect();
-    entries.extend(cli.devices.iter().map(|p| (p.clone(), Settings::default())));
-    if entries.is_empty() {
-        return Err(ConfigError::NoDevice);
-    }
-    let watchdog_timeout = cli
-        .watchdog_timeout
-        .or(file.watchdog_timeout)
-        .unwrap_or(DEFAULT_WATCHDOG_TIMEOUT);
-    if !(1..=120).contains(&watchdog_timeout) {
-        return Err(ConfigError::Invalid {
-            device: "watchdog_timeout".into(),
-            message: format!("{watchdog_timeout} s out of range (1 to 120 seconds)"),
-        });
-    }
-    let watchdog_timeout = Duration::from_secs(u64::from(watchdog_timeout));
-    let mut devices = Vec::new();
+    let entries = device_entries(cli, file)?;
+    let watchdog_timeout = watchdog_timeout(cli, file)?;
+    let mut devices: Vec<DeviceConfig> = Vec::new();
     for (path, own) in entries {
         // Highest priority last.
         let layers = [&top, &cli_settings, &own];
-        let interval = layers.iter().rev().find_map(|s| s.interval).unwrap_or(1.0);
-        let fail_intervals = layers
-            .iter()
-            .rev()
-            .find_map(|s| s.fail_intervals)
-            .unwrap_or(libmmp::protocol::heartbeat::DEFAULT_FAIL_INTERVALS);
-        let fence = layers
-            .iter()
-            .rev()
-            .find_map(|s| s.fence)
-            .unwrap_or(FenceAction::Exit);
-        let fence_command = layers.iter().rev().find_map(|s| s.fence_command.clone());
-        let device = path.display().to_string();
-        let invalid = |message: String| ConfigError::Invalid {
-            device: device.clone(),
-            message,
-        };
-        if !(0.1..=60.0).contains(&interval) {
-            return Err(invalid(format!(
-                "interval {interval} out of range (0.1 to 60 seconds)"
-            )));
+        let dc = device_config(path, &layers, watchdog_timeout)?;
+        if devices.iter().any(|d| d.path == dc.path) {
+            return Err(ConfigError::Duplicate {
+                device: dc.path.display().to_string(),
+            });
         }
-        let heartbeat = HeartbeatConfig {
-            interval: Duration::from_secs_f64(interval),
-            fail_intervals,
-        };
-        heartbeat.validate().map_err(|e| invalid(e.to_string()))?;
-        if fence == FenceAction::Command && fence_command.as_deref().is_none_or(str::is_empty) {
-            return Err(invalid(
-                "fence = command needs a fence_command (--fence-command CMD)".to_string(),
-            ));
-        }
-        if devices.iter().any(|d: &DeviceConfig| d.path == path) {
-            return Err(ConfigError::Duplicate { device });
-        }
-        let check_interval =
-            publish_check_interval(&heartbeat, fence, watchdog_timeout).map_err(invalid)?;
-        devices.push(DeviceConfig {
-            path,
-            heartbeat,
-            check_interval,
-            fence,
-            fence_command,
-        });
+        devices.push(dc);
     }
     Ok(Config {
         run_dir: cli
@@ -260,6 +197,91 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
             .unwrap_or_else(|| PathBuf::from("/proc/sysrq-trigger")),
         poll: Duration::from_millis(cli.poll_ms),
         devices,
+    })
+}
+
+/// The devices of the file (with their own settings), then those named on the command line.
+fn device_entries(cli: &Cli, file: &FileConfig) -> Result<Vec<(PathBuf, Settings)>, ConfigError> {
+    let mut entries: Vec<(PathBuf, Settings)> = file
+        .device
+        .iter()
+        .map(|d| {
+            let own = Settings {
+                interval: d.interval,
+                fail_intervals: d.fail_intervals,
+                fence: d.fence,
+                fence_command: d.fence_command.clone(),
+            };
+            (d.path.clone(), own)
+        })
+        .collect();
+    entries.extend(cli.devices.iter().map(|p| (p.clone(), Settings::default())));
+    if entries.is_empty() {
+        return Err(ConfigError::NoDevice);
+    }
+    Ok(entries)
+}
+
+fn watchdog_timeout(cli: &Cli, file: &FileConfig) -> Result<Duration, ConfigError> {
+    let secs = cli
+        .watchdog_timeout
+        .or(file.watchdog_timeout)
+        .unwrap_or(DEFAULT_WATCHDOG_TIMEOUT);
+    if !(1..=120).contains(&secs) {
+        return Err(ConfigError::Invalid {
+            device: "watchdog_timeout".into(),
+            message: format!("{secs} s out of range (1 to 120 seconds)"),
+        });
+    }
+    Ok(Duration::from_secs(u64::from(secs)))
+}
+
+/// One device's settings from its layers (highest priority last), checked.
+fn device_config(
+    path: PathBuf,
+    layers: &[&Settings; 3],
+    watchdog_timeout: Duration,
+) -> Result<DeviceConfig, ConfigError> {
+    let interval = layers.iter().rev().find_map(|s| s.interval).unwrap_or(1.0);
+    let fail_intervals = layers
+        .iter()
+        .rev()
+        .find_map(|s| s.fail_intervals)
+        .unwrap_or(libmmp::protocol::heartbeat::DEFAULT_FAIL_INTERVALS);
+    let fence = layers
+        .iter()
+        .rev()
+        .find_map(|s| s.fence)
+        .unwrap_or(FenceAction::Exit);
+    let fence_command = layers.iter().rev().find_map(|s| s.fence_command.clone());
+    let device = path.display().to_string();
+    let invalid = |message: String| ConfigError::Invalid {
+        device: device.clone(),
+        message,
+    };
+    if !(0.1..=60.0).contains(&interval) {
+        return Err(invalid(format!(
+            "interval {interval} out of range (0.1 to 60 seconds)"
+        )));
+    }
+    let heartbeat = HeartbeatConfig {
+        interval: Duration::from_secs_f64(interval),
+        fail_intervals,
+    };
+    heartbeat.validate().map_err(|e| invalid(e.to_string()))?;
+    if fence == FenceAction::Command && fence_command.as_deref().is_none_or(str::is_empty) {
+        return Err(invalid(
+            "fence = command needs a fence_command (--fence-command CMD)".to_string(),
+        ));
+    }
+    let check_interval =
+        publish_check_interval(&heartbeat, fence, watchdog_timeout).map_err(invalid)?;
+    Ok(DeviceConfig {
+        path,
+        heartbeat,
+        check_interval,
+        fence,
+        fence_command,
     })
 }
 
