@@ -125,7 +125,7 @@ this host holds the device.
 
 Exit status: 0 claimed, 1 refused (in use, FSCK, unknown sequence, bad checksum, lost the race,
 stalled, held by a local mmpd), 2 error.")]
-    Claim(crate::claim::ClaimArgs),
+    Claim(crate::cmd::claim::ClaimArgs),
 
     /// Set the MMP block back to CLEAN after `claim`, if it still holds our claim.
     #[command(long_about = "\
@@ -137,7 +137,7 @@ is written and the exit status is 1. Refused while an mmpd on this host holds th
 on SIGTERM). An already clean block is success.
 
 Exit status: 0 released (or already clean), 1 not ours or held by a local mmpd, 2 error.")]
-    Release(crate::release::ReleaseArgs),
+    Release(crate::cmd::release::ReleaseArgs),
 
     /// Claim, write CLEAN and mount at once: the kernel skips its wait, nobody slips in.
     #[command(long_about = "\
@@ -155,7 +155,7 @@ claiming, and reads the block exactly then, mounts too: that is the kernel's own
 
 Exit status: 0 mounted, 1 refused (as for claim), 2 error (including a failed mount(8); the block
 is then left CLEAN).")]
-    Mount(crate::mount::MountArgs),
+    Mount(crate::cmd::mount::MountArgs),
 
     /// Make an MMP area on a small device or file, for XFS, btrfs or raw devices.
     #[command(long_about = "\
@@ -174,7 +174,7 @@ CLEAN, or when libblkid finds a filesystem or other signature on the device; --f
 the last two.
 
 Exit status: 0 formatted, 1 the area is (or may be) in use, 2 error or a signature found.")]
-    FormatArea(crate::format_area::FormatAreaArgs),
+    FormatArea(crate::cmd::format_area::FormatAreaArgs),
 
     /// Turn MMP on for an unmounted filesystem (what `tune2fs -O mmp` does, without the wait).
     #[command(long_about = "\

@@ -1,22 +1,15 @@
 //! mmp-tool: check and inspect ext4 multiple-mount protection before mounting shared storage.
 
-mod check;
-mod claim;
-mod clear;
 mod cli;
+mod cmd;
 mod common;
-mod disable;
-mod dump;
-mod enable;
 mod exit;
-mod format_area;
-mod interval;
-mod mount;
-mod release;
-mod status;
 
 use clap::Parser;
 use cli::{Cli, Command};
+use cmd::{
+    check, claim, clear, disable, dump, enable, format_area, interval, mount, release, status,
+};
 use std::process::ExitCode;
 
 fn init_logging(verbose: u8) {

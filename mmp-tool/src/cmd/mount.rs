@@ -1,8 +1,8 @@
 //! `mmp-tool mount`: claim with our protocol, write CLEAN, and mount at once, so the kernel
 //! skips its own wait but no other node can have slipped in.
 
-use crate::claim::{local_mmpd, refusal, run_claim, ClaimFlags};
 use crate::cli::DeviceArg;
+use crate::cmd::claim::{local_mmpd, refusal, run_claim, ClaimFlags};
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome};
 use clap::Args;

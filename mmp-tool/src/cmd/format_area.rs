@@ -1,7 +1,7 @@
 //! `mmp-tool format-area`: make an MMP area on a small dedicated device, partition or file, to
 //! protect a filesystem that has no MMP of its own (XFS, btrfs) or a raw device.
 
-use crate::claim::local_mmpd;
+use crate::cmd::claim::local_mmpd;
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome, ToolError};
 use clap::Args;

@@ -1,8 +1,8 @@
 //! `mmp-tool release`: set the MMP block back to CLEAN after `mmp-tool claim`, but only if it
 //! still holds our claim.
 
-use crate::claim::{local_mmpd, read_claim_record, remove_claim_record};
 use crate::cli::DeviceArg;
+use crate::cmd::claim::{local_mmpd, read_claim_record, remove_claim_record};
 use crate::common::{print_json, print_out};
 use crate::exit::{self, Outcome};
 use clap::Args;

@@ -1,0 +1,13 @@
+//! One module per subcommand; each has a `run(args)` that `main` dispatches to.
+
+pub mod check;
+pub mod claim;
+pub mod clear;
+pub mod disable;
+pub mod dump;
+pub mod enable;
+pub mod format_area;
+pub mod interval;
+pub mod mount;
+pub mod release;
+pub mod status;
