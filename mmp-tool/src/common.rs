@@ -1,6 +1,7 @@
 //! Shared pieces of the subcommands: opening a device, the block report, output helpers.
 
-use crate::exit::{self, Outcome, ToolError};
+use crate::error::Error;
+use crate::exit::Outcome;
 use libmmp::edit::{EditError, EditReport};
 use libmmp::fs::{ChecksumStatus, MmpFs};
 use libmmp::io::device::Device;
@@ -81,39 +82,39 @@ struct RefusalJson<'a> {
     message: String,
 }
 
-/// Print the outcome of an edit (`describe` words a success) and map it to an exit code.
+/// Print how an edit ended (`describe` words a success).
 pub fn finish_edit(
     action: &str,
     path: &Path,
     json: bool,
     result: Result<EditReport, EditError>,
     describe: impl FnOnce(&EditReport) -> String,
-) -> Outcome {
+) -> Result<Outcome, Error> {
     match result {
         Ok(r) => {
             let message = describe(&r);
             if json {
                 print_json(&EditJson {
                     ok: true,
-                    exit_code: exit::OK,
+                    exit_code: Outcome::Done.exit_code(),
                     message,
                     report: &r,
                 })?;
             } else {
                 print_out(&format!("mmp-tool: {message}\n"))?;
             }
-            Ok(exit::OK)
+            Ok(Outcome::Done)
         }
         Err(e) => {
-            let err = ToolError::Edit(e);
-            if let (true, ToolError::Edit(e)) = (json, &err) {
+            let err = Error::Edit(e);
+            if let (true, Error::Edit(e)) = (json, &err) {
                 print_json(&RefusalJson {
                     ok: false,
                     action,
                     device: path.display().to_string(),
                     changed: false,
                     reason: e.reason(),
-                    exit_code: err.exit_code(),
+                    exit_code: err.outcome().exit_code(),
                     message: e.to_string(),
                 })?;
             }

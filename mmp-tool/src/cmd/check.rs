@@ -2,7 +2,8 @@
 
 use crate::cli::CheckArgs;
 use crate::common::{format_time, print_json, print_out};
-use crate::exit::{self, Outcome};
+use crate::error::Error;
+use crate::exit::Outcome;
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Access;
 use libmmp::ondisk::mmp::MmpBlock;
@@ -115,7 +116,7 @@ fn message(dev: &str, r: &CheckReport) -> String {
     }
 }
 
-pub fn run(args: &CheckArgs) -> Outcome {
+pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let fs = MmpFs::open_path(path, Access::ReadOnly)?;
     let dev = fs.device_name().to_string();
@@ -149,10 +150,13 @@ pub fn run(args: &CheckArgs) -> Outcome {
         eprint!("\r\x1b[K");
     }
     tracing::debug!(reads = report.reads, elapsed = ?report.elapsed, verdict = report.verdict.name(), "check finished");
-    let code = match report.verdict.exit_code() {
-        0 => exit::OK,
-        1 => exit::UNSAFE,
-        _ => exit::UNDECIDED,
+    let outcome = match report.verdict {
+        Verdict::Safe(_) => Outcome::Done,
+        Verdict::Undecided => Outcome::Undecided,
+        Verdict::InUse { .. }
+        | Verdict::FsckRunning
+        | Verdict::UnknownSeq(_)
+        | Verdict::BadChecksum { .. } => Outcome::Refused,
     };
     let msg = message(&dev, &report);
     if args.json {
@@ -163,8 +167,8 @@ pub fn run(args: &CheckArgs) -> Outcome {
         print_json(&CheckJson {
             device: &dev,
             verdict: report.verdict.name(),
-            safe: code == exit::OK,
-            exit_code: code,
+            safe: outcome == Outcome::Done,
+            exit_code: outcome.exit_code(),
             message: msg,
             last_update: last,
             first_read: first,
@@ -175,10 +179,10 @@ pub fn run(args: &CheckArgs) -> Outcome {
             elapsed_seconds: report.elapsed.as_secs_f64(),
             reads: report.reads,
         })?;
-    } else if code == exit::OK {
+    } else if outcome == Outcome::Done {
         print_out(&format!("mmp-tool: {msg}\n"))?;
     } else {
         eprintln!("mmp-tool: {msg}");
     }
-    Ok(code)
+    Ok(outcome)
 }

@@ -1,12 +1,12 @@
-//! `mmp-tool claim`: run the claim protocol once, for scripts. Also the pieces `release` and
-//! `mount` share: opening read-write, refusing under a local mmpd, the claim record.
+//! `mmp-tool claim`: run the claim protocol once, for scripts. Also what `mount` shares with
+//! it: running the claim with a countdown, and a refusal's message.
 
-use crate::cli::DeviceArg;
+use super::local::{local_mmpd, node_name_or_host, record_claim, run_dir_or_default};
+use crate::cli::{ClaimArgs, ClaimFlags};
 use crate::common::{format_time, print_json, print_out};
-use crate::exit::{self, Outcome, ToolError};
-use clap::Args;
+use crate::error::Error;
+use crate::exit::Outcome;
 use libmmp::fs::MmpFs;
-use libmmp::host::run_dir::{self, HolderState};
 use libmmp::io::device::{Access, Device};
 use libmmp::protocol::check::SafeReason;
 use libmmp::protocol::claim::{self, ClaimError, ClaimMode, ClaimOptions, ClaimPhase, Claimed};
@@ -14,107 +14,7 @@ use libmmp::protocol::clock::SystemClock;
 use libmmp::protocol::seq::random_seq;
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-#[derive(Debug, Args)]
-pub struct ClaimArgs {
-    #[command(flatten)]
-    pub dev: DeviceArg,
-    #[command(flatten)]
-    pub opts: ClaimFlags,
-}
-
-/// Options shared by `claim` and `mount`.
-#[derive(Debug, Args)]
-pub struct ClaimFlags {
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Name written into the MMP block [default: the host name].
-    #[arg(long, value_name = "NAME")]
-    pub node_name: Option<String>,
-    /// Check interval to publish in the block, seconds (readers wait min(2*CI+1, CI+60) s).
-    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u16).range(5..=300))]
-    pub check_interval: u16,
-    /// How often to re-read the MMP block while waiting, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
-    pub poll_ms: u64,
-    /// mmpd's run directory (its locks) and where claims are recorded for `release`
-    /// [default: $MMPD_RUN_DIR or /run/mmpd].
-    #[arg(long, value_name = "DIR")]
-    pub run_dir: Option<PathBuf>,
-    /// Never show the countdown, even on a terminal.
-    #[arg(short, long)]
-    pub quiet: bool,
-}
-
-impl ClaimFlags {
-    pub fn run_dir(&self) -> PathBuf {
-        self.run_dir
-            .clone()
-            .unwrap_or_else(run_dir::run_dir_from_env)
-    }
-
-    pub fn node_name(&self) -> String {
-        self.node_name
-            .clone()
-            .unwrap_or_else(libmmp::host::identity::nodename)
-    }
-}
-
-/// Refuse when an mmpd on this host holds the device: writing under it would make it fence.
-/// `Ok(Some(message))` is a refusal.
-pub fn local_mmpd(run_dir: &Path, device: &Path) -> Option<String> {
-    match run_dir::lock_holder(run_dir, device) {
-        Ok(Some(pid)) => Some(format!(
-            "{}: held by mmpd on this host{}; stop that mmpd (systemctl stop mmpd@NAME, or SIGTERM), which releases it",
-            device.display(),
-            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-        )),
-        _ => None,
-    }
-}
-
-fn record_path(run_dir: &Path, device: &Path) -> Option<PathBuf> {
-    run_dir::device_key(device)
-        .ok()
-        .map(|k| run_dir.join(format!("{k}.claim")))
-}
-
-/// Record a won claim for `release` (best effort: a claim is valid without it).
-pub fn record_claim(run_dir: &Path, device: &Path, c: &Claimed) {
-    let st = HolderState {
-        pid: std::process::id(),
-        device: device.display().to_string(),
-        state: Some(run_dir::HolderPhase::Claimed),
-        node_name: c.block.nodename(),
-        seq: c.block.mmp_seq,
-        since: c.block.mmp_time,
-        updated: c.block.mmp_time,
-        check_interval: c.block.mmp_check_interval,
-        ..Default::default()
-    };
-    let Some(path) = record_path(run_dir, device) else {
-        return;
-    };
-    if let Err(e) =
-        std::fs::create_dir_all(run_dir).and_then(|()| std::fs::write(&path, st.encode()))
-    {
-        tracing::warn!("cannot record the claim in {}: {e}", path.display());
-    }
-}
-
-pub fn read_claim_record(run_dir: &Path, device: &Path) -> Option<HolderState> {
-    let text = std::fs::read_to_string(record_path(run_dir, device)?).ok()?;
-    Some(HolderState::decode(&text))
-}
-
-pub fn remove_claim_record(run_dir: &Path, device: &Path) {
-    if let Some(p) = record_path(run_dir, device) {
-        let _ = std::fs::remove_file(p);
-    }
-}
 
 /// Run the claim with the real clock, a countdown on a terminal.
 /// `mode`: `Bare` for `claim` (nothing writes after it), `HolderFollows` for `mount`.
@@ -124,7 +24,7 @@ pub fn run_claim(
     mode: ClaimMode,
 ) -> Result<Claimed, ClaimError> {
     let opts = ClaimOptions {
-        nodename: flags.node_name(),
+        nodename: node_name_or_host(flags.node_name.as_deref()),
         bdevname: claim::bdevname_of(fs.device_name()),
         check_interval: flags.check_interval,
         poll: Duration::from_millis(flags.poll_ms),
@@ -165,11 +65,12 @@ pub fn run_claim(
     r
 }
 
-/// Map a claim failure to an exit code and message (refusals are exit 1, not errors).
-pub fn refusal(e: ClaimError) -> Result<(u8, String), ToolError> {
+/// The message of a claim refused because the device is (or may be) in use ([`Outcome::Refused`]),
+/// or the error when the claim failed for another reason.
+pub fn refusal(e: ClaimError) -> Result<String, Error> {
     match e {
-        ClaimError::Fs(e) if !e.is_bad_mmp_checksum() => Err(ToolError::Mmp(e)),
-        e => Ok((exit::UNSAFE, e.to_string())),
+        ClaimError::Fs(e) if !e.is_bad_mmp_checksum() => Err(Error::Mmp(e)),
+        e => Ok(e.to_string()),
     }
 }
 
@@ -187,34 +88,39 @@ struct ClaimJson {
     stale_after_seconds: Option<f64>,
 }
 
-pub fn run(args: &ClaimArgs) -> Outcome {
+pub fn run(args: &ClaimArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let flags = &args.opts;
-    let run_dir = flags.run_dir();
+    let run_dir = run_dir_or_default(flags.run_dir.as_deref());
     let dev = path.display().to_string();
-    let report = |claimed: bool, result, message: String, c: Option<&Claimed>| -> Outcome {
-        if flags.json {
-            print_json(&ClaimJson {
-                device: dev.clone(),
-                claimed,
-                result,
-                message,
-                sequence: c.map(|c| c.block.mmp_seq),
-                node_name: flags.node_name(),
-                previous_state: c.map(|c| match c.previous {
-                    SafeReason::Clean => "clean",
-                    SafeReason::Stale => "stale",
-                }),
-                elapsed_seconds: c.map_or(0.0, |c| c.elapsed.as_secs_f64()),
-                stale_after_seconds: c.map(|c| stale_after(c).as_secs_f64()),
-            })?;
-        } else if claimed {
-            print_out(&format!("mmp-tool: {message}\n"))?;
-        } else {
-            eprintln!("mmp-tool: {message}");
-        }
-        Ok(if claimed { exit::OK } else { exit::UNSAFE })
-    };
+    let report =
+        |claimed: bool, result, message: String, c: Option<&Claimed>| -> Result<Outcome, Error> {
+            if flags.json {
+                print_json(&ClaimJson {
+                    device: dev.clone(),
+                    claimed,
+                    result,
+                    message,
+                    sequence: c.map(|c| c.block.mmp_seq),
+                    node_name: node_name_or_host(flags.node_name.as_deref()),
+                    previous_state: c.map(|c| match c.previous {
+                        SafeReason::Clean => "clean",
+                        SafeReason::Stale => "stale",
+                    }),
+                    elapsed_seconds: c.map_or(0.0, |c| c.elapsed.as_secs_f64()),
+                    stale_after_seconds: c.map(|c| stale_after(c).as_secs_f64()),
+                })?;
+            } else if claimed {
+                print_out(&format!("mmp-tool: {message}\n"))?;
+            } else {
+                eprintln!("mmp-tool: {message}");
+            }
+            Ok(if claimed {
+                Outcome::Done
+            } else {
+                Outcome::Refused
+            })
+        };
     if let Some(msg) = local_mmpd(&run_dir, path) {
         return report(false, "held_by_local_mmpd", msg, None);
     }
@@ -244,7 +150,7 @@ pub fn run(args: &ClaimArgs) -> Outcome {
         }
         Err(e) => {
             let name = e.name();
-            let (_, msg) = refusal(e)?;
+            let msg = refusal(e)?;
             report(false, name, msg, None)
         }
     }

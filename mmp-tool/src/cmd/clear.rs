@@ -2,11 +2,12 @@
 
 use crate::cli::ClearArgs;
 use crate::common::{finish_edit, Countdown};
+use crate::error::Error;
 use crate::exit::Outcome;
 use libmmp::edit::{self, EditEnv, EditReport};
 use libmmp::protocol::clock::SystemClock;
 
-pub fn run(args: &ClearArgs) -> Outcome {
+pub fn run(args: &ClearArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let env = EditEnv::for_device(&path.display().to_string())?;
     let mut countdown = Countdown::new(

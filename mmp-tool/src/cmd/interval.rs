@@ -2,11 +2,12 @@
 
 use crate::cli::IntervalArgs;
 use crate::common::{finish_edit, Countdown};
+use crate::error::Error;
 use crate::exit::Outcome;
 use libmmp::edit::{self, EditEnv, EditReport, Settle, CLAIM_SETTLE};
 use libmmp::protocol::clock::SystemClock;
 
-pub fn run(args: &IntervalArgs) -> Outcome {
+pub fn run(args: &IntervalArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let env = EditEnv::for_device(&path.display().to_string())?;
     let settle = if args.full_wait {

@@ -8,6 +8,7 @@ pub mod dump;
 pub mod enable;
 pub mod format_area;
 pub mod interval;
+mod local;
 pub mod mount;
 pub mod release;
 pub mod status;

@@ -1,35 +1,18 @@
 //! `mmp-tool mount`: claim with our protocol, write CLEAN, and mount at once, so the kernel
 //! skips its own wait but no other node can have slipped in.
 
-use crate::cli::DeviceArg;
-use crate::cmd::claim::{local_mmpd, refusal, run_claim, ClaimFlags};
+use super::claim::{refusal, run_claim};
+use super::local::{local_mmpd, run_dir_or_default};
+use crate::cli::MountArgs;
 use crate::common::{print_json, print_out};
-use crate::exit::{self, Outcome};
-use clap::Args;
+use crate::error::Error;
+use crate::exit::Outcome;
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Access;
 use libmmp::protocol::claim::{self, Release};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
-
-#[derive(Debug, Args)]
-pub struct MountArgs {
-    #[command(flatten)]
-    pub dev: DeviceArg,
-    /// Mount point.
-    #[arg(value_name = "DIR")]
-    pub dir: PathBuf,
-    /// Mount options, passed to mount(8) as `-o OPTS`.
-    #[arg(short = 'o', long = "options", value_name = "OPTS")]
-    pub options: Option<String>,
-    /// Filesystem type for mount(8): ext4, or ldiskfs.
-    #[arg(short = 't', long = "type", value_name = "TYPE", default_value = "ext4", value_parser = ["ext4", "ldiskfs"])]
-    pub fstype: String,
-    #[command(flatten)]
-    pub opts: ClaimFlags,
-}
 
 #[derive(Serialize)]
 struct MountJson {
@@ -46,7 +29,7 @@ struct MountJson {
     mount_seconds: Option<f64>,
 }
 
-pub fn run(args: &MountArgs) -> Outcome {
+pub fn run(args: &MountArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let flags = &args.opts;
     let dev = path.display().to_string();
@@ -62,25 +45,25 @@ pub fn run(args: &MountArgs) -> Outcome {
         handoff_window_ms: None,
         mount_seconds: None,
     };
-    let finish = |js: MountJson, code: u8| -> Outcome {
+    let finish = |js: MountJson, outcome: Outcome| -> Result<Outcome, Error> {
         if flags.json {
             print_json(&js)?;
-        } else if code == exit::OK {
+        } else if outcome == Outcome::Done {
             print_out(&format!("mmp-tool: {}\n", js.message))?;
         } else {
             eprintln!("mmp-tool: {}", js.message);
         }
-        Ok(code)
+        Ok(outcome)
     };
-    if let Some(msg) = local_mmpd(&flags.run_dir(), path) {
+    if let Some(msg) = local_mmpd(&run_dir_or_default(flags.run_dir.as_deref()), path) {
         js.result = "held_by_local_mmpd";
         js.message = msg;
-        return finish(js, exit::UNSAFE);
+        return finish(js, Outcome::Refused);
     }
     if !args.dir.is_dir() {
         js.result = "bad_mount_point";
         js.message = format!("{dir}: not a directory; nothing was written to '{dev}'");
-        return finish(js, exit::ERROR);
+        return finish(js, Outcome::Failed);
     }
     let fs = MmpFs::open_path(path, Access::ReadWrite)?;
     fs.require_mmp()?;
@@ -89,7 +72,7 @@ pub fn run(args: &MountArgs) -> Outcome {
         js.message = format!(
             "'{dev}' is an MMP area, not a filesystem: hold it with mmpd and mount the filesystem it protects while mmpd holds it; nothing was written"
         );
-        return finish(js, exit::ERROR);
+        return finish(js, Outcome::Failed);
     }
     let claimed = match run_claim(
         &fs,
@@ -99,9 +82,8 @@ pub fn run(args: &MountArgs) -> Outcome {
         Ok(c) => c,
         Err(e) => {
             js.result = e.name();
-            let (code, msg) = refusal(e)?;
-            js.message = format!("{msg}; not mounting");
-            return finish(js, code);
+            js.message = format!("{}; not mounting", refusal(e)?);
+            return finish(js, Outcome::Refused);
         }
     };
     js.sequence = Some(claimed.block.mmp_seq);
@@ -117,7 +99,7 @@ pub fn run(args: &MountArgs) -> Outcome {
                 found.nodename(),
                 found.mmp_seq
             );
-            return finish(js, exit::UNSAFE);
+            return finish(js, Outcome::Refused);
         }
     }
     let clean_at = Instant::now();
@@ -142,7 +124,7 @@ pub fn run(args: &MountArgs) -> Outcome {
                 js.claim_seconds,
                 js.handoff_window_ms.unwrap_or(0.0)
             );
-            finish(js, exit::OK)
+            finish(js, Outcome::Done)
         }
         Ok(o) => {
             js.result = "mount_failed";
@@ -151,12 +133,12 @@ pub fn run(args: &MountArgs) -> Outcome {
                 o.status,
                 String::from_utf8_lossy(&o.stderr).trim()
             );
-            finish(js, exit::ERROR)
+            finish(js, Outcome::Failed)
         }
         Err(e) => {
             js.result = "mount_failed";
             js.message = format!("cannot run mount(8): {e}; the MMP block was left CLEAN");
-            finish(js, exit::ERROR)
+            finish(js, Outcome::Failed)
         }
     }
 }

@@ -1,40 +1,19 @@
 //! `mmp-tool release`: set the MMP block back to CLEAN after `mmp-tool claim`, but only if it
 //! still holds our claim.
 
-use crate::cli::DeviceArg;
-use crate::cmd::claim::{local_mmpd, read_claim_record, remove_claim_record};
+use super::local::{
+    local_mmpd, node_name_or_host, read_claim_record, remove_claim_record, run_dir_or_default,
+};
+use crate::cli::ReleaseArgs;
 use crate::common::{print_json, print_out};
-use crate::exit::{self, Outcome};
-use clap::Args;
+use crate::error::Error;
+use crate::exit::Outcome;
 use libmmp::fs::MmpFs;
-use libmmp::host::identity;
-use libmmp::host::run_dir;
 use libmmp::io::device::Access;
 use libmmp::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_CLEAN};
 use libmmp::protocol::check::{self, CheckOptions, SafeReason, Verdict};
 use libmmp::protocol::clock::{wall_now, SystemClock};
 use serde::Serialize;
-use std::path::PathBuf;
-
-#[derive(Debug, Args)]
-pub struct ReleaseArgs {
-    #[command(flatten)]
-    pub dev: DeviceArg,
-    /// Print a JSON object on stdout instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Release even without a claim recorded on this host, if the block names this node
-    /// (`--node-name`) and holds a live sequence that does not change for the kernel's full
-    /// wait (e.g. after a reboot emptied /run).
-    #[arg(long)]
-    pub force: bool,
-    /// This node's name in the MMP block, for `--force` [default: the host name].
-    #[arg(long, value_name = "NAME")]
-    pub node_name: Option<String>,
-    /// mmpd's run directory and the claim records [default: $MMPD_RUN_DIR or /run/mmpd].
-    #[arg(long, value_name = "DIR")]
-    pub run_dir: Option<PathBuf>,
-}
 
 #[derive(Serialize)]
 struct ReleaseJson {
@@ -44,15 +23,12 @@ struct ReleaseJson {
     message: String,
 }
 
-pub fn run(args: &ReleaseArgs) -> Outcome {
+pub fn run(args: &ReleaseArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let dev = path.display().to_string();
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(run_dir::run_dir_from_env);
-    let node = args.node_name.clone().unwrap_or_else(identity::nodename);
-    let done = |released: bool, result: &'static str, message: String| -> Outcome {
+    let run_dir = run_dir_or_default(args.run_dir.as_deref());
+    let node = node_name_or_host(args.node_name.as_deref());
+    let done = |released: bool, result: &'static str, message: String| -> Result<Outcome, Error> {
         if args.json {
             print_json(&ReleaseJson {
                 device: dev.clone(),
@@ -65,7 +41,11 @@ pub fn run(args: &ReleaseArgs) -> Outcome {
         } else {
             eprintln!("mmp-tool: {message}");
         }
-        Ok(if released { exit::OK } else { exit::UNSAFE })
+        Ok(if released {
+            Outcome::Done
+        } else {
+            Outcome::Refused
+        })
     };
     if let Some(msg) = local_mmpd(&run_dir, path) {
         return done(false, "held_by_local_mmpd", msg);

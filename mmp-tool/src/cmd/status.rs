@@ -1,21 +1,20 @@
 //! `mmp-tool status`: the MMP state now, no waiting.
 
+use super::local::run_dir_or_default;
 use crate::cli::StatusArgs;
 use crate::common::{block_report, print_json, print_out};
+use crate::error::Error;
 use crate::exit::Outcome;
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Access;
 
-pub fn run(args: &StatusArgs) -> Outcome {
+pub fn run(args: &StatusArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let fs = MmpFs::open_path(path, Access::ReadOnly)?;
     let (blk, csum) = fs.read_mmp_raw()?;
     let r = block_report(path, &fs, &blk, csum);
     // An mmpd on this host holding the device (its lock is held and its state file says so).
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(libmmp::host::run_dir::run_dir_from_env);
+    let run_dir = run_dir_or_default(args.run_dir.as_deref());
     let local_holder = libmmp::host::run_dir::local_holder(&run_dir, path)
         .ok()
         .flatten();
@@ -31,7 +30,7 @@ pub fn run(args: &StatusArgs) -> Outcome {
             report: &r,
             local_holder,
         })?;
-        return Ok(0);
+        return Ok(Outcome::Done);
     }
     let meaning = match r.state {
         "clean" => "cleanly unmounted; no node has it mounted",
@@ -99,5 +98,5 @@ pub fn run(args: &StatusArgs) -> Outcome {
         );
     }
     print_out(&t)?;
-    Ok(0)
+    Ok(Outcome::Done)
 }
