@@ -6,9 +6,10 @@
 
 mod cli;
 mod cmd;
-mod common;
 mod error;
 mod exit;
+mod output;
+mod progress;
 
 use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};

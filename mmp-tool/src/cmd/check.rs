@@ -1,16 +1,16 @@
 //! `mmp-tool check`: the pre-mount gate.
 
 use crate::cli::CheckArgs;
-use crate::common::{format_time, print_json, print_out};
 use crate::error::Error;
 use crate::exit::Outcome;
+use crate::output::{format_time, print_result};
+use crate::progress::Countdown;
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Access;
 use libmmp::ondisk::mmp::MmpBlock;
 use libmmp::protocol::check::{check, CheckOptions, CheckReport, SafeReason, Verdict};
 use libmmp::protocol::clock::{wall_now, SystemClock};
 use serde::Serialize;
-use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 #[derive(Serialize)]
@@ -125,30 +125,12 @@ pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
         timeout: args.timeout,
         honor_fence_tag: !args.ignore_fence_tag,
     };
-    let tty = !args.quiet && std::io::stderr().is_terminal();
-    let mut shown = false;
-    let mut last_shown = u128::MAX;
-    let mut progress = |elapsed: Duration, total: Duration| {
-        if !tty {
-            return;
-        }
-        let left = total.saturating_sub(elapsed).as_millis().div_ceil(1000);
-        if left != last_shown {
-            last_shown = left;
-            shown = true;
-            let mut e = std::io::stderr().lock();
-            let _ = write!(
-                e,
-                "\rmmp-tool: watching the MMP block of {dev} for {} s: {left:>3} s left ",
-                total.as_secs()
-            );
-            let _ = e.flush();
-        }
-    };
-    let report = check(&fs, &SystemClock::default(), opts, &mut progress)?;
-    if shown {
-        eprint!("\r\x1b[K");
-    }
+    let what = format!("watching the MMP block of {dev}");
+    let mut countdown = Countdown::new(args.quiet);
+    let report = check(&fs, &SystemClock::default(), opts, &mut |elapsed, total| {
+        countdown.tick(&what, elapsed, total)
+    })?;
+    drop(countdown);
     tracing::debug!(reads = report.reads, elapsed = ?report.elapsed, verdict = report.verdict.name(), "check finished");
     let outcome = match report.verdict {
         Verdict::Safe(_) => Outcome::Done,
@@ -159,30 +141,25 @@ pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
         | Verdict::BadChecksum { .. } => Outcome::Refused,
     };
     let msg = message(&dev, &report);
-    if args.json {
-        let (last, first) = match &report.verdict {
-            Verdict::InUse { block } => (Holder::from(block), Some(Holder::from(&report.first))),
-            _ => (Holder::from(&report.first), None),
-        };
-        print_json(&CheckJson {
-            device: &dev,
-            verdict: report.verdict.name(),
-            safe: outcome == Outcome::Done,
-            exit_code: outcome.exit_code(),
-            message: msg,
-            last_update: last,
-            first_read: first,
-            check_interval: report.check_interval,
-            wait_seconds: report.wait.as_millis().div_ceil(1000) as u64,
-            kernel_wait_seconds: report.kernel_wait.as_secs(),
-            fence_tag: report.fence_tag,
-            elapsed_seconds: report.elapsed.as_secs_f64(),
-            reads: report.reads,
-        })?;
-    } else if outcome == Outcome::Done {
-        print_out(&format!("mmp-tool: {msg}\n"))?;
-    } else {
-        eprintln!("mmp-tool: {msg}");
-    }
+    let (last, first) = match &report.verdict {
+        Verdict::InUse { block } => (Holder::from(block), Some(Holder::from(&report.first))),
+        _ => (Holder::from(&report.first), None),
+    };
+    let json = CheckJson {
+        device: &dev,
+        verdict: report.verdict.name(),
+        safe: outcome == Outcome::Done,
+        exit_code: outcome.exit_code(),
+        message: msg,
+        last_update: last,
+        first_read: first,
+        check_interval: report.check_interval,
+        wait_seconds: report.wait.as_millis().div_ceil(1000) as u64,
+        kernel_wait_seconds: report.kernel_wait.as_secs(),
+        fence_tag: report.fence_tag,
+        elapsed_seconds: report.elapsed.as_secs_f64(),
+        reads: report.reads,
+    };
+    print_result(args.json, &json, outcome == Outcome::Done, &json.message)?;
     Ok(outcome)
 }

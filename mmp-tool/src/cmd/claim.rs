@@ -3,9 +3,10 @@
 
 use super::local::{local_mmpd, node_name_or_host, record_claim, run_dir_or_default};
 use crate::cli::{ClaimArgs, ClaimFlags};
-use crate::common::{format_time, print_json, print_out};
 use crate::error::Error;
 use crate::exit::Outcome;
+use crate::output::{format_time, print_result};
+use crate::progress::{seconds_left, Countdown};
 use libmmp::fs::MmpFs;
 use libmmp::io::device::{Access, Device};
 use libmmp::protocol::check::SafeReason;
@@ -13,7 +14,6 @@ use libmmp::protocol::claim::{self, ClaimError, ClaimMode, ClaimOptions, ClaimPh
 use libmmp::protocol::clock::SystemClock;
 use libmmp::protocol::seq::random_seq;
 use serde::Serialize;
-use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 /// Run the claim with the real clock, a countdown on a terminal.
@@ -29,26 +29,17 @@ pub fn run_claim(
         check_interval: flags.check_interval,
         poll: Duration::from_millis(flags.poll_ms),
     };
-    let tty = !flags.quiet && !flags.json && std::io::stderr().is_terminal();
     let dev = fs.device_name().to_string();
-    let mut last = (None, u64::MAX);
+    let mut countdown = Countdown::new(flags.quiet || flags.json);
     let mut progress = |phase: ClaimPhase, elapsed: Duration, total: Duration| {
-        if !tty {
-            return;
-        }
-        let left = total.saturating_sub(elapsed).as_secs();
-        if last != (Some(phase), left) {
-            last = (Some(phase), left);
-            let what = match phase {
-                ClaimPhase::Watching => "watching the live MMP sequence of",
-                ClaimPhase::Verifying => "verifying our claim on",
-            };
-            let mut e = std::io::stderr().lock();
-            let _ = write!(e, "\r\x1b[Kmmp-tool: {what} {dev}: {left:>3} s left ");
-            let _ = e.flush();
-        }
+        let what = match phase {
+            ClaimPhase::Watching => "watching the live MMP sequence of",
+            ClaimPhase::Verifying => "verifying our claim on",
+        };
+        let left = seconds_left(elapsed, total);
+        countdown.show(|| format!("{what} {dev}: {left:>3} s left "));
     };
-    let r = claim::claim_with(
+    claim::claim_with(
         fs,
         &SystemClock::default(),
         // Without the kernel's CSPRNG the claim refuses before it writes: two nodes must not
@@ -58,11 +49,7 @@ pub fn run_claim(
         mode,
         &|| false,
         &mut progress,
-    );
-    if tty {
-        eprint!("\r\x1b[K");
-    }
-    r
+    )
 }
 
 /// The message of a claim refused because the device is (or may be) in use ([`Outcome::Refused`]),
@@ -92,71 +79,71 @@ pub fn run(args: &ClaimArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let flags = &args.opts;
     let run_dir = run_dir_or_default(flags.run_dir.as_deref());
-    let dev = path.display().to_string();
-    let report =
-        |claimed: bool, result, message: String, c: Option<&Claimed>| -> Result<Outcome, Error> {
-            if flags.json {
-                print_json(&ClaimJson {
-                    device: dev.clone(),
-                    claimed,
-                    result,
-                    message,
-                    sequence: c.map(|c| c.block.mmp_seq),
-                    node_name: node_name_or_host(flags.node_name.as_deref()),
-                    previous_state: c.map(|c| match c.previous {
-                        SafeReason::Clean => "clean",
-                        SafeReason::Stale => "stale",
-                    }),
-                    elapsed_seconds: c.map_or(0.0, |c| c.elapsed.as_secs_f64()),
-                    stale_after_seconds: c.map(|c| stale_after(c).as_secs_f64()),
-                })?;
-            } else if claimed {
-                print_out(&format!("mmp-tool: {message}\n"))?;
-            } else {
-                eprintln!("mmp-tool: {message}");
-            }
-            Ok(if claimed {
-                Outcome::Done
-            } else {
-                Outcome::Refused
-            })
-        };
     if let Some(msg) = local_mmpd(&run_dir, path) {
-        return report(false, "held_by_local_mmpd", msg, None);
+        return report(args, "held_by_local_mmpd", msg, None);
     }
     let fs = MmpFs::open_path(path, Access::ReadWrite)?;
     fs.require_mmp()?;
     match run_claim(&fs, flags, ClaimMode::Bare) {
         Ok(c) => {
             record_claim(&run_dir, path, &c);
-            let msg = format!(
-                "claimed '{dev}': wrote sequence {:#010x} as node '{}' and nobody wrote after us for {:.1} s (the block was {} before). \
-                 Nothing keeps writing it now: a node that saw our write may call it stale about {:.0} s from now. \
-                 Start mmpd or mount before then (or use `mmp-tool mount`); `mmp-tool release` sets it back to CLEAN.",
-                c.block.mmp_seq,
-                c.block.nodename(),
-                c.elapsed.as_secs_f64(),
-                match c.previous {
-                    SafeReason::Clean => "clean".to_string(),
-                    SafeReason::Stale => format!(
-                        "held by node '{}' (last update {}) whose writer was gone",
-                        c.previous_block.nodename(),
-                        format_time(c.previous_block.mmp_time)
-                    ),
-                },
-                stale_after(&c).as_secs_f64()
-            );
-            report(true, "claimed", msg, Some(&c))
+            let msg = claimed_message(&path.display().to_string(), &c);
+            report(args, "claimed", msg, Some(&c))
         }
         Err(e) => {
             let name = e.name();
             let msg = refusal(e)?;
-            report(false, name, msg, None)
+            report(args, name, msg, None)
         }
     }
 }
 
-/// How long after the claim returned a reader that saw our write at once may call it stale.
-fn stale_after(c: &Claimed) -> Duration {
-    c.stale_after
+/// Print the result (`claimed` is `Some` when we won) and say how the claim ended.
+fn report(
+    args: &ClaimArgs,
+    result: &'static str,
+    message: String,
+    claimed: Option<&Claimed>,
+) -> Result<Outcome, Error> {
+    let flags = &args.opts;
+    let json = ClaimJson {
+        device: args.dev.device.display().to_string(),
+        claimed: claimed.is_some(),
+        result,
+        message,
+        sequence: claimed.map(|c| c.block.mmp_seq),
+        node_name: node_name_or_host(flags.node_name.as_deref()),
+        previous_state: claimed.map(|c| match c.previous {
+            SafeReason::Clean => "clean",
+            SafeReason::Stale => "stale",
+        }),
+        elapsed_seconds: claimed.map_or(0.0, |c| c.elapsed.as_secs_f64()),
+        stale_after_seconds: claimed.map(|c| c.stale_after.as_secs_f64()),
+    };
+    print_result(flags.json, &json, claimed.is_some(), &json.message)?;
+    Ok(if claimed.is_some() {
+        Outcome::Done
+    } else {
+        Outcome::Refused
+    })
+}
+
+fn claimed_message(dev: &str, c: &Claimed) -> String {
+    format!(
+        "claimed '{dev}': wrote sequence {:#010x} as node '{}' and nobody wrote after us for {:.1} s (the block was {} before). \
+         Nothing keeps writing it now: a node that saw our write may call it stale about {:.0} s from now. \
+         Start mmpd or mount before then (or use `mmp-tool mount`); `mmp-tool release` sets it back to CLEAN.",
+        c.block.mmp_seq,
+        c.block.nodename(),
+        c.elapsed.as_secs_f64(),
+        match c.previous {
+            SafeReason::Clean => "clean".to_string(),
+            SafeReason::Stale => format!(
+                "held by node '{}' (last update {}) whose writer was gone",
+                c.previous_block.nodename(),
+                format_time(c.previous_block.mmp_time)
+            ),
+        },
+        c.stale_after.as_secs_f64()
+    )
 }

@@ -1,9 +1,9 @@
 //! `mmp-tool dump`: every field, in `debugfs -R dump_mmp` format plus what debugfs omits.
 
 use crate::cli::DumpArgs;
-use crate::common::{block_report, print_json, print_out};
 use crate::error::Error;
 use crate::exit::Outcome;
+use crate::output::{block_report, print_json, print_out};
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Access;
 

@@ -1,7 +1,7 @@
 //! `mmp-tool enable`: turn MMP on for an unmounted filesystem (libmmp::edit::enable).
 
+use super::edit::finish_edit;
 use crate::cli::EnableArgs;
-use crate::common::finish_edit;
 use crate::error::Error;
 use crate::exit::Outcome;
 use libmmp::edit::{self, EditEnv, EditReport};

@@ -3,9 +3,9 @@
 
 use super::local::{local_mmpd, run_dir_or_default};
 use crate::cli::FormatAreaArgs;
-use crate::common::{print_json, print_out};
 use crate::error::Error;
 use crate::exit::Outcome;
+use crate::output::print_result;
 use libmmp::fs::MmpFs;
 use libmmp::host::identity;
 use libmmp::io::device::{Access, BlockIo, Device};
@@ -35,108 +35,24 @@ fn random_uuid() -> std::io::Result<[u8; 16]> {
     Ok(u)
 }
 
+/// Why `format-area` stops before writing: the outcome, `result` and message.
+type Refusal = (Outcome, &'static str, String);
+
 pub fn run(args: &FormatAreaArgs) -> Result<Outcome, Error> {
     let path = &args.area;
     let dev = path.display().to_string();
-    let done = |outcome: Outcome,
-                result: &'static str,
-                message: String,
-                uuid: Option<String>|
-     -> Result<Outcome, Error> {
-        if args.json {
-            print_json(&FormatJson {
-                device: dev.clone(),
-                formatted: outcome == Outcome::Done,
-                result,
-                message,
-                uuid,
-                update_interval: args.interval,
-            })?;
-        } else if outcome == Outcome::Done {
-            print_out(&format!("mmp-tool: {message}\n"))?;
-        } else {
-            eprintln!("mmp-tool: {message}");
-        }
-        Ok(outcome)
-    };
-    let io_err = |op: &'static str, source: std::io::Error| {
-        Error::Mmp(libmmp::Error::Io {
-            device: dev.clone(),
-            op,
-            offset: 0,
-            source,
-        })
-    };
     if !path.exists() {
         std::fs::File::create(path)
             .and_then(|f| f.set_len(AREA_SIZE as u64))
-            .map_err(|e| io_err("creation of the area file", e))?;
+            .map_err(|e| io_error(&dev, "creation of the area file", e))?;
     }
     let run_dir = run_dir_or_default(args.run_dir.as_deref());
     if let Some(msg) = local_mmpd(&run_dir, path) {
-        return done(Outcome::Refused, "held_by_local_mmpd", msg, None);
+        return report(args, Outcome::Refused, "held_by_local_mmpd", msg, None);
     }
     let device = Device::open(path, Access::ReadWrite).map_err(libmmp::Error::from)?;
-    if device.size() < AREA_SIZE as u64 {
-        return done(
-            Outcome::Failed,
-            "too_small",
-            format!(
-                "{dev}: {} bytes; an MMP area needs {AREA_SIZE}",
-                device.size()
-            ),
-            None,
-        );
-    }
-    if device.logical_block_size() > area::AREA_BLOCK_SIZE {
-        return done(
-            Outcome::Failed,
-            "sector_too_large",
-            format!(
-                "{dev}: {}-byte sectors; an MMP area uses {}-byte blocks",
-                device.logical_block_size(),
-                area::AREA_BLOCK_SIZE
-            ),
-            None,
-        );
-    }
-    // What is there now? Never overwrite a live area, nor (without --force) anything else.
-    match MmpFs::open(&device) {
-        Ok(fs) if area::is_area(fs.superblock()) => {
-            let (blk, _) = fs.read_mmp_raw()?;
-            if blk.seq_class() != SeqClass::Clean && !args.force {
-                return done(
-                    Outcome::Refused,
-                    "area_not_clean",
-                    format!(
-                        "{dev}: already an MMP area, and its block is {} (sequence {:#010x}, node '{}'): it may be held by a node. Not reformatting; check with `mmp-tool check {dev}`, or pass --force",
-                        blk.seq_class().name(),
-                        blk.mmp_seq,
-                        blk.nodename()
-                    ),
-                    None,
-                );
-            }
-        }
-        Ok(_) if !args.force => {
-            return done(
-                Outcome::Failed,
-                "ext4_found",
-                format!("{dev}: holds an ext2/3/4 filesystem; an ext4 filesystem has MMP of its own (`mmp-tool enable`). Not overwriting it without --force"),
-                None,
-            );
-        }
-        Err(_) if !args.force => {
-            if let Some(t) = libmmp::io::probe::identify(path).describe() {
-                return done(
-                    Outcome::Failed,
-                    "signature_found",
-                    format!("{dev}: libblkid sees {t} on it; an MMP area needs a device of its own. Not overwriting it without --force"),
-                    None,
-                );
-            }
-        }
-        _ => {}
+    if let Some((outcome, result, msg)) = refusal(args, &device)? {
+        return report(args, outcome, result, msg, None);
     }
     let uuid = random_uuid().map_err(Error::Uuid)?;
     let img = area::area_image(
@@ -148,28 +64,99 @@ pub fn run(args: &FormatAreaArgs) -> Result<Outcome, Error> {
     );
     device
         .write_at(0, &img)
-        .map_err(|e| io_err("write of the MMP area", e))?;
+        .map_err(|e| io_error(&dev, "write of the MMP area", e))?;
     device
         .sync()
-        .map_err(|e| io_err("fdatasync of the MMP area", e))?;
+        .map_err(|e| io_error(&dev, "fdatasync of the MMP area", e))?;
     drop(device);
     // Read it back through a fresh descriptor.
     let fs = MmpFs::open(Device::open(path, Access::ReadOnly).map_err(libmmp::Error::from)?)?;
     let blk = fs.read_mmp()?;
     let uuid_s = fs.superblock().uuid_string();
-    done(
-        Outcome::Done,
-        "formatted",
-        format!(
-            "formatted an MMP area on '{}' (uuid {uuid_s}, update interval {} s, MMP block {}, {}). \
-             Hold it with `mmpd {}` (or an mmpd@.service configuration) and use the filesystem it protects \
-             only while mmpd holds it: bind the mount to mmpd@NAME.service with BindsTo= and After=.",
-            path.display(),
-            args.interval,
-            fs.superblock().s_mmp_block,
-            blk.seq_class().name(),
-            path.display()
-        ),
-        Some(uuid_s),
-    )
+    let msg = format!(
+        "formatted an MMP area on '{}' (uuid {uuid_s}, update interval {} s, MMP block {}, {}). \
+         Hold it with `mmpd {}` (or an mmpd@.service configuration) and use the filesystem it protects \
+         only while mmpd holds it: bind the mount to mmpd@NAME.service with BindsTo= and After=.",
+        path.display(),
+        args.interval,
+        fs.superblock().s_mmp_block,
+        blk.seq_class().name(),
+        path.display()
+    );
+    report(args, Outcome::Done, "formatted", msg, Some(uuid_s))
+}
+
+/// Why the area must not be written, if it must not: too small, sectors too large, or what is
+/// there now. Never overwrite a live area, nor (without --force) anything else.
+fn refusal(args: &FormatAreaArgs, device: &Device) -> Result<Option<Refusal>, Error> {
+    let dev = args.area.display().to_string();
+    if device.size() < AREA_SIZE as u64 {
+        let msg = format!(
+            "{dev}: {} bytes; an MMP area needs {AREA_SIZE}",
+            device.size()
+        );
+        return Ok(Some((Outcome::Failed, "too_small", msg)));
+    }
+    if device.logical_block_size() > area::AREA_BLOCK_SIZE {
+        let msg = format!(
+            "{dev}: {}-byte sectors; an MMP area uses {}-byte blocks",
+            device.logical_block_size(),
+            area::AREA_BLOCK_SIZE
+        );
+        return Ok(Some((Outcome::Failed, "sector_too_large", msg)));
+    }
+    match MmpFs::open(device) {
+        Ok(fs) if area::is_area(fs.superblock()) => {
+            let (blk, _) = fs.read_mmp_raw()?;
+            if blk.seq_class() != SeqClass::Clean && !args.force {
+                let msg = format!(
+                    "{dev}: already an MMP area, and its block is {} (sequence {:#010x}, node '{}'): it may be held by a node. Not reformatting; check with `mmp-tool check {dev}`, or pass --force",
+                    blk.seq_class().name(),
+                    blk.mmp_seq,
+                    blk.nodename()
+                );
+                return Ok(Some((Outcome::Refused, "area_not_clean", msg)));
+            }
+        }
+        Ok(_) if !args.force => {
+            let msg = format!("{dev}: holds an ext2/3/4 filesystem; an ext4 filesystem has MMP of its own (`mmp-tool enable`). Not overwriting it without --force");
+            return Ok(Some((Outcome::Failed, "ext4_found", msg)));
+        }
+        Err(_) if !args.force => {
+            if let Some(t) = libmmp::io::probe::identify(&args.area).describe() {
+                let msg = format!("{dev}: libblkid sees {t} on it; an MMP area needs a device of its own. Not overwriting it without --force");
+                return Ok(Some((Outcome::Failed, "signature_found", msg)));
+            }
+        }
+        _ => {}
+    }
+    Ok(None)
+}
+
+fn io_error(dev: &str, op: &'static str, source: std::io::Error) -> Error {
+    Error::Mmp(libmmp::Error::Io {
+        device: dev.to_string(),
+        op,
+        offset: 0,
+        source,
+    })
+}
+
+fn report(
+    args: &FormatAreaArgs,
+    outcome: Outcome,
+    result: &'static str,
+    message: String,
+    uuid: Option<String>,
+) -> Result<Outcome, Error> {
+    let json = FormatJson {
+        device: args.area.display().to_string(),
+        formatted: outcome == Outcome::Done,
+        result,
+        message,
+        uuid,
+        update_interval: args.interval,
+    };
+    print_result(args.json, &json, json.formatted, &json.message)?;
+    Ok(outcome)
 }

@@ -5,6 +5,7 @@ pub mod claim;
 pub mod clear;
 pub mod disable;
 pub mod dump;
+mod edit;
 pub mod enable;
 pub mod format_area;
 pub mod interval;

@@ -4,12 +4,12 @@
 use super::claim::{refusal, run_claim};
 use super::local::{local_mmpd, run_dir_or_default};
 use crate::cli::MountArgs;
-use crate::common::{print_json, print_out};
 use crate::error::Error;
 use crate::exit::Outcome;
+use crate::output::print_result;
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Access;
-use libmmp::protocol::claim::{self, Release};
+use libmmp::protocol::claim::{self, ClaimMode, Release};
 use serde::Serialize;
 use std::process::Command;
 use std::time::Instant;
@@ -29,14 +29,20 @@ struct MountJson {
     mount_seconds: Option<f64>,
 }
 
+impl MountJson {
+    /// Record how the command ended.
+    fn end(&mut self, outcome: Outcome, result: &'static str, message: String) -> Outcome {
+        self.mounted = outcome == Outcome::Done;
+        self.result = result;
+        self.message = message;
+        outcome
+    }
+}
+
 pub fn run(args: &MountArgs) -> Result<Outcome, Error> {
-    let path = &args.dev.device;
-    let flags = &args.opts;
-    let dev = path.display().to_string();
-    let dir = args.dir.display().to_string();
     let mut js = MountJson {
-        device: dev.clone(),
-        dir: dir.clone(),
+        device: args.dev.device.display().to_string(),
+        dir: args.dir.display().to_string(),
         mounted: false,
         result: "",
         message: String::new(),
@@ -45,45 +51,37 @@ pub fn run(args: &MountArgs) -> Result<Outcome, Error> {
         handoff_window_ms: None,
         mount_seconds: None,
     };
-    let finish = |js: MountJson, outcome: Outcome| -> Result<Outcome, Error> {
-        if flags.json {
-            print_json(&js)?;
-        } else if outcome == Outcome::Done {
-            print_out(&format!("mmp-tool: {}\n", js.message))?;
-        } else {
-            eprintln!("mmp-tool: {}", js.message);
-        }
-        Ok(outcome)
-    };
+    // An error (`?`) is printed by `main` alone; every other end prints the result.
+    let outcome = claim_and_mount(args, &mut js)?;
+    print_result(args.opts.json, &js, js.mounted, &js.message)?;
+    Ok(outcome)
+}
+
+fn claim_and_mount(args: &MountArgs, js: &mut MountJson) -> Result<Outcome, Error> {
+    let path = &args.dev.device;
+    let flags = &args.opts;
+    let (dev, dir) = (js.device.clone(), js.dir.clone());
     if let Some(msg) = local_mmpd(&run_dir_or_default(flags.run_dir.as_deref()), path) {
-        js.result = "held_by_local_mmpd";
-        js.message = msg;
-        return finish(js, Outcome::Refused);
+        return Ok(js.end(Outcome::Refused, "held_by_local_mmpd", msg));
     }
     if !args.dir.is_dir() {
-        js.result = "bad_mount_point";
-        js.message = format!("{dir}: not a directory; nothing was written to '{dev}'");
-        return finish(js, Outcome::Failed);
+        let msg = format!("{dir}: not a directory; nothing was written to '{dev}'");
+        return Ok(js.end(Outcome::Failed, "bad_mount_point", msg));
     }
     let fs = MmpFs::open_path(path, Access::ReadWrite)?;
     fs.require_mmp()?;
     if libmmp::ondisk::area::is_area(fs.superblock()) {
-        js.result = "mmp_area";
-        js.message = format!(
+        let msg = format!(
             "'{dev}' is an MMP area, not a filesystem: hold it with mmpd and mount the filesystem it protects while mmpd holds it; nothing was written"
         );
-        return finish(js, Outcome::Failed);
+        return Ok(js.end(Outcome::Failed, "mmp_area", msg));
     }
-    let claimed = match run_claim(
-        &fs,
-        flags,
-        libmmp::protocol::claim::ClaimMode::HolderFollows,
-    ) {
+    let claimed = match run_claim(&fs, flags, ClaimMode::HolderFollows) {
         Ok(c) => c,
         Err(e) => {
-            js.result = e.name();
-            js.message = format!("{}; not mounting", refusal(e)?);
-            return finish(js, Outcome::Refused);
+            let name = e.name();
+            let msg = format!("{}; not mounting", refusal(e)?);
+            return Ok(js.end(Outcome::Refused, name, msg));
         }
     };
     js.sequence = Some(claimed.block.mmp_seq);
@@ -93,52 +91,54 @@ pub fn run(args: &MountArgs) -> Result<Outcome, Error> {
     match claim::release(&fs, &claimed.block, &[claimed.on_disk])? {
         Release::Clean(_) => {}
         Release::NotOurs(found) => {
-            js.result = "lost";
-            js.message = format!(
+            let msg = format!(
                 "'{dev}': lost the claim at the handoff: node '{}' wrote sequence {:#010x}; not mounting",
                 found.nodename(),
                 found.mmp_seq
             );
-            return finish(js, Outcome::Refused);
+            return Ok(js.end(Outcome::Refused, "lost", msg));
         }
     }
     let clean_at = Instant::now();
     drop(fs);
+    Ok(mount(args, js, clean_at))
+}
+
+/// Run mount(8) on the device, whose MMP block we have just set CLEAN at `clean_at`.
+fn mount(args: &MountArgs, js: &mut MountJson, clean_at: Instant) -> Outcome {
     let mut cmd = Command::new("mount");
     cmd.arg("-t").arg(&args.fstype);
     if let Some(o) = &args.options {
         cmd.arg("-o").arg(o);
     }
-    cmd.arg(path).arg(&args.dir);
+    cmd.arg(&args.dev.device).arg(&args.dir);
     let started = Instant::now();
-    js.handoff_window_ms = Some(started.duration_since(clean_at).as_secs_f64() * 1000.0);
+    let handoff_ms = started.duration_since(clean_at).as_secs_f64() * 1000.0;
+    js.handoff_window_ms = Some(handoff_ms);
     let out = cmd.output();
     js.mount_seconds = Some(started.elapsed().as_secs_f64());
     match out {
         Ok(o) if o.status.success() => {
-            js.mounted = true;
-            js.result = "mounted";
-            js.message = format!(
-                "mounted '{dev}' on {dir}: claimed with sequence {:#010x} in {:.1} s, CLEAN written and mount started {:.1} ms later; the kernel (kmmpd) holds it now",
-                claimed.block.mmp_seq,
+            let msg = format!(
+                "mounted '{}' on {}: claimed with sequence {:#010x} in {:.1} s, CLEAN written and mount started {handoff_ms:.1} ms later; the kernel (kmmpd) holds it now",
+                js.device,
+                js.dir,
+                js.sequence.unwrap_or(0),
                 js.claim_seconds,
-                js.handoff_window_ms.unwrap_or(0.0)
             );
-            finish(js, Outcome::Done)
+            js.end(Outcome::Done, "mounted", msg)
         }
         Ok(o) => {
-            js.result = "mount_failed";
-            js.message = format!(
+            let msg = format!(
                 "mount(8) failed ({}): {}; the MMP block was left CLEAN",
                 o.status,
                 String::from_utf8_lossy(&o.stderr).trim()
             );
-            finish(js, Outcome::Failed)
+            js.end(Outcome::Failed, "mount_failed", msg)
         }
         Err(e) => {
-            js.result = "mount_failed";
-            js.message = format!("cannot run mount(8): {e}; the MMP block was left CLEAN");
-            finish(js, Outcome::Failed)
+            let msg = format!("cannot run mount(8): {e}; the MMP block was left CLEAN");
+            js.end(Outcome::Failed, "mount_failed", msg)
         }
     }
 }
