@@ -116,6 +116,19 @@ fn message(dev: &str, r: &CheckReport) -> String {
     }
 }
 
+/// Safe to mount, do not mount (as e2mmpstatus: in use, FSCK, unknown sequence, bad
+/// checksum), or `--timeout` ran out first.
+fn outcome(verdict: &Verdict) -> Outcome {
+    match verdict {
+        Verdict::Safe(_) => Outcome::Done,
+        Verdict::Undecided => Outcome::Undecided,
+        Verdict::InUse { .. }
+        | Verdict::FsckRunning
+        | Verdict::UnknownSeq(_)
+        | Verdict::BadChecksum { .. } => Outcome::Refused,
+    }
+}
+
 pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let fs = MmpFs::open_path(path, Access::ReadOnly)?;
@@ -132,14 +145,7 @@ pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
     })?;
     drop(countdown);
     tracing::debug!(reads = report.reads, elapsed = ?report.elapsed, verdict = report.verdict.name(), "check finished");
-    let outcome = match report.verdict {
-        Verdict::Safe(_) => Outcome::Done,
-        Verdict::Undecided => Outcome::Undecided,
-        Verdict::InUse { .. }
-        | Verdict::FsckRunning
-        | Verdict::UnknownSeq(_)
-        | Verdict::BadChecksum { .. } => Outcome::Refused,
-    };
+    let outcome = outcome(&report.verdict);
     let msg = message(&dev, &report);
     let (last, first) = match &report.verdict {
         Verdict::InUse { block } => (Holder::from(block), Some(Holder::from(&report.first))),

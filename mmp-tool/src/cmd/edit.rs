@@ -3,7 +3,7 @@
 
 use crate::error::Error;
 use crate::exit::Outcome;
-use crate::output::{print_json, print_out};
+use crate::output::{print_json, print_result};
 use libmmp::edit::{EditError, EditReport, Settle, CLAIM_SETTLE};
 use serde::Serialize;
 use std::path::Path;
@@ -50,17 +50,13 @@ pub fn finish_edit(
 ) -> Result<Outcome, Error> {
     match result {
         Ok(r) => {
-            let message = describe(&r);
-            if json {
-                print_json(&EditJson {
-                    ok: true,
-                    exit_code: Outcome::Done.exit_code(),
-                    message,
-                    report: &r,
-                })?;
-            } else {
-                print_out(&format!("mmp-tool: {message}\n"))?;
-            }
+            let done = EditJson {
+                ok: true,
+                exit_code: Outcome::Done.exit_code(),
+                message: describe(&r),
+                report: &r,
+            };
+            print_result(json, &done, true, &done.message)?;
             Ok(Outcome::Done)
         }
         Err(e) => {
