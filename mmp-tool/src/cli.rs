@@ -1,4 +1,5 @@
-//! Command-line definitions (also the source of the man pages in `man/`).
+//! Command-line definitions (also the source of the man pages in `man/`): clap and std types
+//! only; the subcommands in `cmd/` take their arguments from here.
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -17,22 +18,9 @@ carries the CLEAN sequence; one held by e2fsck/tune2fs/debugfs carries FSCK.
 compatible with e2mmpstatus(8), but says \"in use\" as soon as it sees the block change (about one
 update interval) instead of after the full wait. It never writes to the device.";
 
-const AFTER_LONG_HELP: &str = "\
-EXIT STATUS (compatible with e2mmpstatus where it applies):
-  0  safe to mount: MMP is clean, or the sequence stayed unchanged for the whole wait
-  1  do not mount: in use on another node, fsck/tune2fs/debugfs running (FSCK sequence),
-     unknown sequence, or the MMP block checksum does not match
-  2  error: no such device, permission denied, not ext4, MMP not enabled, bad MMP magic,
-     invalid MMP block number, corrupt superblock, I/O error; also usage errors
-     (e2mmpstatus 1.47.0 exits with other values, e.g. 19 or 36, when it cannot open the
-     filesystem; treat anything but 0 and 1 as an error in scripts that run either)
-  3  undecided: `check --timeout` ran out before the wait ended and nothing changed so far
-
-  enable, disable, interval and clear: 0 done (or nothing to do); 1 refused because the
-  filesystem is in use (mounted or attached on this host, MMP block live or FSCK, or it changed
-  while watched); 2 refused for any other reason (unsupported features, journal needs
-  recovery, inconsistent metadata) or a failed write. Nothing is written when refused.
-
+/// The rest of the text after `--help`, after the exit-code table (`main` puts them together;
+/// the man pages have the table in a section of its own).
+pub const AFTER_EXIT_STATUS: &str = "\
 FAILOVER SCRIPT EXAMPLE:
   # On the node taking over, after fencing the old one:
   if mmp-tool check /dev/mapper/shared; then
@@ -52,7 +40,6 @@ Logs go to stderr; set RUST_LOG=debug (or pass -v) for detail.";
     version,
     about = "Check and inspect ext4 multiple-mount protection (MMP) before mounting shared storage",
     long_about = LONG_ABOUT,
-    after_long_help = AFTER_LONG_HELP,
     propagate_version = true
 )]
 pub struct Cli {
@@ -125,7 +112,7 @@ this host holds the device.
 
 Exit status: 0 claimed, 1 refused (in use, FSCK, unknown sequence, bad checksum, lost the race,
 stalled, held by a local mmpd), 2 error.")]
-    Claim(crate::claim::ClaimArgs),
+    Claim(ClaimArgs),
 
     /// Set the MMP block back to CLEAN after `claim`, if it still holds our claim.
     #[command(long_about = "\
@@ -137,7 +124,7 @@ is written and the exit status is 1. Refused while an mmpd on this host holds th
 on SIGTERM). An already clean block is success.
 
 Exit status: 0 released (or already clean), 1 not ours or held by a local mmpd, 2 error.")]
-    Release(crate::release::ReleaseArgs),
+    Release(ReleaseArgs),
 
     /// Claim, write CLEAN and mount at once: the kernel skips its wait, nobody slips in.
     #[command(long_about = "\
@@ -155,7 +142,7 @@ claiming, and reads the block exactly then, mounts too: that is the kernel's own
 
 Exit status: 0 mounted, 1 refused (as for claim), 2 error (including a failed mount(8); the block
 is then left CLEAN).")]
-    Mount(crate::mount::MountArgs),
+    Mount(MountArgs),
 
     /// Make an MMP area on a small device or file, for XFS, btrfs or raw devices.
     #[command(long_about = "\
@@ -174,7 +161,7 @@ CLEAN, or when libblkid finds a filesystem or other signature on the device; --f
 the last two.
 
 Exit status: 0 formatted, 1 the area is (or may be) in use, 2 error or a signature found.")]
-    FormatArea(crate::format_area::FormatAreaArgs),
+    FormatArea(FormatAreaArgs),
 
     /// Turn MMP on for an unmounted filesystem (what `tune2fs -O mmp` does, without the wait).
     #[command(long_about = "\
@@ -376,6 +363,98 @@ pub struct ClearArgs {
     /// Never show the countdown, even on a terminal.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ClaimArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    #[command(flatten)]
+    pub opts: ClaimFlags,
+}
+
+/// Options shared by `claim` and `mount`.
+#[derive(Debug, Args)]
+pub struct ClaimFlags {
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Name written into the MMP block [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Check interval to publish in the block, seconds (readers wait min(2*CI+1, CI+60) s).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u16).range(5..=300))]
+    pub check_interval: u16,
+    /// How often to re-read the MMP block while waiting, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub poll_ms: u64,
+    /// mmpd's run directory (its locks) and where claims are recorded for `release`
+    /// [default: $MMPD_RUN_DIR or /run/mmpd].
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Never show the countdown, even on a terminal.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Release even without a claim recorded on this host, if the block names this node
+    /// (`--node-name`) and holds a live sequence that does not change for the kernel's full
+    /// wait (e.g. after a reboot emptied /run).
+    #[arg(long)]
+    pub force: bool,
+    /// This node's name in the MMP block, for `--force` [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// mmpd's run directory and the claim records [default: $MMPD_RUN_DIR or /run/mmpd].
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct MountArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// Mount point.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Mount options, passed to mount(8) as `-o OPTS`.
+    #[arg(short = 'o', long = "options", value_name = "OPTS")]
+    pub options: Option<String>,
+    /// Filesystem type for mount(8): ext4, or ldiskfs.
+    #[arg(short = 't', long = "type", value_name = "TYPE", default_value = "ext4", value_parser = ["ext4", "ldiskfs"])]
+    pub fstype: String,
+    #[command(flatten)]
+    pub opts: ClaimFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct FormatAreaArgs {
+    /// Small dedicated block device, partition or file for the area (8 KiB is enough; a file
+    /// that does not exist is created).
+    #[arg(value_name = "AREA")]
+    pub area: PathBuf,
+    /// The area's update interval in seconds (`s_mmp_update_interval`; readers wait at least
+    /// min(2*CI+1, CI+60) s with CI = max(interval, 5, what the holder publishes)).
+    #[arg(long, value_name = "SECONDS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=300))]
+    pub interval: u16,
+    /// Overwrite a filesystem or other signature found on the device, or an area whose MMP
+    /// block is not CLEAN.
+    #[arg(long)]
+    pub force: bool,
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// mmpd's run directory (to refuse while a local mmpd holds the area)
+    /// [default: $MMPD_RUN_DIR or /run/mmpd].
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
 }
 
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {

@@ -1,23 +1,32 @@
 //! mmp-tool: check and inspect ext4 multiple-mount protection before mounting shared storage.
+//!
+//! `main` parses the command line, sets up logging, runs the subcommand (one module per
+//! subcommand in `cmd/`) and maps how it ended to an exit code through the one table in
+//! `exit.rs`.
 
-mod check;
-mod claim;
-mod clear;
 mod cli;
-mod common;
-mod disable;
-mod dump;
-mod enable;
+mod cmd;
+mod error;
 mod exit;
-mod format_area;
-mod interval;
-mod mount;
-mod release;
-mod status;
+mod output;
+mod progress;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
+use cmd::{
+    check, claim, clear, disable, dump, enable, format_area, interval, mount, release, status,
+};
+use exit::Outcome;
 use std::process::ExitCode;
+
+/// The command line: the clap definitions, with the exit-code table in `--help`.
+fn command() -> clap::Command {
+    Cli::command().after_long_help(format!(
+        "{}\n\n{}",
+        exit::help_text(),
+        cli::AFTER_EXIT_STATUS
+    ))
+}
 
 fn init_logging(verbose: u8) {
     let default = match verbose {
@@ -34,10 +43,8 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.verbose);
-    let outcome = match &cli.command {
+fn run(command: &Command) -> Result<Outcome, error::Error> {
+    match command {
         Command::Status(a) => status::run(a),
         Command::Check(a) => check::run(a),
         Command::Dump(a) => dump::run(a),
@@ -49,34 +56,39 @@ fn main() -> ExitCode {
         Command::Disable(a) => disable::run(a),
         Command::Interval(a) => interval::run(a),
         Command::Clear(a) => clear::run(a),
-    };
-    match outcome {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            eprintln!("mmp-tool: {e}");
-            ExitCode::from(e.exit_code())
-        }
     }
+}
+
+fn main() -> ExitCode {
+    // Usage errors exit 2 (clap's own code, the table's Failed).
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    init_logging(cli.verbose);
+    let outcome = run(&cli.command).unwrap_or_else(|e| {
+        eprintln!("mmp-tool: {e}");
+        e.outcome()
+    });
+    ExitCode::from(outcome.exit_code())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
     use std::path::Path;
 
     #[test]
     fn verify_cli() {
-        Cli::command().debug_assert();
+        command().debug_assert();
     }
 
-    /// The pages in man/ are generated from these clap definitions. `UPDATE_MAN=1 cargo test
-    /// -p mmp-tool man_page` rewrites them.
+    /// The pages in man/ are generated from these clap definitions by the one generator in
+    /// tests/support, with the exit-code table as their EXIT STATUS section. `UPDATE_MAN=1
+    /// cargo test -p mmp-tool man_page` rewrites them.
     #[test]
     fn man_page_is_current() {
-        // Admin tool: section 8, one page for the tool and one per subcommand. The exit codes
-        // are in the after-help text for now (no table to pass yet).
+        // Admin tool: section 8, one page for the tool and one per subcommand. The table has
+        // its own section there, so the main page's extra text is only the rest.
+        let cmd = Cli::command().after_long_help(cli::AFTER_EXIT_STATUS);
         let man_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man");
-        test_support::man::assert_current(Cli::command(), "8", &man_dir, true, &[]);
+        test_support::man::assert_current(cmd, "8", &man_dir, true, exit::EXIT_CODES);
     }
 }

@@ -1,11 +1,12 @@
 //! `mmp-tool enable`: turn MMP on for an unmounted filesystem (libmmp::edit::enable).
 
+use super::edit::finish_edit;
 use crate::cli::EnableArgs;
-use crate::common::finish_edit;
+use crate::error::Error;
 use crate::exit::Outcome;
 use libmmp::edit::{self, EditEnv, EditReport};
 
-pub fn run(args: &EnableArgs) -> Outcome {
+pub fn run(args: &EnableArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let env = EditEnv::for_device(&path.display().to_string())?;
     let result = edit::open_for_edit(path).and_then(|fs| edit::enable(&fs, args.interval, &env));

@@ -1,38 +1,43 @@
 //! `mmp-tool status`: the MMP state now, no waiting.
 
+use super::local::run_dir_or_default;
 use crate::cli::StatusArgs;
-use crate::common::{block_report, print_json, print_out};
+use crate::error::Error;
 use crate::exit::Outcome;
+use crate::output::{block_report, format_time, print_json, print_out, BlockReport};
 use libmmp::fs::MmpFs;
+use libmmp::host::run_dir::{local_holder, HolderState};
 use libmmp::io::device::Access;
 
-pub fn run(args: &StatusArgs) -> Outcome {
+#[derive(serde::Serialize)]
+struct StatusJson<'a> {
+    #[serde(flatten)]
+    report: &'a BlockReport,
+    /// The mmpd on this host that holds the device, if any.
+    local_holder: Option<HolderState>,
+}
+
+pub fn run(args: &StatusArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let fs = MmpFs::open_path(path, Access::ReadOnly)?;
     let (blk, csum) = fs.read_mmp_raw()?;
     let r = block_report(path, &fs, &blk, csum);
     // An mmpd on this host holding the device (its lock is held and its state file says so).
-    let run_dir = args
-        .run_dir
-        .clone()
-        .unwrap_or_else(libmmp::host::run_dir::run_dir_from_env);
-    let local_holder = libmmp::host::run_dir::local_holder(&run_dir, path)
-        .ok()
-        .flatten();
+    let run_dir = run_dir_or_default(args.run_dir.as_deref());
+    let holder = local_holder(&run_dir, path).ok().flatten();
     if args.json {
-        #[derive(serde::Serialize)]
-        struct StatusJson<'a> {
-            #[serde(flatten)]
-            report: &'a crate::common::BlockReport,
-            /// The mmpd on this host that holds the device, if any.
-            local_holder: Option<libmmp::host::run_dir::HolderState>,
-        }
         print_json(&StatusJson {
             report: &r,
-            local_holder,
+            local_holder: holder,
         })?;
-        return Ok(0);
+    } else {
+        print_out(&text(&r, holder.as_ref()))?;
     }
+    Ok(Outcome::Done)
+}
+
+/// The report as `status` prints it.
+fn text(r: &BlockReport, holder: Option<&HolderState>) -> String {
     let meaning = match r.state {
         "clean" => "cleanly unmounted; no node has it mounted",
         "fsck" => "e2fsck/tune2fs/debugfs has it open read-write, or was killed while it had",
@@ -82,12 +87,12 @@ pub fn run(args: &StatusArgs) -> Outcome {
             ),
         }
     );
-    if let Some(h) = &local_holder {
+    if let Some(h) = holder {
         t += &format!(
             "held by:          mmpd pid {} on this host ({} since {}, sequence {:#010x} at that change, interval {} ms, fence {}{})\n",
             h.pid,
             h.state.map_or("unknown state", |p| p.name()),
-            crate::common::format_time(h.since),
+            format_time(h.since),
             h.seq,
             h.interval_ms,
             h.fence,
@@ -98,6 +103,5 @@ pub fn run(args: &StatusArgs) -> Outcome {
             }
         );
     }
-    print_out(&t)?;
-    Ok(0)
+    t
 }

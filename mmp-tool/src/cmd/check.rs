@@ -1,15 +1,16 @@
 //! `mmp-tool check`: the pre-mount gate.
 
 use crate::cli::CheckArgs;
-use crate::common::{format_time, print_json, print_out};
-use crate::exit::{self, Outcome};
+use crate::error::Error;
+use crate::exit::Outcome;
+use crate::output::{format_time, print_result};
+use crate::progress::Countdown;
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Access;
 use libmmp::ondisk::mmp::MmpBlock;
 use libmmp::protocol::check::{check, CheckOptions, CheckReport, SafeReason, Verdict};
 use libmmp::protocol::clock::{wall_now, SystemClock};
 use serde::Serialize;
-use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 #[derive(Serialize)]
@@ -115,7 +116,20 @@ fn message(dev: &str, r: &CheckReport) -> String {
     }
 }
 
-pub fn run(args: &CheckArgs) -> Outcome {
+/// Safe to mount, do not mount (as e2mmpstatus: in use, FSCK, unknown sequence, bad
+/// checksum), or `--timeout` ran out first.
+fn outcome(verdict: &Verdict) -> Outcome {
+    match verdict {
+        Verdict::Safe(_) => Outcome::Done,
+        Verdict::Undecided => Outcome::Undecided,
+        Verdict::InUse { .. }
+        | Verdict::FsckRunning
+        | Verdict::UnknownSeq(_)
+        | Verdict::BadChecksum { .. } => Outcome::Refused,
+    }
+}
+
+pub fn run(args: &CheckArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let fs = MmpFs::open_path(path, Access::ReadOnly)?;
     let dev = fs.device_name().to_string();
@@ -124,61 +138,34 @@ pub fn run(args: &CheckArgs) -> Outcome {
         timeout: args.timeout,
         honor_fence_tag: !args.ignore_fence_tag,
     };
-    let tty = !args.quiet && std::io::stderr().is_terminal();
-    let mut shown = false;
-    let mut last_shown = u128::MAX;
-    let mut progress = |elapsed: Duration, total: Duration| {
-        if !tty {
-            return;
-        }
-        let left = total.saturating_sub(elapsed).as_millis().div_ceil(1000);
-        if left != last_shown {
-            last_shown = left;
-            shown = true;
-            let mut e = std::io::stderr().lock();
-            let _ = write!(
-                e,
-                "\rmmp-tool: watching the MMP block of {dev} for {} s: {left:>3} s left ",
-                total.as_secs()
-            );
-            let _ = e.flush();
-        }
-    };
-    let report = check(&fs, &SystemClock::default(), opts, &mut progress)?;
-    if shown {
-        eprint!("\r\x1b[K");
-    }
+    let what = format!("watching the MMP block of {dev}");
+    let mut countdown = Countdown::new(args.quiet);
+    let report = check(&fs, &SystemClock::default(), opts, &mut |elapsed, total| {
+        countdown.tick(&what, elapsed, total)
+    })?;
+    drop(countdown);
     tracing::debug!(reads = report.reads, elapsed = ?report.elapsed, verdict = report.verdict.name(), "check finished");
-    let code = match report.verdict.exit_code() {
-        0 => exit::OK,
-        1 => exit::UNSAFE,
-        _ => exit::UNDECIDED,
-    };
+    let outcome = outcome(&report.verdict);
     let msg = message(&dev, &report);
-    if args.json {
-        let (last, first) = match &report.verdict {
-            Verdict::InUse { block } => (Holder::from(block), Some(Holder::from(&report.first))),
-            _ => (Holder::from(&report.first), None),
-        };
-        print_json(&CheckJson {
-            device: &dev,
-            verdict: report.verdict.name(),
-            safe: code == exit::OK,
-            exit_code: code,
-            message: msg,
-            last_update: last,
-            first_read: first,
-            check_interval: report.check_interval,
-            wait_seconds: report.wait.as_millis().div_ceil(1000) as u64,
-            kernel_wait_seconds: report.kernel_wait.as_secs(),
-            fence_tag: report.fence_tag,
-            elapsed_seconds: report.elapsed.as_secs_f64(),
-            reads: report.reads,
-        })?;
-    } else if code == exit::OK {
-        print_out(&format!("mmp-tool: {msg}\n"))?;
-    } else {
-        eprintln!("mmp-tool: {msg}");
-    }
-    Ok(code)
+    let (last, first) = match &report.verdict {
+        Verdict::InUse { block } => (Holder::from(block), Some(Holder::from(&report.first))),
+        _ => (Holder::from(&report.first), None),
+    };
+    let json = CheckJson {
+        device: &dev,
+        verdict: report.verdict.name(),
+        safe: outcome == Outcome::Done,
+        exit_code: outcome.exit_code(),
+        message: msg,
+        last_update: last,
+        first_read: first,
+        check_interval: report.check_interval,
+        wait_seconds: report.wait.as_millis().div_ceil(1000) as u64,
+        kernel_wait_seconds: report.kernel_wait.as_secs(),
+        fence_tag: report.fence_tag,
+        elapsed_seconds: report.elapsed.as_secs_f64(),
+        reads: report.reads,
+    };
+    print_result(args.json, &json, outcome == Outcome::Done, &json.message)?;
+    Ok(outcome)
 }

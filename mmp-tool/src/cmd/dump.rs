@@ -1,19 +1,20 @@
 //! `mmp-tool dump`: every field, in `debugfs -R dump_mmp` format plus what debugfs omits.
 
 use crate::cli::DumpArgs;
-use crate::common::{block_report, print_json, print_out};
+use crate::error::Error;
 use crate::exit::Outcome;
+use crate::output::{block_report, print_json, print_out};
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Access;
 
-pub fn run(args: &DumpArgs) -> Outcome {
+pub fn run(args: &DumpArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let fs = MmpFs::open_path(path, Access::ReadOnly)?;
     let (blk, csum) = fs.read_mmp_raw()?;
     let r = block_report(path, &fs, &blk, csum);
     if args.json {
         print_json(&r)?;
-        return Ok(0);
+        return Ok(Outcome::Done);
     }
     // The first nine lines use debugfs' field names and formats (debugfs/debugfs.c
     // do_dump_mmp), with UTC instead of ctime for the date.
@@ -39,5 +40,5 @@ pub fn run(args: &DumpArgs) -> Outcome {
     t += &format!("effective_check_interval: {}\n", r.effective_check_interval);
     t += &format!("check_wait_seconds: {}\n", r.check_wait_seconds);
     print_out(&t)?;
-    Ok(0)
+    Ok(Outcome::Done)
 }

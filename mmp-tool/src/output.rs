@@ -1,7 +1,6 @@
-//! Shared pieces of the subcommands: opening a device, the block report, output helpers.
+//! What the subcommands print: stdout writes where a closed pipe is success, JSON, the result
+//! line of a command, times, and the block report of `status` and `dump`.
 
-use crate::exit::{self, Outcome, ToolError};
-use libmmp::edit::{EditError, EditReport};
 use libmmp::fs::{ChecksumStatus, MmpFs};
 use libmmp::io::device::Device;
 use libmmp::io::probe;
@@ -9,118 +8,9 @@ use libmmp::ondisk::mmp::{MmpBlock, EXT4_MMP_MAGIC};
 use libmmp::protocol::check::{check_interval, wait_time};
 use libmmp::protocol::clock::wall_now;
 use serde::Serialize;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
-
-/// A countdown on stderr while an edit watches the MMP block, when stderr is a terminal.
-pub struct Countdown {
-    tty: bool,
-    shown: bool,
-    last: u64,
-    label: String,
-}
-
-impl Countdown {
-    pub fn new(quiet: bool, label: String) -> Self {
-        Countdown {
-            tty: !quiet && io::stderr().is_terminal(),
-            shown: false,
-            last: u64::MAX,
-            label,
-        }
-    }
-
-    pub fn tick(&mut self, elapsed: Duration, total: Duration) {
-        if !self.tty {
-            return;
-        }
-        let left = total.saturating_sub(elapsed).as_secs();
-        if left != self.last {
-            self.last = left;
-            self.shown = true;
-            let mut e = io::stderr().lock();
-            let _ = write!(
-                e,
-                "\rmmp-tool: {} for {} s: {left:>3} s left ",
-                self.label,
-                total.as_secs()
-            );
-            let _ = e.flush();
-        }
-    }
-}
-
-impl Drop for Countdown {
-    fn drop(&mut self) {
-        if self.shown {
-            eprint!("\r\x1b[K");
-        }
-    }
-}
-
-/// `--json` output of an edit.
-#[derive(Serialize)]
-struct EditJson<'a> {
-    ok: bool,
-    exit_code: u8,
-    message: String,
-    #[serde(flatten)]
-    report: &'a EditReport,
-}
-
-/// `--json` output of a refused or failed edit.
-#[derive(Serialize)]
-struct RefusalJson<'a> {
-    ok: bool,
-    action: &'a str,
-    device: String,
-    changed: bool,
-    reason: &'static str,
-    exit_code: u8,
-    message: String,
-}
-
-/// Print the outcome of an edit (`describe` words a success) and map it to an exit code.
-pub fn finish_edit(
-    action: &str,
-    path: &Path,
-    json: bool,
-    result: Result<EditReport, EditError>,
-    describe: impl FnOnce(&EditReport) -> String,
-) -> Outcome {
-    match result {
-        Ok(r) => {
-            let message = describe(&r);
-            if json {
-                print_json(&EditJson {
-                    ok: true,
-                    exit_code: exit::OK,
-                    message,
-                    report: &r,
-                })?;
-            } else {
-                print_out(&format!("mmp-tool: {message}\n"))?;
-            }
-            Ok(exit::OK)
-        }
-        Err(e) => {
-            let err = ToolError::Edit(e);
-            if let (true, ToolError::Edit(e)) = (json, &err) {
-                print_json(&RefusalJson {
-                    ok: false,
-                    action,
-                    device: path.display().to_string(),
-                    changed: false,
-                    reason: e.reason(),
-                    exit_code: err.exit_code(),
-                    message: e.to_string(),
-                })?;
-            }
-            Err(err)
-        }
-    }
-}
 
 /// `mmp_time` as RFC 3339 UTC; the raw number when it is out of range.
 pub fn format_time(t: u64) -> String {
@@ -231,4 +121,22 @@ pub fn print_out(text: &str) -> io::Result<()> {
 pub fn print_json<T: Serialize>(v: &T) -> io::Result<()> {
     let s = serde_json::to_string_pretty(v).map_err(io::Error::other)?;
     print_out(&(s + "\n"))
+}
+
+/// A command's result: with `--json` the JSON object on stdout; otherwise the message, on
+/// stdout when the command did what was asked and on stderr (a diagnostic) when not.
+pub fn print_result<T: Serialize>(
+    json: bool,
+    value: &T,
+    succeeded: bool,
+    message: &str,
+) -> io::Result<()> {
+    if json {
+        print_json(value)
+    } else if succeeded {
+        print_out(&format!("mmp-tool: {message}\n"))
+    } else {
+        eprintln!("mmp-tool: {message}");
+        Ok(())
+    }
 }

@@ -1,25 +1,25 @@
 //! `mmp-tool clear`: reset a stuck MMP block to CLEAN after watching it (libmmp::edit::clear).
 
+use super::edit::finish_edit;
 use crate::cli::ClearArgs;
-use crate::common::{finish_edit, Countdown};
+use crate::error::Error;
 use crate::exit::Outcome;
+use crate::progress::Countdown;
 use libmmp::edit::{self, EditEnv, EditReport};
 use libmmp::protocol::clock::SystemClock;
 
-pub fn run(args: &ClearArgs) -> Outcome {
+pub fn run(args: &ClearArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let env = EditEnv::for_device(&path.display().to_string())?;
-    let mut countdown = Countdown::new(
-        args.quiet,
-        format!("watching the MMP block of {}", path.display()),
-    );
+    let what = format!("watching the MMP block of {}", path.display());
+    let mut countdown = Countdown::new(args.quiet);
     let result = edit::open_for_edit(path).and_then(|fs| {
         edit::clear(
             &fs,
             &env,
             &SystemClock::default(),
             args.force,
-            &mut |e, t| countdown.tick(e, t),
+            &mut |e, t| countdown.tick(&what, e, t),
         )
     });
     drop(countdown);

@@ -1,27 +1,26 @@
 //! `mmp-tool disable`: turn MMP off for an unmounted filesystem (libmmp::edit::disable).
 
+use super::edit::{finish_edit, settle};
 use crate::cli::DisableArgs;
-use crate::common::{finish_edit, Countdown};
+use crate::error::Error;
 use crate::exit::Outcome;
-use libmmp::edit::{self, EditEnv, EditReport, Settle, CLAIM_SETTLE};
+use crate::progress::Countdown;
+use libmmp::edit::{self, EditEnv, EditReport};
 use libmmp::protocol::clock::SystemClock;
 
-pub fn run(args: &DisableArgs) -> Outcome {
+pub fn run(args: &DisableArgs) -> Result<Outcome, Error> {
     let path = &args.dev.device;
     let env = EditEnv::for_device(&path.display().to_string())?;
-    let settle = if args.full_wait {
-        Settle::Full
-    } else {
-        Settle::For(CLAIM_SETTLE)
-    };
-    let mut countdown = Countdown::new(
-        args.quiet,
-        format!("watching the claimed MMP block of {}", path.display()),
-    );
+    let what = format!("watching the claimed MMP block of {}", path.display());
+    let mut countdown = Countdown::new(args.quiet);
     let result = edit::open_for_edit(path).and_then(|fs| {
-        edit::disable(&fs, &env, &SystemClock::default(), settle, &mut |e, t| {
-            countdown.tick(e, t)
-        })
+        edit::disable(
+            &fs,
+            &env,
+            &SystemClock::default(),
+            settle(args.full_wait),
+            &mut |e, t| countdown.tick(&what, e, t),
+        )
     });
     drop(countdown);
     finish_edit("disable", path, args.json, result, describe)

@@ -1,0 +1,149 @@
+//! `mmp-tool claim`: run the claim protocol once, for scripts. Also what `mount` shares with
+//! it: running the claim with a countdown, and a refusal's message.
+
+use super::local::{local_mmpd, node_name_or_host, record_claim, run_dir_or_default};
+use crate::cli::{ClaimArgs, ClaimFlags};
+use crate::error::Error;
+use crate::exit::Outcome;
+use crate::output::{format_time, print_result};
+use crate::progress::{seconds_left, Countdown};
+use libmmp::fs::MmpFs;
+use libmmp::io::device::{Access, Device};
+use libmmp::protocol::check::SafeReason;
+use libmmp::protocol::claim::{self, ClaimError, ClaimMode, ClaimOptions, ClaimPhase, Claimed};
+use libmmp::protocol::clock::SystemClock;
+use libmmp::protocol::seq::random_seq;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Run the claim with the real clock, a countdown on a terminal.
+/// `mode`: `Bare` for `claim` (nothing writes after it), `HolderFollows` for `mount`.
+pub fn run_claim(
+    fs: &MmpFs<Device>,
+    flags: &ClaimFlags,
+    mode: ClaimMode,
+) -> Result<Claimed, ClaimError> {
+    let opts = ClaimOptions {
+        nodename: node_name_or_host(flags.node_name.as_deref()),
+        bdevname: claim::bdevname_of(fs.device_name()),
+        check_interval: flags.check_interval,
+        poll: Duration::from_millis(flags.poll_ms),
+    };
+    let dev = fs.device_name().to_string();
+    let mut countdown = Countdown::new(flags.quiet || flags.json);
+    let mut progress = |phase: ClaimPhase, elapsed: Duration, total: Duration| {
+        let what = match phase {
+            ClaimPhase::Watching => "watching the live MMP sequence of",
+            ClaimPhase::Verifying => "verifying our claim on",
+        };
+        let left = seconds_left(elapsed, total);
+        countdown.show(|| format!("{what} {dev}: {left:>3} s left "));
+    };
+    claim::claim_with(
+        fs,
+        &SystemClock::default(),
+        // Without the kernel's CSPRNG the claim refuses before it writes: two nodes must not
+        // pick sequences by a predictable rule.
+        &mut random_seq,
+        &opts,
+        mode,
+        &|| false,
+        &mut progress,
+    )
+}
+
+/// The message of a claim refused because the device is (or may be) in use ([`Outcome::Refused`]),
+/// or the error when the claim failed for another reason.
+pub fn refusal(e: ClaimError) -> Result<String, Error> {
+    match e {
+        ClaimError::Fs(e) if !e.is_bad_mmp_checksum() => Err(Error::Mmp(e)),
+        e => Ok(e.to_string()),
+    }
+}
+
+#[derive(Serialize)]
+struct ClaimJson {
+    device: String,
+    claimed: bool,
+    result: &'static str,
+    message: String,
+    sequence: Option<u32>,
+    node_name: String,
+    previous_state: Option<&'static str>,
+    elapsed_seconds: f64,
+    /// How long after the claim a reader who saw our write may call the block stale.
+    stale_after_seconds: Option<f64>,
+}
+
+pub fn run(args: &ClaimArgs) -> Result<Outcome, Error> {
+    let path = &args.dev.device;
+    let flags = &args.opts;
+    let run_dir = run_dir_or_default(flags.run_dir.as_deref());
+    if let Some(msg) = local_mmpd(&run_dir, path) {
+        return report(args, "held_by_local_mmpd", msg, None);
+    }
+    let fs = MmpFs::open_path(path, Access::ReadWrite)?;
+    fs.require_mmp()?;
+    match run_claim(&fs, flags, ClaimMode::Bare) {
+        Ok(c) => {
+            record_claim(&run_dir, path, &c);
+            let msg = claimed_message(&path.display().to_string(), &c);
+            report(args, "claimed", msg, Some(&c))
+        }
+        Err(e) => {
+            let name = e.name();
+            let msg = refusal(e)?;
+            report(args, name, msg, None)
+        }
+    }
+}
+
+/// Print the result (`claimed` is `Some` when we won) and say how the claim ended.
+fn report(
+    args: &ClaimArgs,
+    result: &'static str,
+    message: String,
+    claimed: Option<&Claimed>,
+) -> Result<Outcome, Error> {
+    let flags = &args.opts;
+    let json = ClaimJson {
+        device: args.dev.device.display().to_string(),
+        claimed: claimed.is_some(),
+        result,
+        message,
+        sequence: claimed.map(|c| c.block.mmp_seq),
+        node_name: node_name_or_host(flags.node_name.as_deref()),
+        previous_state: claimed.map(|c| match c.previous {
+            SafeReason::Clean => "clean",
+            SafeReason::Stale => "stale",
+        }),
+        elapsed_seconds: claimed.map_or(0.0, |c| c.elapsed.as_secs_f64()),
+        stale_after_seconds: claimed.map(|c| c.stale_after.as_secs_f64()),
+    };
+    print_result(flags.json, &json, claimed.is_some(), &json.message)?;
+    Ok(if claimed.is_some() {
+        Outcome::Done
+    } else {
+        Outcome::Refused
+    })
+}
+
+fn claimed_message(dev: &str, c: &Claimed) -> String {
+    format!(
+        "claimed '{dev}': wrote sequence {:#010x} as node '{}' and nobody wrote after us for {:.1} s (the block was {} before). \
+         Nothing keeps writing it now: a node that saw our write may call it stale about {:.0} s from now. \
+         Start mmpd or mount before then (or use `mmp-tool mount`); `mmp-tool release` sets it back to CLEAN.",
+        c.block.mmp_seq,
+        c.block.nodename(),
+        c.elapsed.as_secs_f64(),
+        match c.previous {
+            SafeReason::Clean => "clean".to_string(),
+            SafeReason::Stale => format!(
+                "held by node '{}' (last update {}) whose writer was gone",
+                c.previous_block.nodename(),
+                format_time(c.previous_block.mmp_time)
+            ),
+        },
+        c.stale_after.as_secs_f64()
+    )
+}
