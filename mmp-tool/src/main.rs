@@ -28,20 +28,11 @@ fn command() -> clap::Command {
     ))
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        _ => "debug",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
-}
+/// Levels for -v counts, through the one logging setup (libmmp::host::logging).
+const LOG: libmmp::host::logging::LogDefaults = libmmp::host::logging::LogDefaults {
+    levels: &["warn", "info", "debug"],
+    only_crate: None,
+};
 
 fn run(command: &Command) -> Result<Outcome, error::Error> {
     match command {
@@ -62,7 +53,7 @@ fn run(command: &Command) -> Result<Outcome, error::Error> {
 fn main() -> ExitCode {
     // Usage errors exit 2 (clap's own code, the table's Failed).
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
-    init_logging(cli.verbose);
+    libmmp::host::logging::init(LOG, cli.verbose);
     let outcome = run(&cli.command).unwrap_or_else(|e| {
         eprintln!("mmp-tool: {e}");
         e.outcome()

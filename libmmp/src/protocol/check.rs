@@ -88,18 +88,6 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// e2mmpstatus-compatible exit code: 0 safe, 1 unsafe. (`Undecided` is ours: 3.)
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Verdict::Safe(_) => 0,
-            Verdict::InUse { .. }
-            | Verdict::FsckRunning
-            | Verdict::UnknownSeq(_)
-            | Verdict::BadChecksum { .. } => 1,
-            Verdict::Undecided => 3,
-        }
-    }
-
     pub fn name(&self) -> &'static str {
         match self {
             Verdict::Safe(SafeReason::Clean) => "safe_clean",
@@ -587,7 +575,6 @@ pub(crate) mod tests {
             Some(Duration::from_secs(3)),
         );
         assert_eq!(r.verdict, Verdict::Undecided);
-        assert_eq!(r.verdict.exit_code(), 3);
         assert_eq!(clock.now(), Duration::from_secs(3));
     }
 
@@ -600,7 +587,6 @@ pub(crate) mod tests {
         dev = MemDevice::new("mem.img", data);
         let r = run(dev, &clock, None);
         assert!(matches!(r.verdict, Verdict::BadChecksum { .. }));
-        assert_eq!(r.verdict.exit_code(), 1);
     }
 
     #[test]
