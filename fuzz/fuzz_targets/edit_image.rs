@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use libmmp::protocol::clock::Clock;
-use libmmp::io::device::MemDevice;
+use libmmp::io::MemDevice;
 use libmmp::edit::{self, EditEnv, Settle};
 use libmmp::fs::MmpFs;
 use std::cell::Cell;

@@ -2,7 +2,7 @@
 //! own tests, and for other crates' tests through the `testing` feature, which only
 //! dev-dependencies may enable (a shipped binary must never carry a fake).
 
-use crate::io::device::{BlockIo, MemDevice};
+use crate::io::{BlockIo, MemDevice};
 use crate::ondisk::mmp::MmpBlock;
 use crate::protocol::clock::Clock;
 use std::cell::{Cell, RefCell};

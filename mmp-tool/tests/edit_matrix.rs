@@ -8,7 +8,7 @@
 mod edit_support;
 
 use edit_support::*;
-use libmmp::ondisk::layout::Geometry;
+use libmmp::ondisk::geometry::Geometry;
 use libmmp::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
 use std::fs;
 use std::path::Path;

@@ -8,7 +8,8 @@ mod support;
 
 use libmmp::fs::MmpFs;
 use libmmp::io::device::{Access, Device};
-use libmmp::ondisk::mmp::{FenceKind, FenceTag, MmpBlock, FENCE_TAG_MAGIC};
+use libmmp::ondisk::fence_tag::{FenceKind, FenceTag, FENCE_TAG_MAGIC};
+use libmmp::ondisk::mmp::MmpBlock;
 use serde_json::Value;
 use std::os::unix::fs::FileExt;
 use std::path::Path;

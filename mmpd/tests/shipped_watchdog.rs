@@ -8,7 +8,8 @@
 
 use libmmp::fs::MmpFs;
 use libmmp::io::device::{Access, Device};
-use libmmp::ondisk::mmp::{FenceKind, MmpBlock, EXT4_MMP_SEQ_CLEAN, FENCE_TAG_MAGIC};
+use libmmp::ondisk::fence_tag::{FenceKind, FENCE_TAG_MAGIC};
+use libmmp::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -5,7 +5,7 @@ use super::preflight::{read_mmp_bytes, who};
 use super::writer::Writer;
 use super::{EditEnv, EditError, Settle, POLL};
 use crate::fs::MmpFs;
-use crate::io::device::BlockIo;
+use crate::io::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, MMP_STRUCT_SIZE};
 use crate::protocol::check::{self, CheckOptions, Progress, Verdict};
 use crate::protocol::clock::Clock;

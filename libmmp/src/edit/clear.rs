@@ -8,7 +8,7 @@ use super::{
 };
 use crate::error::Error;
 use crate::fs::MmpFs;
-use crate::io::device::BlockIo;
+use crate::io::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, MMP_STRUCT_SIZE};
 use crate::protocol::check::{check_interval, wait_time, Progress};
 use crate::protocol::clock::Clock;

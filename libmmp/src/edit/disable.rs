@@ -8,10 +8,10 @@ use super::preflight::{
 use super::writer::{write_backups, write_group_desc, Writer};
 use super::{report, EditEnv, EditError, EditReport, Settle};
 use crate::fs::MmpFs;
-use crate::io::device::BlockIo;
-use crate::ondisk::layout::{
-    clear_bit, test_bit, Geometry, GroupDesc, GroupTable, EXT2_BG_BLOCK_UNINIT,
-};
+use crate::io::BlockIo;
+use crate::ondisk::bitmap::{clear_bit, test_bit};
+use crate::ondisk::geometry::Geometry;
+use crate::ondisk::group_desc::{GroupDesc, GroupTable, EXT2_BG_BLOCK_UNINIT};
 use crate::ondisk::superblock::{feature, SUPERBLOCK_OFFSET};
 use crate::protocol::check::Progress;
 use crate::protocol::clock::Clock;

@@ -10,8 +10,10 @@ use super::{
     MAX_UPDATE_INTERVAL,
 };
 use crate::fs::MmpFs;
-use crate::io::device::BlockIo;
-use crate::ondisk::layout::{first_zero, set_bit, Geometry, GroupTable, EXT2_BG_BLOCK_UNINIT};
+use crate::io::BlockIo;
+use crate::ondisk::bitmap::{first_zero, set_bit};
+use crate::ondisk::geometry::Geometry;
+use crate::ondisk::group_desc::{GroupTable, EXT2_BG_BLOCK_UNINIT};
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_UPDATE_INTERVAL, MMP_STRUCT_SIZE};
 use crate::ondisk::superblock::{feature, SUPERBLOCK_OFFSET};
 

@@ -4,7 +4,7 @@ use super::metadata::Metadata;
 use super::{MAX_UPDATE_INTERVAL, MIN_UPDATE_INTERVAL};
 use crate::error::Error;
 use crate::host::busy::LocalUse;
-use crate::ondisk::layout::LayoutError;
+use crate::ondisk::geometry::LayoutError;
 use std::io;
 
 /// Why an edit was refused or failed. Every message names the device, the reason and the next

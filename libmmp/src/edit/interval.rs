@@ -8,7 +8,7 @@ use super::{
     check_interval_for, report, validate_interval, EditEnv, EditError, EditReport, Settle,
 };
 use crate::fs::MmpFs;
-use crate::io::device::BlockIo;
+use crate::io::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
 use crate::ondisk::superblock::SUPERBLOCK_OFFSET;
 use crate::protocol::check::Progress;

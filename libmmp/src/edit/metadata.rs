@@ -1,7 +1,9 @@
 //! What lies at a block: the query behind the refusal to write an MMP block into filesystem
 //! metadata (issue 12, defect 3d). A preflight step: it only reads.
 
-use crate::ondisk::layout::{Geometry, GroupDesc};
+use crate::ondisk::geometry::Geometry;
+
+use crate::ondisk::group_desc::GroupDesc;
 use std::fmt;
 
 /// Filesystem metadata (or no filesystem at all) at a block that must not be overwritten.

@@ -63,7 +63,7 @@ pub use metadata::Metadata;
 pub use preflight::open_for_edit;
 
 use crate::fs::MmpFs;
-use crate::io::device::BlockIo;
+use crate::io::BlockIo;
 use crate::ondisk::mmp::{EXT4_MMP_MAX_UPDATE_INTERVAL, EXT4_MMP_MIN_CHECK_INTERVAL};
 use serde::Serialize;
 use std::time::Duration;

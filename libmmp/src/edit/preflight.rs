@@ -7,13 +7,14 @@ use super::EditError;
 use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::host::busy;
-use crate::io::device::{Access, BlockIo, Device, OpenError};
-use crate::ondisk::layout::{
-    count_zeros, DescError, Geometry, GroupDesc, GroupTable, LayoutError, EXT2_BG_BLOCK_UNINIT,
-    EXT2_ERROR_FS,
-};
+use crate::io::device::{Access, Device, OpenError};
+use crate::io::BlockIo;
+use crate::ondisk::bitmap::count_zeros;
+use crate::ondisk::geometry::{Geometry, LayoutError};
+use crate::ondisk::group_desc::{DescError, GroupDesc, GroupTable, EXT2_BG_BLOCK_UNINIT};
 use crate::ondisk::mmp::{MmpBlock, MmpError, MMP_STRUCT_SIZE};
 use crate::ondisk::superblock::feature;
+use crate::ondisk::superblock::EXT2_ERROR_FS;
 use std::path::Path;
 
 /// Open `path` for an edit: refuse if this host uses it (mounted, loop-attached, held), then

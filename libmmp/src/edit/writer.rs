@@ -2,8 +2,10 @@
 //! sees the steps in the order the module comment gives and a failure can say what was written.
 
 use super::{EditError, WriteRecord};
-use crate::io::device::BlockIo;
-use crate::ondisk::layout::{backup_superblock, Geometry, GroupDesc, GroupTable};
+use crate::io::BlockIo;
+use crate::ondisk::geometry::Geometry;
+use crate::ondisk::group_desc::{GroupDesc, GroupTable};
+use crate::ondisk::superblock::backup_superblock;
 use crate::ondisk::superblock::SUPERBLOCK_SIZE;
 use std::io;
 

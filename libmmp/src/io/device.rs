@@ -16,9 +16,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::eof;
-// Kept at their old path for callers (the trait and the memory device have their own modules).
-pub use super::mem::MemDevice;
-pub use super::BlockIo;
+use super::BlockIo;
 
 /// What kind of thing a path names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! Watchdog device timeouts (`Documentation/watchdog/watchdog-api.rst`), for holders that
-//! publish a self-fence bound ([`crate::ondisk::mmp::FenceTag`]) enforced by a watchdog.
+//! publish a self-fence bound ([`crate::ondisk::fence_tag::FenceTag`]) enforced by a watchdog.
 
 use std::os::fd::AsRawFd;
 use std::time::Duration;

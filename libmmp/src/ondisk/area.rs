@@ -79,7 +79,7 @@ pub fn area_image(
 mod tests {
     use super::*;
     use crate::fs::MmpFs;
-    use crate::io::device::MemDevice;
+    use crate::io::MemDevice;
 
     #[test]
     fn an_area_reads_like_an_ext4_mmp_filesystem() {

@@ -25,7 +25,6 @@ use crate::ondisk::crc::raw_crc32c;
 use serde::Serialize;
 
 // The self-fence tag, kept where callers have always found it.
-pub use crate::ondisk::fence_tag::{FenceKind, FenceTag, FENCE_TAG_MAGIC, FENCE_TAG_MAX_BOUND_MS};
 
 /// Size of `struct mmp_struct`.
 pub const MMP_STRUCT_SIZE: usize = 1024;

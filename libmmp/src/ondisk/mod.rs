@@ -5,8 +5,7 @@
 //!   conventions.
 //! - [`superblock`]: `struct ext4_super_block`, one field table for decode and encode.
 //! - [`mmp`]: `struct mmp_struct`; [`fence_tag`]: mmpd's self-fence promise in its padding.
-//! - [`group_desc`], [`geometry`], [`bitmap`]: the block-group layout that `edit` allocates in
-//!   ([`layout`] re-exports them under their former path).
+//! - [`group_desc`], [`geometry`], [`bitmap`]: the block-group layout that `edit` allocates in.
 //! - [`area`]: an MMP area, the MMP block for devices that are not ext4.
 
 pub mod area;
@@ -16,6 +15,5 @@ pub mod crc;
 pub mod fence_tag;
 pub mod geometry;
 pub mod group_desc;
-pub mod layout;
 pub mod mmp;
 pub mod superblock;

@@ -23,8 +23,9 @@
 
 use crate::error::Error;
 use crate::fs::MmpFs;
-use crate::io::device::BlockIo;
-use crate::ondisk::mmp::{FenceTag, MmpBlock, SeqClass, EXT4_MMP_MIN_CHECK_INTERVAL};
+use crate::io::BlockIo;
+use crate::ondisk::fence_tag::FenceTag;
+use crate::ondisk::mmp::{MmpBlock, SeqClass, EXT4_MMP_MIN_CHECK_INTERVAL};
 use crate::protocol::clock::Clock;
 use std::time::Duration;
 
@@ -278,7 +279,7 @@ fn read_verified<D: BlockIo>(fs: &MmpFs<D>) -> Result<Result<MmpBlock, ChecksumM
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::io::device::MemDevice;
+    use crate::io::MemDevice;
     use crate::ondisk::mmp::{EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
     use crate::ondisk::superblock::tests::sample;
     use std::cell::Cell;
@@ -391,7 +392,7 @@ pub(crate) mod tests {
         FenceTag {
             bound_ms,
             interval_ms: 1000,
-            kind: crate::ondisk::mmp::FenceKind::Watchdog,
+            kind: crate::ondisk::fence_tag::FenceKind::Watchdog,
         }
     }
 

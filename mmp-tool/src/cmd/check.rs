@@ -52,7 +52,7 @@ struct CheckJson<'a> {
     /// What the kernel waits for this block.
     kernel_wait_seconds: u64,
     /// The holder's self-fence bound, when the block carries a valid one and it was honoured.
-    fence_tag: Option<libmmp::ondisk::mmp::FenceTag>,
+    fence_tag: Option<libmmp::ondisk::fence_tag::FenceTag>,
     elapsed_seconds: f64,
     reads: u32,
 }

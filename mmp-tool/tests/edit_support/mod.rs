@@ -5,7 +5,7 @@
 
 use libmmp::fs::MmpFs;
 use libmmp::io::device::{Access, Device};
-use libmmp::ondisk::layout::Geometry;
+use libmmp::ondisk::geometry::Geometry;
 use libmmp::ondisk::superblock::Superblock;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -124,7 +124,7 @@ fn prepare(
     fs.require_mmp()?;
     libmmp::fs::mmp_write_span(
         fs.superblock().block_size(),
-        libmmp::io::device::BlockIo::logical_block_size(fs.device()),
+        libmmp::io::BlockIo::logical_block_size(fs.device()),
     )
     .map_err(|source| DaemonError::WriteSpan {
         path: dc.path.clone(),
@@ -398,7 +398,7 @@ impl Daemon {
 
     /// The self-fence tag device `id` writes now: only with the watchdog fence, once the
     /// watchdog is armed with a known timeout, and while it is still petted.
-    fn fence_tag(&self, id: usize) -> Option<libmmp::ondisk::mmp::FenceTag> {
+    fn fence_tag(&self, id: usize) -> Option<libmmp::ondisk::fence_tag::FenceTag> {
         let s = &self.slots[id];
         let petting = self.watchdog.as_ref().is_some_and(|w| w.is_petting());
         if s.cfg.fence != FenceAction::Watchdog || !petting {

@@ -23,7 +23,7 @@
 //! itself is fenced by the main loop when its last successful write gets too old
 //! (`Daemon::tick`), whether its job is running, hung, or still queued.
 
-use libmmp::io::device::BlockIo;
+use libmmp::io::BlockIo;
 use libmmp::protocol::claim::Release;
 use libmmp::protocol::clock::{Clock, SystemClock};
 use libmmp::protocol::heartbeat::{Beat, FenceReason, Heartbeat, ReleaseError, Written};

@@ -4,15 +4,17 @@
 
 use super::*;
 use crate::fs::MmpFs;
-use crate::io::device::BlockIo;
-use crate::io::device::MemDevice;
-use crate::ondisk::layout::{
-    backup_superblock, count_zeros, set_bit, test_bit, Geometry, GroupTable, EXT2_BG_BLOCK_UNINIT,
-};
-use crate::ondisk::layout::{superblock_state, DescCsum, GroupDesc};
+use crate::io::BlockIo;
+use crate::io::MemDevice;
+use crate::ondisk::bitmap::{count_zeros, set_bit, test_bit};
+use crate::ondisk::geometry::Geometry;
+use crate::ondisk::group_desc::{DescCsum, GroupDesc};
+use crate::ondisk::group_desc::{GroupTable, EXT2_BG_BLOCK_UNINIT};
 use crate::ondisk::mmp::MmpBlock;
 use crate::ondisk::mmp::{EXT4_MMP_MAGIC, EXT4_MMP_SEQ_FSCK};
 use crate::ondisk::mmp::{EXT4_MMP_SEQ_CLEAN, MMP_STRUCT_SIZE};
+use crate::ondisk::superblock::backup_superblock;
+use crate::ondisk::superblock::superblock_state;
 use crate::ondisk::superblock::{feature, SUPERBLOCK_SIZE};
 use crate::ondisk::superblock::{superblock_csum, Superblock};
 use crate::protocol::clock::Clock;

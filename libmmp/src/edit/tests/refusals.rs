@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::error::Error;
-use crate::ondisk::layout::EXT2_ERROR_FS;
+use crate::ondisk::superblock::EXT2_ERROR_FS;
 
 /// Run each of `ops` (`enable`, `disable`, `interval`) on `img` and insist that it is refused
 /// with `reason`, names the device, says what to do next and writes nothing.

@@ -41,7 +41,7 @@ fn mmp_block_whose_offset_overflows_is_out_of_range() {
     assert!(!sb.mmp_block_in_range());
     let mut img = vec![0u8; 8192];
     img[1024..2048].copy_from_slice(&b);
-    let fs = crate::fs::MmpFs::open(crate::io::device::MemDevice::new("big.img", img)).unwrap();
+    let fs = crate::fs::MmpFs::open(crate::io::MemDevice::new("big.img", img)).unwrap();
     assert!(matches!(
         fs.read_mmp_raw(),
         Err(crate::Error::MmpBlockOutOfRange { .. })

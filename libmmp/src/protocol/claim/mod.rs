@@ -27,7 +27,7 @@
 //!   verification watches always outlast that gap, so a racing claimer's write that was based
 //!   on an older read always lands while we still watch.
 //! - **A holder's self-fence bound.** When the block we found carries a valid
-//!   [`crate::ondisk::mmp::FenceTag`] (a holder that is reset by a watchdog when its heartbeats stop),
+//!   [`crate::ondisk::fence_tag::FenceTag`] (a holder that is reset by a watchdog when its heartbeats stop),
 //!   the first watch is that bound plus a margin ([`crate::protocol::check::fence_wait`]) instead of the
 //!   kernel's wait, and the watch after our write only has to catch racing claimers:
 //!   [`FENCED_VERIFY`] (3 s). A block written by kmmpd or e2fsprogs never carries a valid tag.
@@ -44,7 +44,7 @@
 use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::host::identity;
-use crate::io::device::BlockIo;
+use crate::io::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_MAX, MMP_STRUCT_SIZE};
 use crate::protocol::check::{self, CheckOptions, CheckReport, SafeReason, Verdict};
 use crate::protocol::clock::{wall_now, Clock};
@@ -59,7 +59,7 @@ pub struct ClaimOptions {
     /// `mmp_bdevname`: the device as this node names it (default: the path's last component).
     pub bdevname: String,
     /// `mmp_check_interval` to publish, in seconds: the holder's pace, so that readers wait long
-    /// enough (see [`crate::protocol::heartbeat::publish_check_interval`]).
+    /// enough (see [`crate::protocol::heartbeat::HeartbeatConfig::publish_check_interval`]).
     pub check_interval: u16,
     /// How often to re-read the block while watching.
     pub poll: Duration,
@@ -133,7 +133,7 @@ pub struct Claimed {
     /// call it stale (the holder must write before then).
     pub stale_after: Duration,
     /// The previous holder's valid self-fence tag, which shortened the first watch.
-    pub fence_tag: Option<crate::ondisk::mmp::FenceTag>,
+    pub fence_tag: Option<crate::ondisk::fence_tag::FenceTag>,
     /// The whole claim.
     pub elapsed: Duration,
     /// Reads of the block in the whole claim.

@@ -1,5 +1,5 @@
 use super::*;
-use crate::io::device::MemDevice;
+use crate::io::MemDevice;
 use crate::ondisk::mmp::{EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
 use std::cell::Cell;
 use std::io;

@@ -27,8 +27,9 @@
 
 use crate::error::Error;
 use crate::fs::MmpFs;
-use crate::io::device::BlockIo;
-use crate::ondisk::mmp::{FenceKind, FenceTag, MmpBlock, FENCE_TAG_MAX_BOUND_MS, MMP_STRUCT_SIZE};
+use crate::io::BlockIo;
+use crate::ondisk::fence_tag::{FenceKind, FenceTag, FENCE_TAG_MAX_BOUND_MS};
+use crate::ondisk::mmp::{MmpBlock, MMP_STRUCT_SIZE};
 use crate::protocol::check;
 use crate::protocol::claim::{self, Claimed, Release};
 use crate::protocol::clock::{wall_now, Clock};
