@@ -12,7 +12,7 @@ use crate::io::BlockIo;
 use crate::ondisk::bitmap::{clear_bit, test_bit};
 use crate::ondisk::geometry::Geometry;
 use crate::ondisk::group_desc::{GroupDesc, GroupTable, EXT2_BG_BLOCK_UNINIT};
-use crate::ondisk::superblock::{feature, SUPERBLOCK_OFFSET};
+use crate::ondisk::superblock::feature;
 use crate::protocol::check::Progress;
 use crate::protocol::clock::Clock;
 
@@ -122,12 +122,7 @@ fn write_disable<D: BlockIo>(
     new_sb.s_mmp_block = 0;
     new_sb.s_mmp_update_interval = 0;
     let primary = new_sb.encode();
-    w.write(
-        "primary superblock".to_string(),
-        SUPERBLOCK_OFFSET,
-        &primary,
-    )?;
-    w.sync()?;
+    w.write_primary_superblock(&primary)?;
 
     // 2. Zero the old block while it is still allocated (nobody can have been given it yet):
     //    no stale MMP structure is left behind, and unlike tune2fs no FSCK sequence.

@@ -15,7 +15,7 @@ use crate::ondisk::bitmap::{first_zero, set_bit};
 use crate::ondisk::geometry::Geometry;
 use crate::ondisk::group_desc::{GroupTable, EXT2_BG_BLOCK_UNINIT};
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_UPDATE_INTERVAL, MMP_STRUCT_SIZE};
-use crate::ondisk::superblock::{feature, SUPERBLOCK_OFFSET};
+use crate::ondisk::superblock::feature;
 
 /// Enable MMP: allocate the block, write a CLEAN MMP block, update bitmap, descriptor,
 /// superblock and backups (see the module comment for the order). `interval` is the update
@@ -203,12 +203,7 @@ fn write_enable<D: BlockIo>(
     new_sb.s_mmp_block = block;
     new_sb.s_mmp_update_interval = interval;
     let primary = new_sb.encode();
-    w.write(
-        "primary superblock".to_string(),
-        SUPERBLOCK_OFFSET,
-        &primary,
-    )?;
-    w.sync()?;
+    w.write_primary_superblock(&primary)?;
 
     // 5. Backups, as ext2fs_flush rewrites them.
     rep.backup_groups = write_backups(&mut w, geo, &primary, Some(gt))?;

@@ -10,7 +10,6 @@ use super::{
 use crate::fs::MmpFs;
 use crate::io::BlockIo;
 use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
-use crate::ondisk::superblock::SUPERBLOCK_OFFSET;
 use crate::protocol::check::Progress;
 use crate::protocol::clock::Clock;
 
@@ -43,12 +42,7 @@ pub fn set_interval<D: BlockIo>(
     let mut new_sb = sb.clone();
     new_sb.s_mmp_update_interval = interval;
     let primary = new_sb.encode();
-    w.write(
-        "primary superblock".to_string(),
-        SUPERBLOCK_OFFSET,
-        &primary,
-    )?;
-    w.sync()?;
+    w.write_primary_superblock(&primary)?;
     rep.backup_groups = write_backups(&mut w, &geo, &primary, None)?;
 
     // Release the claim with the new check interval.

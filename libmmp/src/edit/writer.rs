@@ -6,7 +6,7 @@ use crate::io::BlockIo;
 use crate::ondisk::geometry::Geometry;
 use crate::ondisk::group_desc::{GroupDesc, GroupTable};
 use crate::ondisk::superblock::backup_superblock;
-use crate::ondisk::superblock::SUPERBLOCK_SIZE;
+use crate::ondisk::superblock::{SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 use std::io;
 
 /// Write `data` at `offset`. Block devices (`O_DIRECT`) need whole logical sectors; a span that
@@ -81,6 +81,12 @@ impl<'a, D: BlockIo> Writer<'a, D> {
             len: data.len(),
         });
         Ok(())
+    }
+
+    /// The step that commits an edit in the primary superblock: write it, then `fdatasync`.
+    pub(super) fn write_primary_superblock(&mut self, primary: &[u8]) -> Result<(), EditError> {
+        self.write("primary superblock".to_string(), SUPERBLOCK_OFFSET, primary)?;
+        self.sync()
     }
 
     /// End of a step: `fdatasync`, so the next step cannot reach the device first.
