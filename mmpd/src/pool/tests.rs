@@ -154,8 +154,10 @@ fn held_in(
     let mut hbs = Vec::new();
     let mut gates = Vec::new();
     let mut ahead = Duration::ZERO;
-    for i in 0..n {
-        let path = image(dir, i);
+    // Make every image first: each claim's last write must not age by the real time another
+    // image's mkfs takes (on a loaded machine that alone passed fail_after, 2 s).
+    let paths: Vec<_> = (0..n).map(|i| image(dir, i)).collect();
+    for (i, path) in paths.into_iter().enumerate() {
         let gate = gate(i);
         let dev = Gated {
             dev: Device::open(&path, Access::ReadWrite).unwrap(),
