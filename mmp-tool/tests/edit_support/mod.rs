@@ -8,6 +8,7 @@ use libmmp::io::device::{Access, Device};
 use libmmp::ondisk::geometry::Geometry;
 use libmmp::ondisk::superblock::Superblock;
 use std::fs;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use test_support::cmd::{run, run_ok, text};
@@ -156,3 +157,59 @@ pub fn kernel_mount_cycle(dev: &Path, dir: &Path) -> Result<(), String> {
 pub fn digest(b: &[u8]) -> u32 {
     libmmp::ondisk::crc::raw_crc32c(!0, b)
 }
+
+/// Run `mmp-tool <sub> <device> [extra] --json` and insist on a refusal: `code`, `reason`,
+/// the device named, a next step, and the image unchanged.
+pub fn refused(
+    img: &Path,
+    device: &str,
+    sub: &str,
+    extra: &[&str],
+    code: i32,
+    reason: &str,
+) -> String {
+    let before = fs::read(img).unwrap();
+    let mut args = vec![sub, device];
+    args.extend_from_slice(extra);
+    let (got, j, stderr) = tool_json(&args);
+    let after = fs::read(img).unwrap();
+    assert_eq!(
+        digest(&before),
+        digest(&after),
+        "{sub} {device}: the image changed although refused ({stderr})"
+    );
+    assert_eq!(before, after);
+    assert_eq!(got, code, "{sub} {device}: exit code; {stderr}");
+    assert_eq!(j["ok"], false, "{j}");
+    assert_eq!(j["reason"], reason, "{sub} {device}: {stderr}");
+    assert_eq!(j["exit_code"], code);
+    let msg = j["message"].as_str().unwrap().to_string();
+    assert!(msg.contains(device), "names the device: {msg}");
+    assert!(
+        stderr.contains(&msg),
+        "the same message on stderr: {stderr}"
+    );
+    msg
+}
+
+/// Change the primary superblock of an image in place (its checksum recomputed by encode).
+pub fn edit_superblock(img: &Path, f: impl FnOnce(&mut Superblock)) {
+    let mut sb = superblock(img);
+    f(&mut sb);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(img)
+        .unwrap()
+        .write_all_at(&sb.encode(), 1024)
+        .unwrap();
+}
+
+/// mkfs options of a metadata_csum filesystem with MMP, several groups, flex_bg.
+pub const META_MMP: &[&str] = &[
+    "-b",
+    "4096",
+    "-g",
+    "1024",
+    "-O",
+    "64bit,flex_bg,metadata_csum,mmp",
+];
