@@ -53,14 +53,7 @@ fn clear_watches_then_resets() {
     assert_eq!(fs.device().snapshot(), on);
     // Changing during the watch: refused, the block left to its writer.
     let clock = FakeClock::default();
-    let fs = MmpFs::open(Racing {
-        inner: MemDevice::new("mem.img", stuck),
-        clock: &clock,
-        from: Duration::from_secs(3),
-        mmp_offset: sb.mmp_offset(),
-        seed: sb.mmp_csum_seed(),
-    })
-    .unwrap();
+    let fs = MmpFs::open(racing(stuck, &sb, &clock, Duration::from_secs(3))).unwrap();
     let e = clear(&fs, &env(), &clock, false, &mut no_progress()).unwrap_err();
     assert_eq!(e.reason(), "mmp_changed");
     assert!(e.to_string().contains("nothing was written"), "{e}");

@@ -136,14 +136,7 @@ fn a_node_that_starts_during_the_claim_stops_the_edit() {
     let sb = Superblock::parse(&on[1024..2048]).unwrap();
     for op in ["disable", "interval"] {
         let clock = FakeClock::default();
-        let fs = MmpFs::open(Racing {
-            inner: MemDevice::new("mem.img", on.clone()),
-            clock: &clock,
-            from: Duration::from_millis(700),
-            mmp_offset: sb.mmp_offset(),
-            seed: sb.mmp_csum_seed(),
-        })
-        .unwrap();
+        let fs = MmpFs::open(racing(on.clone(), &sb, &clock, Duration::from_millis(700))).unwrap();
         let r = if op == "disable" {
             disable(
                 &fs,

@@ -18,6 +18,7 @@ use crate::ondisk::superblock::superblock_state;
 use crate::ondisk::superblock::{feature, SUPERBLOCK_SIZE};
 use crate::ondisk::superblock::{superblock_csum, Superblock};
 use crate::protocol::clock::Clock;
+use crate::testing::ScriptedDevice;
 use std::cell::Cell;
 use std::io;
 use std::time::Duration;
@@ -393,37 +394,22 @@ fn with_superblock(img: &[u8], f: impl FnOnce(&mut Superblock)) -> Vec<u8> {
     img
 }
 
-/// A device whose MMP block another "node" starts rewriting at a given time.
-struct Racing<'a> {
-    inner: MemDevice,
+/// A device whose MMP block another "node" (node-b) starts rewriting at `from`: from then on,
+/// every read of the MMP block finds a newer sequence.
+fn racing<'a>(
+    data: Vec<u8>,
+    sb: &Superblock,
     clock: &'a FakeClock,
     from: Duration,
-    mmp_offset: u64,
-    seed: Option<u32>,
-}
-
-impl BlockIo for Racing<'_> {
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let t = self.clock.now();
-        if t >= self.from {
-            let b = MmpBlock::new(1 + t.as_millis() as u32 / 500, 0, "node-b", "sdb", 10);
-            self.inner.write_at(self.mmp_offset, &b.encode(self.seed))?;
-        }
-        self.inner.read_at(offset, buf)
-    }
-    fn write_at(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        self.inner.write_at(offset, buf)
-    }
-    fn sync(&self) -> io::Result<()> {
-        Ok(())
-    }
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-    fn logical_block_size(&self) -> u32 {
-        512
-    }
-    fn name(&self) -> &str {
-        "mem.img"
-    }
+) -> ScriptedDevice<'a> {
+    ScriptedDevice::new(
+        MemDevice::new("mem.img", data),
+        sb.mmp_offset(),
+        sb.mmp_csum_seed(),
+        clock,
+        move |t| {
+            (t >= from)
+                .then(|| MmpBlock::new(1 + t.as_millis() as u32 / 500, 0, "node-b", "sdb", 10))
+        },
+    )
 }
