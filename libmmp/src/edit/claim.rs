@@ -24,13 +24,7 @@ pub(super) fn claim<D: BlockIo>(
 ) -> Result<([u8; MMP_STRUCT_SIZE], Duration), EditError> {
     let sb = fs.superblock();
     let block = sb.s_mmp_block;
-    let claim = MmpBlock::new(
-        env.claim_seq,
-        env.wall_time,
-        &env.nodename,
-        &env.bdevname,
-        clean.mmp_check_interval,
-    );
+    let claim = env.block(env.claim_seq, clean.mmp_check_interval);
     let enc = claim.encode(sb.mmp_csum_seed());
     verify_block(fs, &clean.encode_raw(), w, "before claiming it")?;
     w.write(

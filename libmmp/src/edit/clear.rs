@@ -60,13 +60,7 @@ pub fn clear<D: BlockIo>(
     }
     verify_block(fs, &raw, &w, "just before writing")?;
     let ci = check_interval_for(sb.s_mmp_update_interval);
-    let mmp = MmpBlock::new(
-        EXT4_MMP_SEQ_CLEAN,
-        env.wall_time,
-        &env.nodename,
-        &env.bdevname,
-        ci,
-    );
+    let mmp = env.block(EXT4_MMP_SEQ_CLEAN, ci);
     let mut buf = vec![0u8; sb.block_size() as usize];
     buf[..MMP_STRUCT_SIZE].copy_from_slice(&mmp.encode(seed));
     w.write(format!("MMP block {block} (CLEAN)"), sb.mmp_offset(), &buf)?;

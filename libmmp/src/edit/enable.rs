@@ -14,7 +14,7 @@ use crate::io::BlockIo;
 use crate::ondisk::bitmap::{first_zero, set_bit};
 use crate::ondisk::geometry::Geometry;
 use crate::ondisk::group_desc::{GroupTable, EXT2_BG_BLOCK_UNINIT};
-use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_UPDATE_INTERVAL, MMP_STRUCT_SIZE};
+use crate::ondisk::mmp::{EXT4_MMP_SEQ_CLEAN, EXT4_MMP_UPDATE_INTERVAL, MMP_STRUCT_SIZE};
 use crate::ondisk::superblock::feature;
 
 /// Enable MMP: allocate the block, write a CLEAN MMP block, update bitmap, descriptor,
@@ -168,13 +168,7 @@ fn write_enable<D: BlockIo>(
 
     // 1. The MMP block: a free block, so writing it first cannot hurt. Zero-filled as
     //    ext2fs_alloc_block does, with the CLEAN struct of ext2fs_mmp_reset.
-    let mmp = MmpBlock::new(
-        EXT4_MMP_SEQ_CLEAN,
-        env.wall_time,
-        &env.nodename,
-        &env.bdevname,
-        check_interval_for(interval),
-    );
+    let mmp = env.block(EXT4_MMP_SEQ_CLEAN, check_interval_for(interval));
     let mut buf = vec![0u8; geo.block_size as usize];
     buf[..MMP_STRUCT_SIZE].copy_from_slice(&mmp.encode(sb.mmp_csum_seed()));
     w.write(format!("MMP block {block}"), block * bs, &buf)?;

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::fs::MmpFs;
 use crate::io::BlockIo;
-use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN};
+use crate::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
 use crate::protocol::check::Progress;
 use crate::protocol::clock::Clock;
 
@@ -47,13 +47,7 @@ pub fn set_interval<D: BlockIo>(
 
     // Release the claim with the new check interval.
     verify_block(fs, &claim_raw, &w, "before releasing the claim")?;
-    let mmp = MmpBlock::new(
-        EXT4_MMP_SEQ_CLEAN,
-        env.wall_time,
-        &env.nodename,
-        &env.bdevname,
-        ci,
-    );
+    let mmp = env.block(EXT4_MMP_SEQ_CLEAN, ci);
     w.write(
         format!("MMP block {} (CLEAN)", sb.s_mmp_block),
         sb.mmp_offset(),

@@ -64,7 +64,7 @@ pub use preflight::open_for_edit;
 
 use crate::fs::MmpFs;
 use crate::io::BlockIo;
-use crate::ondisk::mmp::{EXT4_MMP_MAX_UPDATE_INTERVAL, EXT4_MMP_MIN_CHECK_INTERVAL};
+use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_MAX_UPDATE_INTERVAL, EXT4_MMP_MIN_CHECK_INTERVAL};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -106,6 +106,18 @@ impl EditEnv {
             wall_time: crate::protocol::clock::wall_now(),
             claim_seq,
         })
+    }
+
+    /// The MMP block this writer writes: `seq` (the claim's, or CLEAN) with our node, device
+    /// and time, and `check_interval`.
+    pub fn block(&self, seq: u32, check_interval: u16) -> MmpBlock {
+        MmpBlock::new(
+            seq,
+            self.wall_time,
+            &self.nodename,
+            &self.bdevname,
+            check_interval,
+        )
     }
 }
 

@@ -116,7 +116,8 @@ pub(super) fn preflight<D: BlockIo>(fs: &MmpFs<D>) -> Result<Geometry, EditError
     Ok(geo)
 }
 
-pub(super) fn load_gdt<D: BlockIo>(fs: &MmpFs<D>, geo: &Geometry) -> Result<GroupTable, EditError> {
+/// The primary group descriptor table's bytes.
+fn read_gdt<D: BlockIo>(fs: &MmpFs<D>, geo: &Geometry) -> Result<Vec<u8>, EditError> {
     let mut raw = vec![0u8; geo.gdt_bytes()];
     let off = geo.gdt_block(0) * u64::from(geo.block_size);
     read_at(
@@ -125,6 +126,11 @@ pub(super) fn load_gdt<D: BlockIo>(fs: &MmpFs<D>, geo: &Geometry) -> Result<Grou
         off,
         &mut raw,
     )?;
+    Ok(raw)
+}
+
+pub(super) fn load_gdt<D: BlockIo>(fs: &MmpFs<D>, geo: &Geometry) -> Result<GroupTable, EditError> {
+    let raw = read_gdt(fs, geo)?;
     GroupTable::from_bytes(geo, raw).map_err(|e| match e {
         DescError::BadChecksum { .. } => inconsistent(fs, format!("{e}")),
         e => inconsistent(fs, format!("group descriptor table: {e}")),
@@ -335,14 +341,7 @@ fn read_descs_unverified<D: BlockIo>(
     fs: &MmpFs<D>,
     geo: &Geometry,
 ) -> Result<Vec<GroupDesc>, EditError> {
-    let mut raw = vec![0u8; geo.gdt_bytes()];
-    let off = geo.gdt_block(0) * u64::from(geo.block_size);
-    read_at(
-        fs.device(),
-        "read of the group descriptor table",
-        off,
-        &mut raw,
-    )?;
+    let raw = read_gdt(fs, geo)?;
     Ok(raw
         .chunks_exact(geo.desc_size)
         .take(geo.group_count as usize)
