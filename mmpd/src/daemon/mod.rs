@@ -113,6 +113,18 @@ struct Slot {
     failing: bool,
 }
 
+impl Slot {
+    /// Its heartbeat, to hand to the pool at `now`: only while holding with no job there yet.
+    fn take_for_pool(&mut self, now: Duration) -> Option<Box<Heartbeat<Device>>> {
+        if self.state != SlotState::Holding || self.in_pool.is_some() {
+            return None;
+        }
+        let hb = self.hb.take()?;
+        self.in_pool = Some(now);
+        Some(hb)
+    }
+}
+
 /// Open and check a device, and take its lock, without writing anything.
 fn prepare(
     run_dir: &Path,
@@ -423,12 +435,7 @@ impl Daemon {
     fn dispatch(&mut self, now: Duration) {
         let mut jobs = Vec::new();
         for id in std::mem::take(&mut self.releases) {
-            let s = &mut self.slots[id];
-            if s.state != SlotState::Holding || s.in_pool.is_some() {
-                continue;
-            }
-            if let Some(hb) = s.hb.take() {
-                s.in_pool = Some(now);
+            if let Some(hb) = self.slots[id].take_for_pool(now) {
                 jobs.push(IoJob {
                     id,
                     work: Work::Release(hb),
@@ -442,12 +449,7 @@ impl Daemon {
                 break;
             }
             self.schedule.pop();
-            let s = &mut self.slots[id];
-            if s.state != SlotState::Holding || s.in_pool.is_some() {
-                continue;
-            }
-            if let Some(hb) = s.hb.take() {
-                s.in_pool = Some(now);
+            if let Some(hb) = self.slots[id].take_for_pool(now) {
                 jobs.push(IoJob {
                     id,
                     work: Work::Beat(hb),
