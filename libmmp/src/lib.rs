@@ -12,12 +12,15 @@
 //!   injected clock.
 //! - [`edit`]: enable, disable, interval and clear on an unmounted filesystem.
 //! - [`host`]: whether this host uses a device, and mmpd's holder state in its run directory.
+//! - [`ocf`]: what our Pacemaker resource agents share (exit codes, environment, meta-data,
+//!   worker processes).
 
 pub mod edit;
 pub mod error;
 pub mod fs;
 pub mod host;
 pub mod io;
+pub mod ocf;
 pub mod ondisk;
 pub mod protocol;
 #[cfg(any(test, feature = "testing"))]

@@ -1,0 +1,235 @@
+//! The meta-data document an agent prints for `meta-data`: valid against resource-agents'
+//! `ra-api-1.dtd` (what `ocf-tester` checks with `xmllint --valid`, hence the DOCTYPE), which
+//! is the OCF 1.0 subset: parameter types string/integer/boolean, no `select` content and no
+//! `reload-agent` action. Pacemaker reads the same document (`crm_resource --show-metadata`).
+
+/// One instance parameter.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: &'static str,
+    pub shortdesc: &'static str,
+    pub longdesc: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+    /// Two resources may not share a value (e.g. the device).
+    pub unique: bool,
+    pub default: Option<&'static str>,
+}
+
+/// A parameter's type, as the 1.0 DTD allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    String,
+    Integer,
+    Boolean,
+}
+
+impl Param {
+    pub const fn string(
+        name: &'static str,
+        shortdesc: &'static str,
+        longdesc: &'static str,
+    ) -> Param {
+        Param {
+            name,
+            shortdesc,
+            longdesc,
+            kind: Kind::String,
+            required: false,
+            unique: false,
+            default: None,
+        }
+    }
+
+    pub const fn integer(self) -> Param {
+        Param {
+            kind: Kind::Integer,
+            ..self
+        }
+    }
+
+    pub const fn boolean(self) -> Param {
+        Param {
+            kind: Kind::Boolean,
+            ..self
+        }
+    }
+
+    pub const fn required(self) -> Param {
+        Param {
+            required: true,
+            ..self
+        }
+    }
+
+    pub const fn unique(self) -> Param {
+        Param {
+            unique: true,
+            ..self
+        }
+    }
+
+    pub const fn default(self, value: &'static str) -> Param {
+        Param {
+            default: Some(value),
+            ..self
+        }
+    }
+}
+
+/// One advertised action with its default timeout (seconds) and, for monitors, interval and
+/// check depth.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionSpec {
+    pub name: &'static str,
+    pub timeout_s: u32,
+    pub interval_s: Option<u32>,
+    pub depth: Option<u32>,
+}
+
+impl ActionSpec {
+    pub const fn new(name: &'static str, timeout_s: u32) -> ActionSpec {
+        ActionSpec {
+            name,
+            timeout_s,
+            interval_s: None,
+            depth: None,
+        }
+    }
+
+    pub const fn monitor(timeout_s: u32, interval_s: u32, depth: u32) -> ActionSpec {
+        ActionSpec {
+            name: "monitor",
+            timeout_s,
+            interval_s: Some(interval_s),
+            depth: Some(depth),
+        }
+    }
+}
+
+/// An agent's whole description.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: &'static str,
+    pub shortdesc: &'static str,
+    pub longdesc: &'static str,
+    pub params: &'static [Param],
+    pub actions: &'static [ActionSpec],
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+impl Agent {
+    /// The XML document, with the DOCTYPE ocf-tester validates against.
+    pub fn xml(&self) -> String {
+        let mut s = String::from("<?xml version=\"1.0\"?>\n");
+        s += "<!DOCTYPE resource-agent SYSTEM \"ra-api-1.dtd\">\n";
+        s += &format!(
+            "<resource-agent name=\"{}\" version=\"{}\">\n",
+            self.name,
+            env!("CARGO_PKG_VERSION")
+        );
+        s += "<version>1.1</version>\n";
+        s += &format!(
+            "<longdesc lang=\"en\">\n{}\n</longdesc>\n",
+            escape(self.longdesc)
+        );
+        s += &format!(
+            "<shortdesc lang=\"en\">{}</shortdesc>\n",
+            escape(self.shortdesc)
+        );
+        s += "<parameters>\n";
+        for p in self.params {
+            s += &param_xml(p);
+        }
+        s += "</parameters>\n<actions>\n";
+        for a in self.actions {
+            s += &format!("<action name=\"{}\" timeout=\"{}s\"", a.name, a.timeout_s);
+            if let Some(i) = a.interval_s {
+                s += &format!(" interval=\"{i}s\"");
+            }
+            if let Some(d) = a.depth {
+                s += &format!(" depth=\"{d}\"");
+            }
+            s += " />\n";
+        }
+        s += "</actions>\n</resource-agent>\n";
+        s
+    }
+
+    /// `usage` text: the actions, then the OCF exit codes.
+    pub fn usage(&self) -> String {
+        let names: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
+        let mut s = format!(
+            "usage: {} {{{}}}\n\n{}\n\nParameters come from OCF_RESKEY_<name> (see meta-data). EXIT STATUS:\n",
+            self.name,
+            names.join("|"),
+            self.shortdesc
+        );
+        for (code, text) in super::STATUS_TABLE {
+            s += &format!("  {code}  {text}\n");
+        }
+        s
+    }
+}
+
+fn param_xml(p: &Param) -> String {
+    let kind = match p.kind {
+        Kind::String => "string",
+        Kind::Integer => "integer",
+        Kind::Boolean => "boolean",
+    };
+    let default = p
+        .default
+        .map(|d| format!(" default=\"{}\"", escape(d)))
+        .unwrap_or_default();
+    format!(
+        "<parameter name=\"{}\" required=\"{}\" unique=\"{}\">\n<longdesc lang=\"en\">\n{}\n</longdesc>\n<shortdesc lang=\"en\">{}</shortdesc>\n<content type=\"{kind}\"{default} />\n</parameter>\n",
+        p.name,
+        u8::from(p.required),
+        u8::from(p.unique),
+        escape(p.longdesc),
+        escape(p.shortdesc),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARAMS: &[Param] = &[
+        Param::string("device", "Device", "The <shared> device & more")
+            .required()
+            .unique(),
+        Param::string("n", "N", "a number").integer().default("3"),
+    ];
+    const ACTIONS: &[ActionSpec] = &[
+        ActionSpec::new("start", 60),
+        ActionSpec::monitor(20, 20, 10),
+    ];
+
+    #[test]
+    fn document_has_doctype_escapes_and_types() {
+        let a = Agent {
+            name: "t",
+            shortdesc: "short",
+            longdesc: "long",
+            params: PARAMS,
+            actions: ACTIONS,
+        };
+        let x = a.xml();
+        assert!(x.contains("<!DOCTYPE resource-agent SYSTEM \"ra-api-1.dtd\">"));
+        assert!(x.contains("&lt;shared&gt; device &amp; more"));
+        assert!(x.contains("required=\"1\" unique=\"1\""));
+        assert!(x.contains("<content type=\"integer\" default=\"3\" />"));
+        assert!(
+            x.contains("<action name=\"monitor\" timeout=\"20s\" interval=\"20s\" depth=\"10\" />")
+        );
+        assert!(a.usage().contains("7  OCF_NOT_RUNNING"));
+    }
+}
