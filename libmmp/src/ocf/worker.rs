@@ -77,12 +77,8 @@ impl PidFile {
         let pid = child.id();
         // Not waited for here: the worker outlives the agent and is reaped by init.
         drop(child);
-        let start = start_time(pid).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Other,
-                format!("worker pid {pid} exited at once"),
-            )
-        })?;
+        let start = start_time(pid)
+            .ok_or_else(|| io::Error::other(format!("worker pid {pid} exited at once")))?;
         let tmp = self.path.with_extension("pid.tmp");
         fs::write(&tmp, format!("{pid} {start}\n"))?;
         fs::rename(&tmp, &self.path)?;
