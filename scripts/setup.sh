@@ -15,6 +15,10 @@ packages=(
   # failover lab (tests/lab): VMs with the Debian kernel, kernel NFS server, tickle ACKs
   qemu-system-x86 linux-image-amd64 busybox-static nfs-kernel-server cpio gzip binutils jq perl bc
   resource-agents
+  # OCF agents: ocf-tester (resource-agents) validates meta-data with xmllint; crm_resource
+  # runs agents without a cluster; the .deb is built with dpkg-deb and installed in a
+  # debootstrapped Debian 12 chroot
+  libxml2-utils pacemaker-cli-utils dpkg-dev debootstrap
   # benchmarks
   hyperfine
 )
