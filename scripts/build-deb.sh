@@ -116,7 +116,7 @@ install -m 0644 "$deb_src"/examples/* "$root/$DOC_DIR/examples/"
 mkdir -p "$root/etc/mmpd"
 
 # Depends: the shared libraries the binaries link (dpkg-shlibdeps wants a debian/control to
-# read, so it runs in a scratch directory), plus mount (mmp-tool mount).
+# read, so it runs in a scratch directory; a hand list if it fails), plus mount (mmp-tool mount).
 shlib_depends() {
     local scratch line
     scratch=$(mktemp -d)
@@ -125,7 +125,12 @@ shlib_depends() {
     line=$(cd "$scratch" && dpkg-shlibdeps -O "${@/#/$root/}" 2> /dev/null) || line=
     rm -rf "$scratch"
     line=${line#shlibs:Depends=}
-    echo "${line:-libc6, libblkid1}"
+    if [[ -z $line ]]; then
+        # What the binaries link (readelf -d): libc, libblkid (the blkid crate), libgcc_s.
+        line="libc6, libblkid1, libgcc-s1"
+        log "dpkg-shlibdeps gave nothing: Depends from the hand list ($line)"
+    fi
+    echo "$line"
 }
 binaries=()
 for b in "${SBIN[@]}"; do binaries+=("usr/sbin/$b"); done
