@@ -233,6 +233,8 @@ agent_meta_data() {
     in_root "$1" meta-data > "$xml" || return 1
     grep -q "<resource-agent name=\"$2\"" "$xml" || return 1
     if command -v xmllint > /dev/null && [[ -r $dtd ]]; then
+        # Next to the document, where its DOCTYPE (SYSTEM "ra-api-1.dtd") points.
+        cp "$dtd" "$work/"
         xmllint --noout --dtdvalid "$dtd" "$xml" || return 1
     fi
 }
