@@ -20,7 +20,7 @@ LAB=
 NS=
 KVER=
 BIN_SRC=
-BUILT_DIR=
+LAB_DEB=
 SAMPLER_PID=
 ACTIVE=a
 STANDBY=b
@@ -42,17 +42,18 @@ preflight() {
     host_packages_missing
     guest check
     find_guest_kernel || missing+=(linux-image-amd64)
+    [[ -n $want_bin ]] || command -v dpkg-parsechangelog > /dev/null || missing+=(dpkg-dev)
     if [[ ${#missing[@]} -gt 0 ]]; then
         echo "lab.sh: missing Debian packages: ${missing[*]}" >&2
         echo "        apt-get install -y --no-install-recommends ${missing[*]}" >&2
         return 1
     fi
-    if [[ -z $want_bin ]]; then
-        build_tools || return 1
-        want_bin=$BUILT_DIR
+    if [[ -n $want_bin ]]; then
+        check_tools "$want_bin" || return 1
+        BIN_SRC=$want_bin
+    else
+        build_package || return 1
     fi
-    check_tools "$want_bin" || return 1
-    BIN_SRC=$want_bin
 }
 
 # Appends to the caller's `missing` the packages of the host-side commands that are absent.
@@ -80,15 +81,14 @@ find_guest_kernel() {
     return 1
 }
 
-# Builds the tools with LAB_PROFILE (default release); sets BUILT_DIR to where they are.
-build_tools() {
-    local profile=${LAB_PROFILE:-release} sub
-    sub=$([[ $profile == dev ]] && echo debug || echo "$profile")
-    local target=${CARGO_TARGET_DIR:-$repo/target}
-    log "building the tools (cargo build --profile $profile) into $target"
-    (cd "$repo" && cargo build -q --profile "$profile" -p mmp-tool -p mmpd -p lockd-recover \
-        -p lock-torture) || { echo "lab.sh: cargo build failed" >&2; return 1; }
-    BUILT_DIR=$target/$sub
+# Builds the Debian package (scripts/build-deb.sh) with LAB_PROFILE (default release); sets
+# LAB_DEB. The guests run what the package ships, installed as stage_files shows.
+build_package() {
+    local profile=${LAB_PROFILE:-release} out
+    log "building the Debian package (scripts/build-deb.sh --profile $profile)"
+    out=$(bash "$repo/scripts/build-deb.sh" --profile "$profile") ||
+        { echo "lab.sh: scripts/build-deb.sh failed" >&2; return 1; }
+    LAB_DEB=$(tail -n 1 <<< "$out")
 }
 
 check_tools() {
@@ -119,15 +119,34 @@ lab_setup() {
     log "lab ready in $(elapsed_total) s: A active with $FIP, B standby, C and D mounted"
 }
 
-# Our binaries (stripped) and guest/ into the directory shared with the VMs; the guest's boot files.
+# Our tools (the package, or --bin-dir's binaries stripped) and guest/ into the directory shared
+# with the VMs (/run/labfiles in the guests); the guest's boot files.
 stage_files() {
     mkdir -p "$LAB/share/bin" "$LAB/vm"
-    local b
-    for b in mmp-tool lockd-recover lock-torture mmpd; do
-        [[ -x $BIN_SRC/$b ]] && strip -o "$LAB/share/bin/$b" "$BIN_SRC/$b"
-    done
+    if [[ -n $LAB_DEB ]]; then
+        install_package || return 1
+    else
+        local b
+        for b in mmp-tool lockd-recover lock-torture mmpd; do
+            [[ -x $BIN_SRC/$b ]] && strip -o "$LAB/share/bin/$b" "$BIN_SRC/$b"
+        done
+    fi
+    check_tools "$LAB/share/bin" || return 1
     cp -r "$here/guest" "$LAB/share/guest"
     guest prepare
+}
+
+# The package as a user gets it, extracted into the shared directory (share/usr/sbin,
+# share/usr/bin, the agents' links in share/usr/lib/ocf/resource.d/mmp-ha, ...); share/bin
+# (LAB_BIN in the guests) links to its binaries with relative links, which resolve inside
+# /run/labfiles in the guests too.
+install_package() {
+    dpkg-deb -x "$LAB_DEB" "$LAB/share" || return 1
+    local p
+    for p in "$LAB"/share/usr/sbin/* "$LAB"/share/usr/bin/*; do
+        ln -s "../${p#"$LAB/share/"}" "$LAB/share/bin/${p##*/}"
+    done
+    log "our tools from ${LAB_DEB##*/}, extracted into $LAB/share"
 }
 
 make_shared_disks() {
