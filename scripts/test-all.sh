@@ -20,6 +20,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (man pages are checked by the man_page_is_current tests)"
 cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
 
+step "Debian package: build it, install, upgrade and remove it in a Debian 12 chroot (scripts/test-deb.sh)"
+bash scripts/test-deb.sh
+
 step "failover lab: split brain refused, then hard failover (qemu VMs, tests/lab), with the kernel's MMP (ext4) and with mmpd + watchdog on an MMP area"
 if [[ $(id -u) -eq 0 ]]; then
   LAB_PROFILE=dev bash tests/lab/lab.sh --scenarios ci
