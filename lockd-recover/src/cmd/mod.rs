@@ -134,7 +134,7 @@ fn print_notify(out: &Out, r: &NotifyReport) -> Result<Exit, Error> {
 }
 
 /// Whether `ip` is configured on this node: binding to it succeeds only then.
-fn ip_is_local(ip: IpAddr) -> io::Result<()> {
+pub fn ip_is_local(ip: IpAddr) -> io::Result<()> {
     UdpSocket::bind(SocketAddr::new(ip, 0)).map(|_| ())
 }
 

@@ -1,0 +1,190 @@
+//! `nfs-grace`: the NLM and NFSv4 grace and lease times, set before nfsd starts (the kernel
+//! takes them only while nfsd is stopped), and the statd directory on the shared filesystem.
+
+use super::checks;
+use super::Ctx;
+use libmmp::ocf::metadata::{ActionSpec, Agent, Param};
+use libmmp::ocf::{Action, Env, Outcome, Status};
+use lockd_recover::grace::{self, GraceError, GraceSettings};
+use lockd_recover::knobs::{ProcRoot, NLM_GRACE_PERIOD, V4_GRACE_TIME, V4_LEASE_TIME};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+const NAME: &str = "nfs-grace";
+const ORDER: &str = "fs (mmp-fs), nfs-grace, nfsserver, exportfs, nfs-locks, IPaddr2";
+
+const PARAMS: &[Param] = &[
+    Param::string(
+        "grace_time",
+        "Grace period (s)",
+        "lockd's grace (nlm_grace_period, rounded up by the kernel to a multiple of nlm_timeout) and NFSv4's (nfsv4gracetime), 10 to 240 seconds. Clients reclaim their locks during it; nfs-locks ends it early once every lock in the ledger is held again.",
+    )
+    .integer()
+    .default("90"),
+    Param::string(
+        "lease_time",
+        "NFSv4 lease (s)",
+        "NFSv4 lease time (nfsv4leasetime), 10 to 3600 seconds; keep it at most grace_time.",
+    )
+    .integer()
+    .default("90"),
+    Param::string(
+        "statd_dir",
+        "statd directory",
+        "rpc.statd's state directory (rpc.statd -P, nfs.conf [statd] state-directory-path) on the shared filesystem, so the client records fail over with the service. Created with sm/ and sm.bak/ if missing; its parent must exist (the filesystem is mounted).",
+    )
+    .required()
+    .unique(),
+];
+
+const ACTIONS: &[ActionSpec] = &[
+    ActionSpec::new("start", 30),
+    ActionSpec::new("stop", 20),
+    ActionSpec::monitor(20, 30, 0),
+    ActionSpec::new("validate-all", 20),
+    ActionSpec::new("meta-data", 5),
+];
+
+pub const AGENT: Agent = Agent {
+    name: NAME,
+    shortdesc: "NFS grace and lease times, set before nfsd starts",
+    longdesc: "Sets lockd's and NFSv4's grace period and the NFSv4 lease while nfsd is stopped (the kernel refuses them once it runs) and makes sure rpc.statd's directory exists on the shared filesystem. Put it in the NFS group after the filesystem and before nfsserver: fs (mmp-fs), nfs-grace, nfsserver, exportfs, nfs-locks, IPaddr2. Start fails (OCF_ERR_GENERIC) if nfsd already runs with other values. Stop only forgets that it ran: the values stay in the kernel.",
+    params: PARAMS,
+    actions: ACTIONS,
+};
+
+struct Params {
+    grace: u64,
+    lease: u64,
+    statd_dir: PathBuf,
+}
+
+fn params(env: &Env) -> Result<Params, Outcome> {
+    env.reject_unknown(PARAMS)?;
+    Ok(Params {
+        grace: env.integer("grace_time", 10..=240)?.unwrap_or(90),
+        lease: env.integer("lease_time", 10..=3600)?.unwrap_or(90),
+        statd_dir: checks::required_path(env, "statd_dir")?,
+    })
+}
+
+pub fn act(action: Action, ctx: &Ctx) -> Outcome {
+    let marker = ctx.state_file(NAME, "started");
+    let r = match action {
+        Action::Start => start(ctx, &marker),
+        Action::Stop => params(&ctx.env).and_then(|_| remove(&marker)),
+        Action::Monitor => params(&ctx.env).map(|_| monitor(&marker)),
+        _ => params(&ctx.env).and_then(|_| checks::installed(&ctx.proc).map(|()| Outcome::ok())),
+    };
+    r.unwrap_or_else(|o| o)
+}
+
+fn start(ctx: &Ctx, marker: &Path) -> Result<Outcome, Outcome> {
+    let p = params(&ctx.env)?;
+    checks::installed(&ctx.proc)?;
+    checks::mount_nfsd_fs(&ctx.proc)?;
+    set_times(&ctx.proc, &p)?;
+    make_statd_dir(&p.statd_dir)?;
+    write_marker(marker, &format!("grace {} lease {}\n", p.grace, p.lease))?;
+    Ok(Outcome::ok())
+}
+
+fn monitor(marker: &Path) -> Outcome {
+    if marker.exists() {
+        Outcome::ok()
+    } else {
+        Outcome {
+            status: Status::NotRunning,
+            reason: None,
+        }
+    }
+}
+
+fn remove(marker: &Path) -> Result<Outcome, Outcome> {
+    match fs::remove_file(marker) {
+        Ok(()) => Ok(Outcome::ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Outcome::ok()),
+        Err(e) => Err(generic(format!("cannot remove {}: {e}", marker.display()))),
+    }
+}
+
+fn generic(reason: String) -> Outcome {
+    Outcome::new(Status::ErrGeneric, reason)
+}
+
+/// Sets the times while nfsd is stopped; with nfsd running, succeeds only if the kernel
+/// already has them (a restart of this resource under a running nfsserver).
+fn set_times(proc: &ProcRoot, p: &Params) -> Result<(), Outcome> {
+    if checks::nfsd_running(proc) {
+        return check_current(proc, p);
+    }
+    let s = GraceSettings {
+        nlm_grace_period: Some(p.grace),
+        v4_grace: Some(p.grace),
+        v4_lease: Some(p.lease),
+    };
+    match grace::set(proc, &s) {
+        Ok(r) => {
+            for w in &r.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(())
+        }
+        Err(GraceError::NfsdRunning { .. }) => check_current(proc, p),
+        Err(e) => Err(generic(format!("cannot set grace and lease: {e}"))),
+    }
+}
+
+fn check_current(proc: &ProcRoot, p: &Params) -> Result<(), Outcome> {
+    let read = |rel| proc.read_u64(rel).ok();
+    let cur = (
+        read(NLM_GRACE_PERIOD),
+        read(V4_GRACE_TIME),
+        read(V4_LEASE_TIME),
+    );
+    if cur == (Some(p.grace), Some(p.grace), Some(p.lease)) {
+        return Ok(());
+    }
+    let show = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+    Err(generic(format!(
+        "nfsd already runs with lockd grace {} s, NFSv4 grace {} s and lease {} s instead of grace_time={} lease_time={}; the kernel takes them only while nfsd is stopped: start nfs-grace before nfsserver (group order: {ORDER})",
+        show(cur.0), show(cur.1), show(cur.2), p.grace, p.lease
+    )))
+}
+
+/// statd's directory with sm/ and sm.bak/ (rpc.statd needs both); its parent must exist, so a
+/// directory is never created on the node's own disk when the shared filesystem is not mounted.
+fn make_statd_dir(dir: &Path) -> Result<(), Outcome> {
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    if !parent.is_dir() {
+        return Err(generic(format!(
+            "{} does not exist: statd_dir belongs on the shared filesystem; start nfs-grace after the filesystem resource",
+            parent.display()
+        )));
+    }
+    for (d, mode) in [
+        (dir.to_path_buf(), 0o755),
+        (dir.join("sm"), 0o700),
+        (dir.join("sm.bak"), 0o700),
+    ] {
+        if d.is_dir() {
+            continue;
+        }
+        fs::DirBuilder::new()
+            .mode(mode)
+            .create(&d)
+            .map_err(|e| generic(format!("cannot create {}: {e}", d.display())))?;
+    }
+    Ok(())
+}
+
+pub(super) fn write_marker(path: &Path, text: &str) -> Result<(), Outcome> {
+    let tmp = path.with_extension("tmp");
+    let r = path
+        .parent()
+        .map_or(Ok(()), fs::create_dir_all)
+        .and_then(|()| fs::write(&tmp, text))
+        .and_then(|()| fs::rename(&tmp, path));
+    r.map_err(|e| generic(format!("cannot write {}: {e}", path.display())))
+}
