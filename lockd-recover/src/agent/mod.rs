@@ -16,6 +16,8 @@
 //!   the ledger's locks, ends grace and records the ledger; stop releases this node's locks.
 
 mod checks;
+#[cfg(test)]
+mod fake;
 mod nfs_grace;
 mod nfs_locks;
 mod worker;

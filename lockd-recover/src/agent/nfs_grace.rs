@@ -83,6 +83,7 @@ pub fn act(action: Action, ctx: &Ctx) -> Outcome {
 fn start(ctx: &Ctx, marker: &Path) -> Result<Outcome, Outcome> {
     let p = params(&ctx.env)?;
     checks::installed(&ctx.proc)?;
+    check_statd_parent(&p.statd_dir)?;
     checks::mount_nfsd_fs(&ctx.proc)?;
     set_times(&ctx.proc, &p)?;
     make_statd_dir(&p.statd_dir)?;
@@ -153,16 +154,21 @@ fn check_current(proc: &ProcRoot, p: &Params) -> Result<(), Outcome> {
     )))
 }
 
-/// statd's directory with sm/ and sm.bak/ (rpc.statd needs both); its parent must exist, so a
-/// directory is never created on the node's own disk when the shared filesystem is not mounted.
-fn make_statd_dir(dir: &Path) -> Result<(), Outcome> {
+/// statd_dir's parent must exist, so that the directory is never created on the node's own
+/// disk when the shared filesystem is not mounted.
+fn check_statd_parent(dir: &Path) -> Result<(), Outcome> {
     let parent = dir.parent().unwrap_or(Path::new("/"));
-    if !parent.is_dir() {
-        return Err(generic(format!(
-            "{} does not exist: statd_dir belongs on the shared filesystem; start nfs-grace after the filesystem resource",
-            parent.display()
-        )));
+    if parent.is_dir() {
+        return Ok(());
     }
+    Err(generic(format!(
+        "{} does not exist: statd_dir belongs on the shared filesystem; start nfs-grace after the filesystem resource",
+        parent.display()
+    )))
+}
+
+/// statd's directory with sm/ and sm.bak/ (rpc.statd needs both).
+fn make_statd_dir(dir: &Path) -> Result<(), Outcome> {
     for (d, mode) in [
         (dir.to_path_buf(), 0o755),
         (dir.join("sm"), 0o700),
@@ -187,4 +193,110 @@ pub(super) fn write_marker(path: &Path, text: &str) -> Result<(), Outcome> {
         .and_then(|()| fs::write(&tmp, text))
         .and_then(|()| fs::rename(&tmp, path));
     r.map_err(|e| generic(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::fake::{ctx, proc_tree, read};
+    use std::fs;
+
+    fn vars(statd: &Path) -> Vec<(&'static str, String)> {
+        vec![
+            ("grace_time", "30".into()),
+            ("lease_time", "20".into()),
+            ("statd_dir", statd.display().to_string()),
+        ]
+    }
+
+    fn run(action: Action, v: &[(&str, String)], proc: &Path, state: &Path) -> Outcome {
+        let v: Vec<(&str, &str)> = v.iter().map(|(k, x)| (*k, x.as_str())).collect();
+        act(action, &ctx(&v, proc, state))
+    }
+
+    #[test]
+    fn start_sets_the_times_and_makes_the_statd_dir_then_stop_and_monitor() {
+        let proc = proc_tree(true, Some(0));
+        let shared = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let statd = shared.path().join("statd");
+        let v = vars(&statd);
+        let (p, s) = (proc.path(), state.path());
+        assert_eq!(run(Action::Monitor, &v, p, s).status, Status::NotRunning);
+        assert_eq!(run(Action::Start, &v, p, s), Outcome::ok());
+        assert_eq!(read(p, NLM_GRACE_PERIOD), "30\n");
+        assert_eq!(read(p, V4_GRACE_TIME), "30\n");
+        assert_eq!(read(p, V4_LEASE_TIME), "20\n");
+        assert!(statd.join("sm").is_dir() && statd.join("sm.bak").is_dir());
+        assert_eq!(run(Action::Monitor, &v, p, s), Outcome::ok());
+        assert_eq!(run(Action::Start, &v, p, s), Outcome::ok(), "idempotent");
+        assert_eq!(run(Action::Stop, &v, p, s), Outcome::ok());
+        assert_eq!(run(Action::Monitor, &v, p, s).status, Status::NotRunning);
+        assert_eq!(run(Action::Stop, &v, p, s), Outcome::ok(), "idempotent");
+    }
+
+    #[test]
+    fn start_under_a_running_nfsd_needs_the_same_values() {
+        let proc = proc_tree(true, Some(8));
+        let shared = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let v = vars(&shared.path().join("statd"));
+        let (p, s) = (proc.path(), state.path());
+        for (f, x) in [
+            (NLM_GRACE_PERIOD, "0\n"),
+            (V4_GRACE_TIME, "90\n"),
+            (V4_LEASE_TIME, "90\n"),
+        ] {
+            fs::write(p.join(f), x).unwrap();
+        }
+        let o = run(Action::Start, &v, p, s);
+        assert_eq!(o.status, Status::ErrGeneric);
+        assert!(o
+            .reason
+            .unwrap()
+            .contains("start nfs-grace before nfsserver"));
+        assert_eq!(read(p, NLM_GRACE_PERIOD), "0\n", "nothing written");
+        assert!(!shared.path().join("statd").exists());
+        for (f, x) in [
+            (NLM_GRACE_PERIOD, "30\n"),
+            (V4_GRACE_TIME, "30\n"),
+            (V4_LEASE_TIME, "20\n"),
+        ] {
+            fs::write(p.join(f), x).unwrap();
+        }
+        assert_eq!(run(Action::Start, &v, p, s), Outcome::ok());
+    }
+
+    #[test]
+    fn bad_parameters_missing_nfsd_and_an_unmounted_filesystem() {
+        let proc = proc_tree(true, Some(0));
+        let state = tempfile::tempdir().unwrap();
+        let (p, s) = (proc.path(), state.path());
+        let bad: [&[(&str, String)]; 4] = [
+            &[],
+            &[("statd_dir", "relative".into())],
+            &[("statd_dir", "/x".into()), ("grace_time", "5".into())],
+            &[("statd_dir", "/x".into()), ("typo", "1".into())],
+        ];
+        for v in bad {
+            for a in [Action::ValidateAll, Action::Start] {
+                assert_eq!(run(a, v, p, s).status, Status::ErrConfigured, "{v:?}");
+            }
+        }
+        assert_eq!(read(p, NLM_GRACE_PERIOD), "", "nothing written");
+        let v = vars(Path::new("/nonexistent-mmp-ha/statd"));
+        let o = run(Action::Start, &v, p, s);
+        assert_eq!(o.status, Status::ErrGeneric);
+        assert!(o.reason.unwrap().contains("shared filesystem"));
+        assert_eq!(read(p, NLM_GRACE_PERIOD), "", "nothing written");
+        let no_nfsd = proc_tree(false, None);
+        let o = run(Action::ValidateAll, &v, no_nfsd.path(), s);
+        assert_eq!(o.status, Status::ErrInstalled);
+        assert!(o.reason.unwrap().contains("no nfsd"));
+        assert_eq!(
+            run(Action::Monitor, &v, no_nfsd.path(), s).status,
+            Status::NotRunning,
+            "a probe without nfsd is not an error"
+        );
+    }
 }

@@ -288,3 +288,177 @@ fn release(ctx: &Ctx, p: &Params) -> Result<(), Outcome> {
             ))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::fake::{ctx, proc_tree, read};
+    use lockd_recover::knobs::{UNLOCK_FS, UNLOCK_IP};
+    use std::fs;
+
+    /// A node with nfsd serving, an exported directory and a statd directory.
+    struct Node {
+        proc: tempfile::TempDir,
+        shared: tempfile::TempDir,
+        state: tempfile::TempDir,
+    }
+
+    impl Node {
+        fn new(threads: u64) -> Node {
+            let n = Node {
+                proc: proc_tree(true, Some(threads)),
+                shared: tempfile::tempdir().unwrap(),
+                state: tempfile::tempdir().unwrap(),
+            };
+            fs::create_dir_all(n.shared.path().join("export")).unwrap();
+            fs::create_dir_all(n.shared.path().join("statd/sm")).unwrap();
+            n
+        }
+
+        fn ctx(&self, ip: &str, extra: &[(&str, &str)]) -> Ctx {
+            let fs = self.shared.path().join("export").display().to_string();
+            let statd = self.shared.path().join("statd").display().to_string();
+            let mut v = vec![
+                ("ip", ip),
+                ("fs", fs.as_str()),
+                ("statd_dir", statd.as_str()),
+            ];
+            v.extend_from_slice(extra);
+            ctx(&v, self.proc.path(), self.state.path())
+        }
+    }
+
+    #[test]
+    fn bad_parameters_are_err_configured_and_a_missing_fs_not_installed() {
+        let n = Node::new(8);
+        let file = n.shared.path().join("file");
+        fs::write(&file, "").unwrap();
+        let file = file.display().to_string();
+        for (ip, extra) in [
+            ("10.0.0.300", vec![]),
+            ("10.0.0.1", vec![("typo", "1")]),
+            ("10.0.0.1", vec![("record_interval", "0")]),
+            ("10.0.0.1", vec![("ledger_dir", "relative")]),
+            ("10.0.0.1", vec![("fs", file.as_str())]),
+        ] {
+            let c = n.ctx(ip, &extra);
+            assert_eq!(
+                act(Action::ValidateAll, &c).status,
+                Status::ErrConfigured,
+                "{ip} {extra:?}"
+            );
+            assert_eq!(act(Action::Start, &c).status, Status::ErrConfigured);
+        }
+        let c = n.ctx("10.0.0.1", &[("fs", "/nonexistent-mmp-ha/export")]);
+        assert_eq!(act(Action::ValidateAll, &c).status, Status::ErrInstalled);
+        assert_eq!(
+            fs::read_dir(n.state.path()).unwrap().count(),
+            0,
+            "nothing written"
+        );
+    }
+
+    #[test]
+    fn start_refuses_before_nfsd_and_before_nfs_grace() {
+        let n = Node::new(0);
+        let o = act(Action::Start, &n.ctx("10.0.0.1", &[]));
+        assert_eq!(o.status, Status::ErrGeneric);
+        assert!(o.reason.unwrap().contains("after nfsserver"));
+        let n = Node::new(8);
+        fs::remove_dir(n.shared.path().join("statd/sm")).unwrap();
+        let o = act(Action::Start, &n.ctx("10.0.0.1", &[]));
+        assert!(o.reason.unwrap().contains("nfs-grace"));
+        assert_eq!(
+            fs::read_dir(n.state.path()).unwrap().count(),
+            0,
+            "nothing written"
+        );
+    }
+
+    /// Our own process stands in for a live worker (its pid and start time).
+    fn fake_worker(c: &Ctx) {
+        let me = std::process::id();
+        let t = libmmp::ocf::worker::start_time(me).unwrap();
+        fs::write(files(c).pid.path, format!("{me} {t}\n")).unwrap();
+    }
+
+    #[test]
+    fn monitor_follows_the_worker_and_its_phase() {
+        let n = Node::new(8);
+        let c = n.ctx("10.0.0.1", &[("record_interval", "1")]);
+        let f = files(&c);
+        assert_eq!(act(Action::Monitor, &c).status, Status::NotRunning);
+        worker::write_phase(&f.status, &Phase::Reclaiming).unwrap();
+        let o = act(Action::Monitor, &c);
+        assert!(o.reason.unwrap().contains("worker is gone"));
+        fake_worker(&c);
+        assert_eq!(act(Action::Monitor, &c), Outcome::ok());
+        worker::write_phase(&f.status, &Phase::Failed("no IP".into())).unwrap();
+        assert_eq!(
+            act(Action::Monitor, &c),
+            Outcome::new(Status::ErrGeneric, "no IP")
+        );
+        worker::write_phase(&f.status, &Phase::Recording).unwrap();
+        let o = act(Action::Monitor, &c);
+        assert!(o.reason.unwrap().contains("cannot read the ledger"));
+        let export = n.shared.path().join("export");
+        record::record_once(&c.proc, &export, &n.shared.path().join("statd"), &mut None).unwrap();
+        assert_eq!(act(Action::Monitor, &c), Outcome::ok());
+        std::thread::sleep(Duration::from_millis(3100));
+        let o = act(Action::Monitor, &c);
+        assert!(o.reason.unwrap().contains("recorder is stuck"));
+    }
+
+    #[test]
+    fn stop_stops_the_worker_and_releases_once_the_ip_is_down() {
+        let n = Node::new(8);
+        // 192.0.2.1 (TEST-NET-1) is on no interface here: the IP is down.
+        let c = n.ctx("192.0.2.1", &[]);
+        let f = files(&c);
+        worker::write_phase(&f.status, &Phase::WaitingIp).unwrap();
+        let w = f
+            .pid
+            .spawn(std::process::Command::new("sleep").arg("30"), &f.log)
+            .unwrap();
+        assert_eq!(act(Action::Stop, &c), Outcome::ok());
+        assert_eq!(
+            libmmp::ocf::worker::start_time(w.pid),
+            None,
+            "worker stopped"
+        );
+        assert_eq!(read(n.proc.path(), UNLOCK_IP), "192.0.2.1\n");
+        let export = fs::canonicalize(n.shared.path().join("export")).unwrap();
+        assert_eq!(
+            read(n.proc.path(), UNLOCK_FS),
+            format!("{}\n", export.display())
+        );
+        assert!(!f.status.exists());
+        let ledger = ledger::ledger_path(&n.shared.path().join("statd"));
+        assert!(!ledger.exists(), "no record before the reclaims were done");
+        assert_eq!(act(Action::Stop, &c), Outcome::ok(), "idempotent");
+        assert_eq!(act(Action::Monitor, &c).status, Status::NotRunning);
+    }
+
+    #[test]
+    fn stop_takes_the_final_record_of_a_dead_recorder() {
+        let n = Node::new(8);
+        let c = n.ctx("192.0.2.1", &[]);
+        worker::write_phase(&files(&c).status, &Phase::Recording).unwrap();
+        assert_eq!(act(Action::Stop, &c), Outcome::ok());
+        let l = ledger::read(&n.shared.path().join("statd")).unwrap();
+        assert!(l.locks.is_empty());
+    }
+
+    #[test]
+    fn stop_refuses_while_the_ip_is_up() {
+        let n = Node::new(8);
+        let c = n.ctx("127.0.0.1", &[]);
+        let f = files(&c);
+        worker::write_phase(&f.status, &Phase::Recording).unwrap();
+        let o = act(Action::Stop, &c);
+        assert_eq!(o.status, Status::ErrGeneric);
+        assert!(o.reason.unwrap().contains("before IPaddr2"));
+        assert_eq!(read(n.proc.path(), UNLOCK_IP), "", "nothing released");
+        assert!(f.status.exists());
+    }
+}
