@@ -162,10 +162,14 @@ fn start(ctx: &Ctx) -> Result<Outcome, Outcome> {
     if !checks::nfsd_running(&ctx.proc) {
         return Err(generic(format!("nfsd is not running: start nfs-locks after nfsserver and exportfs (group order: {ORDER})")));
     }
-    if !p.statd_dir.join("sm").is_dir() {
+    if let Some(d) = ["sm", "sm.bak"]
+        .iter()
+        .map(|d| p.statd_dir.join(d))
+        .find(|d| !d.is_dir())
+    {
         return Err(generic(format!(
-            "{}/sm does not exist: start nfs-grace with statd_dir={} first (group order: {ORDER})",
-            p.statd_dir.display(),
+            "{} does not exist: start nfs-grace with statd_dir={} first (group order: {ORDER})",
+            d.display(),
             p.statd_dir.display()
         )));
     }
@@ -312,6 +316,7 @@ mod tests {
             };
             fs::create_dir_all(n.shared.path().join("export")).unwrap();
             fs::create_dir_all(n.shared.path().join("statd/sm")).unwrap();
+            fs::create_dir_all(n.shared.path().join("statd/sm.bak")).unwrap();
             n
         }
 
