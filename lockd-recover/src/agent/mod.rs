@@ -20,6 +20,7 @@ mod checks;
 mod fake;
 mod nfs_grace;
 mod nfs_locks;
+mod records;
 mod worker;
 
 use libmmp::ocf::{metadata::Agent, Action, Env, Outcome, Status};

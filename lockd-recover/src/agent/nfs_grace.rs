@@ -2,13 +2,14 @@
 //! takes them only while nfsd is stopped), and the statd directory on the shared filesystem.
 
 use super::checks;
+use super::records;
 use super::Ctx;
 use libmmp::ocf::metadata::{ActionSpec, Agent, Param};
 use libmmp::ocf::{Action, Env, Outcome, Status};
 use lockd_recover::grace::{self, GraceError, GraceSettings};
 use lockd_recover::knobs::{ProcRoot, NLM_GRACE_PERIOD, V4_GRACE_TIME, V4_LEASE_TIME};
+use lockd_recover::statd::{RecordDir, StatdDir};
 use std::fs;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 const NAME: &str = "nfs-grace";
@@ -167,20 +168,21 @@ fn check_statd_parent(dir: &Path) -> Result<(), Outcome> {
     )))
 }
 
-/// statd's directory with sm/ and sm.bak/ (rpc.statd needs both).
+/// statd's directory with sm/ and sm.bak/ (rpc.statd needs both), and the client records the
+/// last planned stop saved ([`records`]).
 fn make_statd_dir(dir: &Path) -> Result<(), Outcome> {
-    for (d, mode) in [
-        (dir.to_path_buf(), 0o755),
-        (dir.join("sm"), 0o700),
-        (dir.join("sm.bak"), 0o700),
-    ] {
-        if d.is_dir() {
-            continue;
-        }
-        fs::DirBuilder::new()
-            .mode(mode)
-            .create(&d)
-            .map_err(|e| generic(format!("cannot create {}: {e}", d.display())))?;
+    let d = StatdDir::create(dir).map_err(|e| generic(format!("statd directory: {e}")))?;
+    let n = records::restore(&d).map_err(|e| {
+        generic(format!(
+            "cannot restore the saved client records in {}: {e}",
+            dir.display()
+        ))
+    })?;
+    if n > 0 {
+        tracing::warn!(
+            "{n} client records restored into {}",
+            d.dir(RecordDir::Sm).display()
+        );
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! filesystem, verified gone in /proc/locks.
 
 use super::checks;
+use super::records;
 use super::worker::{self, Phase};
 use super::Ctx;
 use crate::cmd::{self, handoff, record};
@@ -12,6 +13,7 @@ use libmmp::ocf::worker::PidFile;
 use libmmp::ocf::{Action, Env, Outcome, Status};
 use lockd_recover::ledger;
 use lockd_recover::release::ReleaseMethod;
+use lockd_recover::statd::StatdDir;
 use nix::sys::signal::Signal;
 use std::net::IpAddr;
 use std::os::unix::process::CommandExt;
@@ -240,6 +242,7 @@ fn stop(ctx: &Ctx) -> Result<Outcome, Outcome> {
         record::record_once(&ctx.proc, &p.fs, &p.ledger_dir, &mut None)
             .map_err(|e| generic(format!("final ledger record failed: {e}")))?;
     }
+    save_records(&p.statd_dir)?;
     release(ctx, &p)?;
     match std::fs::remove_file(&f.status) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(generic(format!(
@@ -248,6 +251,21 @@ fn stop(ctx: &Ctx) -> Result<Outcome, Outcome> {
         ))),
         _ => Ok(Outcome::ok()),
     }
+}
+
+/// Keeps the client records the release is about to make statd delete ([`records`]).
+fn save_records(statd_dir: &Path) -> Result<(), Outcome> {
+    let saved = StatdDir::open(statd_dir)
+        .map_err(|e| e.to_string())
+        .and_then(|d| records::save(&d).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            generic(format!(
+                "cannot save the client records of {}: {e}",
+                statd_dir.display()
+            ))
+        })?;
+    tracing::info!("{saved} client records saved");
+    Ok(())
 }
 
 fn stop_worker(pid: &PidFile) -> Result<(), Outcome> {
@@ -421,6 +439,8 @@ mod tests {
         let c = n.ctx("192.0.2.1", &[]);
         let f = files(&c);
         worker::write_phase(&f.status, &Phase::WaitingIp).unwrap();
+        let statd = n.shared.path().join("statd");
+        fs::write(statd.join("sm/client1"), "rec\n").unwrap();
         let w = f
             .pid
             .spawn(std::process::Command::new("sleep").arg("30"), &f.log)
@@ -438,6 +458,7 @@ mod tests {
             format!("{}\n", export.display())
         );
         assert!(!f.status.exists());
+        assert!(statd.join("sm.saved/client1").exists(), "records saved");
         let ledger = ledger::ledger_path(&n.shared.path().join("statd"));
         assert!(!ledger.exists(), "no record before the reclaims were done");
         assert_eq!(act(Action::Stop, &c), Outcome::ok(), "idempotent");
