@@ -108,7 +108,7 @@ fn takeover_steps(ctx: &Ctx, p: &Params, status: &Path) -> Result<(), String> {
     wait_for_ip(p, IP_WAIT)?;
     let a = takeover_args(p)?;
     let cctx = cmd::Ctx {
-        out: cmd::Out { json: true },
+        out: cmd::Out { json: false },
         proc: ctx.proc.clone(),
     };
     takeover::check_ready(&a, &cctx).map_err(|e| e.to_string())?;
