@@ -403,4 +403,18 @@ fn the_worker_notifies_ends_grace_and_records_then_stop_refuses_while_the_ip_is_
         fs::read_to_string(proc.join("fs/nfsd/unlock_ip")).unwrap(),
         ""
     );
+    // SIGTERM (what stop sends once the IP is down): a final record, then "stopped".
+    let ledger = n.shared.path().join("statd/lockd-recover-ledger.json");
+    let before = fs::metadata(&ledger).unwrap().modified().unwrap();
+    let pid = fs::read_to_string(n.state.path().join("nfs-locks-t1.pid")).unwrap();
+    let pid: i32 = pid.split_whitespace().next().unwrap().parse().unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let term = nix::sys::signal::Signal::SIGTERM;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), term).unwrap();
+    let phase = wait_for_phase(&n, "stopped", Duration::from_secs(10));
+    assert_eq!(phase, "stopped");
+    assert!(
+        fs::metadata(&ledger).unwrap().modified().unwrap() > before,
+        "final record"
+    );
 }
