@@ -1,6 +1,8 @@
 //! The `lockd-recover` command: parse, set up logging, run the subcommand, map its outcome to
-//! the documented exit code (`error.rs`).
+//! the documented exit code (`error.rs`). Called as `nfs-grace` or `nfs-locks` (the OCF agents'
+//! symlinks), it runs that agent instead (`agent/`).
 
+mod agent;
 mod cli;
 mod cmd;
 mod error;
@@ -18,6 +20,10 @@ const LOG: libmmp::host::logging::LogDefaults = libmmp::host::logging::LogDefaul
 };
 
 fn main() -> ExitCode {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if let Some(name) = libmmp::ocf::agent_name(&argv0, agent::AGENTS) {
+        return agent::main(name, LOG);
+    }
     let cli = Cli::parse();
     libmmp::host::logging::init(LOG, cli.verbose);
     let ctx = Ctx {

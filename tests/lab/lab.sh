@@ -5,8 +5,8 @@
 # namespace made for the lab. See tests/lab/README.md.
 #
 #   tests/lab/lab.sh [--scenarios LIST] [--rounds N] [--keep] [--bin-dir DIR] [--holder ext4|mmpd]
-#     LIST: comma list of 1 2 3 4 5 s1 s3 (s = the same drill with the stock tools; 5 = frozen
-#           holder, --holder mmpd only), or
+#     LIST: comma list of 1 2 3 4 5 6 s1 s3 (s = the same drill with the stock tools; 5 = frozen
+#           holder, --holder mmpd only; 6 = our OCF agents nfs-grace/nfs-locks, ext4 only), or
 #           ci (= 2,1), all (= 2,1,3,4), bench (= 1,s1,3,s3). Default: ci.
 #     --holder: the MMP gate. ext4 (default): MMP ext4, `mmp-tool mount`, kmmpd holds it.
 #           mmpd (or LAB_HOLDER=mmpd): plain ext4 + a shared MMP area held by mmpd with the
@@ -45,6 +45,10 @@ if [[ $HOLDER != mmpd && ,$scenarios, =~ ,5, ]]; then
     echo "lab.sh: scenario 5 (frozen holder) needs --holder mmpd (the watchdog fence)" >&2
     exit 2
 fi
+if [[ $HOLDER == mmpd && ,$scenarios, =~ ,6, ]]; then
+    echo "lab.sh: scenario 6 (the OCF agents) needs the ext4 holder" >&2
+    exit 2
+fi
 if [[ $HOLDER == mmpd && ,$scenarios, =~ ,s[13], ]]; then
     echo "lab.sh: the stock scenarios (s1, s3) need the ext4 holder (their kernel mount is the gate)" >&2
     exit 2
@@ -76,6 +80,8 @@ fi
 . "$here/scenarios/4-rounds.sh"
 # shellcheck source=scenarios/5-frozen-holder.sh
 . "$here/scenarios/5-frozen-holder.sh"
+# shellcheck source=scenarios/6-ocf-nfs-agents.sh
+. "$here/scenarios/6-ocf-nfs-agents.sh"
 
 IFS=, read -r -a list <<< "$scenarios"
 for s in "${list[@]}"; do

@@ -18,7 +18,7 @@ use lockd_recover::ledger::{WaitOptions, WaitReport};
 use lockd_recover::notify::{NotifyConfig, NotifyReport, PortChoice};
 use serde::Serialize;
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -133,9 +133,25 @@ fn print_notify(out: &Out, r: &NotifyReport) -> Result<Exit, Error> {
     })
 }
 
-/// Whether `ip` is configured on this node: binding to it succeeds only then.
-fn ip_is_local(ip: IpAddr) -> io::Result<()> {
-    UdpSocket::bind(SocketAddr::new(ip, 0)).map(|_| ())
+/// Whether `ip` is configured on an interface of this node (in this network namespace). The
+/// interface list, not a test bind: with net.ipv4.ip_nonlocal_bind=1 (set on many HA nodes)
+/// binding to any address succeeds.
+pub fn ip_is_local(ip: IpAddr) -> io::Result<()> {
+    let found = nix::ifaddrs::getifaddrs()?.any(|a| {
+        a.address.is_some_and(|s| {
+            let v4 = s.as_sockaddr_in().map(|x| IpAddr::V4(x.ip()));
+            let v6 = s.as_sockaddr_in6().map(|x| IpAddr::V6(x.ip()));
+            v4.or(v6) == Some(ip)
+        })
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            "on no interface of this node",
+        ))
+    }
 }
 
 fn wait_opts(w: &WaitArgs) -> WaitOptions {
@@ -180,4 +196,17 @@ fn print_wait(out: &Out, r: &WaitReport) -> Result<Exit, Error> {
     } else {
         Exit::Incomplete
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_is_local_looks_at_the_interfaces() {
+        assert!(ip_is_local("127.0.0.1".parse().unwrap()).is_ok());
+        // TEST-NET-1: on no interface, whatever ip_nonlocal_bind says.
+        let e = ip_is_local("192.0.2.1".parse().unwrap()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrNotAvailable);
+    }
 }

@@ -23,23 +23,51 @@ struct TakeoverReport<'a> {
 
 pub fn run(a: &TakeoverArgs, ctx: &Ctx) -> Result<Exit, Error> {
     check_ready(a, ctx)?;
+    let nr = notify_clients(a, ctx)?;
+    let rc = reclaim(a, ctx, &nr)?;
+    finish(a, ctx, &nr, &rc)
+}
+
+/// What happened after the notify: the ledger wait, or why there was none.
+pub struct Reclaim {
+    pub wait: Option<WaitReport>,
+    pub skipped: Option<String>,
+    pub nlm_ended: Option<GraceEndReport>,
+}
+
+/// The notify step: every recorded client, from the floating IP.
+pub fn notify_clients(a: &TakeoverArgs, ctx: &Ctx) -> Result<NotifyReport, Error> {
     let cfg = notify_config(&a.state_dir, Some(a.ip), &a.opts, ctx.proc.root());
-    let nr = notify::run(&cfg)?;
-    let (wr, skipped) = wait_for_ledger(a, ctx)?;
+    Ok(notify::run(&cfg)?)
+}
+
+/// The reclaim step: wait for the ledger's locks (ending grace once all are back), or end
+/// lockd's grace after --min-grace when nobody can reclaim.
+pub fn reclaim(a: &TakeoverArgs, ctx: &Ctx, nr: &NotifyReport) -> Result<Reclaim, Error> {
+    let (wait, skipped) = wait_for_ledger(a, ctx)?;
     // Nobody recorded and nothing to wait for: no NLM lock can be reclaimed, so keeping
     // new NLM lock requests out for the whole grace period only delays clients.
     let no_clients = nr.clients.is_empty() && nr.malformed.is_empty();
-    let nlm_ended = if wr.is_none() && no_clients && !a.wait.no_end_grace {
+    let nlm_ended = if wait.is_none() && no_clients && !a.wait.no_end_grace {
         std::thread::sleep(a.wait.min_grace);
         Some(grace::end(&ctx.proc, GraceWhich::Nlm)?)
     } else {
         None
     };
+    Ok(Reclaim {
+        wait,
+        skipped,
+        nlm_ended,
+    })
+}
+
+/// Prints the report; the exit code says whether every client and every lock came back.
+pub fn finish(a: &TakeoverArgs, ctx: &Ctx, nr: &NotifyReport, rc: &Reclaim) -> Result<Exit, Error> {
     let rep = TakeoverReport {
-        notify: &nr,
-        reclaim: wr.as_ref(),
-        reclaim_skipped: skipped,
-        nlm_grace_ended_without_clients: nlm_ended,
+        notify: nr,
+        reclaim: rc.wait.as_ref(),
+        reclaim_skipped: rc.skipped.clone(),
+        nlm_grace_ended_without_clients: rc.nlm_ended.clone(),
     };
     print(a, ctx, &rep)?;
     let notify_exit = if nr.all_reached() {
@@ -47,7 +75,7 @@ pub fn run(a: &TakeoverArgs, ctx: &Ctx) -> Result<Exit, Error> {
     } else {
         Exit::Incomplete
     };
-    let wait_exit = match &wr {
+    let wait_exit = match &rc.wait {
         Some(r) if !r.all_reclaimed => Exit::Incomplete,
         _ => Exit::Ok,
     };
@@ -56,7 +84,7 @@ pub fn run(a: &TakeoverArgs, ctx: &Ctx) -> Result<Exit, Error> {
 
 /// Refuses to notify before the floating IP and nfsd are up: clients told too early fail to
 /// reclaim.
-fn check_ready(a: &TakeoverArgs, ctx: &Ctx) -> Result<(), Error> {
+pub fn check_ready(a: &TakeoverArgs, ctx: &Ctx) -> Result<(), Error> {
     ip_is_local(a.ip).map_err(|source| Error::IpNotLocal { ip: a.ip, source })?;
     match ctx.proc.nfsd_threads() {
         Ok(n) if n > 0 => Ok(()),

@@ -1,9 +1,11 @@
 #!/bin/bash
 # Node roles of the failover lab, run inside a lab VM by the host (lab.sh) through the agent.
 #   node.sh server-prep                  load nfsd/ext4 (+ softdog with LAB_HOLDER=mmpd), start rpcbind
-#   node.sh activate ours|stock          take the service: MMP-gated mount, statd, exports, nfsd,
-#                                        floating IP, then notify/reclaim (ours) or sm-notify (stock)
-#   node.sh deactivate ours|stock        planned handoff: IP down, unexport, release locks, stop, umount
+#   node.sh activate ours|stock|ocf      take the service: MMP-gated mount, statd, exports, nfsd,
+#                                        floating IP, then notify/reclaim (ours) or sm-notify (stock);
+#                                        ocf: the group run by our OCF agents (guest/ocf-group.sh)
+#   node.sh deactivate ours|stock|ocf    planned handoff: IP down, unexport, release locks, stop, umount
+#   node.sh ocf-tester-grace             (standby) ocf-tester on nfs-grace, probe of nfs-locks
 #   node.sh split-brain [--kernel]       try to take the service while the other node holds it
 #   node.sh client-prep                  load the NFS client, rpcbind + statd, mount the export
 #   node.sh torture-start|torture-stop   lock-torture failover holder on client C
@@ -214,6 +216,7 @@ gate_and_mount() {
 # sm-notify, default grace.
 activate() {
     local mode=$1 rc
+    [[ $mode == ocf ]] && { activate_ocf; return; }
     mark "activate start ($mode)"
     if [[ $HOLDER == mmpd ]]; then
         [[ $mode == ours ]] || die "the stock takeover has no mmpd gate (use the ext4 holder)"
@@ -292,6 +295,7 @@ activate() {
 
 deactivate() {
     local mode=$1
+    [[ $mode == ocf ]] && { deactivate_ocf; return; }
     mark "deactivate start ($mode)"
     stop_pid record
     stop_pid connrec
@@ -451,6 +455,10 @@ watch_recovery() {
     mark "watch ended: locks_seen=$locks_seen nlm_grace_over=$nlm_seen v4_grace_over=$v4_seen"
 }
 
+# activate/deactivate ocf, ocf-tester-grace: the service run by our OCF agents.
+# shellcheck source=ocf-group.sh
+. /run/labfiles/guest/ocf-group.sh
+
 cmd=$1
 shift
 case $cmd in
@@ -476,6 +484,7 @@ fs-thaw) fsfreeze -u $MNT && mark "filesystem thawed" ;;
 record-pause) kill -STOP "$(pidof_file record)" "$(pidof_file connrec)" && mark "recorders paused" ;;
 record-resume) kill -CONT "$(pidof_file record)" "$(pidof_file connrec)" && mark "recorders resumed" ;;
 conn-record) conn_record_loop ;;
+ocf-tester-grace) ocf_tester_grace ;;
 dmesg) dmesg | tail -${1:-40} ;;
 net-watch)
     # Diagnostics: the client's TCP sockets to the floating IP and its neighbour entry.
