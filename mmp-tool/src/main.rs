@@ -2,8 +2,10 @@
 //!
 //! `main` parses the command line, sets up logging, runs the subcommand (one module per
 //! subcommand in `cmd/`) and maps how it ended to an exit code through the one table in
-//! `exit.rs`.
+//! `exit.rs`. Called as `mmp-fs` (the OCF resource agent's symlink), it is that agent instead
+//! (`agent/`).
 
+mod agent;
 mod cli;
 mod cmd;
 mod error;
@@ -51,6 +53,10 @@ fn run(command: &Command) -> Result<Outcome, error::Error> {
 }
 
 fn main() -> ExitCode {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if libmmp::ocf::agent_name(&argv0, agent::AGENTS).is_some() {
+        return agent::main();
+    }
     // Usage errors exit 2 (clap's own code, the table's Failed).
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     libmmp::host::logging::init(LOG, cli.verbose);

@@ -164,7 +164,9 @@ impl Agent {
 
     /// `usage` text: the actions, then the OCF exit codes.
     pub fn usage(&self) -> String {
-        let names: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
+        let mut names: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
+        // One name per action (monitor is advertised once per depth).
+        names.dedup();
         let mut s = format!(
             "usage: {} {{{}}}\n\n{}\n\nParameters come from OCF_RESKEY_<name> (see meta-data). EXIT STATUS:\n",
             self.name,

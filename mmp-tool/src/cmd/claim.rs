@@ -31,12 +31,19 @@ pub fn run_claim(
     };
     let dev = fs.device_name().to_string();
     let mut countdown = Countdown::new(flags.quiet || flags.json);
+    // Also at info level every 5 s (hidden at mmp-tool's default level): the `mmp-fs` agent
+    // logs at info, and Pacemaker logs an agent's stderr, so a long wait shows its progress.
+    let mut logged = None;
     let mut progress = |phase: ClaimPhase, elapsed: Duration, total: Duration| {
         let what = match phase {
             ClaimPhase::Watching => "watching the live MMP sequence of",
             ClaimPhase::Verifying => "verifying our claim on",
         };
         let left = seconds_left(elapsed, total);
+        if logged != Some((phase, left.div_ceil(5))) {
+            logged = Some((phase, left.div_ceil(5)));
+            tracing::info!("{what} {dev}: {left} s left");
+        }
         countdown.show(|| format!("{what} {dev}: {left:>3} s left "));
     };
     claim::claim_with(

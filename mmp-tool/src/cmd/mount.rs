@@ -14,13 +14,16 @@ use serde::Serialize;
 use std::process::Command;
 use std::time::Instant;
 
+/// How a gated mount ended (printed by `mount`, mapped to OCF codes by the `mmp-fs` agent).
 #[derive(Serialize)]
-struct MountJson {
+pub struct MountJson {
     device: String,
     dir: String,
-    mounted: bool,
-    result: &'static str,
-    message: String,
+    pub mounted: bool,
+    /// Short name: `mounted`, or the refusal (`in_use`, `lost`, ...) or failure.
+    pub result: &'static str,
+    /// One line for the user: what happened, naming the device (and the other node).
+    pub message: String,
     sequence: Option<u32>,
     claim_seconds: f64,
     /// From writing CLEAN to the start of mount(8): the window in which a node that mounts
@@ -40,6 +43,14 @@ impl MountJson {
 }
 
 pub fn run(args: &MountArgs) -> Result<Outcome, Error> {
+    let (outcome, js) = gate_and_mount(args)?;
+    print_result(args.opts.json, &js, js.mounted, &js.message)?;
+    Ok(outcome)
+}
+
+/// The gate and the mount, without printing: claim with our protocol, write CLEAN, mount. An
+/// `Err` is an error before or during the claim; every other end is in the returned record.
+pub fn gate_and_mount(args: &MountArgs) -> Result<(Outcome, MountJson), Error> {
     let mut js = MountJson {
         device: args.dev.device.display().to_string(),
         dir: args.dir.display().to_string(),
@@ -51,10 +62,8 @@ pub fn run(args: &MountArgs) -> Result<Outcome, Error> {
         handoff_window_ms: None,
         mount_seconds: None,
     };
-    // An error (`?`) is printed by `main` alone; every other end prints the result.
     let outcome = claim_and_mount(args, &mut js)?;
-    print_result(args.opts.json, &js, js.mounted, &js.message)?;
-    Ok(outcome)
+    Ok((outcome, js))
 }
 
 fn claim_and_mount(args: &MountArgs, js: &mut MountJson) -> Result<Outcome, Error> {

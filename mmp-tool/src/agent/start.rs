@@ -1,0 +1,164 @@
+//! start: validate, then (unless already mounted here) the MMP gate and the mount. A device
+//! in use on another node is OCF_ERR_GENERIC naming the node, with nothing written or mounted.
+
+use super::mounts::{self, MountState};
+use super::params::{Config, Holder, PUBLISHED_CHECK_INTERVAL};
+use super::validate::{self, device_error};
+use super::{generic, mmpd, Budget, Res};
+use crate::cli::{ClaimFlags, DeviceArg, MountArgs};
+use crate::cmd::mount::gate_and_mount;
+use crate::exit::Outcome as ToolOutcome;
+use libmmp::fs::MmpFs;
+use libmmp::io::device::{Access, Device};
+use libmmp::ondisk::mmp::{MmpBlock, SeqClass};
+use libmmp::protocol::check::{self, CheckOptions, Verdict};
+use libmmp::protocol::claim::{self, ClaimError};
+use libmmp::protocol::clock::SystemClock;
+use std::path::Path;
+use std::time::Duration;
+
+/// What the mount (or mmpd's start) may take after the claim.
+const MOUNT_MARGIN: Duration = Duration::from_secs(5);
+
+pub fn start(cfg: &Config, budget: &Budget) -> Res {
+    validate::full(cfg)?;
+    match mounts::state(cfg)? {
+        MountState::Here => {
+            tracing::info!(
+                "{} is mounted on {} already",
+                cfg.device.display(),
+                cfg.directory.display()
+            );
+            return match &cfg.holder {
+                Holder::Ext4 => Ok(()),
+                Holder::Mmpd(m) => mmpd::ensure_holding(cfg, m, budget),
+            };
+        }
+        MountState::Other(why) => return Err(generic(format!("{why}; not mounting"))),
+        MountState::NotMounted => {}
+    }
+    match &cfg.holder {
+        Holder::Ext4 => start_ext4(cfg, budget),
+        Holder::Mmpd(m) => {
+            mmpd::ensure_holding(cfg, m, budget)?;
+            mounts::mount(cfg).inspect_err(|_| {
+                // Nothing uses the area now: release it rather than leave it for the stop.
+                let _ = mmpd::stop(m, budget);
+            })
+        }
+    }
+}
+
+/// holder=ext4: `mmp-tool mount`'s gate (claim, CLEAN, mount at once), with our run dir.
+fn start_ext4(cfg: &Config, budget: &Budget) -> Res {
+    fits_or_refuse(&cfg.device, MOUNT_MARGIN, budget)?;
+    let args = MountArgs {
+        dev: DeviceArg {
+            device: cfg.device.clone(),
+        },
+        dir: cfg.directory.clone(),
+        options: cfg.options.clone(),
+        fstype: cfg.fstype.clone(),
+        opts: ClaimFlags {
+            json: true,
+            node_name: None,
+            check_interval: PUBLISHED_CHECK_INTERVAL,
+            poll_ms: 100,
+            run_dir: Some(cfg.run_dir.clone()),
+            quiet: true,
+        },
+    };
+    tracing::info!(
+        "claiming {} through its MMP block, then mounting it on {}",
+        cfg.device.display(),
+        cfg.directory.display()
+    );
+    match gate_and_mount(&args) {
+        Ok((ToolOutcome::Done, js)) => {
+            tracing::info!("{}", js.message);
+            Ok(())
+        }
+        Ok((_, js)) => Err(generic(js.message)),
+        Err(e) => Err(generic(format!("{e}; not mounting"))),
+    }
+}
+
+/// How long a claim of a device whose MMP block is `blk` takes, from libmmp's waits (the
+/// formulas `claim::claim_with` waits by): nothing to wait for a block that is refused at once
+/// (FSCK, unknown); the verification for a CLEAN one; the watch of a live one (shortened by a
+/// valid fence tag) and then the verification.
+pub fn claim_time(sb_interval: u16, blk: &MmpBlock) -> Duration {
+    let ci = check::check_interval(sb_interval, blk.mmp_check_interval);
+    let verify =
+        claim::verify_wait(ci, sb_interval, PUBLISHED_CHECK_INTERVAL).max(claim::MAX_WRITE_GAP);
+    match blk.seq_class() {
+        SeqClass::Clean => verify,
+        SeqClass::Live(_) => match blk.fence_tag() {
+            Some(tag) => {
+                check::wait_time(ci).min(check::fence_wait(tag)) + verify.min(claim::FENCED_VERIFY)
+            }
+            None => check::wait_time(ci) + verify,
+        },
+        SeqClass::Fsck | SeqClass::Unknown(_) => Duration::ZERO,
+    }
+}
+
+/// Before the claim of `dev`: if its wait plus `extra` cannot end within the operation timeout,
+/// refuse now (OCF_ERR_CONFIGURED, naming the timeout to set). A live block is first watched
+/// for as long as its holder may go between writes (its check interval), so a device in use
+/// on another node is still reported as such.
+pub fn fits_or_refuse(dev: &Path, extra: Duration, budget: &Budget) -> Res {
+    let fs = MmpFs::open_path(dev, Access::ReadOnly).map_err(device_error)?;
+    let (blk, _) = fs.read_mmp_raw().map_err(device_error)?;
+    let sb_interval = fs.superblock().s_mmp_update_interval;
+    let need = claim_time(sb_interval, &blk) + extra;
+    if budget.fits(need) {
+        return Ok(());
+    }
+    let d = dev.display();
+    let what = match blk.seq_class() {
+        SeqClass::Live(_) => {
+            let watched = watch_for_writer(&fs, &blk, budget)?;
+            format!(
+                "{d}: its MMP block names node '{}' (device '{}') and did not change for {} s: that holder looks dead, but proving it takes the kernel's full wait and then our claim",
+                blk.nodename(),
+                blk.bdevname(),
+                watched.as_secs()
+            )
+        }
+        _ => format!("{d}: the claim of its MMP block"),
+    };
+    Err(budget.too_short(&what, need))
+}
+
+/// Watch a live block for its check interval (what the budget allows): a change is a holder
+/// at work, refused as the claim would refuse it. Returns how long it was watched.
+fn watch_for_writer(fs: &MmpFs<Device>, blk: &MmpBlock, budget: &Budget) -> Res<Duration> {
+    let ci = check::check_interval(
+        fs.superblock().s_mmp_update_interval,
+        blk.mmp_check_interval,
+    );
+    let watch = Duration::from_secs(u64::from(ci)).min(budget.remaining().unwrap_or_default());
+    tracing::info!(
+        "{}: the MMP block is live; watching it for {} s",
+        fs.device_name(),
+        watch.as_secs()
+    );
+    let opts = CheckOptions {
+        poll: Duration::from_millis(100),
+        timeout: Some(watch),
+        honor_fence_tag: true,
+    };
+    let report =
+        check::check(fs, &SystemClock::default(), opts, &mut |_, _| {}).map_err(device_error)?;
+    match report.verdict {
+        Verdict::InUse { block } => Err(generic(format!(
+            "{}; not mounting",
+            ClaimError::InUse {
+                device: fs.device_name().to_string(),
+                block: Box::new(block),
+            }
+        ))),
+        _ => Ok(report.elapsed),
+    }
+}
