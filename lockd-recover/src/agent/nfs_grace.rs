@@ -187,7 +187,7 @@ fn make_statd_dir(dir: &Path) -> Result<(), Outcome> {
     Ok(())
 }
 
-pub(super) fn write_marker(path: &Path, text: &str) -> Result<(), Outcome> {
+fn write_marker(path: &Path, text: &str) -> Result<(), Outcome> {
     let tmp = path.with_extension("tmp");
     let r = path
         .parent()
