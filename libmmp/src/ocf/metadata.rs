@@ -180,6 +180,79 @@ impl Agent {
     }
 }
 
+/// Text for roff: a leading dot or quote would start a request, a backslash an escape.
+fn roff(s: &str) -> String {
+    s.replace('\\', "\\e")
+        .lines()
+        .map(|l| l.trim())
+        .map(|l| {
+            if l.starts_with('.') || l.starts_with('\'') {
+                format!("\\&{l}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Agent {
+    /// The man page `ocf_PROVIDER_NAME.7`, as resource-agents ships one per agent: the same
+    /// texts as the meta-data, so the two never disagree.
+    pub fn man(&self, provider: &str) -> String {
+        let title = format!("ocf_{provider}_{}", self.name);
+        let mut s = format!(
+            ".TH {} 7 \"\" \"mmp-ha {}\" \"OCF resource agents\"\n.SH NAME\n{title} \\- {}\n",
+            title.to_uppercase(),
+            env!("CARGO_PKG_VERSION"),
+            roff(self.shortdesc)
+        );
+        let names: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
+        s += &format!(".SH SYNOPSIS\n{} [{}]\n", self.name, names.join(" | "));
+        s += &format!(
+            ".SH DESCRIPTION\n{}\n.SH SUPPORTED PARAMETERS\n",
+            roff(self.longdesc)
+        );
+        for p in self.params {
+            let kind = match p.kind {
+                Kind::String => "string",
+                Kind::Integer => "integer",
+                Kind::Boolean => "boolean",
+            };
+            let need = if p.required { "required" } else { "optional" };
+            let default = p
+                .default
+                .map_or("no default".to_string(), |d| format!("default {d}"));
+            s += &format!(
+                ".TP\n\\fB{}\\fR\n{}\n.br\n({need}, {kind}, {})\n",
+                p.name,
+                roff(p.longdesc),
+                roff(&default)
+            );
+        }
+        s += ".SH SUPPORTED ACTIONS\n";
+        for a in self.actions {
+            let mut line = format!("suggested minimum timeout {} s", a.timeout_s);
+            if let Some(i) = a.interval_s {
+                line += &format!(", interval {i} s");
+            }
+            if let Some(d) = a.depth {
+                line += &format!(", depth {d}");
+            }
+            s += &format!(".TP\n\\fB{}\\fR\n{line}\n", a.name);
+        }
+        s += ".SH EXIT STATUS\n";
+        for (code, text) in super::STATUS_TABLE {
+            s += &format!(".TP\n{code}\n{}\n", roff(text));
+        }
+        s += &format!(
+            ".SH FILES\n/usr/lib/ocf/resource.d/{provider}/{}\n.SH SEE ALSO\nmmp-tool(8), mmpd(8), lockd-recover(8), ocf-tester(8), crm_resource(8)\n",
+            self.name
+        );
+        s
+    }
+}
+
 fn param_xml(p: &Param) -> String {
     let kind = match p.kind {
         Kind::String => "string",
@@ -233,5 +306,10 @@ mod tests {
             x.contains("<action name=\"monitor\" timeout=\"20s\" interval=\"20s\" depth=\"10\" />")
         );
         assert!(a.usage().contains("7  OCF_NOT_RUNNING"));
+        let man = a.man("mmp-ha");
+        assert!(man.starts_with(".TH OCF_MMP-HA_T 7"));
+        assert!(man.contains(
+            "\\fBdevice\\fR\nThe <shared> device & more\n.br\n(required, string, no default)"
+        ));
     }
 }

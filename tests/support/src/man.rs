@@ -20,21 +20,9 @@ pub fn assert_current(
     exit_status: &[(u8, &str)],
 ) {
     let pages = render(cmd, section, per_subcommand, exit_status);
-    let update = std::env::var("UPDATE_MAN").is_ok_and(|v| v == "1");
-    let hint = "run the test again with UPDATE_MAN=1 to regenerate man/";
+    let update = updating();
     for (file, fresh) in &pages {
-        let path = man_dir.join(file);
-        if update {
-            std::fs::write(&path, fresh)
-                .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-            continue;
-        }
-        let current = std::fs::read(&path).unwrap_or_default();
-        assert!(
-            current == *fresh,
-            "{} is out of date: {hint}",
-            path.display()
-        );
+        assert_file_current(&man_dir.join(file), fresh);
     }
     // A page of a subcommand that no longer exists would be installed and read as current.
     let main = &pages[0].0;
@@ -47,12 +35,33 @@ pub fn assert_current(
                 std::fs::remove_file(entry.path()).unwrap();
             } else {
                 panic!(
-                    "{} has no subcommand any more: {hint}",
+                    "{} has no subcommand any more: {HINT}",
                     entry.path().display()
                 );
             }
         }
     }
+}
+
+const HINT: &str = "run the test again with UPDATE_MAN=1 to regenerate man/";
+
+fn updating() -> bool {
+    std::env::var("UPDATE_MAN").is_ok_and(|v| v == "1")
+}
+
+/// Fail unless the page at `path` is `fresh` (a page rendered by other means, such as an OCF
+/// agent's from its meta-data); with `UPDATE_MAN=1`, write it instead.
+pub fn assert_file_current(path: &Path, fresh: &[u8]) {
+    if updating() {
+        std::fs::write(path, fresh).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        return;
+    }
+    let current = std::fs::read(path).unwrap_or_default();
+    assert!(
+        current == fresh,
+        "{} is out of date: {HINT}",
+        path.display()
+    );
 }
 
 /// The pages of `cmd`: (file name, roff), the main page first.
