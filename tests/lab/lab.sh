@@ -6,7 +6,7 @@
 #
 #   tests/lab/lab.sh [--scenarios LIST] [--rounds N] [--keep] [--bin-dir DIR] [--holder ext4|mmpd]
 #     LIST: comma list of 1 2 3 4 5 6 s1 s3 (s = the same drill with the stock tools; 5 = frozen
-#           holder, --holder mmpd only; 6 = our OCF agents nfs-grace/nfs-locks, ext4 only), or
+#           holder, --holder mmpd only; 6 = our OCF agents mmp-fs, nfs-grace, nfs-locks; either holder), or
 #           ci (= 2,1), all (= 2,1,3,4), bench (= 1,s1,3,s3). Default: ci.
 #     --holder: the MMP gate. ext4 (default): MMP ext4, `mmp-tool mount`, kmmpd holds it.
 #           mmpd (or LAB_HOLDER=mmpd): plain ext4 + a shared MMP area held by mmpd with the
@@ -43,10 +43,6 @@ ext4 | mmpd) ;;
 esac
 if [[ $HOLDER != mmpd && ,$scenarios, =~ ,5, ]]; then
     echo "lab.sh: scenario 5 (frozen holder) needs --holder mmpd (the watchdog fence)" >&2
-    exit 2
-fi
-if [[ $HOLDER == mmpd && ,$scenarios, =~ ,6, ]]; then
-    echo "lab.sh: scenario 6 (the OCF agents) needs the ext4 holder" >&2
     exit 2
 fi
 if [[ $HOLDER == mmpd && ,$scenarios, =~ ,s[13], ]]; then

@@ -5,7 +5,11 @@
 # OCF_RESKEY_* variables. The other members of the group are done by hand, each marked as the
 # stock agent it stands for:
 #
-#   fs (mmp-fs: here `mmp-tool mount`) -> nfs-grace -> nfsserver -> exportfs -> nfs-locks -> IPaddr2
+#   fs (mmp-fs) -> nfs-grace -> nfsserver -> exportfs -> nfs-locks -> IPaddr2
+#
+# mmp-fs runs with the lab's holder: ext4 (the kernel's MMP, the agent's gate claims it) or mmpd
+# (the agent starts mmpd on the MMP area with the watchdog fence on the guest's softdog, and
+# mounts the plain ext4 disk once mmpd holds the area).
 #
 #   activate_ocf     the group's start, in that order, then waits until the nfs-locks worker
 #                    records (IP up, clients notified, locks reclaimed, grace ended)
@@ -14,21 +18,35 @@
 #   ocf_tester_grace ocf-tester on nfs-grace (standby node: nfsd stopped, statd_dir in /tmp)
 # shellcheck disable=SC2154 # node.sh's globals (BIN, MNT, STATD, LEDGER, EXPORT, FIP, ...)
 
-OCF_AGENTS=/run/ocf/resource.d/mmp-ha
+# The agents as installed: the package's links (the lab unpacks it into /run/labfiles), or with
+# --bin-dir symlinks made by ocf_install; either way dispatched on their name.
+OCF_AGENTS=/run/labfiles/usr/lib/ocf/resource.d/mmp-ha
+[[ -d $OCF_AGENTS ]] || OCF_AGENTS=/run/ocf/resource.d/mmp-ha
 OCF_STATE=/run/mmp-ha
 OCF_GRACE_PARAMS=(grace_time=60 lease_time=60)
 
-# The agents as installed: symlinks to the binary, dispatched on their name.
 ocf_install() {
-    mkdir -p $OCF_AGENTS $OCF_STATE
+    mkdir -p $OCF_STATE
+    [[ $OCF_AGENTS == /run/labfiles/* ]] && return 0
+    mkdir -p $OCF_AGENTS
+    ln -sf "$BIN/mmp-tool" $OCF_AGENTS/mmp-fs
     ln -sf "$BIN/lockd-recover" $OCF_AGENTS/nfs-grace
     ln -sf "$BIN/lockd-recover" $OCF_AGENTS/nfs-locks
+}
+
+# The device whose MMP block the holder keeps: the disk itself, or mmpd's area.
+mmp_device() {
+    if [[ $HOLDER == mmpd ]]; then echo "$AREA"; else echo "$DEV"; fi
 }
 
 # ocf AGENT ACTION: run one action with the group's parameters; prints the exit code and reason.
 ocf() {
     local agent=$1 action=$2 rc inst params=()
     case $agent in
+    mmp-fs)
+        inst=fs1 params=("device=$DEV" "directory=$MNT" fstype=ext4 "holder=$HOLDER")
+        [[ $HOLDER == mmpd ]] && params+=("area_device=$AREA" fence=watchdog watchdog_timeout=3)
+        ;;
     nfs-grace) inst=grace1 params=("${OCF_GRACE_PARAMS[@]}" "statd_dir=$STATD") ;;
     nfs-locks)
         inst=locks1
@@ -67,9 +85,10 @@ activate_ocf() {
     mark "activate start (ocf)"
     ocf_install
     : > $OCF_LOG
-    # fs (mmp-fs)
-    gate_and_mount || die "mmp-tool mount refused or failed"
+    # fs (mmp-fs): the MMP gate and the mount; depth 10: the block is ours and moving
+    ocf mmp-fs start || die "mmp-fs start"
     mark "mounted"
+    OCF_CHECK_LEVEL=10 OCF_RESKEY_CRM_meta_interval=60000 ocf mmp-fs monitor || die "mmp-fs monitor depth 10"
     mkdir -p $EXPORT $LEDGER $STATD
     # The lab's own copy of the records (node.sh's deactivate ours) goes back as nfs-grace's would.
     cp -n $STATD/sm.ha/* $STATD/sm/ 2> /dev/null
@@ -130,10 +149,13 @@ deactivate_ocf() {
     stop_pid statd
     mark "nfsd stopped"
     ocf nfs-grace stop || die "nfs-grace stop"
-    # fs stop
-    umount $MNT || die "umount"
+    # fs stop (mmp-fs): umount, release (holder=mmpd: mmpd stopped, it writes CLEAN)
+    ocf mmp-fs stop || die "mmp-fs stop"
+    mountpoint -q $MNT && die "mmp-fs stop returned 0 with $MNT still mounted"
     mark "unmounted"
-    $BIN/mmp-tool status --json "$DEV" > /run/mmp-status.json
+    ocf mmp-fs monitor
+    [[ $? -eq 7 ]] || die "mmp-fs probe after stop is not 7 (stopped)"
+    $BIN/mmp-tool status --json "$(mmp_device)" > /run/mmp-status.json
     grep -q '"state": *"clean"' /run/mmp-status.json || die "MMP not clean after umount"
     mark "MMP clean"
 }

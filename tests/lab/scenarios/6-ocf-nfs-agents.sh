@@ -1,9 +1,12 @@
 #!/bin/bash
-# Scenario 6: the NFS service run by our OCF agents nfs-grace and nfs-locks (lockd-recover
-# called through symlinks, parameters as OCF_RESKEY_*), in the order of the Pacemaker group
+# Scenario 6: the NFS service run by our OCF agents mmp-fs, nfs-grace and nfs-locks (mmp-tool and
+# lockd-recover called through the package's symlinks, parameters as OCF_RESKEY_*), in the
+# order of the Pacemaker group
 #   fs (mmp-fs) -> nfs-grace -> nfsserver -> exportfs -> nfs-locks -> IPaddr2
 # with the other members done by hand in their place (guest/ocf-group.sh; no Pacemaker in the
-# guests). Ext4 holder only.
+# guests). Either holder: with --holder mmpd, mmp-fs starts mmpd with the watchdog fence
+# (softdog) on the MMP area, so the hard failover takes over from a node whose watchdog fence
+# bound is published.
 #
 # Steps: ocf-tester on nfs-grace on the standby (real kernel, nfsd stopped) and the probe of
 # nfs-locks there (7); the active node's scripts hand the service to the standby, which starts
@@ -12,6 +15,8 @@
 # fs; then Y's start); then a hard failover: Y is killed and X starts the group.
 # Pass when:
 #   - ocf-tester passes on nfs-grace and the probe of nfs-locks on the standby says 7;
+#   - mmp-fs: start mounts, the depth-10 monitor says the block is ours and moving, stop
+#     unmounts and the probe then says 7, the MMP block is CLEAN after the planned stop;
 #   - every activate/deactivate of the group succeeds (the nfs-locks worker reaches "recording"
 #     and the agent's monitor says 0); on X's stop, nfs-locks first refuses to stop while the IP
 #     is up, then releases: no lock left on the export;
