@@ -23,10 +23,12 @@ cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS
 step "Debian package: build it, install, upgrade and remove it in a Debian 12 chroot (scripts/test-deb.sh)"
 bash scripts/test-deb.sh
 
-step "failover lab: split brain refused, then hard failover (qemu VMs, tests/lab), with the kernel's MMP (ext4) and with mmpd + watchdog on an MMP area"
+step "failover lab: split brain refused, then hard failover (qemu VMs, tests/lab), with the kernel's MMP (ext4) and with mmpd + watchdog on an MMP area; then the OCF agents' group (scenario 6)"
 if [[ $(id -u) -eq 0 ]]; then
   LAB_PROFILE=dev bash tests/lab/lab.sh --scenarios ci
-  LAB_PROFILE=dev bash tests/lab/lab.sh --holder mmpd --scenarios ci
+  # With mmpd, also scenario 6: the whole NFS group run by our OCF agents (mmp-fs holder=mmpd
+  # with the watchdog fence, nfs-grace, nfs-locks) through a planned and a hard failover.
+  LAB_PROFILE=dev bash tests/lab/lab.sh --holder mmpd --scenarios 2,1,6
 elif [[ "${CI:-}" == true ]]; then
   echo "CI=true and the failover lab cannot run: it needs root" >&2
   exit 1
