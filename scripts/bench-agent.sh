@@ -101,6 +101,9 @@ echo "| case | agent | crm_resource timeout | rc | seconds | what crm_resource r
 echo "|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
+# Time to an answer (mounted, or a refusal with its reason), stock over ours.
 printf '%s\n' "${rows[@]}" | awk -F'|' '
-  { gsub(/ /, "", $4); key = $2 "|" $4; t[key, $3 ~ /mmp-fs/ ? "ours" : "stock"] = $6 + 0; keys[key] = 1 }
-  END { for (k in keys) if (t[k, "ours"] > 0) printf "ratio stock/ours %s: %.1f\n", k, t[k, "stock"] / t[k, "ours"] }'
+  { gsub(/^ +| +$/, "", $2); gsub(/ /, "", $4); key = $2 ", timeout " $4
+    who = ($3 ~ /mmp-fs/) ? "ours" : "stock"; t[key, who] = $6 + 0; if (!(key in seen)) { seen[key] = 1; order[n++] = key } }
+  END { for (i = 0; i < n; i++) { k = order[i]
+          printf "%s: stock %.1f s, mmp-fs %.1f s, ratio %.1f\n", k, t[k, "stock"], t[k, "ours"], t[k, "stock"] / t[k, "ours"] } }'

@@ -120,7 +120,7 @@ pub fn fits_or_refuse(dev: &Path, extra: Duration, budget: &Budget) -> Res {
         SeqClass::Live(_) => {
             let watched = watch_for_writer(&fs, &blk, budget)?;
             format!(
-                "{d}: its MMP block names node '{}' (device '{}') and did not change for {} s: that holder looks dead, but proving it takes the kernel's full wait and then our claim",
+                "{d}: its MMP block names node '{}' (device '{}') and did not change for {} s: that holder looks dead, and proving it takes the kernel's full wait and then our claim",
                 blk.nodename(),
                 blk.bdevname(),
                 watched.as_secs()
