@@ -9,6 +9,8 @@
 //!
 //! The gate of holder=ext4 is `mmp-tool mount`'s own code ([`crate::cmd::mount::gate_and_mount`]).
 
+#[cfg(test)]
+mod man;
 mod mmpd;
 mod monitor;
 mod mounts;
@@ -121,17 +123,19 @@ impl Budget {
         self.remaining().is_some_and(|r| r.is_zero())
     }
 
-    /// The refusal when `need` more seconds do not fit: which timeout to set.
+    /// The refusal when `need` more seconds do not fit (`what` needs them): which timeout to
+    /// set.
     pub fn too_short(&self, what: &str, need: Duration) -> Outcome {
         let total = self.start.elapsed() + need + EXIT_MARGIN;
         let suggest = (total.as_secs() + 1)
             .div_ceil(10)
             .max(u64::from(params::START_TIMEOUT_S / 10))
             * 10;
+        // What to do comes first: Pacemaker keeps only the first 128 characters of a reason.
         configured(format!(
-            "{what}: that needs about {} s more, but the operation timeout is {} s: set `op start timeout={suggest}s` (or more) on this resource; nothing was written",
+            "timeout {} s too short: set `op start timeout={suggest}s` or more; {what}, which needs about {} s more; nothing was written",
+            self.timeout.unwrap_or_default().as_secs(),
             need.as_secs(),
-            self.timeout.unwrap_or_default().as_secs()
         ))
     }
 }

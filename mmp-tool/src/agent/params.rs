@@ -37,7 +37,9 @@ lost; only the watchdog fence resets a node whose mmpd hangs (needs a watchdog d
 Safety: a node mounts only after it has watched the MMP block for longer than any live holder may go \
 without writing it, and after its own write survived a second such watch, so of two nodes at most \
 one mounts. A device in use elsewhere is refused with OCF_ERR_GENERIC and nothing written or mounted; \
-a stop after such a refusal writes nothing and returns 0.
+a stop after such a refusal writes nothing and returns 0. A stop fails (and mmpd keeps the area) \
+while the filesystem is still mounted in another mount namespace of this node (a process that \
+unshared while it was mounted), since no other node can mount it safely then.
 
 Timeouts: with CI = max(5, the superblock's mmp_update_interval, the check interval in the block) and \
 W = min(2*CI+1, CI+60) seconds, a start on a CLEAN block takes about W-2 s (9 s at CI 5), after a \

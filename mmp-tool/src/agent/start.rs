@@ -120,7 +120,7 @@ pub fn fits_or_refuse(dev: &Path, extra: Duration, budget: &Budget) -> Res {
         SeqClass::Live(_) => {
             let watched = watch_for_writer(&fs, &blk, budget)?;
             format!(
-                "{d}: its MMP block names node '{}' (device '{}') and did not change for {} s: that holder looks dead, but proving it takes the kernel's full wait and then our claim",
+                "{d}: its MMP block names node '{}' (device '{}') and did not change for {} s: that holder looks dead, and proving it takes the kernel's full wait and then our claim",
                 blk.nodename(),
                 blk.bdevname(),
                 watched.as_secs()
@@ -160,5 +160,47 @@ fn watch_for_writer(fs: &MmpFs<Device>, blk: &MmpBlock, budget: &Budget) -> Res<
             }
         ))),
         _ => Ok(report.elapsed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libmmp::ondisk::mmp::{EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_FSCK};
+
+    fn block(seq: u32, ci: u16) -> MmpBlock {
+        MmpBlock::new(seq, 0, "n", "d", ci)
+    }
+
+    #[test]
+    fn claim_time_follows_the_claims_waits() {
+        // Update interval 1, check interval 5: W = 11 s; the verification is 9 s.
+        assert_eq!(
+            claim_time(1, &block(EXT4_MMP_SEQ_CLEAN, 5)),
+            Duration::from_secs(9)
+        );
+        assert_eq!(claim_time(1, &block(42, 5)), Duration::from_secs(20));
+        // A holder publishing check interval 10: W = 21 s, still verified for 9 s.
+        assert_eq!(claim_time(1, &block(42, 10)), Duration::from_secs(30));
+        // Update interval 10 in the superblock: W = 21 s and readers of ours wait 21 s too.
+        assert_eq!(claim_time(10, &block(42, 5)), Duration::from_secs(21 + 19));
+        assert_eq!(claim_time(1, &block(EXT4_MMP_SEQ_FSCK, 5)), Duration::ZERO);
+    }
+
+    #[test]
+    fn budget_names_the_timeout_to_set() {
+        let env = libmmp::ocf::Env::from_vars([(
+            "OCF_RESKEY_CRM_meta_timeout".to_string(),
+            "20000".to_string(),
+        )]);
+        let b = Budget::new(&env);
+        assert!(b.fits(Duration::from_secs(14)));
+        assert!(!b.fits(Duration::from_secs(25)));
+        let o = b.too_short("x", Duration::from_secs(25));
+        assert_eq!(o.status, libmmp::ocf::Status::ErrConfigured);
+        assert!(o.reason.unwrap().contains("op start timeout=60s"));
+        let o = b.too_short("x", Duration::from_secs(125));
+        assert!(o.reason.unwrap().contains("op start timeout=130s"));
+        assert!(Budget::new(&libmmp::ocf::Env::default()).fits(Duration::MAX));
     }
 }
