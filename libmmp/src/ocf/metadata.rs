@@ -207,12 +207,14 @@ impl Agent {
             env!("CARGO_PKG_VERSION"),
             roff(self.shortdesc)
         );
-        let names: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
+        let mut names: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
+        names.dedup();
         s += &format!(".SH SYNOPSIS\n{} [{}]\n", self.name, names.join(" | "));
-        s += &format!(
-            ".SH DESCRIPTION\n{}\n.SH SUPPORTED PARAMETERS\n",
-            roff(self.longdesc)
-        );
+        s += ".SH DESCRIPTION\n";
+        for para in self.longdesc.split("\n\n") {
+            s += &format!(".PP\n{}\n", roff(&para.replace('\n', " ")));
+        }
+        s += ".SH SUPPORTED PARAMETERS\n";
         for p in self.params {
             let kind = match p.kind {
                 Kind::String => "string",
@@ -226,7 +228,7 @@ impl Agent {
             s += &format!(
                 ".TP\n\\fB{}\\fR\n{}\n.br\n({need}, {kind}, {})\n",
                 p.name,
-                roff(p.longdesc),
+                roff(&p.longdesc.replace('\n', " ")),
                 roff(&default)
             );
         }

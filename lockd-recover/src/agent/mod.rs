@@ -108,7 +108,7 @@ mod man_tests {
     /// man/ocf_mmp-ha_<agent>.7 are rendered from the agents' meta-data (`UPDATE_MAN=1 cargo
     /// test -p lockd-recover man_page` rewrites them).
     #[test]
-    fn agent_man_pages_are_current() {
+    fn agent_man_page_is_current() {
         let man_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../man");
         for agent in [&super::nfs_grace::AGENT, &super::nfs_locks::AGENT] {
             let file = man_dir.join(format!("ocf_mmp-ha_{}.7", agent.name));

@@ -26,6 +26,7 @@
 #   - the client's writes resume within 60 s of each takeover, lock-torture on C holds every lock
 #     throughout, the probe on D gets no conflicting grant, the writer's file is complete.
 # Runtime: about 4 min (221-248 s measured with a host load of 2-4, after the lab's 70 s setup).
+# With --holder mmpd (mmp-fs starts mmpd with the watchdog fence): PASS in 343 s measured.
 # shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
 
 scenario_6() {
