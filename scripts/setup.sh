@@ -19,6 +19,8 @@ packages=(
   # runs agents without a cluster; the .deb is built with dpkg-deb and installed in a
   # debootstrapped Debian 12 chroot
   libxml2-utils pacemaker-cli-utils dpkg-dev debootstrap
+  # mmp-fs holder=mmpd tests mount an xfs filesystem guarded by an MMP area
+  xfsprogs
   # benchmarks
   hyperfine
 )
