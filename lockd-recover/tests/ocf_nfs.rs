@@ -6,64 +6,20 @@
 //! lab's scenario 6.
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+use test_support::ocf::OcfAgents;
 use test_support::require::{is_root, require, require_tools};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockd-recover");
 const DTD: &str = "/usr/share/resource-agents/ra-api-1.dtd";
-const OCF_DIR: &str = "/usr/lib/ocf/resource.d";
 
-/// A directory holding the two agents as symlinks to the binary, removed on drop.
-struct Agents {
-    dir: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-}
+const AGENTS: &[&str] = &["nfs-grace", "nfs-locks"];
 
-impl Agents {
-    /// In a temporary directory.
-    fn temp() -> Agents {
-        let t = tempfile::tempdir().unwrap();
-        Agents::link(t.path());
-        Agents {
-            dir: t.path().to_path_buf(),
-            _tmp: Some(t),
-        }
-    }
-
-    /// As the test-only provider `mmp-ha-test-<pid>-<tag>` (Pacemaker's fixed agent path), so
-    /// crm_resource and ocf-tester find them; world-readable, for ocf-tester's run as nobody.
-    fn provider(tag: &str) -> Agents {
-        let dir = Path::new(OCF_DIR).join(provider_name(tag));
-        fs::create_dir_all(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        Agents::link(&dir);
-        Agents { dir, _tmp: None }
-    }
-
-    fn link(dir: &Path) {
-        for a in ["nfs-grace", "nfs-locks"] {
-            symlink(BIN, dir.join(a)).unwrap();
-        }
-    }
-
-    fn path(&self, agent: &str) -> PathBuf {
-        self.dir.join(agent)
-    }
-}
-
-impl Drop for Agents {
-    fn drop(&mut self) {
-        if self._tmp.is_none() {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn provider_name(tag: &str) -> String {
-    format!("mmp-ha-test-{}-{tag}", std::process::id())
+/// The two agents linked to the binary in a temporary directory.
+fn temp_agents() -> OcfAgents {
+    OcfAgents::temp(BIN, AGENTS)
 }
 
 /// A proc tree: with nfsd (its filesystem mounted, `threads` running) or without.
@@ -191,14 +147,15 @@ fn meta_data_is_valid_against_ra_api_1_dtd() {
     if !require_tools(&["xmllint"]) || !require(Path::new(DTD).exists(), DTD) {
         return;
     }
-    let a = Agents::temp();
+    let a = temp_agents();
+    let out = tempfile::tempdir().unwrap();
     for name in ["nfs-grace", "nfs-locks"] {
         let o = Command::new(a.path(name))
             .arg("meta-data")
             .output()
             .unwrap();
         assert_eq!(code(&o), 0);
-        let xml = a.dir.join(format!("{name}.xml"));
+        let xml = out.path().join(format!("{name}.xml"));
         fs::write(&xml, &o.stdout).unwrap();
         let v = Command::new("xmllint")
             .args(["--noout", "--dtdvalid", DTD])
@@ -216,7 +173,7 @@ fn meta_data_is_valid_against_ra_api_1_dtd() {
 #[test]
 fn bad_parameters_are_err_configured_and_write_nothing() {
     let n = Node::new(Some(fake_proc(true, 0)));
-    let a = Agents::temp();
+    let a = temp_agents();
     let locks = a.path("nfs-locks");
     let mut bad_ip = n.locks_params("10.1.2.x");
     let mut unknown = n.locks_params("10.1.2.3");
@@ -244,7 +201,7 @@ fn bad_parameters_are_err_configured_and_write_nothing() {
 
 #[test]
 fn a_kernel_without_nfsd_is_err_installed() {
-    let a = Agents::temp();
+    let a = temp_agents();
     let n = Node::new(Some(fake_proc(false, 0)));
     let grace = [("statd_dir".to_string(), n.s("statd"))];
     for (agent, params) in [
@@ -284,26 +241,26 @@ fn crm_resource_validate_gives_the_agents_codes() {
     {
         return;
     }
-    let a = Agents::provider("crm");
-    let validate = |agent: &str, opts: &[&str]| {
-        let mut c = Command::new("crm_resource");
-        c.args(["--validate", "--class", "ocf", "--provider"])
-            .arg(provider_name("crm"))
-            .args(["--agent", agent]);
-        for o in opts {
-            c.args(["--option", o]);
-        }
-        c.output().unwrap()
-    };
-    let o = validate("nfs-locks", &["ip=10.0.0.x", "fs=/tmp", "statd_dir=/tmp"]);
-    assert_eq!(code(&o), 6, "{}", String::from_utf8_lossy(&o.stdout));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("not an IP address"));
-    let o = validate("nfs-grace", &["statd_dir=/srv/statd", "grace_time=1000"]);
-    assert_eq!(code(&o), 6);
+    let a = OcfAgents::provider("crm", BIN, AGENTS);
+    let validate = |agent: &str, opts: &[(&str, &str)]| a.crm(agent, &["--validate"], opts, &[]);
+    let (rc, out) = validate(
+        "nfs-locks",
+        &[("ip", "10.0.0.x"), ("fs", "/tmp"), ("statd_dir", "/tmp")],
+    );
+    assert_eq!(rc, 6, "{out}");
+    assert!(out.contains("not an IP address"), "{out}");
+    let (rc, out) = validate(
+        "nfs-grace",
+        &[("statd_dir", "/srv/statd"), ("grace_time", "1000")],
+    );
+    assert_eq!(rc, 6, "{out}");
     let host_nfsd = fs::read_to_string("/proc/filesystems").is_ok_and(|t| t.contains("\tnfsd"));
     if !host_nfsd {
-        let o = validate("nfs-locks", &["ip=10.0.0.1", "fs=/tmp", "statd_dir=/tmp"]);
-        assert_eq!(code(&o), 5, "{}", String::from_utf8_lossy(&o.stdout));
+        let (rc, out) = validate(
+            "nfs-locks",
+            &[("ip", "10.0.0.1"), ("fs", "/tmp"), ("statd_dir", "/tmp")],
+        );
+        assert_eq!(rc, 5, "{out}");
     }
     drop(a);
 }
@@ -327,7 +284,7 @@ fn ocf_tester_passes_on_a_fake_nfs_server() {
     {
         return;
     }
-    let a = Agents::provider("tester");
+    let a = OcfAgents::provider("tester", BIN, AGENTS);
     let n = Node::new(Some(fake_proc(true, 0)));
     let o = ocf_tester(
         &n,
@@ -376,7 +333,7 @@ fn wait_for_phase(n: &Node, want: &str, limit: Duration) -> String {
 
 #[test]
 fn the_worker_notifies_ends_grace_and_records_then_stop_refuses_while_the_ip_is_up() {
-    let a = Agents::temp();
+    let a = temp_agents();
     let n = Node::new(Some(fake_proc(true, 8)));
     let params = n.locks_params("127.0.0.1");
     let locks = a.path("nfs-locks");

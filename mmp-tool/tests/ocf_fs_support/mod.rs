@@ -3,8 +3,9 @@
 //! directory (removed on drop), and an ext4 MMP image on a loop device with its mount point.
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
+use test_support::ocf::{code_and_text, OcfAgents};
 use test_support::prelude::*;
 
 pub const TOOL: &str = env!("CARGO_BIN_EXE_mmp-tool");
@@ -12,15 +13,6 @@ pub const TOOL: &str = env!("CARGO_BIN_EXE_mmp-tool");
 /// What every test of the agent needs: root, loop devices, e2fsprogs, mount and fuser.
 pub fn require_agent_tools() -> bool {
     require_loop_devices() && require_tools(&["fuser"])
-}
-
-fn describe_output(o: &Output) -> (i32, String) {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    (o.status.code().unwrap_or(-1), text)
 }
 
 /// The agent as Pacemaker's executor runs it: `mmp-fs ACTION` with `OCF_RESKEY_*`.
@@ -62,7 +54,7 @@ impl Agent {
     ) -> (i32, String) {
         let mut c = self.command(action, params);
         c.envs(env.iter().copied());
-        describe_output(&run(&mut c))
+        code_and_text(&run(&mut c))
     }
 }
 
@@ -74,50 +66,21 @@ impl Default for Agent {
 
 /// The agent installed where Pacemaker looks, as `ocf:mmp-ha-test-PID-TAG:mmp-fs`; the
 /// directory is removed on drop, also when the test fails.
-pub struct Provider {
-    pub name: String,
-    dir: PathBuf,
-}
+pub struct Provider(OcfAgents);
 
 impl Provider {
     pub fn install(tag: &str) -> Provider {
-        let name = format!("mmp-ha-test-{}-{tag}", std::process::id());
-        let dir = Path::new("/usr/lib/ocf/resource.d").join(&name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = Provider { name, dir };
-        std::os::unix::fs::symlink(TOOL, p.agent()).unwrap();
-        p
+        Provider(OcfAgents::provider(tag, TOOL, &["mmp-fs"]))
     }
 
     /// The symlink's path.
     pub fn agent(&self) -> PathBuf {
-        self.dir.join("mmp-fs")
+        self.0.path("mmp-fs")
     }
 
-    /// `crm_resource OP... --class ocf --provider P --agent mmp-fs --option k=v ...`: its exit
-    /// code (the OCF code) and output. `env` is passed on to the agent (crm_resource keeps its
-    /// environment).
+    /// `crm_resource OP...` on mmp-fs: its exit code (the OCF code) and output.
     pub fn crm(&self, op: &[&str], params: &[(&str, &str)], env: &[(&str, &str)]) -> (i32, String) {
-        let mut c = Command::new("crm_resource");
-        c.args(op).args([
-            "--class",
-            "ocf",
-            "--provider",
-            &self.name,
-            "--agent",
-            "mmp-fs",
-        ]);
-        for (k, v) in params {
-            c.arg("--option").arg(format!("{k}={v}"));
-        }
-        c.envs(env.iter().copied());
-        describe_output(&run(&mut c))
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.0.crm("mmp-fs", op, params, env)
     }
 }
 

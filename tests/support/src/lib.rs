@@ -4,8 +4,8 @@
 //! Each helper exists once: loop devices ([`loopdev`]), mounts and freezes ([`mount`]), ext4
 //! images made by mkfs ([`image`]), network namespaces ([`netns`]), the rpcbind + rpc.statd
 //! peer ([`statd`]), processes started by a test ([`spawn`]), running commands ([`cmd`]), the
-//! skip-or-fail rule ([`require`]), the MMP block as another node sees it ([`mmp`]) and the
-//! man-page check ([`man`]).
+//! skip-or-fail rule ([`require`]), the MMP block as another node sees it ([`mmp`]), the
+//! man-page check ([`man`]) and OCF agents linked for ocf-tester and crm_resource ([`ocf`]).
 //!
 //! Everything a test creates is removed on drop, also when an assertion fails: loop devices
 //! are detached, mounts unmounted, processes killed by pid, namespaces deleted.
@@ -17,6 +17,7 @@ pub mod man;
 pub mod mmp;
 pub mod mount;
 pub mod netns;
+pub mod ocf;
 pub mod require;
 pub mod spawn;
 pub mod statd;
