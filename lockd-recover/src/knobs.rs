@@ -218,40 +218,21 @@ pub fn fs_dev(path: &Path) -> io::Result<(u32, u32)> {
 pub(crate) mod tests {
     use super::*;
 
-    /// A fake proc tree with the knobs as empty files (like transaction files) and the given
-    /// locks text.
+    pub(crate) use crate::fake_proc::read;
+
+    /// A fake proc tree (nfsd mounted) with `threads` and the given locks text.
     pub(crate) fn fake_proc(
         osrelease: &str,
         threads: Option<u64>,
         locks: &str,
     ) -> tempfile::TempDir {
-        let t = tempfile::tempdir().unwrap();
-        for d in ["fs/nfsd", "fs/lockd", "sys/fs/nfs", "sys/kernel"] {
-            fs::create_dir_all(t.path().join(d)).unwrap();
+        crate::fake_proc::FakeProc {
+            osrelease: osrelease.into(),
+            threads,
+            locks: locks.into(),
+            ..Default::default()
         }
-        for f in [
-            UNLOCK_IP,
-            UNLOCK_FS,
-            V4_END_GRACE,
-            V4_GRACE_TIME,
-            NLM_END_GRACE,
-            NLM_GRACE_PERIOD,
-        ] {
-            fs::write(t.path().join(f), "").unwrap();
-        }
-        fs::write(t.path().join(V4_LEASE_TIME), "").unwrap();
-        fs::write(t.path().join(NLM_TIMEOUT), "10\n").unwrap();
-        fs::write(t.path().join(OSRELEASE), osrelease).unwrap();
-        if let Some(n) = threads {
-            fs::write(t.path().join(NFSD_THREADS), format!("{n}\n")).unwrap();
-        }
-        fs::write(t.path().join(LOCKS), locks).unwrap();
-        t
-    }
-
-    /// A knob's contents in a fake proc tree.
-    pub(crate) fn read(t: &tempfile::TempDir, rel: &str) -> String {
-        fs::read_to_string(t.path().join(rel)).unwrap()
+        .build()
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`release`], [`grace`]: lock release on the old server, grace set/end on the new one.
 //! - [`locks`], [`ledger`]: `/proc/locks` parsing and the lock ledger.
 
+#[cfg(any(test, feature = "testing"))]
+pub mod fake_proc;
 pub mod grace;
 pub mod knobs;
 pub mod ledger;

@@ -1,6 +1,7 @@
 //! The command line: commands against a fake proc root (the clap definition and the man page
 //! are checked in the binary's own tests).
 
+use lockd_recover::fake_proc::FakeProc;
 use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lockd-recover");
@@ -10,26 +11,11 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn fake_proc(osrelease: &str, threads: u64) -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    for d in ["fs/nfsd", "fs/lockd", "sys/fs/nfs", "sys/kernel"] {
-        std::fs::create_dir_all(t.path().join(d)).unwrap();
+    FakeProc {
+        osrelease: osrelease.into(),
+        ..FakeProc::running(threads)
     }
-    for f in [
-        "fs/nfsd/unlock_ip",
-        "fs/nfsd/unlock_filesystem",
-        "fs/nfsd/v4_end_grace",
-        "fs/nfsd/nfsv4gracetime",
-        "fs/nfsd/nfsv4leasetime",
-        "fs/lockd/nlm_end_grace",
-        "sys/fs/nfs/nlm_grace_period",
-    ] {
-        std::fs::write(t.path().join(f), "").unwrap();
-    }
-    std::fs::write(t.path().join("sys/fs/nfs/nlm_timeout"), "10\n").unwrap();
-    std::fs::write(t.path().join("sys/kernel/osrelease"), osrelease).unwrap();
-    std::fs::write(t.path().join("fs/nfsd/threads"), format!("{threads}\n")).unwrap();
-    std::fs::write(t.path().join("locks"), "").unwrap();
-    t
+    .build()
 }
 
 fn p(t: &tempfile::TempDir) -> &str {

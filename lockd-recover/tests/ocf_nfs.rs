@@ -5,6 +5,7 @@
 //! `--proc-root` for the subcommands) stands in for a kernel with nfsd; the real NFS run is the
 //! lab's scenario 6.
 
+use lockd_recover::fake_proc::FakeProc;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -24,34 +25,11 @@ fn temp_agents() -> OcfAgents {
 
 /// A proc tree: with nfsd (its filesystem mounted, `threads` running) or without.
 fn fake_proc(nfsd: bool, threads: u64) -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    let p = t.path();
-    for d in ["fs/nfsd", "fs/lockd", "sys/fs/nfs"] {
-        fs::create_dir_all(p.join(d)).unwrap();
-    }
-    let fstypes = if nfsd {
-        "nodev\tnfsd\n"
-    } else {
-        "nodev\tproc\n"
-    };
-    fs::write(p.join("filesystems"), fstypes).unwrap();
-    fs::write(p.join("locks"), "").unwrap();
     if nfsd {
-        for f in [
-            "fs/nfsd/unlock_ip",
-            "fs/nfsd/unlock_filesystem",
-            "fs/nfsd/v4_end_grace",
-            "fs/nfsd/nfsv4gracetime",
-            "fs/nfsd/nfsv4leasetime",
-            "fs/lockd/nlm_end_grace",
-            "sys/fs/nfs/nlm_grace_period",
-        ] {
-            fs::write(p.join(f), "").unwrap();
-        }
-        fs::write(p.join("sys/fs/nfs/nlm_timeout"), "10\n").unwrap();
-        fs::write(p.join("fs/nfsd/threads"), format!("{threads}\n")).unwrap();
+        FakeProc::running(threads).build()
+    } else {
+        FakeProc::without_nfsd().build()
     }
-    t
 }
 
 /// The shared filesystem's stand-in (export/, statd/sm) and the agents' state directory.

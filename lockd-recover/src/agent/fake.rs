@@ -10,38 +10,13 @@ use std::path::Path;
 /// A proc tree: nfsd known to the kernel (`filesystems`) or not, its filesystem mounted with
 /// `threads` (None: not mounted), the grace knobs empty (as transaction files read), no locks.
 pub fn proc_tree(nfsd: bool, threads: Option<u64>) -> tempfile::TempDir {
-    let t = tempfile::tempdir().unwrap();
-    let p = t.path();
-    fs::create_dir_all(p.join("sys/fs/nfs")).unwrap();
-    fs::create_dir_all(p.join("fs/lockd")).unwrap();
-    let fstypes = if nfsd {
-        "nodev\tproc\nnodev\tnfsd\n"
-    } else {
-        "nodev\tproc\n"
-    };
-    fs::write(p.join("filesystems"), fstypes).unwrap();
-    fs::write(p.join(LOCKS), "").unwrap();
-    if !nfsd {
-        return t;
+    lockd_recover::fake_proc::FakeProc {
+        nfsd_known: nfsd,
+        nfsd_mounted: nfsd && threads.is_some(),
+        threads,
+        ..Default::default()
     }
-    for f in [NLM_GRACE_PERIOD, NLM_END_GRACE] {
-        fs::write(p.join(f), "").unwrap();
-    }
-    fs::write(p.join(NLM_TIMEOUT), "10\n").unwrap();
-    if let Some(n) = threads {
-        fs::create_dir_all(p.join("fs/nfsd")).unwrap();
-        for f in [
-            UNLOCK_IP,
-            UNLOCK_FS,
-            V4_END_GRACE,
-            V4_GRACE_TIME,
-            V4_LEASE_TIME,
-        ] {
-            fs::write(p.join(f), "").unwrap();
-        }
-        fs::write(p.join(NFSD_THREADS), format!("{n}\n")).unwrap();
-    }
-    t
+    .build()
 }
 
 pub fn ctx(vars: &[(&str, &str)], proc: &Path, state: &Path) -> Ctx {
