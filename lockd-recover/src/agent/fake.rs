@@ -3,7 +3,6 @@
 use super::Ctx;
 use libmmp::ocf::Env;
 use lockd_recover::knobs::ProcRoot;
-use lockd_recover::knobs::*;
 use std::fs;
 use std::path::Path;
 
