@@ -131,7 +131,8 @@ impl LocalUse {
     }
 }
 
-fn read_mountinfo() -> io::Result<Vec<MountEntry>> {
+/// This process's mount table (`/proc/self/mountinfo`).
+pub fn read_mountinfo() -> io::Result<Vec<MountEntry>> {
     Ok(parse_mountinfo(&fs::read_to_string(
         "/proc/self/mountinfo",
     )?))

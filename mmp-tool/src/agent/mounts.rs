@@ -21,9 +21,7 @@ pub enum MountState {
 }
 
 fn mountinfo() -> Res<Vec<busy::MountEntry>> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|t| busy::parse_mountinfo(&t))
-        .map_err(|e| generic(format!("cannot read /proc/self/mountinfo: {e}")))
+    busy::read_mountinfo().map_err(|e| generic(format!("cannot read /proc/self/mountinfo: {e}")))
 }
 
 /// Find out, from /proc/self/mountinfo and the device's users. A device that does not exist
