@@ -162,11 +162,16 @@ impl Agent {
         s
     }
 
+    /// The action names, each once (monitor is advertised once per depth).
+    fn action_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
+        names.dedup();
+        names
+    }
+
     /// `usage` text: the actions, then the OCF exit codes.
     pub fn usage(&self) -> String {
-        let mut names: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
-        // One name per action (monitor is advertised once per depth).
-        names.dedup();
+        let names = self.action_names();
         let mut s = format!(
             "usage: {} {{{}}}\n\n{}\n\nParameters come from OCF_RESKEY_<name> (see meta-data). EXIT STATUS:\n",
             self.name,
@@ -207,8 +212,7 @@ impl Agent {
             env!("CARGO_PKG_VERSION"),
             roff(self.shortdesc)
         );
-        let mut names: Vec<&str> = self.actions.iter().map(|a| a.name).collect();
-        names.dedup();
+        let names = self.action_names();
         s += &format!(".SH SYNOPSIS\n{} [{}]\n", self.name, names.join(" | "));
         s += ".SH DESCRIPTION\n";
         for para in self.longdesc.split("\n\n") {

@@ -261,6 +261,19 @@ impl Env {
     }
 }
 
+/// Where an agent looks for the programs it runs, after `PATH`: Pacemaker's executor may run
+/// agents with a PATH that lacks the sbin directories.
+const PROGRAM_DIRS: &[&str] = &["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+
+/// A program on `PATH` or in [`PROGRAM_DIRS`] (for OCF_ERR_INSTALLED checks).
+pub fn find_program(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(PROGRAM_DIRS.iter().map(std::path::PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Where agents keep their per-instance state on this node (pid files, markers): volatile, so
 /// a reboot forgets it, as it forgets mounts and processes.
 pub const STATE_DIR: &str = "/run/mmp-ha";

@@ -8,8 +8,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Where rpc.statd is looked for besides $PATH (Pacemaker's PATH may lack the sbin dirs).
-const SBIN_DIRS: &[&str] = &["/usr/sbin", "/sbin", "/usr/local/sbin"];
-
 /// An absolute path parameter (required or not).
 pub fn abs_path(env: &Env, name: &str) -> Result<Option<PathBuf>, Outcome> {
     let Some(v) = env.param(name) else {
@@ -76,21 +74,13 @@ pub fn installed(proc: &ProcRoot) -> Result<(), Outcome> {
             ),
         ));
     }
-    if find_sbin("rpc.statd").is_none() {
+    if libmmp::ocf::find_program("rpc.statd").is_none() {
         return Err(Outcome::new(
             Status::ErrInstalled,
             "rpc.statd not found in $PATH or /usr/sbin: install nfs-common (NFSv3 locking needs statd)",
         ));
     }
     Ok(())
-}
-
-fn find_sbin(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(SBIN_DIRS.iter().map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// Mounts the nfsd control filesystem on /proc/fs/nfsd if it is not (the grace and lease knobs

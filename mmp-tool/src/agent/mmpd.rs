@@ -4,9 +4,9 @@
 //! holds the area comes from its own state file in its run directory.
 
 use super::params::{Config, MmpdParams};
-use super::validate::find_program;
 use super::{generic, start, Budget, Res};
 use libmmp::host::run_dir::{self, HolderPhase};
+use libmmp::ocf::find_program;
 use libmmp::ocf::worker::PidFile;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};

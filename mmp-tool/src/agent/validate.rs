@@ -7,7 +7,7 @@ use super::{configured, generic, Res};
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Access;
 use libmmp::ocf::{Outcome, Status};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// Everything start checks before it waits or writes.
@@ -33,21 +33,15 @@ fn installed(reason: String) -> Outcome {
     Outcome::new(Status::ErrInstalled, reason)
 }
 
-/// A program on PATH or in the sbin directories (Pacemaker's PATH may lack them).
-pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
 fn programs(cfg: &Config) -> Res {
     let mut needed = vec!["mount", "umount"];
     if cfg.force_unmount {
         needed.push("fuser");
     }
-    if let Some(p) = needed.iter().find(|p| find_program(p).is_none()) {
+    if let Some(p) = needed
+        .iter()
+        .find(|p| libmmp::ocf::find_program(p).is_none())
+    {
         return Err(installed(format!(
             "{p} is not installed on this node (util-linux mount, psmisc fuser)"
         )));
@@ -74,7 +68,7 @@ fn kernel_supports(fstype: &str) -> Res {
     if kernel_knows(fstype) {
         return Ok(());
     }
-    if let Some(modprobe) = find_program("modprobe") {
+    if let Some(modprobe) = libmmp::ocf::find_program("modprobe") {
         let _ = Command::new(modprobe)
             .args(["-q", fstype])
             .stdin(Stdio::null())
