@@ -21,6 +21,8 @@ packages=(
   libxml2-utils pacemaker-cli-utils dpkg-dev debootstrap
   # mmp-fs holder=mmpd tests mount an xfs filesystem guarded by an MMP area
   xfsprogs
+  # mmp-fs force_unmount kills a mount's users with fuser
+  psmisc
   # benchmarks
   hyperfine
 )
