@@ -12,6 +12,7 @@
 //! agents.rst` (`ocf-exit-reason:` lines on stderr), resource-agents `tools/ocf-tester.in`
 //! (validates the meta-data with `xmllint --valid` against `ra-api-1.dtd`).
 
+pub mod fencing;
 pub mod metadata;
 pub mod worker;
 
