@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let events = fencing::parse_history(h.unwrap_or("")).unwrap_or_default();
     let devices = fencing::parse_device_list(l.unwrap_or("")).unwrap_or_default();
     let types = fencing::parse_stonith_types(c.unwrap_or("")).unwrap_or_default();
-    let untrusted: Vec<String> = fencing::UNTRUSTED_AGENTS.iter().map(|s| s.to_string()).collect();
+    let untrusted: Vec<String> = fencing::UNTRUSTED_AGENTS
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
     let last_write = 1_796_300_000;
     let ev = Evidence {
         target: "n1",

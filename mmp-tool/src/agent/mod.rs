@@ -17,6 +17,7 @@ mod mounts;
 mod params;
 mod start;
 mod stop;
+mod takeover;
 mod validate;
 
 use libmmp::ocf::{Action, Env, Outcome, Status};

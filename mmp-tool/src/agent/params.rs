@@ -3,6 +3,7 @@
 //! OCF_ERR_CONFIGURED naming the parameter.
 
 use super::configured;
+use super::takeover::Takeover;
 use libmmp::ocf::metadata::{ActionSpec, Agent, Param};
 use libmmp::ocf::{Env, Outcome};
 use std::path::{Path, PathBuf};
@@ -113,6 +114,24 @@ pub const PARAMS: &[Param] = &[
     .boolean()
     .default("true"),
     Param::string(
+        "fast_takeover",
+        "Fence-confirmed takeover",
+        "When the MMP block still names another node, ask Pacemaker's fencing history (stonith_admin) whether a fence device powered that node off or reset it after its last MMP write; if so, mount after a short watch of the block (about 2 s at update interval 1) instead of the full wait. Any change of the block during the watch still refuses the start. Manual confirmations (stonith_admin --confirm), watchdog/sbd self-fencing and untrusted_fence_agents never qualify. Needs cluster nodes whose clocks agree (NTP).",
+    )
+    .boolean()
+    .default("true"),
+    Param::string(
+        "node_map",
+        "Cluster node names -> MMP node names",
+        "Only when a node writes a different name into the MMP block (its hostname, `mmp-tool status` shows it) than its Pacemaker node name: CLUSTERNODE:MMPNAME pairs separated by spaces, e.g. \"n1:host-a.example n2:host-b.example\".",
+    ),
+    Param::string(
+        "untrusted_fence_agents",
+        "Fence agents that do not confirm a takeover",
+        "Fence agent types whose success does not prove the node was seen off, so they never enable fast_takeover (if any device that can fence the node is one of these, the full wait applies). Space-separated; setting it replaces the default list.",
+    )
+    .default(libmmp::ocf::fencing::UNTRUSTED_AGENTS),
+    Param::string(
         "run_dir",
         "mmpd's run directory",
         "Where mmpd keeps its lock and state files (default $MMPD_RUN_DIR or /run/mmpd).",
@@ -165,6 +184,8 @@ pub struct Config {
     pub holder: Holder,
     pub force_unmount: bool,
     pub run_dir: PathBuf,
+    /// The fence-confirmed fast path's parameters.
+    pub takeover: Takeover,
 }
 
 fn absolute(env: &Env, name: &str) -> Result<PathBuf, Outcome> {
@@ -273,6 +294,7 @@ impl Config {
             fstype: fstype(env, holder == Holder::Ext4)?,
             options: env.param("options").map(str::to_string),
             force_unmount: env.flag("force_unmount")?.unwrap_or(true),
+            takeover: Takeover::from_env(env)?,
             run_dir: env
                 .param("run_dir")
                 .map_or_else(libmmp::host::run_dir::run_dir_from_env, PathBuf::from),

@@ -18,6 +18,7 @@ pub mod mmp;
 pub mod mount;
 pub mod netns;
 pub mod ocf;
+pub mod pacemaker;
 pub mod require;
 pub mod spawn;
 pub mod statd;

@@ -37,20 +37,9 @@ use std::time::{Duration, Instant};
 /// Fence agents whose "success" does not mean a device saw the node off: sbd's poison pill
 /// and watchdog (success = a wait passed; a node paused by its hypervisor wakes up and
 /// writes), kdump (the node is alive in a capture kernel), test and manual devices.
-pub const UNTRUSTED_AGENTS: &[&str] = &[
-    "fence_sbd",
-    "external/sbd",
-    "fence_watchdog",
-    "fence_kdump",
-    "external/kdumpcheck",
-    "fence_dummy",
-    "fence_manual",
-    "meatware",
-    "external/ssh",
-    "ssh",
-    "null",
-    "suicide",
-];
+/// Space-separated, as the mmp-fs agent's `untrusted_fence_agents` parameter takes them.
+pub const UNTRUSTED_AGENTS: &str = "fence_sbd external/sbd fence_watchdog fence_kdump \
+external/kdumpcheck fence_dummy fence_manual meatware external/ssh ssh null suicide";
 
 /// One entry of Pacemaker's fencing history.
 #[derive(Debug, Clone, PartialEq, Eq)]

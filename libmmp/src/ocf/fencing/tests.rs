@@ -26,7 +26,10 @@ fn ev(action: &str, status: &str, delegate: Option<&str>, completed: i64) -> Fen
 }
 
 fn untrusted() -> Vec<String> {
-    UNTRUSTED_AGENTS.iter().map(|s| s.to_string()).collect()
+    UNTRUSTED_AGENTS
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 fn decide_with(events: &[FenceEvent], devices: &[&str], types: &[(&str, &str)]) -> Decision {
