@@ -25,6 +25,11 @@
 //!   each process reaches the image through its own loop device (O_DIRECT), as two hosts do.
 //! - `claims_started_together_without_a_holder_exactly_one_wins`: the same race with nobody
 //!   following the winner. See its comment.
+//! - `fenced_claims_started_together_exactly_one_wins` (image files) and
+//!   `loop_fenced_claims_through_two_loop_devices_exactly_one_wins` (root): two survivors both
+//!   told that the dead holder was fenced (`claim --fenced dead-node`) race for its block, which
+//!   names dead-node: both take the short fence-confirmed path. Rounds of the first:
+//!   `$FENCED_RACE_ROUNDS` (default [`FENCED_ROUNDS`], which keeps it well under a minute).
 //!
 //! Every round asserts: one exit 0 and one exit 1 (a refusal), and the block holds the
 //! winner's sequence and node name when the winner exits (and, with a holder, nothing but the
@@ -54,6 +59,10 @@ const ROUNDS: usize = 200;
 const FROZEN_ROUNDS: usize = 100;
 /// Rounds through loop devices (two per round).
 const LOOP_ROUNDS: usize = 10;
+/// Rounds of the fence-confirmed race on image files, unless `$FENCED_RACE_ROUNDS` says.
+const FENCED_ROUNDS: usize = 100;
+/// The node the racers are told was fenced, and whose live block they find.
+const DEAD: &str = "dead-node";
 /// A round must be over by then (a claim of a clean block takes 9 s, a watch of a live one 11 s
 /// more); a loaded machine gets plenty of room.
 const ROUND_LIMIT: Duration = Duration::from_secs(90);
@@ -125,9 +134,10 @@ impl Drop for Racer {
     }
 }
 
-/// `mmp-tool claim --json` as `node` on `dev`, with its own run directory. With a FIFO, the
-/// process first blocks in opening it (through /bin/sh, which then execs the tool).
-fn spawn_claim(dev: &Path, node: &str, run_dir: &Path, fifo: Option<&Path>) -> Racer {
+/// `mmp-tool claim --json` as `node` on `dev`, with its own run directory (and `--fenced
+/// dead-node` when `fenced`). With a FIFO, the process first blocks in opening it (through
+/// /bin/sh, which then execs the tool).
+fn spawn_claim(dev: &Path, node: &str, run_dir: &Path, fifo: Option<&Path>, fenced: bool) -> Racer {
     let mut cmd = match fifo {
         Some(f) => {
             let mut c = Command::new("/bin/sh");
@@ -148,6 +158,7 @@ fn spawn_claim(dev: &Path, node: &str, run_dir: &Path, fifo: Option<&Path>) -> R
         "--run-dir",
     ])
     .arg(run_dir)
+    .args(if fenced { &["--fenced", DEAD][..] } else { &[] })
     .arg(dev)
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
@@ -184,6 +195,8 @@ fn wait_blocked(racers: &mut [Racer], wanted: &str, limit: Duration) -> usize {
 /// One round: the devices the two racers use (the same image, or two loop devices of it).
 struct Round {
     devs: [PathBuf; 2],
+    /// Both racers claim with `--fenced dead-node` (the block names dead-node).
+    fenced: bool,
 }
 
 /// What a round ended with.
@@ -295,6 +308,9 @@ fn referee(round: &Round, mut racers: [Racer; 2], hold: bool) -> Result<RoundEnd
     if win["claimed"] != true || lose["claimed"] != false {
         return Err(format!("JSON does not match the exit codes:\n{both}"));
     }
+    if round.fenced && win["claim_path"] != "fenced" {
+        return Err(format!("the winner did not take the fenced path:\n{both}"));
+    }
     let loser_result = lose["result"].as_str().unwrap_or("").to_string();
     if !["lost", "in_use"].contains(&loser_result.as_str()) {
         return Err(format!("the loser's refusal is '{loser_result}':\n{both}"));
@@ -350,7 +366,13 @@ fn race_batch(
                 .collect();
             for (r, f) in rounds.iter().zip(&fifos) {
                 for k in 0..2 {
-                    racers.push(spawn_claim(&r.devs[k], NODES[k], &runs[k], Some(f)));
+                    racers.push(spawn_claim(
+                        &r.devs[k],
+                        NODES[k],
+                        &runs[k],
+                        Some(f),
+                        r.fenced,
+                    ));
                 }
             }
             let n = wait_blocked(&mut racers, "wait_for_partner", Duration::from_secs(30));
@@ -372,7 +394,7 @@ fn race_batch(
             _frozen = Some(Frozen::new(mnt));
             for r in rounds {
                 for k in 0..2 {
-                    racers.push(spawn_claim(&r.devs[k], NODES[k], &runs[k], None));
+                    racers.push(spawn_claim(&r.devs[k], NODES[k], &runs[k], None, r.fenced));
                 }
             }
             let n = wait_blocked(&mut racers, "percpu_rwsem_wait", Duration::from_secs(60));
@@ -426,7 +448,7 @@ fn race_all(
     let lost = ends.iter().filter(|e| e.loser_result == "lost").count();
     let held = ends.iter().filter(|e| e.held).count();
     eprintln!(
-        "{what}: {} rounds in {:.1} s: {} with exactly one winner ({lost} losers 'lost' after both read CLEAN, {} 'in_use'; winner's holder needed in {held}), {} failed",
+        "{what}: {} rounds in {:.1} s: {} with exactly one winner ({lost} losers 'lost' after both read the same block, {} 'in_use'; winner's holder needed in {held}), {} failed",
         rounds.len(),
         t.elapsed().as_secs_f64(),
         ends.len(),
@@ -453,6 +475,7 @@ fn claims_started_together_exactly_one_wins() {
         .into_iter()
         .map(|p| Round {
             devs: [p.clone(), p],
+            fenced: false,
         })
         .collect();
     race_all(
@@ -480,6 +503,7 @@ fn loop_claims_that_both_read_clean_exactly_one_wins() {
         .into_iter()
         .map(|p| Round {
             devs: [p.clone(), p],
+            fenced: false,
         })
         .collect();
     let ends = race_all(
@@ -511,6 +535,7 @@ fn loop_claims_started_together_through_two_loop_devices() {
         .iter()
         .map(|l| Round {
             devs: [l[0].dev.clone(), l[1].dev.clone()],
+            fenced: false,
         })
         .collect();
     race_all(
@@ -541,6 +566,7 @@ fn claims_started_together_without_a_holder_exactly_one_wins() {
         .into_iter()
         .map(|p| Round {
             devs: [p.clone(), p],
+            fenced: false,
         })
         .collect();
     race_all(
@@ -549,5 +575,69 @@ fn claims_started_together_without_a_holder_exactly_one_wins() {
         &Barrier::Fifo,
         false,
         "image files, FIFO start, no holder",
+    );
+}
+
+/// `n` small images whose MMP block a dead holder, `dead-node`, left live.
+fn dead_holder_images(dir: &Path, n: usize) -> Vec<PathBuf> {
+    let images = small_images(dir, n);
+    for (i, p) in images.iter().enumerate() {
+        write_foreign(p, 0x4000 + i as u32, DEAD);
+    }
+    images
+}
+
+/// Two survivors told that dead-node was fenced claim its block at once: exactly one wins,
+/// on the fenced path. `FENCED_RACE_ROUNDS=1000` for a long run.
+#[test]
+fn fenced_claims_started_together_exactly_one_wins() {
+    if !require_e2fsprogs() {
+        return;
+    }
+    let n = std::env::var("FENCED_RACE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(FENCED_ROUNDS);
+    let tmp = tempfile::tempdir().unwrap();
+    let rounds: Vec<Round> = dead_holder_images(tmp.path(), n)
+        .into_iter()
+        .map(|p| Round {
+            devs: [p.clone(), p],
+            fenced: true,
+        })
+        .collect();
+    race_all(
+        tmp.path(),
+        &rounds,
+        &Barrier::Fifo,
+        true,
+        "fence-confirmed claims, image files, FIFO start",
+    );
+}
+
+#[test]
+fn loop_fenced_claims_through_two_loop_devices_exactly_one_wins() {
+    if !require_loop_devices() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let images = dead_holder_images(tmp.path(), LOOP_ROUNDS);
+    let loops: Vec<[Loop; 2]> = images
+        .iter()
+        .map(|p| [Loop::attach(p), Loop::attach(p)])
+        .collect();
+    let rounds: Vec<Round> = loops
+        .iter()
+        .map(|l| Round {
+            devs: [l[0].dev.clone(), l[1].dev.clone()],
+            fenced: true,
+        })
+        .collect();
+    race_all(
+        tmp.path(),
+        &rounds,
+        &Barrier::Fifo,
+        true,
+        "fence-confirmed claims, two loop devices per image, FIFO start",
     );
 }

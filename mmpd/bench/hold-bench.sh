@@ -18,9 +18,15 @@
 #           crashed kmmpd leaves (you cannot kill a kernel mount); then `mount` through B
 #   and the two crossed cases (mmpd dies -> kernel mount, kernel dies -> mmp-tool mount).
 #
+# Part 3 (PARTS=fenced), the fence-confirmed takeover side by side with the rest, in one run:
+#   the kernel's dirty mount, `mmp-tool mount` (kmmpd holder, mmpd holder), `mmp-tool mount
+#   --fenced NODE` (both holders; NODE is the name the dead holder wrote: the host name for
+#   kmmpd, host-a for mmpd), and mmpd B `--fenced host-a` taking over from mmpd A (death to
+#   mmpd B's READY); with $MMPD_TESTING built, also mmpd-wd (the watchdog tag) both ways.
+#
 # Usage: sudo mmpd/bench/hold-bench.sh            (from the workspace root)
 #   COUNTS="1 100 1000" LOOP_COUNTS=100 KERNEL_COUNTS="1 100" SAMPLE=30 ROUNDS=1
-#   PARTS="hold failover" RUN_FS=tmpfs|disk NAME=mmpd (the holder's name in the rows, e.g. to
+#   PARTS="hold failover fenced" RUN_FS=tmpfs|disk NAME=mmpd (the holder's name in the rows, e.g. to
 #   compare two builds: NAME=mmpd-before MMPD=/path/to/old/mmpd)
 #   MMPD=... TOOL=... (default: $CARGO_TARGET_DIR or target, release/{mmpd,mmp-tool}; build with
 #   `cargo build --release -p mmpd -p mmp-tool`)
@@ -313,13 +319,28 @@ die_kernel() { # devA
     TD=$(now)
 }
 
-# Mount through B: sets TOOK (seconds since TD) and DETAIL.
-mount_ours() { # devB
-    local out code=0
-    out=$("$TOOL" mount --json --node-name host-b --run-dir "$T/run-b" "$1" "$MNT" 2>"$T/mount.err") || code=$?
+# Mount through B (with --fenced NODE when given): sets TOOK (seconds since TD) and DETAIL.
+mount_ours() { # devB [fenced-node]
+    local out code=0 fenced=()
+    [ -n "${2:-}" ] && fenced=(--fenced "$2")
+    out=$("$TOOL" mount --json --node-name host-b --run-dir "$T/run-b" "${fenced[@]}" "$1" "$MNT" 2>"$T/mount.err") || code=$?
     TOOK=$(since "$TD")
-    DETAIL="exit $code, $(jq -r '"result \(.result), claim \(.claim_seconds * 100 | round / 100) s, CLEAN-to-mount(8) window \(.handoff_window_ms * 1000 | round / 1000) ms, mount(8) \(.mount_seconds * 100 | round / 100) s"' <<<"$out")"
+    DETAIL="exit $code, $(jq -r '"result \(.result), path \(.claim_path)\(if .fenced_watch_seconds then " (watch \(.fenced_watch_seconds) s)" else "" end), claim \(.claim_seconds * 100 | round / 100) s, CLEAN-to-mount(8) window \(.handoff_window_ms * 1000 | round / 1000) ms, mount(8) \(.mount_seconds * 100 | round / 100) s"' <<<"$out")"
     mountpoint -q "$MNT" && umount "$MNT"
+}
+
+# mmpd B takes over with --fenced host-a: sets TOOK (death to READY) and DETAIL.
+mmpd_fenced() { # devB
+    local log=$T/b.log pid
+    : >"$log"
+    "$MMPD" --run-dir "$T/run-b" --node-name host-b --fenced host-a "$1" >"$log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_log "$log" "ready:" 60 || { echo "mmpd B not ready: $(tail -n3 "$log")" >&2; exit 1; }
+    TOOK=$(since "$TD")
+    DETAIL="$(grep -o 'path="[a-z]*" watch_s=[0-9.]*' "$log" | head -n1)"
+    kill "$pid"
+    reap "$pid"
 }
 
 mount_kernel() { # devB
@@ -345,9 +366,15 @@ failover() { # holder(mmpd|mmpd-wd|kernel) mounter(ours|kernel)
     if "$TOOL" check --json --timeout 0.1 "$b" 2>/dev/null | jq -e '.fence_tag != null' >/dev/null; then
         blk="$blk, fence tag"
     fi
-    if [ "$2" = ours ]; then mount_ours "$b"; else mount_kernel "$b"; fi
-    printf '| %s dies (left %s) | %s | **%s s** | %s |\n' "$1" "$blk" \
-        "$([ "$2" = ours ] && echo 'mmp-tool mount' || echo 'mount -t ext4')" "$TOOK" "$DETAIL"
+    local dead=host-a how
+    [ "$1" = kernel ] && dead=$(uname -n)
+    case $2 in
+    ours) mount_ours "$b"; how='mmp-tool mount' ;;
+    ours-fenced) mount_ours "$b" "$dead"; how="mmp-tool mount --fenced $dead" ;;
+    mmpd-fenced) mmpd_fenced "$b"; how="mmpd --fenced $dead (to READY)" ;;
+    *) mount_kernel "$b"; how='mount -t ext4' ;;
+    esac
+    printf '| %s dies (left %s) | %s | **%s s** | %s |\n' "$1" "$blk" "$how" "$TOOK" "$DETAIL"
     detach "$a"
     detach "$b"
 }
@@ -365,5 +392,25 @@ if [[ " $PARTS " == *" failover "* ]]; then
         failover mmpd kernel
         failover mmpd-wd kernel
         failover kernel ours
+    done
+fi
+
+if [[ " $PARTS " == *" fenced "* ]]; then
+    echo
+    echo "## Fence-confirmed takeover: holder through loop A dies, next node through loop B"
+    echo
+    echo "| holder | next node runs | death to mounted (mmpd: to READY) | details |"
+    echo "|---|---|---:|---|"
+    for _ in $(seq "$ROUNDS"); do
+        failover kernel kernel
+        failover kernel ours
+        failover kernel ours-fenced
+        failover mmpd ours
+        failover mmpd ours-fenced
+        failover mmpd mmpd-fenced
+        if [ -x "$MMPD_TESTING" ]; then
+            failover mmpd-wd ours
+            failover mmpd-wd ours-fenced
+        fi
     done
 fi

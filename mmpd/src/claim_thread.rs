@@ -7,7 +7,7 @@
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Device;
 use libmmp::protocol::check::SafeReason;
-use libmmp::protocol::claim::{self, ClaimError, ClaimOptions};
+use libmmp::protocol::claim::{self, ClaimError, ClaimMode, ClaimOptions, FencedNode};
 use libmmp::protocol::clock::SystemClock;
 use libmmp::protocol::heartbeat::{Heartbeat, HeartbeatConfig};
 use libmmp::protocol::seq::random_seq;
@@ -71,6 +71,8 @@ pub struct ClaimTask {
     /// Delivers the event to the main loop and wakes it.
     pub events: Arc<dyn Fn(Event) + Send + Sync>,
     pub clock: SystemClock,
+    /// `--fenced`: claim on the fence-confirmed path.
+    pub fenced: Option<FencedNode>,
 }
 
 /// Claim on a thread of its own (a claim waits 10 to 20 s, and many run in parallel). The thread
@@ -95,23 +97,35 @@ fn run(task: ClaimTask) {
         control,
         events,
         clock,
+        fenced,
     } = task;
     let device = fs.device_name().to_string();
     tracing::info!(device = %device, node = %opts.nodename, check_interval = opts.check_interval, "claiming");
     let mut last_phase = None;
-    let result = claim::claim(
-        &fs,
-        &clock,
-        &mut random_seq,
-        &opts,
-        &|| control.claim_cancel(),
-        &mut |phase, _elapsed, total| {
-            if last_phase != Some(phase) {
-                last_phase = Some(phase);
-                tracing::info!(device = %device, ?phase, wait_s = total.as_secs_f64(), "claim: waiting");
-            }
-        },
-    );
+    let cancel = || control.claim_cancel();
+    let mut progress = |phase, _elapsed, total: Duration| {
+        if last_phase != Some(phase) {
+            last_phase = Some(phase);
+            tracing::info!(device = %device, ?phase, wait_s = total.as_secs_f64(), "claim: waiting");
+        }
+    };
+    let result = match &fenced {
+        None => claim::claim(&fs, &clock, &mut random_seq, &opts, &cancel, &mut progress),
+        Some(f) => claim::claim_fenced(
+            &fs,
+            &clock,
+            &mut random_seq,
+            &opts,
+            ClaimMode::HolderFollows,
+            f,
+            &cancel,
+            &mut progress,
+        )
+        .map(|c| {
+            tracing::info!(device = %device, fenced = %f.node, path = c.path.name(), watch_s = c.path.watch().map(|w| w.as_secs_f64()), "fence-confirmed claim won");
+            c.claimed
+        }),
+    };
     match result {
         Ok(claimed) => {
             let hb = Heartbeat::new(fs, &claimed, heartbeat, &clock);

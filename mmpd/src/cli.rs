@@ -176,6 +176,22 @@ pub struct Cli {
     #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=1000))]
     pub poll_ms: u64,
 
+    /// Only for a node the CLUSTER HAS FENCED (its fence device confirmed it off or reset):
+    /// the claims at start take over a device whose block names NODE (see --node-map) or is
+    /// CLEAN after a short watch (2 update intervals, at least 2 s; longer when the block's mmpd
+    /// tag advertises a longer interval) and a 2.2 s verification, instead of the full wait;
+    /// then mmpd heartbeats as usual. Any change during the watch means NODE still writes (the
+    /// fence failed): that claim is refused and logged as an error. Any other block takes the
+    /// normal claim. A lying fence AND a writer slower than the watch is the one combination
+    /// this cannot catch. Devices added later (SIGHUP) always claim the normal way.
+    #[arg(long, value_name = "NODE")]
+    pub fenced: Option<String>,
+
+    /// Map a cluster node name to the name it writes into MMP blocks, for --fenced.
+    /// Repeatable.
+    #[arg(long, value_name = "CLUSTER=MMPNAME", requires = "fenced", value_parser = libmmp::protocol::claim::fenced::parse_node_map)]
+    pub node_map: Vec<(String, String)>,
+
     /// Check the configuration and devices (read-only), print what would be held, and exit.
     #[arg(long)]
     pub check_config: bool,

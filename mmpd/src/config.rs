@@ -86,6 +86,10 @@ pub struct Config {
     pub sysrq_trigger: PathBuf,
     pub poll: Duration,
     pub devices: Vec<DeviceConfig>,
+    /// `--fenced NODE` (with `--node-map`): the cluster fenced NODE, so the claims made at
+    /// start take the fence-confirmed path (devices added later on SIGHUP never do: the
+    /// statement was about the moment mmpd was started).
+    pub fenced: Option<libmmp::protocol::claim::FencedNode>,
 }
 
 impl Config {
@@ -196,6 +200,10 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
             .or_else(|| file.sysrq_trigger.clone())
             .unwrap_or_else(|| PathBuf::from("/proc/sysrq-trigger")),
         poll: Duration::from_millis(cli.poll_ms),
+        fenced: cli
+            .fenced
+            .as_deref()
+            .map(|n| libmmp::protocol::claim::FencedNode::new(n, &cli.node_map)),
         devices,
     })
 }

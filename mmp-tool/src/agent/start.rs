@@ -66,6 +66,7 @@ fn start_ext4(cfg: &Config, budget: &Budget) -> Res {
             poll_ms: 100,
             run_dir: Some(cfg.run_dir.clone()),
             quiet: true,
+            fence: Default::default(),
         },
     };
     tracing::info!(

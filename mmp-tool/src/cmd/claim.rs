@@ -10,19 +10,22 @@ use crate::progress::{seconds_left, Countdown};
 use libmmp::fs::MmpFs;
 use libmmp::io::device::{Access, Device};
 use libmmp::protocol::check::SafeReason;
-use libmmp::protocol::claim::{self, ClaimError, ClaimMode, ClaimOptions, ClaimPhase, Claimed};
+use libmmp::protocol::claim::{
+    self, ClaimError, ClaimMode, ClaimOptions, ClaimPath, ClaimPhase, Claimed,
+};
 use libmmp::protocol::clock::SystemClock;
 use libmmp::protocol::seq::random_seq;
 use serde::Serialize;
 use std::time::Duration;
 
-/// Run the claim with the real clock, a countdown on a terminal.
+/// Run the claim with the real clock, a countdown on a terminal: the fence-confirmed one with
+/// `--fenced` (the path it took is returned), else the normal one.
 /// `mode`: `Bare` for `claim` (nothing writes after it), `HolderFollows` for `mount`.
 pub fn run_claim(
     fs: &MmpFs<Device>,
     flags: &ClaimFlags,
     mode: ClaimMode,
-) -> Result<Claimed, ClaimError> {
+) -> Result<(Claimed, Option<ClaimPath>), ClaimError> {
     let opts = ClaimOptions {
         nodename: node_name_or_host(flags.node_name.as_deref()),
         bdevname: claim::bdevname_of(fs.device_name()),
@@ -46,17 +49,57 @@ pub fn run_claim(
         }
         countdown.show(|| format!("{what} {dev}: {left:>3} s left "));
     };
-    claim::claim_with(
-        fs,
-        &SystemClock::default(),
-        // Without the kernel's CSPRNG the claim refuses before it writes: two nodes must not
-        // pick sequences by a predictable rule.
-        &mut random_seq,
-        &opts,
-        mode,
-        &|| false,
-        &mut progress,
-    )
+    // Without the kernel's CSPRNG the claim refuses before it writes: two nodes must not
+    // pick sequences by a predictable rule.
+    let clock = SystemClock::default();
+    match flags.fence.node() {
+        Some(f) => claim::claim_fenced(
+            fs,
+            &clock,
+            &mut random_seq,
+            &opts,
+            mode,
+            &f,
+            &|| false,
+            &mut progress,
+        )
+        .map(|c| (c.claimed, Some(c.path))),
+        None => claim::claim_with(
+            fs,
+            &clock,
+            &mut random_seq,
+            &opts,
+            mode,
+            &|| false,
+            &mut progress,
+        )
+        .map(|c| (c, None)),
+    }
+}
+
+/// How a claim went, for `--json` of `claim` and `mount`: which path (`normal`, or `fenced`
+/// for `--fenced`), the fenced node, the short watch, and why a `--fenced` claim fell back
+/// to the normal path.
+#[derive(Serialize, Default)]
+pub struct PathJson {
+    claim_path: &'static str,
+    fenced_node: Option<String>,
+    fenced_watch_seconds: Option<f64>,
+    fallback: Option<&'static str>,
+}
+
+impl PathJson {
+    pub fn new(flags: &ClaimFlags, path: Option<&ClaimPath>) -> Self {
+        PathJson {
+            claim_path: path.map_or("normal", ClaimPath::name),
+            fenced_node: flags.fence.fenced.clone(),
+            fenced_watch_seconds: path.and_then(ClaimPath::watch).map(|w| w.as_secs_f64()),
+            fallback: match path {
+                Some(ClaimPath::Normal { fallback }) => Some(fallback.name()),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// The message of a claim refused because the device is (or may be) in use ([`Outcome::Refused`]),
@@ -80,6 +123,8 @@ struct ClaimJson {
     elapsed_seconds: f64,
     /// How long after the claim a reader who saw our write may call the block stale.
     stale_after_seconds: Option<f64>,
+    #[serde(flatten)]
+    path: PathJson,
 }
 
 pub fn run(args: &ClaimArgs) -> Result<Outcome, Error> {
@@ -92,10 +137,10 @@ pub fn run(args: &ClaimArgs) -> Result<Outcome, Error> {
     let fs = MmpFs::open_path(path, Access::ReadWrite)?;
     fs.require_mmp()?;
     match run_claim(&fs, flags, ClaimMode::Bare) {
-        Ok(c) => {
+        Ok((c, p)) => {
             record_claim(&run_dir, path, &c);
-            let msg = claimed_message(&path.display().to_string(), &c);
-            report(args, "claimed", msg, Some(&c))
+            let msg = claimed_message(&path.display().to_string(), &c, p.as_ref());
+            report(args, "claimed", msg, Some((&c, p.as_ref())))
         }
         Err(e) => {
             let name = e.name();
@@ -110,9 +155,11 @@ fn report(
     args: &ClaimArgs,
     result: &'static str,
     message: String,
-    claimed: Option<&Claimed>,
+    claimed: Option<(&Claimed, Option<&ClaimPath>)>,
 ) -> Result<Outcome, Error> {
     let flags = &args.opts;
+    let path = PathJson::new(flags, claimed.and_then(|(_, p)| p));
+    let claimed = claimed.map(|(c, _)| c);
     let json = ClaimJson {
         device: args.dev.device.display().to_string(),
         claimed: claimed.is_some(),
@@ -126,6 +173,7 @@ fn report(
         }),
         elapsed_seconds: claimed.map_or(0.0, |c| c.elapsed.as_secs_f64()),
         stale_after_seconds: claimed.map(|c| c.stale_after.as_secs_f64()),
+        path,
     };
     print_result(flags.json, &json, claimed.is_some(), &json.message)?;
     Ok(if claimed.is_some() {
@@ -135,11 +183,12 @@ fn report(
     })
 }
 
-fn claimed_message(dev: &str, c: &Claimed) -> String {
+fn claimed_message(dev: &str, c: &Claimed, path: Option<&ClaimPath>) -> String {
     format!(
-        "claimed '{dev}': wrote sequence {:#010x} as node '{}' and nobody wrote after us for {:.1} s (the block was {} before). \
+        "claimed '{dev}'{}: wrote sequence {:#010x} as node '{}' and nobody wrote after us for {:.1} s (the block was {} before). \
          Nothing keeps writing it now: a node that saw our write may call it stale about {:.0} s from now. \
          Start mmpd or mount before then (or use `mmp-tool mount`); `mmp-tool release` sets it back to CLEAN.",
+        path_note(path),
         c.block.mmp_seq,
         c.block.nodename(),
         c.elapsed.as_secs_f64(),
@@ -153,4 +202,19 @@ fn claimed_message(dev: &str, c: &Claimed) -> String {
         },
         c.stale_after.as_secs_f64()
     )
+}
+
+/// How a `--fenced` claim went, for messages: empty without `--fenced`.
+pub fn path_note(path: Option<&ClaimPath>) -> String {
+    match path {
+        None => String::new(),
+        Some(ClaimPath::Fenced { watch }) => format!(
+            " on the fence-confirmed path (the block stood still for {:.1} s)",
+            watch.as_secs_f64()
+        ),
+        Some(ClaimPath::Normal { fallback }) => format!(
+            " on the normal path: the block did not qualify for --fenced ({})",
+            fallback.name()
+        ),
+    }
 }

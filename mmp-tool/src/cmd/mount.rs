@@ -1,7 +1,7 @@
 //! `mmp-tool mount`: claim with our protocol, write CLEAN, and mount at once, so the kernel
 //! skips its own wait but no other node can have slipped in.
 
-use super::claim::{refusal, run_claim};
+use super::claim::{path_note, refusal, run_claim, PathJson};
 use super::local::{local_mmpd, run_dir_or_default};
 use crate::cli::MountArgs;
 use crate::error::Error;
@@ -30,6 +30,11 @@ pub struct MountJson {
     /// without claiming could also see CLEAN.
     handoff_window_ms: Option<f64>,
     mount_seconds: Option<f64>,
+    #[serde(flatten)]
+    path: PathJson,
+    /// How a `--fenced` claim went, for the message.
+    #[serde(skip)]
+    claim_note: String,
 }
 
 impl MountJson {
@@ -61,6 +66,8 @@ pub fn gate_and_mount(args: &MountArgs) -> Result<(Outcome, MountJson), Error> {
         claim_seconds: 0.0,
         handoff_window_ms: None,
         mount_seconds: None,
+        path: PathJson::new(&args.opts, None),
+        claim_note: String::new(),
     };
     let outcome = claim_and_mount(args, &mut js)?;
     Ok((outcome, js))
@@ -86,7 +93,11 @@ fn claim_and_mount(args: &MountArgs, js: &mut MountJson) -> Result<Outcome, Erro
         return Ok(js.end(Outcome::Failed, "mmp_area", msg));
     }
     let claimed = match run_claim(&fs, flags, ClaimMode::HolderFollows) {
-        Ok(c) => c,
+        Ok((c, path)) => {
+            js.path = PathJson::new(flags, path.as_ref());
+            js.claim_note = path_note(path.as_ref());
+            c
+        }
         Err(e) => {
             let name = e.name();
             let msg = format!("{}; not mounting", refusal(e)?);
@@ -129,9 +140,10 @@ fn mount(args: &MountArgs, js: &mut MountJson, clean_at: Instant) -> Outcome {
     match out {
         Ok(o) if o.status.success() => {
             let msg = format!(
-                "mounted '{}' on {}: claimed with sequence {:#010x} in {:.1} s, CLEAN written and mount started {handoff_ms:.1} ms later; the kernel (kmmpd) holds it now",
+                "mounted '{}' on {}: claimed{} with sequence {:#010x} in {:.1} s, CLEAN written and mount started {handoff_ms:.1} ms later; the kernel (kmmpd) holds it now",
                 js.device,
                 js.dir,
+                js.claim_note,
                 js.sequence.unwrap_or(0),
                 js.claim_seconds,
             );

@@ -277,6 +277,11 @@ impl Daemon {
                 Arc::new(move |e| inbox.push(Msg::Claim(e), true))
             },
             clock: self.clock,
+            fenced: if initial {
+                self.cfg.fenced.clone()
+            } else {
+                None
+            },
         };
         let handle = claim_thread::spawn(task).map_err(DaemonError::ClaimThread)?;
         self.slots.push(Slot {

@@ -51,6 +51,9 @@ use crate::protocol::clock::{wall_now, Clock};
 use crate::protocol::seq::{seq_after, FreshSeq, SeqError};
 use std::time::Duration;
 
+pub mod fenced;
+pub use fenced::{claim_fenced, ClaimPath, FencedClaim, FencedNode};
+
 /// What a claim writes and how it watches.
 #[derive(Debug, Clone)]
 pub struct ClaimOptions {

@@ -169,7 +169,7 @@ fn a_later_writer_during_verification_makes_us_lose() {
 
 /// Race two claimers that a holder follows on a fresh copy of `initial`, for every start
 /// offset and write duration: exactly one wins, and the winner never has to fence.
-fn exactly_one_winner(initial: &MmpBlock, offsets_ms: &[u64]) {
+fn exactly_one_winner(initial: &MmpBlock, offsets_ms: &[u64], fenced: Option<&FencedNode>) {
     for &offset_ms in offsets_ms {
         for delay_ms in [0u64, 700, 1_900] {
             let shared = MemDevice::new("img", image(false, initial).snapshot());
@@ -178,6 +178,7 @@ fn exactly_one_winner(initial: &MmpBlock, offsets_ms: &[u64]) {
                 Duration::from_millis(offset_ms),
                 ClaimMode::HolderFollows,
                 Duration::from_millis(delay_ms),
+                fenced,
             );
             let at = format!("offset {offset_ms} ms, writes {delay_ms} ms: {results:?}");
             assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{at}");
@@ -195,7 +196,7 @@ fn exactly_one_winner(initial: &MmpBlock, offsets_ms: &[u64]) {
 /// whatever their start offsets, exactly one wins.
 #[test]
 fn two_racing_claimers_exactly_one_wins() {
-    exactly_one_winner(&clean(), &[0, 1, 50, 100, 999, 5_000, 10_900, 30_000]);
+    exactly_one_winner(&clean(), &[0, 1, 50, 100, 999, 5_000, 10_900, 30_000], None);
 }
 
 /// The block of a dead holder that published a self-fence bound: the claim is shorter,
@@ -209,7 +210,24 @@ fn two_racing_claimers_of_a_fenced_holders_block_exactly_one_wins() {
         &[
             0, 1, 50, 100, 999, 2_000, 3_000, 5_000, 5_100, 8_000, 30_000,
         ],
+        None,
     );
+}
+
+/// Two survivors both told that the dead holder was fenced claim its block at once (and a
+/// clean block): exactly one wins, at every offset and write duration.
+#[test]
+fn two_fence_confirmed_claimers_exactly_one_wins() {
+    let f = FencedNode::new("dead", &[]);
+    let offsets = [
+        0, 1, 50, 100, 999, 1_900, 2_000, 2_100, 3_000, 4_000, 5_000, 30_000,
+    ];
+    exactly_one_winner(
+        &MmpBlock::new(0x4242, 100, "dead", "sda", 5),
+        &offsets,
+        Some(&f),
+    );
+    exactly_one_winner(&clean(), &offsets, Some(&f));
 }
 
 /// Two bare claims (nothing holds the block afterwards): the first one's block stays
@@ -228,6 +246,7 @@ fn two_bare_claims_never_hold_at_the_same_time() {
                 Duration::from_millis(offset_ms),
                 ClaimMode::Bare,
                 Duration::from_millis(delay_ms),
+                None,
             );
             let wins: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
             let at = format!("offset {offset_ms} ms, writes {delay_ms} ms: {results:?}");
@@ -255,6 +274,7 @@ fn race(
     offset: Duration,
     mode: ClaimMode,
     write_delay: Duration,
+    fenced: Option<&FencedNode>,
 ) -> Vec<Result<(u32, Duration, Duration), String>> {
     /// Every write takes `delay` on the shared timeline and lands at its end, so the
     /// other claimer can read the old block while it is under way.
@@ -353,15 +373,30 @@ fn race(
                     };
                     let fs = MmpFs::open(&slow).unwrap();
                     let cfg = crate::protocol::heartbeat::HeartbeatConfig::default();
-                    let r = claim_with(
-                        &fs,
-                        &clock,
-                        &mut || Ok(0x100 + 0x10 * me as u32),
-                        &opts(&format!("node{me}")),
-                        mode,
-                        &|| false,
-                        &mut |_, _, _| {},
-                    );
+                    let seq = 0x100 + 0x10 * me as u32;
+                    let o = opts(&format!("node{me}"));
+                    let r = match fenced {
+                        None => claim_with(
+                            &fs,
+                            &clock,
+                            &mut || Ok(seq),
+                            &o,
+                            mode,
+                            &|| false,
+                            &mut |_, _, _| {},
+                        ),
+                        Some(f) => claim_fenced(
+                            &fs,
+                            &clock,
+                            &mut || Ok(seq),
+                            &o,
+                            mode,
+                            f,
+                            &|| false,
+                            &mut |_, _, _| {},
+                        )
+                        .map(|c| c.claimed),
+                    };
                     let returned = clock.now();
                     // With HolderFollows the winner holds the device (as mmpd does) while
                     // the other one is still trying; a bare winner walks away.
