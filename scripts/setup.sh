@@ -19,6 +19,9 @@ packages=(
   # runs agents without a cluster; the .deb is built with dpkg-deb and installed in a
   # debootstrapped Debian 12 chroot
   libxml2-utils pacemaker-cli-utils dpkg-dev debootstrap
+  # mmp-fs fast_takeover reads a real Pacemaker's fencing history: a one-node corosync +
+  # Pacemaker cluster in its own namespaces (test_support::pacemaker)
+  corosync pacemaker
   # mmp-fs holder=mmpd tests mount an xfs filesystem guarded by an MMP area
   xfsprogs
   # mmp-fs force_unmount kills a mount's users with fuser

@@ -67,7 +67,8 @@ fn spawn(cfg: &Config, m: &MmpdParams, pf: &PidFile, budget: &Budget) -> Res<u32
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
         )));
     }
-    start::fits_or_refuse(&m.area, SPAWN_MARGIN, budget)?;
+    let fence = cfg.takeover.flags(&m.area);
+    start::fits_or_refuse(&m.area, SPAWN_MARGIN, budget, fence.fenced.is_some())?;
     let prog = program().ok_or_else(|| generic("mmpd is not installed on this node"))?;
     let mut cmd = Command::new(&prog);
     cmd.arg("--run-dir")
@@ -81,6 +82,12 @@ fn spawn(cfg: &Config, m: &MmpdParams, pf: &PidFile, budget: &Budget) -> Res<u32
     }
     if let Some(t) = m.watchdog_timeout {
         cmd.arg("--watchdog-timeout").arg(t.to_string());
+    }
+    if let Some(node) = &fence.fenced {
+        cmd.arg("--fenced").arg(node);
+        for (c, n) in &fence.node_map {
+            cmd.arg("--node-map").arg(format!("{c}={n}"));
+        }
     }
     // Not under systemd's notify protocol, and not keeping any mount point busy.
     cmd.arg(&m.area)

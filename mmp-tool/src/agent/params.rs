@@ -123,7 +123,7 @@ pub const PARAMS: &[Param] = &[
     Param::string(
         "node_map",
         "Cluster node names -> MMP node names",
-        "Only when a node writes a different name into the MMP block (its hostname, `mmp-tool status` shows it) than its Pacemaker node name: CLUSTERNODE:MMPNAME pairs separated by spaces, e.g. \"n1:host-a.example n2:host-b.example\".",
+        "Only when a node writes a different name into the MMP block (its hostname, `mmp-tool status` shows it) than its Pacemaker node name: CLUSTER=MMPNAME pairs separated by spaces, e.g. \"n1=host-a.example n2=host-b.example\" (as `mmp-tool mount --node-map`).",
     ),
     Param::string(
         "untrusted_fence_agents",

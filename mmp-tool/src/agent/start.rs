@@ -19,6 +19,8 @@ use std::time::Duration;
 
 /// What the mount (or mmpd's start) may take after the claim.
 const MOUNT_MARGIN: Duration = Duration::from_secs(5);
+/// The polls after the fence-confirmed claim's write, rounded up.
+const FENCED_VERIFY_POLLS: Duration = Duration::from_secs(1);
 
 pub fn start(cfg: &Config, budget: &Budget) -> Res {
     validate::full(cfg)?;
@@ -51,7 +53,8 @@ pub fn start(cfg: &Config, budget: &Budget) -> Res {
 
 /// holder=ext4: `mmp-tool mount`'s gate (claim, CLEAN, mount at once), with our run dir.
 fn start_ext4(cfg: &Config, budget: &Budget) -> Res {
-    fits_or_refuse(&cfg.device, MOUNT_MARGIN, budget)?;
+    let fence = cfg.takeover.flags(&cfg.device);
+    fits_or_refuse(&cfg.device, MOUNT_MARGIN, budget, fence.fenced.is_some())?;
     let args = MountArgs {
         dev: DeviceArg {
             device: cfg.device.clone(),
@@ -66,7 +69,7 @@ fn start_ext4(cfg: &Config, budget: &Budget) -> Res {
             poll_ms: 100,
             run_dir: Some(cfg.run_dir.clone()),
             quiet: true,
-            fence: Default::default(),
+            fence,
         },
     };
     tracing::info!(
@@ -87,12 +90,19 @@ fn start_ext4(cfg: &Config, budget: &Budget) -> Res {
 /// How long a claim of a device whose MMP block is `blk` takes, from libmmp's waits (the
 /// formulas `claim::claim_with` waits by): nothing to wait for a block that is refused at once
 /// (FSCK, unknown); the verification for a CLEAN one; the watch of a live one (shortened by a
-/// valid fence tag) and then the verification.
-pub fn claim_time(sb_interval: u16, blk: &MmpBlock) -> Duration {
+/// valid fence tag) and then the verification. `fenced`: the fence-confirmed claim's short
+/// watch and its verification against other claimers (`claim::fenced`).
+pub fn claim_time(sb_interval: u16, blk: &MmpBlock, fenced: bool) -> Duration {
     let ci = check::check_interval(sb_interval, blk.mmp_check_interval);
     let verify =
         claim::verify_wait(ci, sb_interval, PUBLISHED_CHECK_INTERVAL).max(claim::MAX_WRITE_GAP);
     match blk.seq_class() {
+        SeqClass::Live(_) if fenced => {
+            let normal = check::wait_time(ci);
+            claim::fenced::fenced_watch(sb_interval, blk.fence_tag(), normal)
+                + claim::MAX_WRITE_GAP
+                + FENCED_VERIFY_POLLS
+        }
         SeqClass::Clean => verify,
         SeqClass::Live(_) => match blk.fence_tag() {
             Some(tag) => {
@@ -108,11 +118,11 @@ pub fn claim_time(sb_interval: u16, blk: &MmpBlock) -> Duration {
 /// refuse now (OCF_ERR_CONFIGURED, naming the timeout to set). A live block is first watched
 /// for as long as its holder may go between writes (its check interval), so a device in use
 /// on another node is still reported as such.
-pub fn fits_or_refuse(dev: &Path, extra: Duration, budget: &Budget) -> Res {
+pub fn fits_or_refuse(dev: &Path, extra: Duration, budget: &Budget, fenced: bool) -> Res {
     let fs = MmpFs::open_path(dev, Access::ReadOnly).map_err(device_error)?;
     let (blk, _) = fs.read_mmp_raw().map_err(device_error)?;
     let sb_interval = fs.superblock().s_mmp_update_interval;
-    let need = claim_time(sb_interval, &blk) + extra;
+    let need = claim_time(sb_interval, &blk, fenced) + extra;
     if budget.fits(need) {
         return Ok(());
     }
@@ -177,15 +187,27 @@ mod tests {
     fn claim_time_follows_the_claims_waits() {
         // Update interval 1, check interval 5: W = 11 s; the verification is 9 s.
         assert_eq!(
-            claim_time(1, &block(EXT4_MMP_SEQ_CLEAN, 5)),
+            claim_time(1, &block(EXT4_MMP_SEQ_CLEAN, 5), false),
             Duration::from_secs(9)
         );
-        assert_eq!(claim_time(1, &block(42, 5)), Duration::from_secs(20));
+        assert_eq!(claim_time(1, &block(42, 5), false), Duration::from_secs(20));
+        // Fence-confirmed: a 2 s watch, 2 s against other claimers, the polls.
+        assert_eq!(claim_time(1, &block(42, 5), true), Duration::from_secs(5));
+        assert_eq!(claim_time(3, &block(42, 5), true), Duration::from_secs(9));
         // A holder publishing check interval 10: W = 21 s, still verified for 9 s.
-        assert_eq!(claim_time(1, &block(42, 10)), Duration::from_secs(30));
+        assert_eq!(
+            claim_time(1, &block(42, 10), false),
+            Duration::from_secs(30)
+        );
         // Update interval 10 in the superblock: W = 21 s and readers of ours wait 21 s too.
-        assert_eq!(claim_time(10, &block(42, 5)), Duration::from_secs(21 + 19));
-        assert_eq!(claim_time(1, &block(EXT4_MMP_SEQ_FSCK, 5)), Duration::ZERO);
+        assert_eq!(
+            claim_time(10, &block(42, 5), false),
+            Duration::from_secs(21 + 19)
+        );
+        assert_eq!(
+            claim_time(1, &block(EXT4_MMP_SEQ_FSCK, 5), true),
+            Duration::ZERO
+        );
     }
 
     #[test]

@@ -7,9 +7,14 @@
 //! applies: the fast path is never taken on the caller's word alone.
 
 use super::configured;
+use crate::cli::FenceFlags;
+use libmmp::fs::MmpFs;
+use libmmp::io::device::Access;
 use libmmp::ocf::fencing::{self, Decision};
 use libmmp::ocf::{Env, Outcome};
 use libmmp::ondisk::mmp::{MmpBlock, SeqClass};
+use libmmp::protocol::claim;
+use std::path::Path;
 use std::time::Duration;
 
 /// How long Pacemaker's tools may take to answer (each of three calls).
@@ -53,7 +58,21 @@ impl Takeover {
             .map_or_else(|| mmp_name.to_string(), |(c, _)| c.clone())
     }
 
-    /// For a block about to be claimed: the MMP node name to pass as `--fenced`, when
+    /// The gate's `--fenced` flags for `dev`: the cluster node Pacemaker confirms a device
+    /// fenced after its last write, or none (the full wait). An unreadable device gets none:
+    /// the gate reports it.
+    pub fn flags(&self, dev: &Path) -> FenceFlags {
+        let fenced = MmpFs::open_path(dev, Access::ReadOnly)
+            .and_then(|fs| fs.read_mmp_raw())
+            .ok()
+            .and_then(|(blk, _)| self.fenced_node(&dev.display().to_string(), &blk));
+        FenceFlags {
+            fenced,
+            node_map: self.node_map.clone(),
+        }
+    }
+
+    /// For a block about to be claimed: the cluster node to pass as `--fenced`, when
     /// Pacemaker confirms a device fenced its writer after its last write; `None` for the
     /// full wait (logged with the reason).
     pub fn fenced_node(&self, device: &str, blk: &MmpBlock) -> Option<String> {
@@ -71,7 +90,7 @@ impl Takeover {
                     e.delegate.as_deref().unwrap_or("?"),
                     e.completed.unwrap_or_default(),
                 );
-                Some(mmp_name)
+                Some(node)
             }
             Decision::Unconfirmed(why) => {
                 tracing::info!(
@@ -83,17 +102,13 @@ impl Takeover {
     }
 }
 
-/// `CLUSTERNODE:MMPNAME` pairs separated by spaces or commas.
+/// `CLUSTER=MMPNAME` pairs separated by spaces or commas (each as `mmp-tool mount --node-map`).
 fn parse_node_map(m: &str) -> Result<Vec<(String, String)>, Outcome> {
     m.split(|c: char| c.is_whitespace() || c == ',')
         .filter(|p| !p.is_empty())
-        .map(|pair| match pair.split_once(':') {
-            Some((c, n)) if !c.is_empty() && !n.is_empty() && n.len() <= 64 => {
-                Ok((c.to_string(), n.to_string()))
-            }
-            _ => Err(configured(format!(
-                "parameter node_map: {pair:?} is not CLUSTERNODE:MMPNAME (the MMP name is at most 64 bytes)"
-            ))),
+        .map(|pair| {
+            claim::fenced::parse_node_map(pair)
+                .map_err(|e| configured(format!("parameter node_map: {e}")))
         })
         .collect()
 }
@@ -116,7 +131,7 @@ mod tests {
         assert!(t.untrusted.iter().any(|a| a == "fence_sbd"));
         assert_eq!(t.cluster_node("n1"), "n1");
         let t = Takeover::from_env(&env(&[
-            ("node_map", "n1:host-a.example, n2:host-b"),
+            ("node_map", "n1=host-a.example, n2=host-b"),
             ("fast_takeover", "false"),
             ("untrusted_fence_agents", "fence_sbd fence_foo"),
         ]))
@@ -130,7 +145,7 @@ mod tests {
 
     #[test]
     fn bad_maps_name_the_parameter() {
-        for bad in ["n1", "n1:", ":h", "n1=h"] {
+        for bad in ["n1", "n1=", "=h", "n1:h"] {
             let o = Takeover::from_env(&env(&[("node_map", bad)])).unwrap_err();
             assert!(o.reason.unwrap().contains("node_map"), "{bad}");
         }

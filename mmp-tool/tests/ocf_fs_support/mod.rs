@@ -34,7 +34,11 @@ impl Agent {
 
     /// The command for `action`, with the parameters, a 60 s timeout and our state directory.
     pub fn command(&self, action: &str, params: &[(&str, &str)]) -> Command {
-        let mut c = Command::new(&self.path);
+        self.command_via(Command::new(&self.path), action, params)
+    }
+
+    /// [`Agent::command`] on a command that runs the agent (`base`: e.g. `nsenter ... AGENT`).
+    pub fn command_via(&self, mut c: Command, action: &str, params: &[(&str, &str)]) -> Command {
         c.arg(action)
             .env("MMP_HA_STATE_DIR", &self.state)
             .env("OCF_RESKEY_CRM_meta_timeout", "60000")

@@ -192,7 +192,39 @@ impl Cluster {
                 .args(["--create", "-o", "resources", "--xml-text"])
                 .arg(xml),
         )?;
-        Ok(())
+        let listed = wait_for(Duration::from_secs(30), || {
+            self.sh("stonith_admin --list node2 --output-as=xml")
+                .is_ok_and(|x| x.contains(&format!(">{id}<")))
+        });
+        listed.then_some(()).ok_or(Error::Timeout {
+            what: format!("the fencer registering device {id} ({})", self.logs()),
+            secs: 30,
+        })
+    }
+
+    /// Remove stonith resource `id` from the CIB and wait until the fencer no longer lists it
+    /// for node2.
+    pub fn remove_fence_device(&self, id: &str) -> Result<(), Error> {
+        let xml = format!(r#"<primitive id="{id}"/>"#);
+        try_run(
+            self.cmd("cibadmin")
+                .args(["--delete", "-o", "resources", "--xml-text"])
+                .arg(xml),
+        )?;
+        let gone = wait_for(Duration::from_secs(30), || {
+            self.sh("stonith_admin --list node2 --output-as=xml")
+                .is_ok_and(|x| !x.contains(&format!(">{id}<")))
+        });
+        gone.then_some(()).ok_or(Error::Timeout {
+            what: format!("the fencer dropping device {id}"),
+            secs: 30,
+        })
+    }
+
+    /// `stonith_admin --reboot node2`: fence it now with the configured device(s).
+    pub fn reboot_node2(&self) -> Result<(), Error> {
+        self.sh("stonith_admin --reboot node2 --timeout 30")
+            .map(|_| ())
     }
 
     /// Wait until Pacemaker has fenced node2 with a device (its startup fencing, once a device
