@@ -128,7 +128,7 @@ MMPD_PID=
 mmpd_start() {
     rm -f /run/mmpd/*.state
     # shellcheck disable=SC2086
-    setsid $BIN/mmpd $MMPD_ARGS --run-dir /run/mmpd "$AREA" > /run/mmpd.log 2>&1 < /dev/null &
+    setsid $BIN/mmpd $MMPD_ARGS ${FENCED:+--fenced "$FENCED"} --run-dir /run/mmpd "$AREA" > /run/mmpd.log 2>&1 < /dev/null &
     MMPD_PID=$!
     echo $MMPD_PID > /run/mmpd.pid
     mark "mmpd started (pid $MMPD_PID): mmpd $MMPD_ARGS $AREA"
@@ -204,7 +204,7 @@ gate_and_mount() {
         mount -t ext4 "$DEV" "$MNT" || { mmpd_stop; return 1; }
         return 0
     fi
-    $BIN/mmp-tool mount --json -q "$DEV" "$MNT" > /run/mmp-mount.json
+    $BIN/mmp-tool mount --json -q ${FENCED:+--fenced "$FENCED"} "$DEV" "$MNT" > /run/mmp-mount.json
     rc=$?
     echo "mmp-tool mount: $(jq -c . /run/mmp-mount.json)"
     return $rc
@@ -214,8 +214,11 @@ gate_and_mount() {
 # (nothing can reach them: the floating IP comes last), then statd + exports on the mounted
 # filesystem, IP up, tickle, lockd-recover takeover. Stock: the usual order, kernel mount,
 # sm-notify, default grace.
+# activate MODE [--fenced NODE]: NODE was powered off (the lab killed its qemu): the MMP gate
+# takes the fence-confirmed path (a short watch, still refusing any write it sees).
 activate() {
     local mode=$1 rc
+    [[ ${2:-} == --fenced ]] && FENCED=$3
     [[ $mode == ocf ]] && { activate_ocf; return; }
     mark "activate start ($mode)"
     if [[ $HOLDER == mmpd ]]; then
@@ -346,6 +349,18 @@ split_brain_mmpd() {
     mark "mmpd exit ${MMPD_RC:-none}"
     [[ $MMPD_RC == 3 ]] || die "mmpd did not refuse the claim with exit 3 (exit ${MMPD_RC:-none})"
     grep -q 'in use' /run/mmpd.log || die "mmpd's refusal does not say 'in use'"
+    # A fence that lied: mmpd --fenced the holder, which still runs.
+    FENCED=$(jq -r .node_name <<< "$($BIN/mmp-tool status --json "$AREA")")
+    MMPD_PID= MMPD_RC=
+    if gate_and_mount; then
+        umount $MNT 2> /dev/null
+        mmpd_stop
+        die "mmpd --fenced $FENCED took the MMP area while its holder runs"
+    fi
+    mountpoint -q $MNT && { umount $MNT; die "MOUNTED a filesystem in use"; }
+    mark "mmpd --fenced $FENCED (a fence that lied): exit ${MMPD_RC:-none}"
+    [[ $MMPD_RC == 3 ]] || die "mmpd --fenced did not refuse the claim with exit 3 (exit ${MMPD_RC:-none})"
+    FENCED=
     mark "split-brain refused"
 }
 
@@ -354,6 +369,7 @@ split_brain() {
     mark "split-brain attempt start"
     local before after rc
     before=$($BIN/mmp-tool status --json "$DEV")
+    HOLDER_NODE=$(jq -r .node_name <<< "$before")
     echo "status before: $before"
     $BIN/mmp-tool mount --json -q "$DEV" "$MNT" > /run/mmp-mount.json
     rc=$?
@@ -361,6 +377,13 @@ split_brain() {
     mark "mmp-tool mount exit $rc"
     if mountpoint -q $MNT; then umount $MNT; die "mmp-tool mount MOUNTED a filesystem in use"; fi
     [[ $rc -eq 1 ]] || die "mmp-tool mount did not refuse with exit 1"
+    # A fence that lied: the cluster believes the holder was powered off, but it still runs.
+    $BIN/mmp-tool mount --json -q --fenced "$HOLDER_NODE" "$DEV" "$MNT" > /run/mmp-mount.json
+    rc=$?
+    echo "mmp-tool mount --fenced $HOLDER_NODE (a fence that lied): exit $rc $(cat /run/mmp-mount.json)"
+    mark "mmp-tool mount --fenced exit $rc"
+    if mountpoint -q $MNT; then umount $MNT; die "mmp-tool mount --fenced MOUNTED a filesystem in use"; fi
+    [[ $rc -eq 1 ]] || die "mmp-tool mount --fenced did not refuse with exit 1"
     if [[ ${1:-} == --kernel ]]; then
         mount -t ext4 "$DEV" "$MNT"
         rc=$?
