@@ -82,10 +82,10 @@ pub fn run_claim(
 /// to the normal path.
 #[derive(Serialize, Default)]
 pub struct PathJson {
-    claim_path: &'static str,
-    fenced_node: Option<String>,
-    fenced_watch_seconds: Option<f64>,
-    fallback: Option<&'static str>,
+    pub claim_path: &'static str,
+    pub fenced_node: Option<String>,
+    pub fenced_watch_seconds: Option<f64>,
+    pub fallback: Option<&'static str>,
 }
 
 impl PathJson {

@@ -30,8 +30,9 @@ pub struct MountJson {
     /// without claiming could also see CLEAN.
     handoff_window_ms: Option<f64>,
     mount_seconds: Option<f64>,
+    /// Which claim path was taken (`--fenced`), for the agent's log too.
     #[serde(flatten)]
-    path: PathJson,
+    pub path: PathJson,
     /// How a `--fenced` claim went, for the message.
     #[serde(skip)]
     claim_note: String,
