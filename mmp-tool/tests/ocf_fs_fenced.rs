@@ -6,7 +6,9 @@
 //! - a manual `stonith_admin --confirm node2`: the full wait;
 //! - a fence by a `fence_sbd` device: the full wait (its success is a wait, not a sight);
 //! - a fence by a power device, after node2's last MMP write: the fast path, mounted;
-//! - the same record when node2 wrote the block after it: the full wait.
+//! - the same record when node2 wrote the block after it: the full wait;
+//! - holder=mmpd with a `node_map` (node2 writes `mmp-node2`): the agent's mmpd takes the
+//!   killed mmpd's area on the fenced path.
 //!
 //! The start timeout is 12 s: the fast path (a 2 s watch, 2 s of verification, the mount)
 //! fits, the full wait (20 s) does not, so a start that chose the full wait fails at once with
@@ -107,4 +109,111 @@ fn fencing_history_decides_the_takeover_path() {
     // node2 came back and wrote after that fence (and then died unfenced).
     dead_holder_block(&fx.lp.dev, now() + 2);
     full_wait(&cl, &agent, &fx, "came back since");
+}
+
+/// mmpd as cargo builds it, beside mmp-tool (`cargo test --workspace` builds both).
+fn mmpd() -> Option<std::path::PathBuf> {
+    let p = Path::new(TOOL).parent()?.join("mmpd");
+    p.is_file().then_some(p)
+}
+
+/// holder=mmpd: node2's mmpd (writing the MMP name `mmp-node2`, mapped by `node_map`) is
+/// killed on an xfs filesystem's MMP area; after a power fence of node2 the agent's mmpd takes
+/// the area on the fenced path and the agent mounts.
+#[test]
+fn fenced_takeover_with_the_mmpd_holder_and_a_node_map() {
+    if !(require_agent_tools()
+        && require_tools(&["corosync", "pacemakerd", "stonith_admin", "mkfs.xfs"])
+        && require(mmpd().is_some(), "mmpd is not built (cargo build -p mmpd)"))
+    {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let xfs_img = dir.path().join("xfs.img");
+    test_support::image::sparse_file(&xfs_img, 320 << 20);
+    run_ok(
+        std::process::Command::new("mkfs.xfs")
+            .args(["-q", "-f"])
+            .arg(&xfs_img),
+    );
+    let area_img = dir.path().join("area.img");
+    test_support::image::sparse_file(&area_img, 1 << 20);
+    let (xfs, area) = (Loop::attach(&xfs_img), Loop::attach(&area_img));
+    let run_dir = dir.path().join("run");
+    run_ok(
+        std::process::Command::new(TOOL)
+            .args(["format-area", "--run-dir"])
+            .arg(&run_dir)
+            .arg(&area.dev),
+    );
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let params = vec![
+        ("device", s(&xfs.dev)),
+        ("directory", s(&mnt)),
+        ("fstype", "xfs".to_string()),
+        ("holder", "mmpd".to_string()),
+        ("area_device", s(&area.dev)),
+        ("run_dir", s(&run_dir)),
+        ("node_map", "node2=mmp-node2".to_string()),
+    ];
+    // node2's mmpd, then its crash.
+    let node2_run = s(&dir.path().join("run-node2"));
+    let mut old = Proc::spawn(
+        &mmpd().unwrap(),
+        &[
+            "--run-dir",
+            &node2_run,
+            "--node-name",
+            "mmp-node2",
+            "--fence",
+            "exit",
+            &s(&area.dev),
+        ],
+        dir.path().join("node2.log"),
+        &[],
+    );
+    assert!(
+        old.wait_log("ready:", std::time::Duration::from_secs(60)),
+        "{}",
+        old.log()
+    );
+    old.signal(nix::sys::signal::Signal::SIGKILL);
+    assert!(old.wait_code(std::time::Duration::from_secs(10)).is_some());
+    assert_eq!(read_block(&area.dev).nodename(), "mmp-node2");
+
+    let agent = Agent::new();
+    let cl = Cluster::start().expect("a one-node Pacemaker cluster");
+    cl.add_fence_device("power", "fence_mmptest").unwrap();
+    cl.wait_fenced_by_device(std::time::Duration::from_secs(60))
+        .unwrap();
+    let in_cluster = |action: &str| {
+        let mut c = agent.command_via(cl.cmd(&agent.path), action, &borrow(&params));
+        c.env("OCF_RESKEY_CRM_meta_timeout", "12000");
+        code_and_text(&run(&mut c))
+    };
+    let t = std::time::Instant::now();
+    let (code, text) = in_cluster("start");
+    eprintln!(
+        "fence-confirmed start (holder=mmpd): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let logs: String = std::fs::read_dir(&agent.state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        code, 0,
+        "fence-confirmed start failed: {text}\nmmpd: {logs}"
+    );
+    assert!(text.contains("fence-confirmed takeover"), "{text}");
+    assert!(is_mounted_in(&cl, &mnt));
+    assert_eq!(read_block(&area.dev).nodename(), "node1");
+    let (code, text) = in_cluster("stop");
+    assert_eq!(code, 0, "{text}");
+    assert!(!is_mounted_in(&cl, &mnt));
 }
