@@ -465,19 +465,24 @@ fn race_all(
     ends
 }
 
+/// One round per image, both claimers opening the same file.
+fn same_file_rounds(images: Vec<PathBuf>, fenced: bool) -> Vec<Round> {
+    images
+        .into_iter()
+        .map(|p| Round {
+            devs: [p.clone(), p],
+            fenced,
+        })
+        .collect()
+}
+
 #[test]
 fn claims_started_together_exactly_one_wins() {
     if !require_e2fsprogs() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let rounds: Vec<Round> = small_images(tmp.path(), ROUNDS)
-        .into_iter()
-        .map(|p| Round {
-            devs: [p.clone(), p],
-            fenced: false,
-        })
-        .collect();
+    let rounds = same_file_rounds(small_images(tmp.path(), ROUNDS), false);
     race_all(
         tmp.path(),
         &rounds,
@@ -562,13 +567,7 @@ fn claims_started_together_without_a_holder_exactly_one_wins() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let rounds: Vec<Round> = small_images(tmp.path(), ROUNDS)
-        .into_iter()
-        .map(|p| Round {
-            devs: [p.clone(), p],
-            fenced: false,
-        })
-        .collect();
+    let rounds = same_file_rounds(small_images(tmp.path(), ROUNDS), false);
     race_all(
         tmp.path(),
         &rounds,
@@ -599,13 +598,7 @@ fn fenced_claims_started_together_exactly_one_wins() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(FENCED_ROUNDS);
     let tmp = tempfile::tempdir().unwrap();
-    let rounds: Vec<Round> = dead_holder_images(tmp.path(), n)
-        .into_iter()
-        .map(|p| Round {
-            devs: [p.clone(), p],
-            fenced: true,
-        })
-        .collect();
+    let rounds = same_file_rounds(dead_holder_images(tmp.path(), n), true);
     race_all(
         tmp.path(),
         &rounds,

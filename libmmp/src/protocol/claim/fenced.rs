@@ -35,8 +35,8 @@
 //! normal path exists for clusters that cannot rule out the combination.
 
 use super::{
-    claim_with, on_disk_bytes, pick_seq, read_on_disk, safe_to_claim, ClaimError, ClaimMode,
-    ClaimOptions, ClaimPhase, Claimed, Watcher,
+    claim_with, our_block, read_on_disk, safe_to_claim, ClaimError, ClaimMode, ClaimOptions,
+    ClaimPhase, Claimed, Watcher,
 };
 use crate::error::Error;
 use crate::fs::MmpFs;
@@ -44,7 +44,7 @@ use crate::io::BlockIo;
 use crate::ondisk::fence_tag::FenceTag;
 use crate::ondisk::mmp::{MmpBlock, SeqClass};
 use crate::protocol::check::{self, CheckReport, SafeReason, Verdict};
-use crate::protocol::clock::{wall_now, Clock};
+use crate::protocol::clock::Clock;
 use crate::protocol::seq::FreshSeq;
 use std::time::Duration;
 
@@ -298,20 +298,7 @@ fn write_claim<D: BlockIo>(
     start: Duration,
 ) -> Result<Claimed, ClaimError> {
     let device = fs.device_name().to_string();
-    let seq = pick_seq(fresh_seq, report.first.mmp_seq).map_err(|source| {
-        ClaimError::Fs(Error::RandomSeq {
-            device: device.clone(),
-            source,
-        })
-    })?;
-    let blk = MmpBlock::new(
-        seq,
-        wall_now(),
-        &opts.nodename,
-        &opts.bdevname,
-        opts.check_interval,
-    );
-    let ours = on_disk_bytes(fs, &blk);
+    let (blk, ours) = our_block(fs, fresh_seq, report.first.mmp_seq, opts)?;
     let w = Watcher {
         fs,
         clock,

@@ -282,20 +282,7 @@ pub fn claim_with<D: BlockIo>(
         });
     }
     let mut reads = report.reads;
-    let seq = pick_seq(fresh_seq, report.first.mmp_seq).map_err(|source| {
-        ClaimError::Fs(Error::RandomSeq {
-            device: device.clone(),
-            source,
-        })
-    })?;
-    let blk = MmpBlock::new(
-        seq,
-        wall_now(),
-        &opts.nodename,
-        &opts.bdevname,
-        opts.check_interval,
-    );
-    let ours = on_disk_bytes(fs, &blk);
+    let (blk, ours) = our_block(fs, fresh_seq, report.first.mmp_seq, opts)?;
     let sb_interval = fs.superblock().s_mmp_update_interval;
     let readers = check::wait_time(check::check_interval(sb_interval, opts.check_interval));
     let fenced_holder = previous == SafeReason::Stale && report.fence_tag.is_some();
@@ -316,7 +303,7 @@ pub fn claim_with<D: BlockIo>(
     let first_raw = report.first.encode_raw();
     let mut written_at =
         w.write_and_verify(&first_raw, &blk, &ours, wait, &mut reads, cancel, progress)?;
-    tracing::debug!(device = %device, seq = format_args!("{seq:#010x}"), previous = ?previous, fenced_holder, "claim: sequence written and verified");
+    tracing::debug!(device = %device, seq = format_args!("{:#010x}", blk.mmp_seq), previous = ?previous, fenced_holder, "claim: sequence written and verified");
     let (blk, ours) = if mode == ClaimMode::Bare {
         let (fresh, fresh_bytes, at) = w.refresh_bare(&blk, &ours, &mut reads, cancel, progress)?;
         written_at = at;
@@ -595,6 +582,31 @@ pub fn verify_wait(found_ci: u32, sb_update_interval: u16, published: u16) -> Du
 }
 
 /// A random live sequence different from the one we found.
+/// The block a claim writes: a fresh sequence (never `found`, the one read), this node's names,
+/// the time now; with its on-disk bytes.
+fn our_block<D: BlockIo>(
+    fs: &MmpFs<D>,
+    fresh_seq: &mut FreshSeq<'_>,
+    found: u32,
+    opts: &ClaimOptions,
+) -> Result<(MmpBlock, [u8; MMP_STRUCT_SIZE]), ClaimError> {
+    let seq = pick_seq(fresh_seq, found).map_err(|source| {
+        ClaimError::Fs(Error::RandomSeq {
+            device: fs.device_name().to_string(),
+            source,
+        })
+    })?;
+    let blk = MmpBlock::new(
+        seq,
+        wall_now(),
+        &opts.nodename,
+        &opts.bdevname,
+        opts.check_interval,
+    );
+    let ours = on_disk_bytes(fs, &blk);
+    Ok((blk, ours))
+}
+
 fn pick_seq(fresh_seq: &mut FreshSeq<'_>, found: u32) -> Result<u32, SeqError> {
     for _ in 0..64 {
         let s = fresh_seq()?;
