@@ -88,6 +88,17 @@ pub enum Command {
     Handoff(HandoffArgs),
     /// Show a statd directory: state number, records, malformed lines.
     Show(ShowArgs),
+    /// Check nfsdcld's NFSv4 client tracker before nfsd starts (read-only).
+    ///
+    /// NFSv4 clients may reclaim after a failover only if nfsdcld's sqlite database came over
+    /// with the shared filesystem and nfsdcld opened it there before nfsd started (nfsd waits
+    /// about 1 s for nfsdcld, then silently uses another tracker). Checks: main.sqlite exists
+    /// in --storage-dir, which is not on the root filesystem and is on the one holding
+    /// --shared; its schema is nfsdcld's version 4; the grace row is sane; a running nfsdcld
+    /// has this very file open. Lists the clients the next grace period will let reclaim, and
+    /// warns loudly when there are none: the kernel then skips v4 grace and every reclaim
+    /// fails. Never writes to the database.
+    Tracker(TrackerArgs),
 }
 
 /// A `--...` value in seconds that is not one.
@@ -286,6 +297,20 @@ pub struct HandoffArgs {
     pub fs: PathBuf,
     #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_secs)]
     pub settle: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct TrackerArgs {
+    /// nfsdcld's storage directory (nfsdcld -s, nfs.conf [nfsdcld] storagedir), on the shared
+    /// filesystem.
+    #[arg(long, value_name = "DIR", default_value = lockd_recover::tracker::DEFAULT_STORAGE_DIR)]
+    pub storage_dir: PathBuf,
+    /// Any path on the shared filesystem (the export): the storage must be on the same one.
+    #[arg(long, value_name = "PATH")]
+    pub shared: Option<PathBuf>,
+    /// Do not require a running nfsdcld with the database open (for a look at a copy).
+    #[arg(long)]
+    pub no_nfsdcld_check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ use lockd_recover::ledger::LedgerError;
 use lockd_recover::notify::NotifyError;
 use lockd_recover::release::ReleaseError;
 use lockd_recover::statd::StatdError;
+use lockd_recover::tracker::TrackerError;
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -42,10 +43,10 @@ impl Exit {
             Exit::Ok => "success.",
             Exit::Incomplete => "incomplete: a client was not notified, a lock remains after release, or not every recorded lock was reclaimed before the timeout (the report says which).",
             Exit::Usage => "usage error (bad option or value).",
-            Exit::Refused => "refused: a precondition does not hold (nfsd running for `grace set`, kernel >= 6.6 for signal-lockd, floating IP not up for `takeover` or still up for `handoff`, stale ledger).",
+            Exit::Refused => "refused: a precondition does not hold (nfsd running for `grace set` or `start-nfsd`, the NFSv4 tracker on the root disk or not opened by a running nfsdcld, kernel >= 6.6 for signal-lockd, floating IP not up for `takeover` or still up for `handoff`, stale ledger).",
             Exit::Kernel => "kernel interface missing or the write was rejected (the message names the /proc file and what to load).",
             Exit::Io => "I/O error (statd directory, sockets).",
-            Exit::BadInput => "malformed input that stops the command (not a statd directory, symlinks, corrupt ledger).",
+            Exit::BadInput => "malformed input that stops the command (not a statd directory, symlinks, corrupt or newer ledger, a missing, corrupt or unknown NFSv4 tracker database).",
         }
     }
 
@@ -82,6 +83,8 @@ pub enum Error {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Knob(#[from] KnobError),
+    #[error(transparent)]
+    Tracker(#[from] TrackerError),
     #[error("the floating IP {ip} is not configured on this node ({source}); bring it up before notifying, so clients reclaim against this node")]
     IpNotLocal {
         ip: IpAddr,
@@ -130,6 +133,17 @@ impl Error {
                 LedgerError::EndGrace { .. } => Exit::Kernel,
             },
             Error::Knob(k) => knob_exit(k),
+            Error::Tracker(t) => match t {
+                TrackerError::Missing { .. }
+                | TrackerError::Corrupt { .. }
+                | TrackerError::UnknownSchema { .. }
+                | TrackerError::BadGrace { .. } => Exit::BadInput,
+                TrackerError::OnRootDisk { .. }
+                | TrackerError::NotOnShared { .. }
+                | TrackerError::NfsdcldNotRunning { .. }
+                | TrackerError::NfsdcldOtherStorage { .. } => Exit::Refused,
+                TrackerError::Stat { .. } | TrackerError::Query { .. } => Exit::Io,
+            },
             Error::IpNotLocal { .. }
             | Error::IpStillLocal(_)
             | Error::NfsdStopped { .. }

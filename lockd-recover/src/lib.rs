@@ -7,6 +7,7 @@
 //! - [`knobs`]: the kernel's proc files, under a configurable proc root.
 //! - [`release`], [`grace`]: lock release on the old server, grace set/end on the new one.
 //! - [`locks`], [`ledger`]: `/proc/locks` parsing and the lock ledger.
+//! - [`tracker`]: nfsdcld's NFSv4 client database, checked read-only before nfsd starts.
 
 #[cfg(any(test, feature = "testing"))]
 pub mod fake_proc;
@@ -19,4 +20,5 @@ pub mod nsm;
 pub mod release;
 pub mod rpc;
 pub mod statd;
+pub mod tracker;
 pub mod xdr;

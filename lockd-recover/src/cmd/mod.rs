@@ -9,6 +9,7 @@ pub mod record;
 pub mod release;
 pub mod show;
 pub mod takeover;
+pub mod tracker;
 pub mod wait_reclaim;
 
 use crate::cli::{NotifyOpts, WaitArgs};
