@@ -99,6 +99,19 @@ pub enum Command {
     /// warns loudly when there are none: the kernel then skips v4 grace and every reclaim
     /// fails. Never writes to the database.
     Tracker(TrackerArgs),
+    /// Start nfsd as the service's NFSv4 server scope (new server, after the tracker).
+    ///
+    /// nfsd takes its NFSv4 server scope from the host name of the process that starts its
+    /// threads; a v4.1+ client that sees another scope after a failover gives up reclaiming
+    /// and loses its locks. Debian 12's rpc.nfsd (2.6.2) has no --scope, so this runs
+    /// `rpc.nfsd [ARGS] THREADS` in a new UTS namespace whose host name is --scope (the same
+    /// on every node; the floating IP's name is a good choice). Before that: refuses when nfsd
+    /// already runs, sets the grace and lease times given (the kernel takes them only while
+    /// nfsd is stopped), and with --tracker-dir runs the `tracker` checks. After: reads the
+    /// kernel log for the tracker nfsd chose, and with --tracker-dir stops nfsd again unless
+    /// it is nfsdcld. Change the thread count only through this command: every write to
+    /// /proc/fs/nfsd/threads copies the writer's host name into the scope.
+    StartNfsd(StartNfsdArgs),
 }
 
 /// A `--...` value in seconds that is not one.
@@ -311,6 +324,44 @@ pub struct TrackerArgs {
     /// Do not require a running nfsdcld with the database open (for a look at a copy).
     #[arg(long)]
     pub no_nfsdcld_check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StartNfsdArgs {
+    /// The NFSv4 server scope: the same name on every node serving this export.
+    #[arg(long, value_name = "NAME")]
+    pub scope: String,
+    /// nfsd threads.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=8192))]
+    pub threads: u64,
+    /// lockd grace (nlm_grace_period, 0..240), set before the start.
+    #[arg(long, value_name = "SECONDS")]
+    pub nlm_grace: Option<u64>,
+    /// NFSv4 grace (nfsv4gracetime, 10..3600), set before the start.
+    #[arg(long, value_name = "SECONDS")]
+    pub v4_grace: Option<u64>,
+    /// NFSv4 lease (nfsv4leasetime, 10..3600), set before the start.
+    #[arg(long, value_name = "SECONDS")]
+    pub lease: Option<u64>,
+    /// nfsdcld's storage directory: check the tracker before the start, and require nfsd to
+    /// use nfsdcld after it.
+    #[arg(long, value_name = "DIR")]
+    pub tracker_dir: Option<PathBuf>,
+    /// Any path on the shared filesystem (with --tracker-dir: the storage must be on it).
+    #[arg(long, value_name = "PATH", requires = "tracker_dir")]
+    pub shared: Option<PathBuf>,
+    /// How long to wait for nfsd's tracker line in the kernel log.
+    #[arg(long, value_name = "SECONDS", default_value = "3", value_parser = parse_secs)]
+    pub confirm_timeout: Duration,
+    /// The rpc.nfsd program (default: rpc.nfsd from PATH or the sbin directories).
+    #[arg(long, value_name = "PROGRAM")]
+    pub rpc_nfsd: Option<PathBuf>,
+    /// The kernel log device (tests give a file).
+    #[arg(long, value_name = "PATH", default_value = "/dev/kmsg", hide = true)]
+    pub kmsg: PathBuf,
+    /// More rpc.nfsd options, after `--` (e.g. -- -N 3 -V 4.2); the thread count comes last.
+    #[arg(last = true, value_name = "RPC_NFSD_ARGS")]
+    pub rpc_nfsd_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -2,15 +2,18 @@
 //! in `--help` and in the man page's EXIT STATUS section).
 
 use lockd_recover::grace::GraceError;
+use lockd_recover::kmsg::Tracking;
 use lockd_recover::knobs::KnobError;
 use lockd_recover::ledger::LedgerError;
 use lockd_recover::notify::NotifyError;
 use lockd_recover::release::ReleaseError;
+use lockd_recover::scope::ScopeError;
 use lockd_recover::statd::StatdError;
 use lockd_recover::tracker::TrackerError;
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::ExitStatus;
 use thiserror::Error;
 
 /// Documented exit codes.
@@ -85,6 +88,25 @@ pub enum Error {
     Knob(#[from] KnobError),
     #[error(transparent)]
     Tracker(#[from] TrackerError),
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    #[error("nfsd is already running ({threads} threads in {}): its NFSv4 scope, grace and lease are fixed until it stops; stop it (rpc.nfsd 0) and start it again with start-nfsd", path.display())]
+    NfsdAlreadyRunning { threads: u64, path: PathBuf },
+    #[error("cannot run {}: {source}", program.display())]
+    RpcNfsd {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} failed ({status}); the kernel log says why", program.display())]
+    RpcNfsdFailed {
+        program: PathBuf,
+        status: ExitStatus,
+    },
+    #[error("rpc.nfsd returned but {} is 0: nfsd did not start", threads.display())]
+    NfsdDidNotStart { threads: PathBuf },
+    #[error("nfsd chose {found:?} client tracking, not nfsdcld ({lines:?}): none of the tracker's clients could reclaim, so nfsd was stopped again. Is nfsdcld running with the shared storage (and rpc_pipefs mounted)?")]
+    WrongTracker { found: Tracking, lines: Vec<String> },
     #[error("the floating IP {ip} is not configured on this node ({source}); bring it up before notifying, so clients reclaim against this node")]
     IpNotLocal {
         ip: IpAddr,
@@ -144,6 +166,12 @@ impl Error {
                 | TrackerError::NfsdcldOtherStorage { .. } => Exit::Refused,
                 TrackerError::Stat { .. } | TrackerError::Query { .. } => Exit::Io,
             },
+            Error::Scope(ScopeError::Invalid(_)) => Exit::Usage,
+            Error::Scope(_) | Error::RpcNfsdFailed { .. } | Error::NfsdDidNotStart { .. } => {
+                Exit::Kernel
+            }
+            Error::RpcNfsd { .. } => Exit::Io,
+            Error::NfsdAlreadyRunning { .. } | Error::WrongTracker { .. } => Exit::Refused,
             Error::IpNotLocal { .. }
             | Error::IpStillLocal(_)
             | Error::NfsdStopped { .. }

@@ -7,11 +7,13 @@
 //! - [`knobs`]: the kernel's proc files, under a configurable proc root.
 //! - [`release`], [`grace`]: lock release on the old server, grace set/end on the new one.
 //! - [`locks`], [`ledger`]: `/proc/locks` parsing and the lock ledger.
+//! - [`scope`], [`kmsg`]: the NFSv4 server scope nfsd starts with, and what its start logged.
 //! - [`tracker`]: nfsdcld's NFSv4 client database, checked read-only before nfsd starts.
 
 #[cfg(any(test, feature = "testing"))]
 pub mod fake_proc;
 pub mod grace;
+pub mod kmsg;
 pub mod knobs;
 pub mod ledger;
 pub mod locks;
@@ -19,6 +21,7 @@ pub mod notify;
 pub mod nsm;
 pub mod release;
 pub mod rpc;
+pub mod scope;
 pub mod statd;
 pub mod tracker;
 pub mod xdr;

@@ -8,6 +8,7 @@ pub mod notify;
 pub mod record;
 pub mod release;
 pub mod show;
+pub mod start_nfsd;
 pub mod takeover;
 pub mod tracker;
 pub mod wait_reclaim;
