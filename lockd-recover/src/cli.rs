@@ -77,6 +77,13 @@ pub enum Command {
     /// --min-grace has passed, ends grace through /proc/fs/lockd/nlm_end_grace and
     /// /proc/fs/nfsd/v4_end_grace. On timeout grace is left alone and the missing locks are
     /// reported (exit 1).
+    ///
+    /// NFSv4: when the ledger recorded v4 clients or v4 grace is running, locks coming back
+    /// end only lockd's grace (a v4 client may still be reclaiming opens and delegations).
+    /// With nfsdcld the kernel ends v4 grace itself once every client sent RECLAIM_COMPLETE;
+    /// this waits for that (v4_end_grace reads Y) and writes v4_end_grace only at --timeout,
+    /// naming the clients that never reconnected or (with --tracker-dir) never completed
+    /// (exit 1).
     WaitReclaim(WaitReclaimArgs),
     /// New server: check the IP and nfsd are up, notify, then wait-reclaim.
     ///
@@ -86,7 +93,12 @@ pub enum Command {
     Takeover(TakeoverArgs),
     /// Old server: check the IP is down, then release and verify.
     Handoff(HandoffArgs),
-    /// Show a statd directory: state number, records, malformed lines.
+    /// Show a statd directory (state number, records, malformed lines) and the NFSv4 clients.
+    ///
+    /// The NFSv4 clients connected to this node's nfsd (/proc/fs/nfsd/clients: name, address,
+    /// minor version, lock stateids with their files), and those in the ledger of
+    /// --state-dir when there is one (what the recording server saw). Byte ranges of locks are
+    /// in /proc/locks and in the ledger, not per stateid.
     Show(ShowArgs),
     /// Check nfsdcld's NFSv4 client tracker before nfsd starts (read-only).
     ///
@@ -266,6 +278,10 @@ pub struct WaitArgs {
     /// Refuse a ledger older than SECONDS (the recorder was not running).
     #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_secs)]
     pub max_age: Duration,
+    /// nfsdcld's storage directory: at the deadline, name the NFSv4 clients that have not
+    /// sent RECLAIM_COMPLETE (read-only).
+    #[arg(long, value_name = "DIR")]
+    pub tracker_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

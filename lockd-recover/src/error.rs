@@ -10,6 +10,7 @@ use lockd_recover::release::ReleaseError;
 use lockd_recover::scope::ScopeError;
 use lockd_recover::statd::StatdError;
 use lockd_recover::tracker::TrackerError;
+use lockd_recover::v4state::V4StateError;
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -149,6 +150,8 @@ impl Error {
             },
             Error::Ledger(l) => match l {
                 LedgerError::Knob(k) => knob_exit(k),
+                LedgerError::V4(V4StateError::Io { .. }) => Exit::Io,
+                LedgerError::V4(V4StateError::Parse { .. }) => Exit::BadInput,
                 LedgerError::Io { .. } => Exit::Io,
                 LedgerError::Corrupt { .. } => Exit::BadInput,
                 LedgerError::Stale { .. } => Exit::Refused,

@@ -8,6 +8,8 @@
 //! - [`release`], [`grace`]: lock release on the old server, grace set/end on the new one.
 //! - [`locks`], [`ledger`]: `/proc/locks` parsing and the lock ledger.
 //! - [`scope`], [`kmsg`]: the NFSv4 server scope nfsd starts with, and what its start logged.
+//! - [`v4state`]: NFSv4 clients and lock stateids from /proc/fs/nfsd/clients.
+//! - [`v4grace`]: waiting for the kernel to end NFSv4 grace, ending it at a deadline.
 //! - [`tracker`]: nfsdcld's NFSv4 client database, checked read-only before nfsd starts.
 
 #[cfg(any(test, feature = "testing"))]
@@ -24,4 +26,6 @@ pub mod rpc;
 pub mod scope;
 pub mod statd;
 pub mod tracker;
+pub mod v4grace;
+pub mod v4state;
 pub mod xdr;

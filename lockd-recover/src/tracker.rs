@@ -303,6 +303,53 @@ fn clients(conn: &Connection, db: &Path, table: &str) -> Result<Vec<String>, Tra
     Ok(ids.iter().map(|id| id.escape_ascii().to_string()).collect())
 }
 
+/// Reclaim progress during a grace period, read from the database (read-only): nfsdcld
+/// keeps the clients allowed to reclaim in `rec-<recovery>` and adds a client to
+/// `rec-<current>` when the kernel records it (`nfsd4_client_record_create()`), which for
+/// v4.1+ clients happens at RECLAIM_COMPLETE (`nfsd4_reclaim_complete()`,
+/// `fs/nfsd/nfs4state.c`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReclaimProgress {
+    pub in_grace: bool,
+    pub allowed: Vec<String>,
+    pub completed: Vec<String>,
+}
+
+impl ReclaimProgress {
+    /// Allowed to reclaim, but not recorded again yet.
+    pub fn not_completed(&self) -> Vec<String> {
+        self.allowed
+            .iter()
+            .filter(|c| !self.completed.contains(c))
+            .cloned()
+            .collect()
+    }
+}
+
+pub fn reclaim_progress(db: &Path) -> Result<ReclaimProgress, TrackerError> {
+    let r = read(db)?;
+    if !r.restarted_in_grace {
+        return Ok(ReclaimProgress {
+            in_grace: false,
+            allowed: Vec::new(),
+            completed: Vec::new(),
+        });
+    }
+    let conn =
+        Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| {
+            TrackerError::Corrupt {
+                path: db.to_path_buf(),
+                source,
+            }
+        })?;
+    let completed = clients(&conn, db, &format!("rec-{:016x}", r.current_epoch))?;
+    Ok(ReclaimProgress {
+        in_grace: true,
+        allowed: r.clients,
+        completed,
+    })
+}
+
 /// The pid of the nfsdcld that has `db` open.
 fn nfsdcld_with(proc: &ProcRoot, db: &Path, dir: &Path) -> Result<u32, TrackerError> {
     let want = fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf());

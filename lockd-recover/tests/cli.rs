@@ -275,3 +275,43 @@ fn bad_state_dir_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a directory"));
 }
+
+#[test]
+fn show_lists_v4_clients_and_their_lock_stateids() {
+    let t = fake_proc("6.1.0\n", 8);
+    let c = t.path().join("fs/nfsd/clients/7");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(
+        c.join("info"),
+        "clientid: 0x6f2a1e5b00000007\naddress: \"198.18.0.3:724\"\nstatus: confirmed\n\
+         name: \"Linux NFSv4.2 client-c\"\nminor version: 2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        c.join("states"),
+        "- 0x00000002b2c3d4e5f6a7b8c9d0e1f2a3: { type: lock, superblock: \"fd:10:13\", \
+         filename: \"data/f\", owner: \"lock id:\\x00\" }\n",
+    )
+    .unwrap();
+    let statd = tempfile::tempdir().unwrap();
+    for d in ["sm", "sm.bak"] {
+        std::fs::create_dir(statd.path().join(d)).unwrap();
+    }
+    let o = Command::new(BIN)
+        .args(["--proc-root", p(&t), "show", "--state-dir"])
+        .arg(statd.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("v4 client (connected): Linux NFSv4.2 client-c from 198.18.0.3:724 (4.2): 1 lock stateids"),
+        "{out}"
+    );
+    assert!(out.contains("inode 13 data/f"), "{out}");
+}

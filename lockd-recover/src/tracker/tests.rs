@@ -273,3 +273,26 @@ fn storage_on_the_root_disk_or_off_the_shared_one_is_refused() {
     let e = check(&proc, &o).unwrap_err();
     assert!(matches!(e, TrackerError::NotOnShared { .. }), "{e}");
 }
+
+#[test]
+fn reclaim_progress_names_clients_without_reclaim_complete() {
+    let d = shared_dir();
+    let db = schema_db(d.path(), "4", &[(2, 1)]);
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE \"rec-0000000000000002\" (id BLOB PRIMARY KEY, princhash BLOB);",
+        )
+        .unwrap();
+    for c in [&b"done"[..], b"slow"] {
+        add_client(&db, "rec-0000000000000001", c);
+    }
+    // The kernel records a v4.1+ client again at its RECLAIM_COMPLETE.
+    add_client(&db, "rec-0000000000000002", b"done");
+    let p = reclaim_progress(&db).unwrap();
+    assert!(p.in_grace);
+    assert_eq!(p.not_completed(), ["slow"]);
+    let d2 = shared_dir();
+    let idle = schema_db(d2.path(), "4", &[(1, 0)]);
+    assert!(!reclaim_progress(&idle).unwrap().in_grace);
+}
