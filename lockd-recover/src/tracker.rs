@@ -142,7 +142,7 @@ fn dev_of(path: &Path) -> Result<u64, TrackerError> {
 }
 
 /// The storage must not be on the root filesystem, and must be on the shared one when given.
-fn check_placement(c: &TrackerCheck) -> Result<(), TrackerError> {
+pub fn check_placement(c: &TrackerCheck) -> Result<(), TrackerError> {
     let dev = dev_of(&c.storage_dir)?;
     if dev == dev_of(&c.root)? {
         return Err(TrackerError::OnRootDisk {
