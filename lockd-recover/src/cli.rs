@@ -326,6 +326,11 @@ pub struct HandoffArgs {
     pub fs: PathBuf,
     #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_secs)]
     pub settle: Duration,
+    /// Stop nfsd (0 threads) first: needed with NFSv4 clients, whose locks unlock_filesystem
+    /// leaves in place on kernels without the admin-revoke series (Linux 6.1 among them). A
+    /// clean stop drops every v4 state; the clients reclaim on the next server.
+    #[arg(long)]
+    pub stop_nfsd: bool,
 }
 
 #[derive(Debug, Args)]

@@ -315,3 +315,44 @@ fn show_lists_v4_clients_and_their_lock_stateids() {
     );
     assert!(out.contains("inode 13 data/f"), "{out}");
 }
+
+#[test]
+fn handoff_stop_nfsd_stops_it_before_releasing_and_only_with_the_ip_down() {
+    let t = fake_proc("6.1.0\n", 8);
+    let exp = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "handoff",
+        "--ip",
+        "127.0.0.1",
+        "--fs",
+        p(&exp),
+        "--stop-nfsd",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "the IP is still up");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("fs/nfsd/threads")).unwrap(),
+        "8\n"
+    );
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "handoff",
+        "--ip",
+        "192.0.2.1",
+        "--fs",
+        p(&exp),
+        "--stop-nfsd",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("fs/nfsd/threads")).unwrap(),
+        "0\n"
+    );
+}

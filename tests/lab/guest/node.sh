@@ -289,7 +289,7 @@ activate() {
         echo 90 > /proc/fs/nfsd/nfsv4leasetime
         mount -t ext4 "$DEV" "$MNT" || die "kernel mount refused"
         mark "mounted"
-        if [[ $STOCK == best ]]; then start_nfsdcld $MNT/nfsdcld-stock; else start_nfsdcld /var/lib/nfs/nfsdcld; fi
+        if [[ $STOCK == best ]]; then start_nfsdcld $NFSDCLD; else start_nfsdcld /var/lib/nfs/nfsdcld; fi
     fi
     mkdir -p $EXPORT $STATD/sm $STATD/sm.bak $STATD/sm.ha $LEDGER
     # Records saved by a planned stop (nfsd's clean shutdown unmonitors every client).
@@ -360,7 +360,8 @@ deactivate() {
     # records): keep the records for the next server, as heartbeat/nfsserver does (sm.ha).
     cp -p $STATD/sm/* $STATD/sm.ha/ 2> /dev/null
     if [[ $mode == ours ]]; then
-        $BIN/lockd-recover --json handoff --ip "$FIP" --fs $EXPORT > /run/handoff.json
+        # --stop-nfsd: NFSv4 locks are dropped only by a clean nfsd stop on this kernel (6.1).
+        $BIN/lockd-recover --json handoff --ip "$FIP" --fs $EXPORT --stop-nfsd > /run/handoff.json
         local rc=$?
         echo "handoff: $(jq -c . /run/handoff.json)"
         [[ $rc -eq 0 ]] || die "lockd-recover handoff (exit $rc)"
