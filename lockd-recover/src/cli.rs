@@ -326,9 +326,10 @@ pub struct HandoffArgs {
     pub fs: PathBuf,
     #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_secs)]
     pub settle: Duration,
-    /// Stop nfsd (0 threads) first: needed with NFSv4 clients, whose locks unlock_filesystem
-    /// leaves in place on kernels without the admin-revoke series (Linux 6.1 among them). A
-    /// clean stop drops every v4 state; the clients reclaim on the next server.
+    /// Stop nfsd (0 threads) first, always. Without it, nfsd is stopped only when an NFSv4
+    /// client holds a lock stateid on --fs (/proc/fs/nfsd/clients): unlock_filesystem leaves
+    /// v4 locks in place on kernels without the admin-revoke series (Linux 6.1 among them),
+    /// and a clean stop drops every v4 state; the clients reclaim on the next server.
     #[arg(long)]
     pub stop_nfsd: bool,
 }

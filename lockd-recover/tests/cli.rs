@@ -356,3 +356,43 @@ fn handoff_stop_nfsd_stops_it_before_releasing_and_only_with_the_ip_down() {
         "0\n"
     );
 }
+
+#[test]
+fn handoff_stops_nfsd_by_itself_when_a_v4_client_holds_a_lock_on_the_fs() {
+    use std::os::unix::fs::MetadataExt;
+    let t = fake_proc("6.1.0\n", 8);
+    let exp = tempfile::tempdir().unwrap();
+    let dev = std::fs::metadata(exp.path()).unwrap().dev();
+    let (maj, min) = (libc::major(dev), libc::minor(dev));
+    let c = t.path().join("fs/nfsd/clients/3");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(
+        c.join("info"),
+        "clientid: 0x3\naddress: \"198.18.0.3:1\"\nname: \"c\"\nminor version: 2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        c.join("states"),
+        format!("- 0x01: {{ type: lock, superblock: \"{maj:02x}:{min:02x}:12\", filename: \"f\", owner: \"o\" }}\n"),
+    )
+    .unwrap();
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "handoff",
+        "--ip",
+        "192.0.2.1",
+        "--fs",
+        p(&exp),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("fs/nfsd/threads")).unwrap(),
+        "0\n"
+    );
+}
