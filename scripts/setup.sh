@@ -26,6 +26,9 @@ packages=(
   xfsprogs
   # mmp-fs force_unmount kills a mount's users with fuser
   psmisc
+  # lockd-recover reads nfsdcld's sqlite tracker (rusqlite links the system libsqlite3); its
+  # tests create real databases with nfsdcld (nfs-kernel-server, above)
+  libsqlite3-dev
   # benchmarks
   hyperfine
 )

@@ -77,6 +77,13 @@ pub enum Command {
     /// --min-grace has passed, ends grace through /proc/fs/lockd/nlm_end_grace and
     /// /proc/fs/nfsd/v4_end_grace. On timeout grace is left alone and the missing locks are
     /// reported (exit 1).
+    ///
+    /// NFSv4: when the ledger recorded v4 clients or v4 grace is running, locks coming back
+    /// end only lockd's grace (a v4 client may still be reclaiming opens and delegations).
+    /// With nfsdcld the kernel ends v4 grace itself once every client sent RECLAIM_COMPLETE;
+    /// this waits for that (v4_end_grace reads Y) and writes v4_end_grace only at --timeout,
+    /// naming the clients that never reconnected or (with --tracker-dir) never completed
+    /// (exit 1).
     WaitReclaim(WaitReclaimArgs),
     /// New server: check the IP and nfsd are up, notify, then wait-reclaim.
     ///
@@ -86,8 +93,37 @@ pub enum Command {
     Takeover(TakeoverArgs),
     /// Old server: check the IP is down, then release and verify.
     Handoff(HandoffArgs),
-    /// Show a statd directory: state number, records, malformed lines.
+    /// Show a statd directory (state number, records, malformed lines) and the NFSv4 clients.
+    ///
+    /// The NFSv4 clients connected to this node's nfsd (/proc/fs/nfsd/clients: name, address,
+    /// minor version, lock stateids with their files), and those in the ledger of
+    /// --state-dir when there is one (what the recording server saw). Byte ranges of locks are
+    /// in /proc/locks and in the ledger, not per stateid.
     Show(ShowArgs),
+    /// Check nfsdcld's NFSv4 client tracker before nfsd starts (read-only).
+    ///
+    /// NFSv4 clients may reclaim after a failover only if nfsdcld's sqlite database came over
+    /// with the shared filesystem and nfsdcld opened it there before nfsd started (nfsd waits
+    /// about 1 s for nfsdcld, then silently uses another tracker). Checks: main.sqlite exists
+    /// in --storage-dir, which is not on the root filesystem and is on the one holding
+    /// --shared; its schema is nfsdcld's version 4; the grace row is sane; a running nfsdcld
+    /// has this very file open. Lists the clients the next grace period will let reclaim, and
+    /// warns loudly when there are none: the kernel then skips v4 grace and every reclaim
+    /// fails. Never writes to the database.
+    Tracker(TrackerArgs),
+    /// Start nfsd as the service's NFSv4 server scope (new server, after the tracker).
+    ///
+    /// nfsd takes its NFSv4 server scope from the host name of the process that starts its
+    /// threads; a v4.1+ client that sees another scope after a failover gives up reclaiming
+    /// and loses its locks. Debian 12's rpc.nfsd (2.6.2) has no --scope, so this runs
+    /// `rpc.nfsd [ARGS] THREADS` in a new UTS namespace whose host name is --scope (the same
+    /// on every node; the floating IP's name is a good choice). Before that: refuses when nfsd
+    /// already runs, sets the grace and lease times given (the kernel takes them only while
+    /// nfsd is stopped), and with --tracker-dir runs the `tracker` checks. After: reads the
+    /// kernel log for the tracker nfsd chose, and with --tracker-dir stops nfsd again unless
+    /// it is nfsdcld. Change the thread count only through this command: every write to
+    /// /proc/fs/nfsd/threads copies the writer's host name into the scope.
+    StartNfsd(StartNfsdArgs),
 }
 
 /// A `--...` value in seconds that is not one.
@@ -242,6 +278,10 @@ pub struct WaitArgs {
     /// Refuse a ledger older than SECONDS (the recorder was not running).
     #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_secs)]
     pub max_age: Duration,
+    /// nfsdcld's storage directory: at the deadline, name the NFSv4 clients that have not
+    /// sent RECLAIM_COMPLETE (read-only).
+    #[arg(long, value_name = "DIR")]
+    pub tracker_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +326,64 @@ pub struct HandoffArgs {
     pub fs: PathBuf,
     #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_secs)]
     pub settle: Duration,
+    /// Stop nfsd (0 threads) first, always. Without it, nfsd is stopped only when an NFSv4
+    /// client holds a lock stateid on --fs (/proc/fs/nfsd/clients): unlock_filesystem leaves
+    /// v4 locks in place on kernels without the admin-revoke series (Linux 6.1 among them),
+    /// and a clean stop drops every v4 state; the clients reclaim on the next server.
+    #[arg(long)]
+    pub stop_nfsd: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TrackerArgs {
+    /// nfsdcld's storage directory (nfsdcld -s, nfs.conf [nfsdcld] storagedir), on the shared
+    /// filesystem.
+    #[arg(long, value_name = "DIR", default_value = lockd_recover::tracker::DEFAULT_STORAGE_DIR)]
+    pub storage_dir: PathBuf,
+    /// Any path on the shared filesystem (the export): the storage must be on the same one.
+    #[arg(long, value_name = "PATH")]
+    pub shared: Option<PathBuf>,
+    /// Do not require a running nfsdcld with the database open (for a look at a copy).
+    #[arg(long)]
+    pub no_nfsdcld_check: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StartNfsdArgs {
+    /// The NFSv4 server scope: the same name on every node serving this export.
+    #[arg(long, value_name = "NAME")]
+    pub scope: String,
+    /// nfsd threads.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=8192))]
+    pub threads: u64,
+    /// lockd grace (nlm_grace_period, 0..240), set before the start.
+    #[arg(long, value_name = "SECONDS")]
+    pub nlm_grace: Option<u64>,
+    /// NFSv4 grace (nfsv4gracetime, 10..3600), set before the start.
+    #[arg(long, value_name = "SECONDS")]
+    pub v4_grace: Option<u64>,
+    /// NFSv4 lease (nfsv4leasetime, 10..3600), set before the start.
+    #[arg(long, value_name = "SECONDS")]
+    pub lease: Option<u64>,
+    /// nfsdcld's storage directory: check the tracker before the start, and require nfsd to
+    /// use nfsdcld after it.
+    #[arg(long, value_name = "DIR")]
+    pub tracker_dir: Option<PathBuf>,
+    /// Any path on the shared filesystem (with --tracker-dir: the storage must be on it).
+    #[arg(long, value_name = "PATH", requires = "tracker_dir")]
+    pub shared: Option<PathBuf>,
+    /// How long to wait for nfsd's tracker line in the kernel log.
+    #[arg(long, value_name = "SECONDS", default_value = "3", value_parser = parse_secs)]
+    pub confirm_timeout: Duration,
+    /// The rpc.nfsd program (default: rpc.nfsd from PATH or the sbin directories).
+    #[arg(long, value_name = "PROGRAM")]
+    pub rpc_nfsd: Option<PathBuf>,
+    /// The kernel log device (tests give a file).
+    #[arg(long, value_name = "PATH", default_value = "/dev/kmsg", hide = true)]
+    pub kmsg: PathBuf,
+    /// More rpc.nfsd options, after `--` (e.g. -- -N 3 -V 4.2); the thread count comes last.
+    #[arg(last = true, value_name = "RPC_NFSD_ARGS")]
+    pub rpc_nfsd_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -2,14 +2,19 @@
 //! in `--help` and in the man page's EXIT STATUS section).
 
 use lockd_recover::grace::GraceError;
+use lockd_recover::kmsg::Tracking;
 use lockd_recover::knobs::KnobError;
 use lockd_recover::ledger::LedgerError;
 use lockd_recover::notify::NotifyError;
 use lockd_recover::release::ReleaseError;
+use lockd_recover::scope::ScopeError;
 use lockd_recover::statd::StatdError;
+use lockd_recover::tracker::TrackerError;
+use lockd_recover::v4state::V4StateError;
 use std::io;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::process::ExitStatus;
 use thiserror::Error;
 
 /// Documented exit codes.
@@ -42,10 +47,10 @@ impl Exit {
             Exit::Ok => "success.",
             Exit::Incomplete => "incomplete: a client was not notified, a lock remains after release, or not every recorded lock was reclaimed before the timeout (the report says which).",
             Exit::Usage => "usage error (bad option or value).",
-            Exit::Refused => "refused: a precondition does not hold (nfsd running for `grace set`, kernel >= 6.6 for signal-lockd, floating IP not up for `takeover` or still up for `handoff`, stale ledger).",
+            Exit::Refused => "refused: a precondition does not hold (nfsd running for `grace set` or `start-nfsd`, the NFSv4 tracker on the root disk or not opened by a running nfsdcld, kernel >= 6.6 for signal-lockd, floating IP not up for `takeover` or still up for `handoff`, stale ledger).",
             Exit::Kernel => "kernel interface missing or the write was rejected (the message names the /proc file and what to load).",
             Exit::Io => "I/O error (statd directory, sockets).",
-            Exit::BadInput => "malformed input that stops the command (not a statd directory, symlinks, corrupt ledger).",
+            Exit::BadInput => "malformed input that stops the command (not a statd directory, symlinks, corrupt or newer ledger, a missing, corrupt or unknown NFSv4 tracker database).",
         }
     }
 
@@ -82,6 +87,27 @@ pub enum Error {
     Ledger(#[from] LedgerError),
     #[error(transparent)]
     Knob(#[from] KnobError),
+    #[error(transparent)]
+    Tracker(#[from] TrackerError),
+    #[error(transparent)]
+    Scope(#[from] ScopeError),
+    #[error("nfsd is already running ({threads} threads in {}): its NFSv4 scope, grace and lease are fixed until it stops; stop it (rpc.nfsd 0) and start it again with start-nfsd", path.display())]
+    NfsdAlreadyRunning { threads: u64, path: PathBuf },
+    #[error("cannot run {}: {source}", program.display())]
+    RpcNfsd {
+        program: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{} failed ({status}); the kernel log says why", program.display())]
+    RpcNfsdFailed {
+        program: PathBuf,
+        status: ExitStatus,
+    },
+    #[error("rpc.nfsd returned but {} is 0: nfsd did not start", threads.display())]
+    NfsdDidNotStart { threads: PathBuf },
+    #[error("nfsd chose {found:?} client tracking, not nfsdcld ({lines:?}): none of the tracker's clients could reclaim, so nfsd was stopped again. Is nfsdcld running with the shared storage (and rpc_pipefs mounted)?")]
+    WrongTracker { found: Tracking, lines: Vec<String> },
     #[error("the floating IP {ip} is not configured on this node ({source}); bring it up before notifying, so clients reclaim against this node")]
     IpNotLocal {
         ip: IpAddr,
@@ -124,12 +150,31 @@ impl Error {
             },
             Error::Ledger(l) => match l {
                 LedgerError::Knob(k) => knob_exit(k),
+                LedgerError::V4(V4StateError::Io { .. }) => Exit::Io,
+                LedgerError::V4(V4StateError::Parse { .. }) => Exit::BadInput,
                 LedgerError::Io { .. } => Exit::Io,
                 LedgerError::Corrupt { .. } => Exit::BadInput,
                 LedgerError::Stale { .. } => Exit::Refused,
                 LedgerError::EndGrace { .. } => Exit::Kernel,
             },
             Error::Knob(k) => knob_exit(k),
+            Error::Tracker(t) => match t {
+                TrackerError::Missing { .. }
+                | TrackerError::Corrupt { .. }
+                | TrackerError::UnknownSchema { .. }
+                | TrackerError::BadGrace { .. } => Exit::BadInput,
+                TrackerError::OnRootDisk { .. }
+                | TrackerError::NotOnShared { .. }
+                | TrackerError::NfsdcldNotRunning { .. }
+                | TrackerError::NfsdcldOtherStorage { .. } => Exit::Refused,
+                TrackerError::Stat { .. } | TrackerError::Query { .. } => Exit::Io,
+            },
+            Error::Scope(ScopeError::Invalid(_)) => Exit::Usage,
+            Error::Scope(_) | Error::RpcNfsdFailed { .. } | Error::NfsdDidNotStart { .. } => {
+                Exit::Kernel
+            }
+            Error::RpcNfsd { .. } => Exit::Io,
+            Error::NfsdAlreadyRunning { .. } | Error::WrongTracker { .. } => Exit::Refused,
             Error::IpNotLocal { .. }
             | Error::IpStillLocal(_)
             | Error::NfsdStopped { .. }

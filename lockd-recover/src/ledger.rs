@@ -5,10 +5,17 @@
 //! Locks are identified by inode and byte range, not by device: the same shared disk can have
 //! another major:minor on the other node. The pid is kept for the report only, since the NLM
 //! server-side owner may differ after reclaim.
+//!
+//! Format 2 adds the NFSv4 clients (from /proc/fs/nfsd/clients) and their lock stateids on the
+//! filesystem; their byte ranges are among `locks` (nfsd holds v4 locks as POSIX locks, so
+//! /proc/locks lists them). A format 1 reader refuses a format 2 file ("format 2 (this version
+//! reads 1)"), and this one refuses anything newer, naming the upgrade.
 
 use crate::grace::{self, GraceEndReport, GraceError, GraceWhich};
 use crate::knobs::{self, KnobError, ProcRoot};
 use crate::locks::{self, LockEntry};
+use crate::v4grace::{self, V4WaitReport};
+use crate::v4state::{self, V4StateError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -19,7 +26,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 pub const LEDGER_FILE: &str = "lockd-recover-ledger.json";
-pub const LEDGER_FORMAT: u32 = 1;
+pub const LEDGER_FORMAT: u32 = 2;
+/// The oldest format this version still reads (format 1: no v4 clients).
+pub const OLDEST_FORMAT: u32 = 1;
 /// Refuse ledgers bigger than this: a snapshot of a million locks is about 100 MB; anything
 /// larger is not ours.
 const MAX_LEDGER_BYTES: u64 = 128 << 20;
@@ -28,6 +37,8 @@ const MAX_LEDGER_BYTES: u64 = 128 << 20;
 pub enum LedgerError {
     #[error(transparent)]
     Knob(#[from] KnobError),
+    #[error(transparent)]
+    V4(#[from] V4StateError),
     #[error("{op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -57,8 +68,10 @@ pub enum LedgerError {
 pub enum Corruption {
     #[error("{0}")]
     Json(#[from] serde_json::Error),
-    #[error("format {found} (this version reads {LEDGER_FORMAT})")]
+    #[error("format {found} (this version reads {OLDEST_FORMAT} to {LEDGER_FORMAT})")]
     Format { found: u32 },
+    #[error("format {found} was written by a newer lockd-recover (this one reads up to {LEDGER_FORMAT}): upgrade lockd-recover on this node before failing over to it")]
+    Newer { found: u32 },
     #[error("{0} bytes is too large")]
     TooLarge(u64),
 }
@@ -97,6 +110,23 @@ impl LedgerLock {
     }
 }
 
+/// An NFSv4 client of the old server and its lock stateids on the filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerV4Client {
+    /// The long-form client name (as /proc/fs/nfsd/clients/*/info escapes it).
+    pub name: String,
+    pub address: String,
+    pub minor_version: u32,
+    pub locks: Vec<LedgerV4Lock>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LedgerV4Lock {
+    pub stateid: String,
+    pub ino: u64,
+    pub filename: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     pub format: u32,
@@ -106,6 +136,9 @@ pub struct Ledger {
     pub fs: PathBuf,
     pub taken_at_unix_ms: u64,
     pub locks: Vec<LedgerLock>,
+    /// NFSv4 clients (format 2; empty in format 1).
+    #[serde(default)]
+    pub v4_clients: Vec<LedgerV4Client>,
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -132,22 +165,57 @@ pub fn snapshot(proc: &ProcRoot, fs_path: &Path) -> Result<Ledger, LedgerError> 
         fs: fs_path.to_path_buf(),
         taken_at_unix_ms: unix_ms(SystemTime::now()),
         locks,
+        v4_clients: v4_clients(proc, dev)?,
     })
+}
+
+/// The confirmed v4 clients, with their lock stateids on the filesystem `dev`. Unconfirmed
+/// clients are transient (an EXCHANGE_ID not yet confirmed) and hold no state.
+fn v4_clients(proc: &ProcRoot, dev: (u32, u32)) -> Result<Vec<LedgerV4Client>, LedgerError> {
+    Ok(v4state::read_clients(proc)?
+        .into_iter()
+        .filter(|c| c.info.status.as_deref().is_none_or(|s| s != "unconfirmed"))
+        .map(|c| {
+            let mut locks: Vec<LedgerV4Lock> = c
+                .locks
+                .iter()
+                .filter(|l| l.dev == dev)
+                .map(|l| LedgerV4Lock {
+                    stateid: l.stateid.clone(),
+                    ino: l.ino,
+                    filename: l.filename.clone(),
+                })
+                .collect();
+            locks.sort();
+            LedgerV4Client {
+                name: c.info.name,
+                address: c.info.address,
+                minor_version: c.info.minor_version,
+                locks,
+            }
+        })
+        .collect())
 }
 
 /// Parses ledger bytes (total: any input gives `Ok` or `Err`).
 pub fn parse(path: &Path, data: &[u8]) -> Result<Ledger, LedgerError> {
-    let l: Ledger = serde_json::from_slice(data).map_err(|e| LedgerError::Corrupt {
+    let corrupt = |reason| LedgerError::Corrupt {
         path: path.to_path_buf(),
-        reason: e.into(),
-    })?;
-    if l.format != LEDGER_FORMAT {
-        return Err(LedgerError::Corrupt {
-            path: path.to_path_buf(),
-            reason: Corruption::Format { found: l.format },
-        });
+        reason,
+    };
+    // The format first, alone: a newer ledger may not parse as this version's struct, and
+    // must be refused as newer, not as corrupt.
+    #[derive(Deserialize)]
+    struct FormatOnly {
+        format: u32,
     }
-    Ok(l)
+    let f: FormatOnly = serde_json::from_slice(data).map_err(|e| corrupt(e.into()))?;
+    match f.format {
+        OLDEST_FORMAT..=LEDGER_FORMAT => {}
+        found if found > LEDGER_FORMAT => return Err(corrupt(Corruption::Newer { found })),
+        found => return Err(corrupt(Corruption::Format { found })),
+    }
+    serde_json::from_slice(data).map_err(|e| corrupt(e.into()))
 }
 
 pub fn ledger_path(state_dir: &Path) -> PathBuf {
@@ -235,6 +303,8 @@ pub struct WaitOptions {
     /// Which grace to end once everything is back; `None` only reports.
     pub end_grace: Option<GraceWhich>,
     pub max_age: Duration,
+    /// nfsdcld's database, to name the v4 clients without RECLAIM_COMPLETE at the deadline.
+    pub v4_tracker: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -249,6 +319,9 @@ pub struct WaitReport {
     /// Milliseconds until every lock was held again.
     pub reclaimed_after_ms: Option<u64>,
     pub grace_ended: Option<GraceEndReport>,
+    /// The NFSv4 grace: waited for separately when v4 clients were recorded or v4 grace is
+    /// running (locks coming back do not end it).
+    pub v4: Option<V4WaitReport>,
     pub waited_ms: u64,
 }
 
@@ -267,6 +340,12 @@ pub fn check_age(state_dir: &Path, l: &Ledger, max_age: Duration) -> Result<u64,
 
 /// Watches `/proc/locks` until every ledger lock on `fs_path` is held again, then (after the
 /// `min_grace` floor) ends grace. On timeout grace is left to run out by itself.
+///
+/// NFSv4: when the ledger recorded v4 clients, or v4 grace is running, lock return ends only
+/// lockd's grace; v4 grace is left to the kernel, which ends it once every client sent
+/// RECLAIM_COMPLETE, and is ended here only at the deadline (`--timeout`), naming the clients
+/// that had not completed ([`v4grace::wait`]). Ending lockd's grace first is safe: new locks
+/// stay refused while any grace of the network namespace runs (`locks_in_grace()`).
 pub fn wait_reclaim(
     proc: &ProcRoot,
     state_dir: &Path,
@@ -277,9 +356,70 @@ pub fn wait_reclaim(
     let ledger = read(state_dir)?;
     let age_ms = check_age(state_dir, &ledger, opts.max_age)?;
     let dev = knobs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
+    let v4_active = !ledger.v4_clients.is_empty() || v4grace::ended(proc)? == Some(false);
+    let (reclaimed, missing, reclaimed_at) = wait_locks(proc, &ledger, dev, start, opts)?;
+    let all = missing.is_empty();
+    let which = match opts.end_grace {
+        Some(GraceWhich::V4) if v4_active => None,
+        Some(GraceWhich::Both) if v4_active => Some(GraceWhich::Nlm),
+        w => w,
+    };
+    let grace_ended = match (all, which) {
+        (true, Some(which)) => Some(end_grace(proc, which)?),
+        _ => None,
+    };
+    let v4 = if v4_active && opts.end_grace != Some(GraceWhich::Nlm) {
+        let names: Vec<String> = ledger.v4_clients.iter().map(|c| c.name.clone()).collect();
+        Some(v4grace::wait(
+            proc,
+            &names,
+            start + opts.timeout,
+            opts.end_grace.is_some(),
+            opts.v4_tracker.as_deref(),
+            opts.poll,
+        )?)
+    } else {
+        None
+    };
+    Ok(WaitReport {
+        ledger_node: ledger.node,
+        ledger_age_ms: age_ms,
+        fs: fs_path.to_path_buf(),
+        expected: ledger.locks.len(),
+        reclaimed,
+        missing,
+        all_reclaimed: all,
+        reclaimed_after_ms: reclaimed_at.map(|t| t.duration_since(start).as_millis() as u64),
+        grace_ended,
+        v4,
+        waited_ms: start.elapsed().as_millis() as u64,
+    })
+}
+
+fn end_grace(proc: &ProcRoot, which: GraceWhich) -> Result<GraceEndReport, LedgerError> {
+    grace::end(proc, which).map_err(|e| match e {
+        GraceError::Knob(k) => LedgerError::Knob(k),
+        other => LedgerError::EndGrace {
+            path: proc.path(knobs::NLM_END_GRACE),
+            source: other,
+        },
+    })
+}
+
+type LockWait = (Vec<LedgerLock>, Vec<LedgerLock>, Option<Instant>);
+
+/// Polls /proc/locks until every ledger lock is held again (and the floor has passed) or the
+/// timeout; returns reclaimed, missing and when all were first back.
+fn wait_locks(
+    proc: &ProcRoot,
+    ledger: &Ledger,
+    dev: (u32, u32),
+    start: Instant,
+    opts: &WaitOptions,
+) -> Result<LockWait, LedgerError> {
     let deadline = start + opts.timeout;
     let mut reclaimed_at: Option<Instant> = None;
-    let (reclaimed, missing) = loop {
+    loop {
         let held: Vec<LedgerLock> = locks::held_on_dev(&proc.locks()?, dev)
             .iter()
             .map(LedgerLock::from_entry)
@@ -293,14 +433,14 @@ pub fn wait_reclaim(
                 "all locks held again"
             );
             if now >= start + opts.min_grace {
-                break (reclaimed, missing);
+                return Ok((reclaimed, missing, reclaimed_at));
             }
         } else {
             // A lock that came back and went again (released by its client) resets this.
             reclaimed_at = None;
         }
         if now >= deadline {
-            break (reclaimed, missing);
+            return Ok((reclaimed, missing, reclaimed_at));
         }
         let floor_wait = (start + opts.min_grace).saturating_duration_since(now);
         let wait = if missing.is_empty() {
@@ -309,30 +449,7 @@ pub fn wait_reclaim(
             opts.poll
         };
         std::thread::sleep(wait.min(deadline.saturating_duration_since(now)));
-    };
-    let all = missing.is_empty();
-    let grace_ended = match (all, opts.end_grace) {
-        (true, Some(which)) => Some(grace::end(proc, which).map_err(|e| match e {
-            GraceError::Knob(k) => LedgerError::Knob(k),
-            other => LedgerError::EndGrace {
-                path: proc.path(knobs::NLM_END_GRACE),
-                source: other,
-            },
-        })?),
-        _ => None,
-    };
-    Ok(WaitReport {
-        ledger_node: ledger.node,
-        ledger_age_ms: age_ms,
-        fs: fs_path.to_path_buf(),
-        expected: ledger.locks.len(),
-        reclaimed,
-        missing,
-        all_reclaimed: all,
-        reclaimed_after_ms: reclaimed_at.map(|t| t.duration_since(start).as_millis() as u64),
-        grace_ended,
-        waited_ms: start.elapsed().as_millis() as u64,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -383,6 +500,7 @@ mod tests {
             fs: "/srv/export".into(),
             taken_at_unix_ms: 1,
             locks: vec![l(5, "WRITE", 0, None, 100)],
+            v4_clients: vec![],
         };
         write(t.path(), &led).unwrap();
         assert_eq!(read(t.path()).unwrap(), led);
@@ -402,6 +520,7 @@ mod tests {
             fs: "/x".into(),
             taken_at_unix_ms: unix_ms(SystemTime::now()) - 600_000,
             locks: vec![],
+            v4_clients: vec![],
         };
         assert!(matches!(
             check_age(t.path(), &led, Duration::from_secs(300)),
@@ -432,6 +551,7 @@ mod tests {
             poll: Duration::from_millis(50),
             end_grace: Some(GraceWhich::Both),
             max_age: Duration::from_secs(60),
+            v4_tracker: None,
         };
         let r = wait_reclaim(&proc, state.path(), exp.path(), &opts).unwrap();
         assert!(!r.all_reclaimed);
@@ -451,6 +571,7 @@ mod tests {
             ..opts
         };
         let r = wait_reclaim(&proc, state.path(), exp.path(), &opts).unwrap();
+        assert!(r.v4.is_none(), "no v4 client recorded, no v4 grace running");
         assert!(r.all_reclaimed);
         assert!(
             r.waited_ms >= 400,
@@ -462,6 +583,61 @@ mod tests {
             fs::read_to_string(t.path().join(knobs::NLM_END_GRACE)).unwrap(),
             "Y\n"
         );
+    }
+
+    #[test]
+    fn v4_grace_is_left_to_the_kernel_when_locks_come_back() {
+        let exp = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let (maj, min) = knobs::fs_dev(exp.path()).unwrap();
+        let line = format!("1: POSIX  ADVISORY  WRITE 10 {maj:02x}:{min:02x}:77 0 EOF\n");
+        let t = knobs::tests::fake_proc("6.1.0\n", Some(8), &line);
+        fs::write(t.path().join(knobs::V4_END_GRACE), "N\n").unwrap();
+        let proc = ProcRoot::new(t.path());
+        let mut led = snapshot(&proc, exp.path()).unwrap();
+        led.v4_clients.push(LedgerV4Client {
+            name: "Linux NFSv4.2 c".into(),
+            address: "198.18.0.3:1".into(),
+            minor_version: 2,
+            locks: vec![],
+        });
+        write(state.path(), &led).unwrap();
+        let v4 = t.path().join(knobs::V4_END_GRACE);
+        let kernel = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            fs::write(v4, "Y\n").unwrap();
+        });
+        let opts = WaitOptions {
+            timeout: Duration::from_secs(5),
+            min_grace: Duration::ZERO,
+            poll: Duration::from_millis(20),
+            end_grace: Some(GraceWhich::Both),
+            max_age: Duration::from_secs(60),
+            v4_tracker: None,
+        };
+        let r = wait_reclaim(&proc, state.path(), exp.path(), &opts).unwrap();
+        kernel.join().unwrap();
+        assert!(r.all_reclaimed);
+        let ended = r.grace_ended.unwrap().ended;
+        assert_eq!(
+            ended,
+            [t.path().join(knobs::NLM_END_GRACE)],
+            "lockd's grace only"
+        );
+        let v4 = r.v4.unwrap();
+        assert_eq!(v4.ended, Some(v4grace::V4End::Kernel));
+        assert!(v4.ended_after_ms.unwrap() >= 250, "{v4:?}");
+        assert_eq!(v4.never_reconnected, ["Linux NFSv4.2 c"]);
+    }
+
+    #[test]
+    fn newer_ledgers_are_refused_as_newer_and_format_1_is_read() {
+        let p = Path::new("x");
+        let e = parse(p, b"{\"format\":3,\"whatever\":[1]}").unwrap_err();
+        assert!(e.to_string().contains("newer lockd-recover"), "{e}");
+        let v1 = br#"{"format":1,"node":"a","fs":"/x","taken_at_unix_ms":1,"locks":[]}"#;
+        assert!(parse(p, v1).unwrap().v4_clients.is_empty());
+        assert!(parse(p, b"{\"format\":0}").is_err());
     }
 
     proptest! {

@@ -39,6 +39,8 @@ fn main() -> ExitCode {
         Command::Takeover(a) => cmd::takeover::run(a, &ctx),
         Command::Handoff(a) => cmd::handoff::run(a, &ctx),
         Command::Show(a) => cmd::show::run(a, &ctx),
+        Command::Tracker(a) => cmd::tracker::run(a, &ctx),
+        Command::StartNfsd(a) => cmd::start_nfsd::run(a, &ctx),
     };
     match outcome {
         Ok(code) => ExitCode::from(code as u8),

@@ -275,3 +275,124 @@ fn bad_state_dir_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a directory"));
 }
+
+#[test]
+fn show_lists_v4_clients_and_their_lock_stateids() {
+    let t = fake_proc("6.1.0\n", 8);
+    let c = t.path().join("fs/nfsd/clients/7");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(
+        c.join("info"),
+        "clientid: 0x6f2a1e5b00000007\naddress: \"198.18.0.3:724\"\nstatus: confirmed\n\
+         name: \"Linux NFSv4.2 client-c\"\nminor version: 2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        c.join("states"),
+        "- 0x00000002b2c3d4e5f6a7b8c9d0e1f2a3: { type: lock, superblock: \"fd:10:13\", \
+         filename: \"data/f\", owner: \"lock id:\\x00\" }\n",
+    )
+    .unwrap();
+    let statd = tempfile::tempdir().unwrap();
+    for d in ["sm", "sm.bak"] {
+        std::fs::create_dir(statd.path().join(d)).unwrap();
+    }
+    let o = Command::new(BIN)
+        .args(["--proc-root", p(&t), "show", "--state-dir"])
+        .arg(statd.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("v4 client (connected): Linux NFSv4.2 client-c from 198.18.0.3:724 (4.2): 1 lock stateids"),
+        "{out}"
+    );
+    assert!(out.contains("inode 13 data/f"), "{out}");
+}
+
+#[test]
+fn handoff_stop_nfsd_stops_it_before_releasing_and_only_with_the_ip_down() {
+    let t = fake_proc("6.1.0\n", 8);
+    let exp = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "handoff",
+        "--ip",
+        "127.0.0.1",
+        "--fs",
+        p(&exp),
+        "--stop-nfsd",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "the IP is still up");
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("fs/nfsd/threads")).unwrap(),
+        "8\n"
+    );
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "handoff",
+        "--ip",
+        "192.0.2.1",
+        "--fs",
+        p(&exp),
+        "--stop-nfsd",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("fs/nfsd/threads")).unwrap(),
+        "0\n"
+    );
+}
+
+#[test]
+fn handoff_stops_nfsd_by_itself_when_a_v4_client_holds_a_lock_on_the_fs() {
+    use std::os::unix::fs::MetadataExt;
+    let t = fake_proc("6.1.0\n", 8);
+    let exp = tempfile::tempdir().unwrap();
+    let dev = std::fs::metadata(exp.path()).unwrap().dev();
+    let (maj, min) = (libc::major(dev), libc::minor(dev));
+    let c = t.path().join("fs/nfsd/clients/3");
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(
+        c.join("info"),
+        "clientid: 0x3\naddress: \"198.18.0.3:1\"\nname: \"c\"\nminor version: 2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        c.join("states"),
+        format!("- 0x01: {{ type: lock, superblock: \"{maj:02x}:{min:02x}:12\", filename: \"f\", owner: \"o\" }}\n"),
+    )
+    .unwrap();
+    let o = run(&[
+        "--proc-root",
+        p(&t),
+        "handoff",
+        "--ip",
+        "192.0.2.1",
+        "--fs",
+        p(&exp),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("fs/nfsd/threads")).unwrap(),
+        "0\n"
+    );
+}

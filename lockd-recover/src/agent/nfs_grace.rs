@@ -9,6 +9,7 @@ use libmmp::ocf::{Action, Env, Outcome, Status};
 use lockd_recover::grace::{self, GraceError, GraceSettings};
 use lockd_recover::knobs::{ProcRoot, NLM_GRACE_PERIOD, V4_GRACE_TIME, V4_LEASE_TIME};
 use lockd_recover::statd::{RecordDir, StatdDir};
+use lockd_recover::tracker::{self, TrackerCheck, TrackerError};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +38,12 @@ const PARAMS: &[Param] = &[
     )
     .required()
     .unique(),
+    Param::string(
+        "nfsdcld_dir",
+        "nfsdcld storage",
+        "nfsdcld's storage directory (nfs.conf [nfsdcld] storagedir), which must be on the shared filesystem so the NFSv4 clients allowed to reclaim fail over with the export. When set, start refuses a tracker database on the root filesystem or off the shared one (the filesystem holding statd_dir), corrupt, of an unknown schema or with an insane grace row, and warns loudly when it lists no client (the kernel then skips NFSv4 grace and every v4 reclaim fails). Read only; nfsdcld creates it at its first start. Start nfsd with the same server scope on every node: lockd-recover start-nfsd --scope NAME, or nfsserver's nfs_server_scope.",
+    )
+    .unique(),
 ];
 
 const ACTIONS: &[ActionSpec] = &[
@@ -59,6 +66,7 @@ struct Params {
     grace: u64,
     lease: u64,
     statd_dir: PathBuf,
+    nfsdcld_dir: Option<PathBuf>,
 }
 
 fn params(env: &Env) -> Result<Params, Outcome> {
@@ -67,6 +75,7 @@ fn params(env: &Env) -> Result<Params, Outcome> {
         grace: env.integer("grace_time", 10..=240)?.unwrap_or(90),
         lease: env.integer("lease_time", 10..=3600)?.unwrap_or(90),
         statd_dir: checks::required_path(env, "statd_dir")?,
+        nfsdcld_dir: checks::abs_path(env, "nfsdcld_dir")?,
     })
 }
 
@@ -85,6 +94,7 @@ fn start(ctx: &Ctx, marker: &Path) -> Result<Outcome, Outcome> {
     let p = params(&ctx.env)?;
     checks::installed(&ctx.proc)?;
     check_statd_parent(&p.statd_dir)?;
+    check_tracker(&ctx.proc, &p)?;
     checks::mount_nfsd_fs(&ctx.proc)?;
     set_times(&ctx.proc, &p)?;
     make_statd_dir(&p.statd_dir)?;
@@ -153,6 +163,41 @@ fn check_current(proc: &ProcRoot, p: &Params) -> Result<(), Outcome> {
         "nfsd already runs with lockd grace {} s, NFSv4 grace {} s and lease {} s instead of grace_time={} lease_time={}; the kernel takes them only while nfsd is stopped: start nfs-grace before nfsserver (group order: {ORDER})",
         show(cur.0), show(cur.1), show(cur.2), p.grace, p.lease
     )))
+}
+
+/// nfsdcld's database, read only: on the shared filesystem (the one holding statd_dir), not
+/// the root one, and readable as nfsdcld's. nfsdcld itself starts later (with nfsserver), so
+/// it is not required to run, and a database it has not created yet is only warned about.
+fn check_tracker(proc: &ProcRoot, p: &Params) -> Result<(), Outcome> {
+    let Some(dir) = &p.nfsdcld_dir else {
+        return Ok(());
+    };
+    let shared = p.statd_dir.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let c = TrackerCheck {
+        storage_dir: dir.clone(),
+        shared: Some(shared.clone()),
+        root: "/".into(),
+        require_nfsdcld: false,
+    };
+    match tracker::check(proc, &c) {
+        Ok(r) => {
+            for w in &r.warnings {
+                tracing::warn!("{w}");
+            }
+            Ok(())
+        }
+        Err(TrackerError::Missing { path, .. }) => {
+            // A first start: nfsdcld creates it. Its directory must still be on the shared disk.
+            let probe = TrackerCheck {
+                storage_dir: dir.parent().unwrap_or(Path::new("/")).to_path_buf(),
+                ..c
+            };
+            tracker::check_placement(&probe).map_err(|e| generic(e.to_string()))?;
+            tracing::warn!("{} does not exist yet: no NFSv4 client can reclaim after this start (fine for a first start; nfsdcld creates it)", path.display());
+            Ok(())
+        }
+        Err(e) => Err(generic(e.to_string())),
+    }
 }
 
 /// statd_dir's parent must exist, so that the directory is never created on the node's own
@@ -267,6 +312,44 @@ mod tests {
             fs::write(p.join(f), x).unwrap();
         }
         assert_eq!(run(Action::Start, &v, p, s), Outcome::ok());
+    }
+
+    #[test]
+    fn the_nfsdcld_database_is_checked_on_the_shared_filesystem() {
+        let proc = proc_tree(true, Some(0));
+        let state = tempfile::tempdir().unwrap();
+        let (p, s) = (proc.path(), state.path());
+        let shared = tempfile::tempdir_in("/dev/shm").unwrap();
+        let mut v = vars(&shared.path().join("statd"));
+        let cld = shared.path().join("nfsdcld");
+        v.push(("nfsdcld_dir", cld.display().to_string()));
+        assert_eq!(
+            run(Action::Start, &v, p, s),
+            Outcome::ok(),
+            "not created yet"
+        );
+        fs::create_dir(&cld).unwrap();
+        fs::write(cld.join(tracker::DB_FILE), vec![0x5a; 4096]).unwrap();
+        let o = run(Action::Start, &v, p, s);
+        assert_eq!(o.status, Status::ErrGeneric);
+        assert!(o.reason.unwrap().contains("not a readable sqlite database"));
+        // On the root filesystem (statd on the shared one), where /var/tmp is on it.
+        let local = tempfile::tempdir_in("/var/tmp").unwrap();
+        let dev = |p: &Path| std::os::unix::fs::MetadataExt::dev(&fs::metadata(p).unwrap());
+        if dev(local.path()) != dev(Path::new("/")) {
+            return;
+        }
+        let v2 = [
+            vars(&shared.path().join("statd")),
+            vec![(
+                "nfsdcld_dir",
+                local.path().join("nfsdcld").display().to_string(),
+            )],
+        ]
+        .concat();
+        let o = run(Action::Start, &v2, p, s);
+        assert_eq!(o.status, Status::ErrGeneric);
+        assert!(o.reason.unwrap().contains("root filesystem"), "{v2:?}");
     }
 
     #[test]

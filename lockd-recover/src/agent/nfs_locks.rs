@@ -296,6 +296,9 @@ fn release(ctx: &Ctx, p: &Params) -> Result<(), Outcome> {
         tracing::warn!("{} does not exist: nothing to release", p.fs.display());
         return Ok(());
     }
+    // NFSv4 locks go only with a clean nfsd stop on kernels without admin-revoke.
+    handoff::stop_nfsd_for_v4(&ctx.proc, &p.fs, false)
+        .map_err(|e| generic(format!("cannot stop nfsd for its NFSv4 locks: {e}")))?;
     let methods: &[ReleaseMethod] = if checks::nfsd_running(&ctx.proc) {
         &[ReleaseMethod::UnlockIp, ReleaseMethod::UnlockFs]
     } else {

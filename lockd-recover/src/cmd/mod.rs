@@ -8,7 +8,9 @@ pub mod notify;
 pub mod record;
 pub mod release;
 pub mod show;
+pub mod start_nfsd;
 pub mod takeover;
+pub mod tracker;
 pub mod wait_reclaim;
 
 use crate::cli::{NotifyOpts, WaitArgs};
@@ -16,6 +18,7 @@ use crate::error::{Error, Exit};
 use lockd_recover::knobs::ProcRoot;
 use lockd_recover::ledger::{WaitOptions, WaitReport};
 use lockd_recover::notify::{NotifyConfig, NotifyReport, PortChoice};
+use lockd_recover::v4grace::{V4End, V4WaitReport};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -161,7 +164,42 @@ fn wait_opts(w: &WaitArgs) -> WaitOptions {
         poll: Duration::from_millis(200),
         end_grace: if w.no_end_grace { None } else { Some(w.end) },
         max_age: w.max_age,
+        v4_tracker: w
+            .tracker_dir
+            .as_ref()
+            .map(|d| d.join(lockd_recover::tracker::DB_FILE)),
     }
+}
+
+/// Whether the v4 half of a wait left a client behind (grace ended at the deadline).
+fn v4_incomplete(r: &WaitReport) -> bool {
+    r.v4.as_ref()
+        .is_some_and(|v| v.ended != Some(V4End::Kernel) && v.ended != Some(V4End::AlreadyEnded))
+}
+
+fn print_v4(w: &mut dyn Write, v: &V4WaitReport) -> io::Result<()> {
+    match (v.ended, v.ended_after_ms) {
+        (Some(V4End::AlreadyEnded), _) => writeln!(
+            w,
+            "NFSv4 grace: already over (skipped: no client in the tracker, or ended)"
+        )?,
+        (Some(V4End::Kernel), Some(ms)) => writeln!(
+            w,
+            "NFSv4 grace: ended by the kernel after {ms} ms (every client sent RECLAIM_COMPLETE)"
+        )?,
+        (Some(V4End::Deadline), Some(ms)) => writeln!(
+            w,
+            "NFSv4 grace: NOT ended by the kernel; ended at the deadline after {ms} ms"
+        )?,
+        _ => writeln!(w, "NFSv4 grace: still running (not ended: --no-end-grace)")?,
+    }
+    for n in &v.never_reconnected {
+        writeln!(w, "NFSv4 client never reconnected: {n}")?;
+    }
+    for n in v.not_completed.iter().flatten() {
+        writeln!(w, "NFSv4 client without RECLAIM_COMPLETE: {n}")?;
+    }
+    Ok(())
 }
 
 fn print_wait(out: &Out, r: &WaitReport) -> Result<Exit, Error> {
@@ -187,11 +225,15 @@ fn print_wait(out: &Out, r: &WaitReport) -> Result<Exit, Error> {
             )?;
         }
         match &r.grace_ended {
-            Some(g) => writeln!(w, "grace ended after {} ms: {:?}", r.waited_ms, g.ended),
-            None => writeln!(w, "grace not ended (waited {} ms)", r.waited_ms),
+            Some(g) => writeln!(w, "grace ended after {} ms: {:?}", r.waited_ms, g.ended)?,
+            None => writeln!(w, "grace not ended (waited {} ms)", r.waited_ms)?,
+        }
+        match &r.v4 {
+            Some(v) => print_v4(w, v),
+            None => Ok(()),
         }
     })?;
-    Ok(if r.all_reclaimed {
+    Ok(if r.all_reclaimed && !v4_incomplete(r) {
         Exit::Ok
     } else {
         Exit::Incomplete

@@ -76,7 +76,7 @@ pub fn finish(a: &TakeoverArgs, ctx: &Ctx, nr: &NotifyReport, rc: &Reclaim) -> R
         Exit::Incomplete
     };
     let wait_exit = match &rc.wait {
-        Some(r) if !r.all_reclaimed => Exit::Incomplete,
+        Some(r) if !r.all_reclaimed || super::v4_incomplete(r) => Exit::Incomplete,
         _ => Exit::Ok,
     };
     Ok(notify_exit.and(wait_exit))

@@ -7,7 +7,11 @@
 #   node.sh deactivate ours|stock|ocf    planned handoff: IP down, unexport, release locks, stop, umount
 #   node.sh ocf-tester-grace             (standby) ocf-tester on nfs-grace, probe of nfs-locks
 #   node.sh split-brain [--kernel]       try to take the service while the other node holds it
-#   node.sh client-prep                  load the NFS client, rpcbind + statd, mount the export
+#   node.sh client-prep [4.1|4.2]        load the NFS client, rpcbind + statd, mount the export
+#                                        (NFSv3, and NFSv4 at that minor version on /mnt/nfs4)
+#   node.sh writer4-start|writer4-stop   the appender on the NFSv4 mount ($C/writer4.log)
+#   node.sh probe4-start FILE|probe4-stop  (client D) flock probe of FILE on the NFSv4 mount
+#   node.sh nfsd-log                     (server) nfsd's grace and tracker lines of the kernel log
 #   node.sh torture-start|torture-stop   lock-torture failover holder on client C
 #   node.sh probe-start|probe-stop       lock-torture --probe-only on client D
 #   node.sh writer-start|writer-stop     lock-protected appender with a host-visible progress log
@@ -48,6 +52,18 @@ MNT=/srv/ha
 EXPORT=$MNT/export
 STATD=$MNT/statd
 LEDGER=$MNT/ledger
+# nfsdcld's storage (the NFSv4 client tracker) on the shared filesystem, so the v4 clients
+# allowed to reclaim fail over with the export.
+NFSDCLD=$MNT/nfsdcld
+# The NFSv4 server scope, the same on both servers (the floating IP's name).
+SCOPE=nfs-ha
+# Stock takeover flavour (LAB_STOCK): plain = Debian's defaults (nfsdcld on the node's own
+# /var/lib/nfs, the node's host name as the scope: the common misconfiguration); best = the
+# resource-agents nfsserver way (nfs_shared_infodir: nfsdcld's storage on the shared disk;
+# nfs_server_scope: rpc.nfsd under `unshare -u` with the service's name).
+STOCK=${LAB_STOCK:-plain}
+NFS4MNT=/mnt/nfs4
+PIPEFS=/run/rpc_pipefs
 FIP=$LAB_FIP
 FIP_NAME=nfs-ha
 NFSMNT=/mnt/nfs
@@ -76,6 +92,10 @@ server_prep() {
         [[ -c /dev/watchdog ]] || die "no /dev/watchdog after modprobe softdog"
     fi
     mountpoint -q /proc/fs/nfsd || mount -t nfsd nfsd /proc/fs/nfsd || die "mount nfsd fs"
+    # nfsdcld talks to nfsd through rpc_pipefs (nfsd/cld), where Debian's nfs.conf puts it
+    # ([general] pipefs-directory).
+    mkdir -p $PIPEFS
+    mountpoint -q $PIPEFS || mount -t rpc_pipefs sunrpc $PIPEFS || die "mount rpc_pipefs"
     mkdir -p $MNT /run/mmpd
     rpcbind -w || die "rpcbind"
     mark "server prepared"
@@ -117,6 +137,27 @@ start_recorders() {
     fi
     setsid bash /run/labfiles/guest/node.sh conn-record > /dev/null 2>&1 < /dev/null &
     echo $! > /run/connrec.pid
+}
+
+# nfsdcld on DIR, in the foreground of a background job (as a daemon it would prepare its
+# database after forking, racing the tracker check); waits until it has the database open.
+start_nfsdcld() {
+    local dir=$1 p
+    mkdir -p "$dir"
+    setsid nfsdcld -F -p $PIPEFS -s "$dir" > /run/nfsdcld.log 2>&1 < /dev/null &
+    p=$!
+    echo $p > /run/nfsdcld.pid
+    for _ in $(seq 1 100); do
+        if [[ $(readlink /proc/$p/fd/* 2> /dev/null) == *main.sqlite* ]]; then
+            # It exits right after if it cannot watch rpc_pipefs for nfsd's pipe.
+            sleep 0.3
+            kill -0 $p 2> /dev/null && { mark "nfsdcld started ($dir)"; return 0; }
+        fi
+        kill -0 $p 2> /dev/null || break
+        sleep 0.05
+    done
+    cat /run/nfsdcld.log
+    die "nfsdcld did not open its database in $dir"
 }
 
 # mmpd holder: claim the MMP area with mmpd, which holds it (in the background) while the node
@@ -226,26 +267,23 @@ activate() {
         mmpd_start
     fi
     if [[ $mode == ours ]]; then
-        # Bounded grace, set while nfsd is stopped; wait-reclaim ends it early.
-        if ! $BIN/lockd-recover grace set --nlm 60 --v4 60 --lease 60 > /dev/null 2>&1; then
-            [[ $HOLDER == mmpd ]] && mmpd_stop
-            die "grace set"
-        fi
-        ( rpc.nfsd -N 4 8 && rpc.mountd -N 4 && pgrep -n -x rpc.mountd > /run/mountd.pid ) &
+        # mountd while mmp-tool mount waits (nothing reaches it before the floating IP is up);
+        # nfsd only once nfsdcld runs on the mounted filesystem (start-nfsd below).
+        ( rpc.mountd && pgrep -n -x rpc.mountd > /run/mountd.pid ) &
         local early=$!
         gate_and_mount
         rc=$?
         if [[ $rc -ne 0 ]]; then
             wait $early
-            rpc.nfsd 0
             stop_pid mountd
             mountpoint -q $MNT && die "MOUNTED although the MMP gate failed"
             [[ $HOLDER == mmpd ]] && die "mmpd did not take the MMP area (mmpd exit ${MMPD_RC:-none}): not mounted"
             die "mmp-tool mount refused or failed (exit $rc)"
         fi
         mark "mounted"
-        wait $early || die "rpc.nfsd/rpc.mountd"
-        mark "nfsd and mountd running (started during the MMP wait)"
+        wait $early || die "rpc.mountd"
+        mark "mountd running (started during the MMP wait)"
+        start_nfsdcld $NFSDCLD
     else
         # The kernel's default grace (lockd: 5 x nlm_timeout = 50 s; v4: 90 s), also on a node
         # whose earlier activation set other values (they persist while the kernel runs).
@@ -254,6 +292,7 @@ activate() {
         echo 90 > /proc/fs/nfsd/nfsv4leasetime
         mount -t ext4 "$DEV" "$MNT" || die "kernel mount refused"
         mark "mounted"
+        if [[ $STOCK == best ]]; then start_nfsdcld $NFSDCLD; else start_nfsdcld /var/lib/nfs/nfsdcld; fi
     fi
     mkdir -p $EXPORT $STATD/sm $STATD/sm.bak $STATD/sm.ha $LEDGER
     # Records saved by a planned stop (nfsd's clean shutdown unmonitors every client).
@@ -262,11 +301,25 @@ activate() {
     rpc.statd --no-notify -P $STATD || die "rpc.statd"
     pgrep -n -x rpc.statd > /run/statd.pid
     mark "statd started"
-    exportfs -i -o rw,sync,no_root_squash,no_subtree_check,fsid=4711 "$LAB_NET:$EXPORT" || die "exportfs"
-    if [[ $mode != ours ]]; then
-        rpc.mountd -N 4 || die "rpc.mountd"
+    # fsid=0: the export is also NFSv4's pseudo root (v4 clients mount nfs-ha:/), as the
+    # guest's root (9p) and /srv (tmpfs) cannot be exported for mountd's generated one.
+    exportfs -i -o rw,sync,no_root_squash,no_subtree_check,fsid=0 "$LAB_NET:$EXPORT" || die "exportfs"
+    if [[ $mode == ours ]]; then
+        # Grace and lease set while nfsd is stopped, the tracker checked, nfsd started as the
+        # service's scope, and nfsd's use of nfsdcld confirmed from the kernel log.
+        $BIN/lockd-recover start-nfsd --scope $SCOPE --threads 8 --nlm-grace 60 --v4-grace 60 \
+            --lease 15 --tracker-dir $NFSDCLD --shared $EXPORT > /run/start-nfsd.out 2>&1
+        rc=$?
+        sed 's/^/start-nfsd: /' /run/start-nfsd.out
+        [[ $rc -eq 0 ]] || die "lockd-recover start-nfsd (exit $rc)"
+    else
+        rpc.mountd || die "rpc.mountd"
         pgrep -n -x rpc.mountd > /run/mountd.pid
-        rpc.nfsd -N 4 8 || die "rpc.nfsd"
+        if [[ $STOCK == best ]]; then
+            unshare -u sh -c "hostname $SCOPE && exec rpc.nfsd 8" || die "rpc.nfsd"
+        else
+            rpc.nfsd 8 || die "rpc.nfsd"
+        fi
     fi
     mark "nfsd started"
     ip addr add "$FIP/$LAB_PREFIX" dev eth0 || die "floating IP"
@@ -277,6 +330,7 @@ activate() {
     if [[ $mode == ours ]]; then
         $BIN/lockd-recover --json takeover --state-dir $STATD --ip "$FIP" --mon-name $FIP_NAME \
             --fs $EXPORT --ledger-dir $LEDGER --deadline 60 --timeout 60 --min-grace 5 \
+            --tracker-dir $NFSDCLD \
             > /run/takeover.json 2> /run/takeover.err
         rc=$?
         echo "takeover: $(jq -c . /run/takeover.json)"
@@ -309,7 +363,8 @@ deactivate() {
     # records): keep the records for the next server, as heartbeat/nfsserver does (sm.ha).
     cp -p $STATD/sm/* $STATD/sm.ha/ 2> /dev/null
     if [[ $mode == ours ]]; then
-        $BIN/lockd-recover --json handoff --ip "$FIP" --fs $EXPORT > /run/handoff.json
+        # --stop-nfsd: NFSv4 locks are dropped only by a clean nfsd stop on this kernel (6.1).
+        $BIN/lockd-recover --json handoff --ip "$FIP" --fs $EXPORT --stop-nfsd > /run/handoff.json
         local rc=$?
         echo "handoff: $(jq -c . /run/handoff.json)"
         [[ $rc -eq 0 ]] || die "lockd-recover handoff (exit $rc)"
@@ -321,6 +376,8 @@ deactivate() {
     rpc.nfsd 0
     stop_pid mountd
     stop_pid statd
+    # nfsdcld holds its database on the shared filesystem open.
+    stop_pid nfsdcld
     mark "nfsd stopped"
     umount $MNT || die "umount"
     mark "unmounted"
@@ -403,6 +460,16 @@ client_prep() {
     mount -t nfs -o vers=3,proto=tcp,hard,timeo=10,retrans=2 "$FIP_NAME:$EXPORT" $NFSMNT ||
         die "nfs mount"
     grep " $NFSMNT " /proc/mounts
+    if [[ -n ${1:-} ]]; then
+        modprobe nfsv4 || die "modprobe nfsv4"
+        mkdir -p $NFS4MNT
+        mount -t nfs -o vers=$1,proto=tcp,hard,timeo=10,retrans=2 "$FIP_NAME:/" $NFS4MNT ||
+            die "nfs mount vers=$1"
+        grep " $NFS4MNT " /proc/mounts
+        # The client's "server_scope mismatch detected" is a dprintk of NFSDBG_STATE (0x0800,
+        # fs/nfs/nfs4proc.c): on, so a failover to another scope shows in the kernel log.
+        echo 2048 > /proc/sys/sunrpc/nfs_debug
+    fi
     mark "client mounted"
 }
 
@@ -445,8 +512,24 @@ writer_start() {
 
 writer_stop() { stop_pid writer; }
 
+# The same appender on the NFSv4 mount, one file per client (its flock is an NFSv4 lock).
+writer4_start() {
+    setsid perl /run/labfiles/guest/writer.pl "$NFS4MNT/writer4-$(hostname).dat" $C/writer4.log \
+        > /run/writer4.err 2>&1 < /dev/null &
+    echo $! > /run/writer4.pid
+    mark "v4 writer started"
+}
+
+# (D) tries to flock FILE (another client's writer file) every 0.5 s: it must never succeed.
+probe4_start() {
+    setsid perl /run/labfiles/guest/probe-flock.pl "$NFS4MNT/$1" $C/probe4.log \
+        > /run/probe4.err 2>&1 < /dev/null &
+    echo $! > /run/probe4.pid
+    mark "v4 flock probe started"
+}
+
 verify_writer() {
-    local acked=$1 f=$EXPORT/writer.dat
+    local acked=$1 f=$EXPORT/${2:-writer.dat}
     echo 3 > /proc/sys/vm/drop_caches
     awk -v acked="$acked" '
         { if ($0 !~ /^[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]$/) { print "bad line " NR ": " $0; bad = 1; exit }
@@ -489,13 +572,18 @@ server-prep) server_prep ;;
 activate) activate "$@" ;;
 deactivate) deactivate "$@" ;;
 split-brain) split_brain "$@" ;;
-client-prep) client_prep ;;
+client-prep) client_prep "$@" ;;
 torture-start) torture_start ;;
 torture-stop) report_stop lt ;;
 probe-start) probe_start ;;
 probe-stop) report_stop probe ;;
 writer-start) writer_start ;;
 writer-stop) writer_stop ;;
+writer4-start) writer4_start ;;
+writer4-stop) stop_pid writer4 ;;
+probe4-start) probe4_start "$@" ;;
+probe4-stop) stop_pid probe4 ;;
+nfsd-log) dmesg | grep -E 'NFSD: (Using|starting|no clients|all clients|Unable)' | tail -${1:-6} ;;
 verify-writer) verify_writer "$@" ;;
 watch-recovery) watch_recovery "$@" ;;
 client-write-check)

@@ -102,7 +102,7 @@ activate_ocf() {
     pgrep -n -x rpc.mountd > /run/mountd.pid
     rpc.nfsd -N 4 8 || die "rpc.nfsd"
     # exportfs (stock)
-    exportfs -i -o rw,sync,no_root_squash,no_subtree_check,fsid=4711 "$LAB_NET:$EXPORT" || die "exportfs"
+    exportfs -i -o rw,sync,no_root_squash,no_subtree_check,fsid=0 "$LAB_NET:$EXPORT" || die "exportfs"
     mark "nfsd started"
     ocf nfs-locks start || die "nfs-locks start"
     mark "nfs-locks started (worker waits for the IP)"

@@ -189,7 +189,8 @@ first_activation() {
     log "first activation on A (fresh filesystem)"
     ta=$(vm_exec a activate ours)
     vm_wait a "$ta" 120 || return 1
-    tc=$(vm_exec c client-prep) td=$(vm_exec d client-prep)
+    # Each client mounts NFSv3 and NFSv4 (C 4.2, D 4.1) from the same servers.
+    tc=$(vm_exec c client-prep 4.2) td=$(vm_exec d client-prep 4.1)
     vm_wait c "$tc" 120 || return 1
     vm_wait d "$td" 120 || return 1
 }

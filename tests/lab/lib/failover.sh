@@ -45,12 +45,18 @@ failover_once() {
     vm_wait "$new" "$ta" 180 || rc=1
     tl_guest "$new" "$ta"
     mark_writes_resumed "$t_out" || rc=1
+    if [[ $V4_WORKLOAD == 1 ]]; then mark_v4_resumed "$t_out" || rc=1; fi
     # The watcher ends when locks are back and both graces are over (or at its time limit).
     vm_wait "$new" "$tw" 200 > /dev/null 2>&1
     tl_guest "$new" "$tw"
     if [[ ${LAB_DIAG:-0} == 1 ]]; then save_client_diag; fi
     ACTIVE=$new STANDBY=$old
     check_still_runs "$new" || rc=1
+    if [[ $V4_WORKLOAD == 1 ]]; then
+        local tn
+        tn=$(vm_exec "$new" nfsd-log 4)
+        vm_wait "$new" "$tn" 30 && vm_out "$new" "$tn" | sed "s/^/  ${VM_HOST[$new]} kernel: /"
+    fi
     tl_print "$t0"
     print_phases "$t0" "$new"
     if [[ $mode == ours ]]; then report_takeover "$new" "$ta"; fi
@@ -98,6 +104,28 @@ mark_writes_resumed() {
     fi
 }
 
+# Each NFSv4 appender's first fsynced record after T_OUT (60 s limit), and nfsd's grace lines
+# from the new server's kernel log.
+mark_v4_resumed() {
+    local n r i rc=0 vers
+    for n in c d; do
+        vers=$([[ $n == c ]] && echo 4.2 || echo 4.1)
+        r=
+        for ((i = 0; i < 600; i++)); do
+            r=$(writer4_resumed_after $n "$1")
+            [[ -n $r ]] && break
+            sleep 0.1
+        done
+        if [[ -n $r ]]; then
+            tl_at "$r" "client${n}" "NFSv$vers locked writes back"
+        else
+            tl "NFSv$vers locked writes on ${VM_HOST[$n]} did NOT come back within 60 s"
+            rc=1
+        fi
+    done
+    return $rc
+}
+
 # LAB_DIAG=1: stop C's socket watcher, keep its kernel log of the failover.
 save_client_diag() {
     vm_exec c net-watch-stop > /dev/null
@@ -119,6 +147,7 @@ report_takeover() {
     local new=$1 ta=$2 tj mj
     tj=$(vm_out "$new" "$ta" | sed -n 's/^takeover: //p')
     if [[ -n $tj ]]; then
+        jq -r '.reclaim.v4 // empty | "  lockd-recover takeover, NFSv4: grace ended by \(if .ended == "already-ended" then "the kernel, before takeover looked" elif .ended == "kernel" then "the kernel, \(.ended_after_ms) ms into the wait" elif .ended == "deadline" then "takeover at its deadline" else "nobody" end); clients recorded \(.expected | length), never reconnected \(.never_reconnected | length), without RECLAIM_COMPLETE \(.not_completed // [] | length)"' <<< "$tj" 2> /dev/null
         jq -r '"  lockd-recover takeover: notified \(.notify.notified) clients, failed \(.notify.failed), in \(.notify.elapsed_ms) ms; ledger locks \(.reclaim.expected // "-"), all held again after \(.reclaim.reclaimed_after_ms // "-") ms, missing \(.reclaim.missing // [] | length), grace ended: \(.reclaim.grace_ended != null)"' <<< "$tj" 2> /dev/null
         jq -r '.notify.clients[] | select(.status != "notified") | "  WARNING: takeover could not notify \(.host): \(.status): \(.detail)"' <<< "$tj" 2> /dev/null
     fi

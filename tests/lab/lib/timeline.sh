@@ -36,6 +36,9 @@ print_phases() {
     t_nlm=$(tl_find "$new lockd grace over")
     t_v4=$(tl_find "$new v4 grace over")
     t_res=$(tl_find "writes resumed")
+    local t_v4c t_v4d
+    t_v4c=$(tl_find "NFSv4.2 locked writes back")
+    t_v4d=$(tl_find "NFSv4.1 locked writes back")
     t_old_done=$(tl_find "MMP clean")
     echo "  phases (s; T0 = the kill, or the start of the old node's handoff script):"
     [[ -z $t_old_done ]] || printf '    %-34s %s\n' "old node: release, stop, umount" "$(tl_sub "$t_old_done" "$t0")"
@@ -52,8 +55,14 @@ print_phases() {
         "lockd grace over (from T0)" "$(tl_sub "$t_nlm" "$t0")" \
         "v4 grace over (from T0)" "$(tl_sub "$t_v4" "$t0")" \
         "client writes resumed (from T0)" "$(tl_sub "$t_res" "$t0")"
+    [[ -z $t_v4c$t_v4d ]] || printf '    %-34s %s\n' "v4.2 locked writes back (from T0)" "$(tl_sub "$t_v4c" "$t0")" \
+        "v4.1 locked writes back (from T0)" "$(tl_sub "$t_v4d" "$t0")" \
+        "last v4 writes back - v4 grace over" "$(tl_sub "$(printf '%s\n' "$t_v4c" "$t_v4d" | sort -n | tail -1)" "$t_v4")"
     RESUMED_S=$(tl_sub "$t_res" "$t0")
+    V4C_S=$(tl_sub "$t_v4c" "$t0")
+    V4D_S=$(tl_sub "$t_v4d" "$t0")
+    V4GRACE_S=$(tl_sub "$t_v4" "$t0")
     LOCKS_S=$(tl_sub "$t_locks" "$t0")
     MMP_S=$(tl_sub "$t_mounted" "$t_start")
-    echo "PHASES $SCEN_NAME release=$(tl_sub "$t_old_done" "$t0") start=$(tl_sub "$t_start" "$t0") claim=$(tl_sub "$t_held" "$t_start") mount=$(tl_sub "$t_mounted" "$t_start") nfsd=$(tl_sub "$t_nfsd" "$t_mounted") ip=$(tl_sub "$t_ip" "$t_nfsd") tickle=$(tl_sub "$t_tickle" "$t_ip") notify=$(tl_sub "$t_notified" "$t_tickle") locks=$(tl_sub "$t_locks" "$t0") nlm_grace=$(tl_sub "$t_nlm" "$t0") v4_grace=$(tl_sub "$t_v4" "$t0") resumed=$(tl_sub "$t_res" "$t0")" >> "$LAB/phases.txt"
+    echo "PHASES $SCEN_NAME release=$(tl_sub "$t_old_done" "$t0") start=$(tl_sub "$t_start" "$t0") claim=$(tl_sub "$t_held" "$t_start") mount=$(tl_sub "$t_mounted" "$t_start") nfsd=$(tl_sub "$t_nfsd" "$t_mounted") ip=$(tl_sub "$t_ip" "$t_nfsd") tickle=$(tl_sub "$t_tickle" "$t_ip") notify=$(tl_sub "$t_notified" "$t_tickle") locks=$(tl_sub "$t_locks" "$t0") nlm_grace=$(tl_sub "$t_nlm" "$t0") v4_grace=$(tl_sub "$t_v4" "$t0") resumed=$(tl_sub "$t_res" "$t0") v42_resumed=$(tl_sub "$t_v4c" "$t0") v41_resumed=$(tl_sub "$t_v4d" "$t0")" >> "$LAB/phases.txt"
 }

@@ -4,8 +4,12 @@
 # progress log $LAB/vm/c/writer.log is host-visible); D probes C's ranges for conflicting grants.
 # shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
 
-# lock-torture's 4 adjacent ranges (one lock on the server) + the writer's.
+# lock-torture's 4 adjacent ranges (one lock on the server) + the writer's; with the NFSv4
+# workload, + the v4.2 writer's flock on C and the v4.1 writer's on D.
 EXPECTED_LOCKS=2
+# The NFSv4 workload (C: v4.2 appender; D: v4.1 appender and a flock probe of C's file): on
+# unless a scenario turns it off (6: the OCF group serves NFSv3 only).
+V4_WORKLOAD=${V4_WORKLOAD:-1}
 
 # Start C's and D's workload; returns once the writer is appending.
 workload_start() {
@@ -17,6 +21,11 @@ workload_start() {
     t3=$(vm_exec d probe-start)
     vm_wait c "$t2" 30 || return 1
     vm_wait d "$t3" 30 || return 1
+    EXPECTED_LOCKS=2
+    if [[ $V4_WORKLOAD == 1 ]]; then
+        v4_workload_start || return 1
+        EXPECTED_LOCKS=4
+    fi
     # Steady state: the writer is appending.
     local i
     for ((i = 0; i < 300; i++)); do
@@ -27,9 +36,45 @@ workload_start() {
     return 1
 }
 
+# The v4.2 appender on C and the v4.1 one on D, then D's flock probe of C's file; returns
+# once both appenders append.
+v4_workload_start() {
+    local n t
+    for n in c d; do
+        : > "$LAB/vm/$n/writer4.log"
+        t=$(vm_exec $n writer4-start)
+        vm_wait $n "$t" 30 || return 1
+    done
+    : > "$LAB/vm/d/probe4.log"
+    local i
+    for ((i = 0; i < 300; i++)); do
+        [[ $(grep -c ' ok ' "$LAB/vm/c/writer4.log") -ge 3 && $(grep -c ' ok ' "$LAB/vm/d/writer4.log") -ge 3 ]] && break
+        sleep 0.1
+    done
+    [[ $i -lt 300 ]] || { echo "lab: the NFSv4 writers make no progress" >&2; return 1; }
+    t=$(vm_exec d probe4-start "writer4-${VM_HOST[c]}.dat")
+    vm_wait d "$t" 30
+}
+
+# Stops the v4 probe and appenders; sets WRITER4_ACKED_C/_D.
+v4_workload_stop() {
+    local n t
+    t=$(vm_exec d probe4-stop)
+    vm_wait d "$t" 30
+    for n in c d; do
+        t=$(vm_exec $n writer4-stop)
+        vm_wait $n "$t" 30
+        cp "$LAB/vm/$n/writer4.log" "$LAB/writer4-$n-$SCEN_NAME.log"
+    done
+    cp "$LAB/vm/d/probe4.log" "$LAB/probe4-$SCEN_NAME.log"
+    WRITER4_ACKED_C=$(awk '$2 == "ok" { n = $3 } END { print n + 0 }' "$LAB/vm/c/writer4.log")
+    WRITER4_ACKED_D=$(awk '$2 == "ok" { n = $3 } END { print n + 0 }' "$LAB/vm/d/writer4.log")
+}
+
 # Stop C's and D's workload; sets TORTURE_JSON PROBE_JSON WRITER_ACKED.
 workload_stop() {
     local tw tt tp
+    [[ $V4_WORKLOAD == 1 ]] && v4_workload_stop
     tw=$(vm_exec c writer-stop)
     vm_wait c "$tw" 30
     WRITER_ACKED=$(awk '$2 == "ok" { n = $3 } END { print n + 0 }' "$LAB/vm/c/writer.log")
@@ -62,8 +107,42 @@ judge_workload() {
     judge_torture || bad=1
     judge_probe || bad=1
     judge_writer_file || bad=1
+    if [[ $V4_WORKLOAD == 1 ]]; then judge_v4 || bad=1; fi
     return $bad
 }
+
+# NFSv4: no error on either appender (a lost lock shows as EIO on the next write), D's probe
+# never granted C's lock, both files complete on the disk.
+judge_v4() {
+    local bad=0 n errs granted busy vers
+    for n in c d; do
+        vers=$([[ $n == c ]] && echo 4.2 || echo 4.1)
+        errs=$(grep -c ' err ' "$LAB/vm/$n/writer4.log")
+        echo "  NFSv$vers appender (${VM_HOST[$n]}): $(grep -c ' ok ' "$LAB/vm/$n/writer4.log") records acknowledged, $errs errors (EIO = lost lock)$(grep -m1 ' err ' "$LAB/vm/$n/writer4.log" | sed 's/^/: first /')"
+        [[ $errs -eq 0 ]] || bad=1
+    done
+    granted=$(grep -c ' granted' "$LAB/vm/d/probe4.log")
+    busy=$(grep -c ' busy' "$LAB/vm/d/probe4.log")
+    echo "  NFSv4 flock probe (D on C's file): $busy refused, $granted conflicting grants, $(grep -c ' err' "$LAB/vm/d/probe4.log") errors"
+    [[ $granted -eq 0 && $busy -gt 0 ]] || bad=1
+    judge_file "$WRITER4_ACKED_C" "writer4-${VM_HOST[c]}.dat" || bad=1
+    judge_file "$WRITER4_ACKED_D" "writer4-${VM_HOST[d]}.dat" || bad=1
+    return $bad
+}
+
+judge_file() {
+    local t
+    t=$(vm_exec "$ACTIVE" verify-writer "$1" "$2")
+    if vm_wait "$ACTIVE" "$t" 60; then
+        echo "  data ($2): $(vm_out "$ACTIVE" "$t" | tail -1)"
+    else
+        echo "  FAIL data ($2): $(vm_out "$ACTIVE" "$t" | tail -3)"
+        return 1
+    fi
+}
+
+# First v4 record acknowledged after T on client N's appender.
+writer4_resumed_after() { awk -v t="$2" '$2 == "ok" && $1 > t { print $1; exit }' "$LAB/vm/$1/writer4.log"; }
 
 # lock-torture on C: every lock held throughout, no I/O error.
 judge_torture() {

@@ -31,6 +31,8 @@
 
 scenario_6() {
     local rc=0 x y t
+    # The group's nfsserver step serves NFSv3 only (rpc.nfsd -N 4): no NFSv4 workload here.
+    local V4_WORKLOAD=0
     SCEN_NAME=ocf-agents
     banner "scenario 6: OCF agents nfs-grace + nfs-locks in group order (handoff and hard failover)" || return 1
     t=$(vm_exec "$STANDBY" ocf-tester-grace)
