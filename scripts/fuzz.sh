@@ -4,16 +4,18 @@
 #
 #   bash scripts/fuzz.sh [--runs N] [--time SECONDS] [--no-merge] [TARGET...]
 #
-# Default: every target, 1,000,000 executions each; with both --runs and --time, a target
-# stops at whichever comes first. Each target starts from its checked-in
-# corpus fuzz/corpus/<target>/ (the seeds from scripts/fuzz-seeds.sh and what earlier runs
-# kept); new inputs go to a scratch corpus under fuzz/target/, and at the end libFuzzer's
-# -merge=1 keeps the smallest set with the same coverage in fuzz/corpus/<target>/ (seed-*
-# files always stay). A crash, a timeout (an input running over 1 s) or an out-of-memory
-# (over 1 GiB RSS) fails the run, and its input is copied to fuzz/regressions/<target>/, where
-# the replay test (tests/fuzz-entries, run by CI) keeps it: fix the parser, then commit the
-# input with the fix. A results line per target (executions, coverage, time) goes to stdout and
-# to fuzz/target/fuzz-results.tsv (FUZZING.md).
+# Default: every target, 1,000,000 executions each; with both --runs and --time, a target stops
+# at whichever comes first. Each target starts from its checked-in corpus fuzz/corpus/<target>/
+# (the seeds from scripts/fuzz-seeds.sh and what earlier runs kept); new inputs go to a scratch
+# corpus under fuzz/target/, and at the end libFuzzer's -set_cover_merge=1 keeps a small set
+# with the same coverage in fuzz/corpus/<target>/ (seed-* files always stay); `--runs 0` only
+# re-minimises the checked-in corpora.
+#
+# A crash, a timeout (an input running over 1 s) or an out-of-memory (over 1 GiB RSS) fails the
+# run, and its input is copied to fuzz/regressions/<target>/, where the replay test
+# (tests/fuzz-entries, run by CI) keeps it: fix the parser, then commit the input with the fix.
+# A results line per target (executions, coverage, time) goes to stdout and to
+# fuzz/target/fuzz-results.tsv (FUZZING.md).
 #
 # The build is cargo-fuzz's (`cargo fuzz build -O -a -s none`): sancov instrumentation with
 # libfuzzer-sys on a stable toolchain, release code with debug assertions and overflow checks.
@@ -89,7 +91,7 @@ for t in "${targets[@]}"; do
   fi
   if [[ $merge -eq 1 && $rc -eq 0 ]]; then
     rm -rf "$work/$t.merged" && mkdir -p "$work/$t.merged"
-    nice -n 10 "$bindir/$t" -merge=1 -timeout=1 "$work/$t.merged" "$corpus" "$scratch" >"$work/$t.merge.log" 2>&1
+    nice -n 10 "$bindir/$t" -set_cover_merge=1 -timeout=1 "$work/$t.merged" "$corpus" "$scratch" >"$work/$t.merge.log" 2>&1
     find "$corpus" -type f ! -name 'seed-*' -delete
     cp -n "$work/$t.merged"/* "$corpus"/ 2>/dev/null || true
     # The seeds stay under their names; their merged copies (named by hash) go.

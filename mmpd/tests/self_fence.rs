@@ -199,7 +199,7 @@ fn loop_fuse_sigstop_watchdog_fires_within_its_bound() {
     let took = fired.duration_since(stopped);
     // A stopped daemon pets no more: the watchdog fires its timeout after the last pet, which
     // was at most one interval before the stop.
-    assert!(last_pet <= stopped + Duration::from_millis(100));
+    assert!(last_pet <= stopped + Duration::from_millis(500));
     assert!(
         took <= WATCHDOG + INTERVAL + SLACK,
         "fired {took:?} after SIGSTOP"
