@@ -201,17 +201,23 @@ OCF_ROOT=/usr/lib/ocf
 OCF_RESOURCE_INSTANCE=shared-fs
 OCF_RESKEY_device=/dev/disk/by-id/wwn-0x5000c500a1b2c3d4
 OCF_RESKEY_directory=/srv/nfs
+OCF_RESKEY_fstype=xfs
+OCF_RESKEY_options=noatime
+OCF_RESKEY_area_device=/dev/disk/by-id/wwn-0x5000c500a1b2c3d5
 OCF_RESKEY_holder=mmpd
 OCF_RESKEY_fence=watchdog
-OCF_RESKEY_interval=1
+OCF_RESKEY_watchdog_device=/dev/watchdog
+OCF_RESKEY_watchdog_timeout=10
 OCF_RESKEY_force_unmount=true
 OCF_RESKEY_CRM_meta_timeout=60000
 OCF_RESKEY_CRM_meta_interval=0
 OCF_CHECK_LEVEL=10
 ENV
 seed ocf_env nfs-grace-monitor <<'ENV'
-OCF_RESKEY_state_dir=/srv/nfs/.ha
-OCF_RESKEY_grace=90
+OCF_RESKEY_filesystems=/srv/nfs
+OCF_RESKEY_grace_time=90
+OCF_RESKEY_lease_time=90
+OCF_RESKEY_mon_name=nfs-service
 OCF_RESKEY_CRM_meta_timeout=20000
 OCF_RESKEY_CRM_meta_interval=10000
 OCF_RESKEY_CRM_meta_op_target_rc=7
