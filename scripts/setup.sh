@@ -53,5 +53,9 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# The self-fence regressions (mmpd/tests/self_fence.rs) serve a disk through FUSE (/dev/fuse).
+if [[ ! -e /dev/fuse && $(id -u) -eq 0 ]]; then
+  modprobe fuse 2>/dev/null || echo "setup: no /dev/fuse and modprobe fuse failed" >&2
+fi
 command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup)" >&2; exit 1; }
 echo "setup: ok"

@@ -1,14 +1,8 @@
 //! A whole (small) image: superblock, MMP block lookup and verification, as `status` does.
+//! The body is `fuzz_entries::fs_image` (tests/fuzz-entries), which CI's replay test also runs on
+//! every kept input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use libmmp::io::MemDevice;
-use libmmp::fs::MmpFs;
 
-fuzz_target!(|data: &[u8]| {
-    let dev = MemDevice::new("fuzz.img", data.to_vec());
-    if let Ok(fs) = MmpFs::open(dev) {
-        let _ = fs.read_mmp_raw();
-        let _ = fs.read_mmp();
-    }
-});
+fuzz_target!(|data: &[u8]| fuzz_entries::fs_image(data));

@@ -1,11 +1,8 @@
 //! Command-line durations: parsing must be total.
+//! The body is `fuzz_entries::lock_torture_duration` (tests/fuzz-entries), which CI's replay test also runs on
+//! every kept input.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lock_torture::duration::parse_duration;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(s) = std::str::from_utf8(data) {
-        let _ = parse_duration(s);
-    }
-});
+fuzz_target!(|data: &[u8]| fuzz_entries::lock_torture_duration(data));

@@ -1,7 +1,8 @@
+//! Kernel log records (/dev/kmsg) read after nfsd starts.
+//! The body is `fuzz_entries::lockd_kmsg` (tests/fuzz-entries), which CI's replay test also runs on
+//! every kept input.
 #![no_main]
-//! Kernel log records (/dev/kmsg) read after nfsd starts: must never panic.
+
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = lockd_recover::kmsg::parse(&String::from_utf8_lossy(data));
-});
+fuzz_target!(|data: &[u8]| fuzz_entries::lockd_kmsg(data));

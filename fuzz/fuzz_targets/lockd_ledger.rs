@@ -1,7 +1,8 @@
-#![no_main]
 //! Lock ledger files read from shared storage: must never panic.
+//! The body is `fuzz_entries::lockd_ledger` (tests/fuzz-entries), which CI's replay test also runs on
+//! every kept input.
+#![no_main]
+
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = lockd_recover::ledger::parse(std::path::Path::new("fuzz"), data);
-});
+fuzz_target!(|data: &[u8]| fuzz_entries::lockd_ledger(data));

@@ -1,9 +1,8 @@
+//! /proc/fs/nfsd/clients/*/info and states as nfsd prints them.
+//! The body is `fuzz_entries::lockd_nfsd_clients` (tests/fuzz-entries), which CI's replay test also runs on
+//! every kept input.
 #![no_main]
-//! /proc/fs/nfsd/clients/*/info and states as nfsd prints them: must never panic.
+
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let _ = lockd_recover::v4state::parse_info(&text);
-    let _ = lockd_recover::v4state::parse_states(&text);
-});
+fuzz_target!(|data: &[u8]| fuzz_entries::lockd_nfsd_clients(data));

@@ -1,19 +1,8 @@
-#![no_main]
 //! RPC replies and NSM/rpcbind bodies from the network: must never panic.
-use libfuzzer_sys::fuzz_target;
-use lockd_recover::{nsm, rpc};
+//! The body is `fuzz_entries::lockd_rpc_reply` (tests/fuzz-entries), which CI's replay test also runs on
+//! every kept input.
+#![no_main]
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(reply) = rpc::parse_reply(data) {
-        if let Ok(results) = reply.success_results() {
-            let _ = nsm::decode_getport_result(results);
-            let _ = nsm::decode_getaddr_result(results);
-            let _ = nsm::check_void_result(results);
-            let _ = nsm::decode_sm_stat_res(results);
-        }
-    }
-    if let Ok((_, args)) = rpc::parse_call(data) {
-        let _ = nsm::StatChge::decode(args);
-        let _ = nsm::SmMon::decode(args);
-    }
-});
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzz_entries::lockd_rpc_reply(data));

@@ -1,12 +1,8 @@
-#![no_main]
 //! sm/ and sm.bak/ record files: must never panic; whatever parses must re-encode to a line
-//! that parses to the same record.
-use libfuzzer_sys::fuzz_target;
-use lockd_recover::statd::{parse_file, MonitorRecord};
+//! The body is `fuzz_entries::lockd_statd_record` (tests/fuzz-entries), which CI's replay test also runs on
+//! every kept input.
+#![no_main]
 
-fuzz_target!(|data: &[u8]| {
-    let (records, _malformed) = parse_file(std::path::Path::new("fuzz"), data);
-    for r in records {
-        assert_eq!(MonitorRecord::parse_line(&r.to_line()).as_ref(), Ok(&r));
-    }
-});
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| fuzz_entries::lockd_statd_record(data));

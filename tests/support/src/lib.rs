@@ -4,13 +4,15 @@
 //! Each helper exists once: loop devices ([`loopdev`]), mounts and freezes ([`mount`]), ext4
 //! images made by mkfs ([`image`]), network namespaces ([`netns`]), the rpcbind + rpc.statd
 //! peer ([`statd`]), processes started by a test ([`spawn`]), running commands ([`cmd`]), the
-//! skip-or-fail rule ([`require`]), the MMP block as another node sees it ([`mmp`]), the
+//! skip-or-fail rule ([`require`]), a disk that fails or stalls on command ([`faultdisk`]), the
+//! driver's side of mmpd's test watchdog ([`watchdog`]), the MMP block as another node sees it ([`mmp`]), the
 //! man-page check ([`man`]) and OCF agents linked for ocf-tester and crm_resource ([`ocf`]).
 //!
 //! Everything a test creates is removed on drop, also when an assertion fails: loop devices
 //! are detached, mounts unmounted, processes killed by pid, namespaces deleted.
 
 pub mod cmd;
+pub mod faultdisk;
 pub mod image;
 pub mod loopdev;
 pub mod man;
@@ -22,6 +24,7 @@ pub mod pacemaker;
 pub mod require;
 pub mod spawn;
 pub mod statd;
+pub mod watchdog;
 
 use std::process::ExitStatus;
 
@@ -56,13 +59,15 @@ impl Error {
 /// What most integration tests use, for one `use test_support::prelude::*;`.
 pub mod prelude {
     pub use crate::cmd::{describe, kernel_log_has, run, run_ok, sh, text};
+    pub use crate::faultdisk::{Fault, FaultDisk, WriteRecord};
     pub use crate::image::{mkfs, mkfs_ext4, Image};
     pub use crate::loopdev::Loop;
     pub use crate::mmp::{read_block, write_foreign};
     pub use crate::mount::{kernel_mount, Frozen, Mount};
     pub use crate::require::{
-        cannot_run, have, in_ci, is_root, require, require_e2fsprogs, require_loop_devices,
-        require_root, require_tools,
+        cannot_run, have, in_ci, is_root, require, require_e2fsprogs, require_fuse,
+        require_loop_devices, require_root, require_tools,
     };
     pub use crate::spawn::{run_with_timeout, wait_for, wait_output, Proc};
+    pub use crate::watchdog::WatchdogSim;
 }

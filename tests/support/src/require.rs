@@ -80,3 +80,9 @@ pub fn require_loop_devices() -> bool {
         )
         && require_tools(&["losetup", "mount", "umount"])
 }
+
+/// A FUSE-backed disk under a loop device ([`crate::faultdisk`]): root (mount(2) of a FUSE
+/// filesystem), the FUSE driver and loop devices.
+pub fn require_fuse() -> bool {
+    require_loop_devices() && require(Path::new("/dev/fuse").exists(), "no /dev/fuse (FUSE)")
+}
