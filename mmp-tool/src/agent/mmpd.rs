@@ -67,8 +67,7 @@ fn spawn(cfg: &Config, m: &MmpdParams, pf: &PidFile, budget: &Budget) -> Res<u32
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
         )));
     }
-    let fence = cfg.takeover.flags(&m.area);
-    start::fits_or_refuse(&m.area, SPAWN_MARGIN, budget, fence.fenced.is_some())?;
+    let fence = start::fits_or_refuse(&m.area, SPAWN_MARGIN, budget, &cfg.takeover)?;
     let prog = program().ok_or_else(|| generic("mmpd is not installed on this node"))?;
     let mut cmd = Command::new(&prog);
     cmd.arg("--run-dir")

@@ -3,9 +3,10 @@
 
 use super::mounts::{self, MountState};
 use super::params::{Config, Holder, PUBLISHED_CHECK_INTERVAL};
+use super::takeover::Takeover;
 use super::validate::{self, device_error};
 use super::{generic, mmpd, Budget, Res};
-use crate::cli::{ClaimFlags, DeviceArg, MountArgs};
+use crate::cli::{ClaimFlags, DeviceArg, FenceFlags, MountArgs};
 use crate::cmd::mount::gate_and_mount;
 use crate::exit::Outcome as ToolOutcome;
 use libmmp::fs::MmpFs;
@@ -53,8 +54,7 @@ pub fn start(cfg: &Config, budget: &Budget) -> Res {
 
 /// holder=ext4: `mmp-tool mount`'s gate (claim, CLEAN, mount at once), with our run dir.
 fn start_ext4(cfg: &Config, budget: &Budget) -> Res {
-    let fence = cfg.takeover.flags(&cfg.device);
-    fits_or_refuse(&cfg.device, MOUNT_MARGIN, budget, fence.fenced.is_some())?;
+    let fence = fits_or_refuse(&cfg.device, MOUNT_MARGIN, budget, &cfg.takeover)?;
     let args = MountArgs {
         dev: DeviceArg {
             device: cfg.device.clone(),
@@ -117,14 +117,21 @@ pub fn claim_time(sb_interval: u16, blk: &MmpBlock, fenced: bool) -> Duration {
 /// Before the claim of `dev`: if its wait plus `extra` cannot end within the operation timeout,
 /// refuse now (OCF_ERR_CONFIGURED, naming the timeout to set). A live block is first watched
 /// for as long as its holder may go between writes (its check interval), so a device in use
-/// on another node is still reported as such.
-pub fn fits_or_refuse(dev: &Path, extra: Duration, budget: &Budget, fenced: bool) -> Res {
+/// on another node is still reported as such. The same read decides the fence-confirmed path
+/// (`takeover`): the flags returned are the gate's.
+pub fn fits_or_refuse(
+    dev: &Path,
+    extra: Duration,
+    budget: &Budget,
+    takeover: &Takeover,
+) -> Res<FenceFlags> {
     let fs = MmpFs::open_path(dev, Access::ReadOnly).map_err(device_error)?;
     let (blk, _) = fs.read_mmp_raw().map_err(device_error)?;
+    let fence = takeover.flags(&dev.display().to_string(), &blk);
     let sb_interval = fs.superblock().s_mmp_update_interval;
-    let need = claim_time(sb_interval, &blk, fenced) + extra;
+    let need = claim_time(sb_interval, &blk, fence.fenced.is_some()) + extra;
     if budget.fits(need) {
-        return Ok(());
+        return Ok(fence);
     }
     let d = dev.display();
     let what = match blk.seq_class() {

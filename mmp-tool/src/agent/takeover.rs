@@ -8,13 +8,10 @@
 
 use super::configured;
 use crate::cli::FenceFlags;
-use libmmp::fs::MmpFs;
-use libmmp::io::device::Access;
 use libmmp::ocf::fencing::{self, Decision};
 use libmmp::ocf::{Env, Outcome};
 use libmmp::ondisk::mmp::{MmpBlock, SeqClass};
 use libmmp::protocol::claim;
-use std::path::Path;
 use std::time::Duration;
 
 /// How long Pacemaker's tools may take to answer (each of three calls).
@@ -58,16 +55,11 @@ impl Takeover {
             .map_or_else(|| mmp_name.to_string(), |(c, _)| c.clone())
     }
 
-    /// The gate's `--fenced` flags for `dev`: the cluster node Pacemaker confirms a device
-    /// fenced after its last write, or none (the full wait). An unreadable device gets none:
-    /// the gate reports it.
-    pub fn flags(&self, dev: &Path) -> FenceFlags {
-        let fenced = MmpFs::open_path(dev, Access::ReadOnly)
-            .and_then(|fs| fs.read_mmp_raw())
-            .ok()
-            .and_then(|(blk, _)| self.fenced_node(&dev.display().to_string(), &blk));
+    /// The gate's `--fenced` flags for `device` whose MMP block reads `blk`: the cluster node
+    /// Pacemaker confirms a device fenced after its last write, or none (the full wait).
+    pub fn flags(&self, device: &str, blk: &MmpBlock) -> FenceFlags {
         FenceFlags {
-            fenced,
+            fenced: self.fenced_node(device, blk),
             node_map: self.node_map.clone(),
         }
     }
