@@ -42,6 +42,7 @@ use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::io::BlockIo;
 use crate::ondisk::fence_tag::FenceTag;
+use crate::ondisk::handoff::HandoffRead;
 use crate::ondisk::mmp::{MmpBlock, SeqClass};
 use crate::protocol::check::{self, CheckReport, SafeReason, Verdict};
 use crate::protocol::clock::Clock;
@@ -98,6 +99,10 @@ pub enum Fallback {
     NotLive,
     /// The first read failed or did not verify: the normal path decides (refuses or fails).
     Unreadable,
+    /// The block carries a planned handoff's record (or one of a newer version): its target
+    /// claims with a short verification, so a second short-cut claimer could race it; the
+    /// normal path's full waits see the target's holder.
+    Handoff,
 }
 
 impl Fallback {
@@ -107,6 +112,7 @@ impl Fallback {
             Fallback::OtherNode { .. } => "other_node",
             Fallback::NotLive => "not_live",
             Fallback::Unreadable => "unreadable",
+            Fallback::Handoff => "handoff_in_progress",
         }
     }
 }
@@ -174,7 +180,9 @@ fn choose_path<D: BlockIo>(fs: &MmpFs<D>, fenced: &FencedNode) -> (ClaimPath, Op
     let normal = tag.map_or(check::wait_time(ci), |t| {
         check::wait_time(ci).min(check::fence_wait(t))
     });
+    let in_handoff = !matches!(first.handoff(), HandoffRead::None | HandoffRead::Remnant(_));
     let fallback = match first.seq_class() {
+        _ if in_handoff => Some(Fallback::Handoff),
         SeqClass::Clean => None,
         SeqClass::Live(_) if first.nodename() == fenced.mmp_name => None,
         SeqClass::Live(_) => Some(Fallback::OtherNode {
@@ -304,6 +312,7 @@ fn write_claim<D: BlockIo>(
         clock,
         poll: opts.poll.max(Duration::from_millis(1)),
         device: &device,
+        gap: super::MAX_WRITE_GAP,
     };
     // A zero wait: write_and_verify then watches exactly MAX_WRITE_GAP + two polls after
     // the end of our write, the part of the verification that catches racing claimers.

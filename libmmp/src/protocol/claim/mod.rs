@@ -52,6 +52,7 @@ use crate::protocol::seq::{seq_after, FreshSeq, SeqError};
 use std::time::Duration;
 
 pub mod fenced;
+pub mod handoff;
 pub use fenced::{claim_fenced, ClaimPath, FencedClaim, FencedNode};
 
 /// What a claim writes and how it watches.
@@ -299,6 +300,7 @@ pub fn claim_with<D: BlockIo>(
         clock,
         poll: opts.poll.max(Duration::from_millis(1)),
         device: &device,
+        gap: MAX_WRITE_GAP,
     };
     let first_raw = report.first.encode_raw();
     let mut written_at =
@@ -359,12 +361,14 @@ fn safe_to_claim(device: &str, report: &CheckReport) -> Result<SafeReason, Claim
 }
 
 /// What a step after the first watch needs: the filesystem, the clock, how often to re-read,
-/// and the device's name for errors.
-struct Watcher<'a, D: BlockIo> {
-    fs: &'a MmpFs<D>,
-    clock: &'a dyn Clock,
-    poll: Duration,
-    device: &'a str,
+/// the device's name for errors, and the longest read-to-end-of-write gap a compare-and-write
+/// may take ([`MAX_WRITE_GAP`]; the handoff's target uses a tighter one).
+pub(crate) struct Watcher<'a, D: BlockIo> {
+    pub(crate) fs: &'a MmpFs<D>,
+    pub(crate) clock: &'a dyn Clock,
+    pub(crate) poll: Duration,
+    pub(crate) device: &'a str,
+    pub(crate) gap: Duration,
 }
 
 impl<D: BlockIo> Watcher<'_, D> {
@@ -372,7 +376,7 @@ impl<D: BlockIo> Watcher<'_, D> {
     /// bytes as first read), then watch that it stays ours. Returns when our write was
     /// submitted.
     #[allow(clippy::too_many_arguments)]
-    fn write_and_verify(
+    pub(crate) fn write_and_verify(
         &self,
         found: &[u8; MMP_STRUCT_SIZE],
         blk: &MmpBlock,
@@ -383,20 +387,21 @@ impl<D: BlockIo> Watcher<'_, D> {
         progress: &mut dyn FnMut(ClaimPhase, Duration, Duration),
     ) -> Result<Duration, ClaimError> {
         let (fs, clock, poll, device) = (self.fs, self.clock, self.poll, self.device);
-        let (written_at, done) = compare_and_write(fs, clock, found, blk, reads)?.map_err(|f| {
-            f.into_claim_error(device.to_string(), |device, block| ClaimError::InUse {
-                device,
-                block,
-            })
-        })?;
+        let (written_at, done) = compare_and_write(fs, clock, found, blk, reads, self.gap)?
+            .map_err(|f| {
+                f.into_claim_error(device.to_string(), |device, block| ClaimError::InUse {
+                    device,
+                    block,
+                })
+            })?;
         tracing::debug!(device = %device, seq = format_args!("{:#010x}", blk.mmp_seq), "claim: sequence written, verifying");
         // The watch ends `wait` after the submission of our write (the first heartbeat must
         // land before a reader who saw our write may call it stale), but never less than
-        // MAX_WRITE_GAP (and two polls) after the write completed: a racing claimer's write,
-        // based on a read from before ours landed, lands within MAX_WRITE_GAP of that read.
+        // the gap (and two polls) after the write completed: a racing claimer's write, based
+        // on a read from before ours landed, lands within its gap of that read.
         let verify_for = (written_at + wait)
             .saturating_sub(done)
-            .max(MAX_WRITE_GAP + 2 * poll);
+            .max(self.gap + 2 * poll);
         watch_unchanged(
             fs, clock, poll, done, verify_for, ours, reads, cancel, progress,
         )
@@ -410,7 +415,7 @@ impl<D: BlockIo> Watcher<'_, D> {
     /// a fresh sequence now is a change every such reader sees; readers that start later see
     /// the fresh block for a full wait from here. Then watch for a racing write based on an
     /// older read. Returns the fresh block, its bytes and when its write was submitted.
-    fn refresh_bare(
+    pub(crate) fn refresh_bare(
         &self,
         blk: &MmpBlock,
         ours: &[u8; MMP_STRUCT_SIZE],
@@ -424,19 +429,20 @@ impl<D: BlockIo> Watcher<'_, D> {
         fresh.mmp_seq = seq_after(seq);
         fresh.mmp_time = wall_now();
         let fresh_bytes = on_disk_bytes(fs, &fresh);
-        let (at, done) = compare_and_write(fs, clock, ours, &fresh, reads)?.map_err(|f| {
-            f.into_claim_error(device.to_string(), |device, block| ClaimError::Lost {
-                device,
-                ours: seq,
-                block,
-            })
-        })?;
+        let (at, done) =
+            compare_and_write(fs, clock, ours, &fresh, reads, self.gap)?.map_err(|f| {
+                f.into_claim_error(device.to_string(), |device, block| ClaimError::Lost {
+                    device,
+                    ours: seq,
+                    block,
+                })
+            })?;
         watch_unchanged(
             fs,
             clock,
             poll,
             done,
-            MAX_WRITE_GAP + poll,
+            self.gap + poll,
             &fresh_bytes,
             reads,
             cancel,
@@ -451,8 +457,8 @@ impl<D: BlockIo> Watcher<'_, D> {
 enum CasFail {
     /// The block held this instead of what we expected: nothing written.
     Changed(Box<MmpBlock>),
-    /// Written, but the read-to-end-of-write gap exceeded [`MAX_WRITE_GAP`].
-    Stalled(Duration),
+    /// Written, but the read-to-end-of-write gap (first) exceeded the limit (second).
+    Stalled(Duration, Duration),
 }
 
 impl CasFail {
@@ -464,24 +470,25 @@ impl CasFail {
     ) -> ClaimError {
         match self {
             CasFail::Changed(found) => changed(device, found),
-            CasFail::Stalled(took) => ClaimError::Stalled {
+            CasFail::Stalled(took, limit) => ClaimError::Stalled {
                 device,
                 took,
-                limit: MAX_WRITE_GAP,
+                limit,
             },
         }
     }
 }
 
-/// Re-read the block; if it still holds `expected`, write `blk` and sync, within
-/// [`MAX_WRITE_GAP`] of the re-read. Returns the time of the re-read (the write was submitted
-/// after it) and of the end of the write.
+/// Re-read the block; if it still holds `expected`, write `blk` and sync, within `gap` of the
+/// re-read. Returns the time of the re-read (the write was submitted after it) and of the end
+/// of the write.
 fn compare_and_write<D: BlockIo>(
     fs: &MmpFs<D>,
     clock: &dyn Clock,
     expected: &[u8; MMP_STRUCT_SIZE],
     blk: &MmpBlock,
     reads: &mut u32,
+    gap: Duration,
 ) -> Result<Result<(Duration, Duration), CasFail>, Error> {
     let before = clock.now();
     *reads += 1;
@@ -492,8 +499,8 @@ fn compare_and_write<D: BlockIo>(
     fs.write_mmp_synced(blk)?;
     let done = clock.now();
     let took = done.saturating_sub(before);
-    if took > MAX_WRITE_GAP {
-        return Ok(Err(CasFail::Stalled(took)));
+    if took > gap {
+        return Ok(Err(CasFail::Stalled(took, gap)));
     }
     Ok(Ok((before, done)))
 }
@@ -584,7 +591,7 @@ pub fn verify_wait(found_ci: u32, sb_update_interval: u16, published: u16) -> Du
 /// A random live sequence different from the one we found.
 /// The block a claim writes: a fresh sequence (never `found`, the one read), this node's names,
 /// the time now; with its on-disk bytes.
-fn our_block<D: BlockIo>(
+pub(crate) fn our_block<D: BlockIo>(
     fs: &MmpFs<D>,
     fresh_seq: &mut FreshSeq<'_>,
     found: u32,
