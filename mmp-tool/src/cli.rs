@@ -133,6 +133,10 @@ on SIGTERM). An already clean block is success.
 Exit status: 0 released (or already clean), 1 not ours or held by a local mmpd, 2 error.")]
     Release(ReleaseArgs),
 
+    /// Planned move to another node: offer, confirm or roll back a handoff.
+    #[command(long_about = HANDOFF_ABOUT)]
+    Handoff(HandoffArgs),
+
     /// Claim, write CLEAN and mount at once: the kernel skips its wait, nobody slips in.
     #[command(long_about = "\
 Mount an ext4 filesystem with MMP safely: claim it with the MMP protocol (see `claim`; about 9 s
@@ -407,6 +411,14 @@ pub struct ClaimFlags {
     pub quiet: bool,
     #[command(flatten)]
     pub fence: FenceFlags,
+    /// On the TARGET of a planned handoff: claim with the nonce that `mmp-tool handoff --to
+    /// THIS-NODE` printed on the source. No full wait (the offer proves the source let go):
+    /// the offer must name this node and carry NONCE, and our claim is verified for about
+    /// 0.6 s (as long as the normal claim's for `claim`, which nothing follows). Anything else
+    /// (no offer, another node's or another nonce, rolled back, a newer record) is refused
+    /// with nothing written: then start the normal way.
+    #[arg(long, value_name = "NONCE", conflicts_with = "fenced", value_parser = libmmp::ondisk::handoff::parse_nonce)]
+    pub handoff: Option<u64>,
 }
 
 /// The fence-confirmed path of `claim` and `mount` (and of the `mmp-fs` agent, which fills it
@@ -435,6 +447,72 @@ impl FenceFlags {
             .as_deref()
             .map(|n| libmmp::protocol::claim::FencedNode::new(n, &self.node_map))
     }
+}
+
+const HANDOFF_ABOUT: &str = "\
+A planned move of a device from this node (the source) to another (the target) without the
+target's full wait, in three steps, with the record of each step in the MMP block's padding
+(which the kernel and e2fsprogs ignore):
+
+  source:  umount DIR   (or stop its mmpd)  -> the block is CLEAN under this node's name
+  source:  mmp-tool handoff DEVICE --to NODE   -> prints a NONCE (about 2.2 s: it verifies
+           that nobody wrote over the offer before it hands out the nonce)
+  target:  mmp-tool mount DEVICE DIR --handoff NONCE   -> mounted in about 1 s
+  any:     mmp-tool handoff DEVICE --confirm NONCE   -> 0 once the target's holder writes the
+           block (the source can no longer roll back)
+
+--rollback, on the source: take back its own offer that the target has not claimed (the normal
+claim's 9 s verification, then CLEAN as after the unmount); once the target claimed, only after
+the normal full wait (it succeeds only when the target's holder is silent: the target is down).
+On another node (the source is gone): cancel the offer; the target can no longer claim it and
+the block needs the normal wait. --nonce names the handoff (needed off the source).
+
+Every other node's claim, mount and e2fsprogs tool sees the offer as a live block and waits for
+it as for any other: only the target, with the nonce, skips the wait. Why two nodes can never
+both hold the device, and what each crash does: HANDOFF.md.
+
+Refused with nothing written: the device mounted or held by mmpd here, a block that is not CLEAN
+under this node's name (--to), a handoff already in progress, a target that is this node or not
+a node name (exit 2), a nonce that does not match, confirm before the target claimed, rollback
+after the target confirmed, a record of a newer release.
+
+Exit status: 0 done, 1 refused (nothing written) or not confirmed, 2 error or bad arguments.";
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("step").required(true).args(["to", "confirm", "rollback"])))]
+pub struct HandoffArgs {
+    #[command(flatten)]
+    pub dev: DeviceArg,
+    /// Offer the device (unmounted here, its block CLEAN under this node's name) to NODE, the
+    /// name NODE writes into MMP blocks (its host name, or its --node-name). Prints the nonce.
+    #[arg(long, value_name = "NODE")]
+    pub to: Option<String>,
+    /// Exit 0 once the target's holder writes the block for handoff NONCE (watches up to the
+    /// normal reader wait, about 11 s); 1 if it does not. Writes nothing.
+    #[arg(long, value_name = "NONCE", value_parser = libmmp::ondisk::handoff::parse_nonce)]
+    pub confirm: Option<u64>,
+    /// Roll the handoff back (see above).
+    #[arg(long)]
+    pub rollback: bool,
+    /// The handoff to roll back (default on the source: its own).
+    #[arg(long, value_name = "NONCE", requires = "rollback", value_parser = libmmp::ondisk::handoff::parse_nonce)]
+    pub nonce: Option<u64>,
+    /// This node's name in the MMP block [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// How often to re-read the MMP block while verifying, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub poll_ms: u64,
+    /// mmpd's run directory (to refuse while a local mmpd holds the device)
+    /// [default: $MMPD_RUN_DIR or /run/mmpd].
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
+    /// Print a JSON object on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Never show the countdown, even on a terminal.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

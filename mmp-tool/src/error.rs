@@ -9,6 +9,9 @@ pub enum Error {
     /// `enable`, `disable`, `interval`, `clear`: refused or failed.
     #[error(transparent)]
     Edit(#[from] libmmp::edit::EditError),
+    /// `handoff`, `claim/mount --handoff`: bad arguments, or an error under a handoff step.
+    #[error(transparent)]
+    Handoff(#[from] libmmp::protocol::claim::handoff::HandoffError),
     #[error("writing output: {0}")]
     Output(#[from] std::io::Error),
     /// `format-area`: no random UUID for the area.

@@ -16,7 +16,8 @@ mod progress;
 use clap::{CommandFactory, FromArgMatches};
 use cli::{Cli, Command};
 use cmd::{
-    check, claim, clear, disable, dump, enable, format_area, interval, mount, release, status,
+    check, claim, clear, disable, dump, enable, format_area, handoff, interval, mount, release,
+    status,
 };
 use exit::Outcome;
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ fn run(command: &Command) -> Result<Outcome, error::Error> {
         Command::Dump(a) => dump::run(a),
         Command::Claim(a) => claim::run(a),
         Command::Release(a) => release::run(a),
+        Command::Handoff(a) => handoff::run(a),
         Command::Mount(a) => mount::run(a),
         Command::FormatArea(a) => format_area::run(a),
         Command::Enable(a) => enable::run(a),

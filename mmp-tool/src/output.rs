@@ -4,6 +4,7 @@
 use libmmp::fs::{ChecksumStatus, MmpFs};
 use libmmp::io::device::Device;
 use libmmp::io::probe;
+use libmmp::ondisk::handoff::{format_nonce, HandoffRead};
 use libmmp::ondisk::mmp::{MmpBlock, EXT4_MMP_MAGIC};
 use libmmp::protocol::check::{check_interval, wait_time};
 use libmmp::protocol::clock::wall_now;
@@ -55,6 +56,31 @@ pub struct BlockReport {
     pub check_wait_seconds: u64,
     pub pad1: u16,
     pub pad2_nonzero_bytes: usize,
+    /// A planned handoff's record in the padding (`none`, `valid`, `remnant` of an earlier
+    /// one, or `newer` than this release reads).
+    pub handoff: HandoffRead,
+}
+
+/// One line on a handoff record, for `status` and `dump` (`None` without one).
+pub fn handoff_line(h: &HandoffRead) -> Option<String> {
+    let rec = |r: &libmmp::ondisk::handoff::HandoffRecord| {
+        format!(
+            "{} -> {}, {} (nonce {}, offered {})",
+            r.source,
+            r.target,
+            r.step.name().replace('_', " "),
+            format_nonce(r.nonce),
+            format_time(r.offered_at)
+        )
+    };
+    match h {
+        HandoffRead::None => None,
+        HandoffRead::Valid(r) => Some(format!("in progress: {}", rec(r))),
+        HandoffRead::Remnant(r) => Some(format!("earlier, no longer current: {}", rec(r))),
+        HandoffRead::Newer { version } => Some(format!(
+            "a record of version {version}, newer than this release reads: use the newer mmp-tool"
+        )),
+    }
 }
 
 pub fn block_report(
@@ -105,6 +131,7 @@ pub fn block_report(
         check_wait_seconds: wait_time(ci).as_secs(),
         pad1: blk.mmp_pad1,
         pad2_nonzero_bytes: blk.mmp_pad2.iter().filter(|&&b| b != 0).count(),
+        handoff: blk.handoff(),
     }
 }
 

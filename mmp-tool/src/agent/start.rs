@@ -70,6 +70,7 @@ fn start_ext4(cfg: &Config, budget: &Budget) -> Res {
             run_dir: Some(cfg.run_dir.clone()),
             quiet: true,
             fence,
+            handoff: None,
         },
     };
     tracing::info!(

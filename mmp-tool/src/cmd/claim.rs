@@ -9,7 +9,9 @@ use crate::output::{format_time, print_result};
 use crate::progress::{seconds_left, Countdown};
 use libmmp::fs::MmpFs;
 use libmmp::io::device::{Access, Device};
+use libmmp::ondisk::handoff::format_nonce;
 use libmmp::protocol::check::SafeReason;
+use libmmp::protocol::claim::handoff::{self, HandoffError};
 use libmmp::protocol::claim::{
     self, ClaimError, ClaimMode, ClaimOptions, ClaimPath, ClaimPhase, Claimed,
 };
@@ -18,26 +20,102 @@ use libmmp::protocol::seq::random_seq;
 use serde::Serialize;
 use std::time::Duration;
 
-/// Run the claim with the real clock, a countdown on a terminal: the fence-confirmed one with
-/// `--fenced` (the path it took is returned), else the normal one.
-/// `mode`: `Bare` for `claim` (nothing writes after it), `HolderFollows` for `mount`.
+/// How a claim of `claim` or `mount` went: the won claim, its path for `--json`, and a note
+/// for the message (empty on the normal path).
+pub struct ClaimRun {
+    pub claimed: Claimed,
+    pub path: PathJson,
+    pub note: String,
+}
+
+/// Run the claim with the real clock, a countdown on a terminal: the target's claim of a
+/// planned handoff with `--handoff`, the fence-confirmed one with `--fenced`, else the normal
+/// one. `mode`: `Bare` for `claim` (nothing writes after it), `HolderFollows` for `mount`.
 pub fn run_claim(
     fs: &MmpFs<Device>,
     flags: &ClaimFlags,
     mode: ClaimMode,
-) -> Result<(Claimed, Option<ClaimPath>), ClaimError> {
+) -> Result<ClaimRun, HandoffError> {
     let opts = ClaimOptions {
         nodename: node_name_or_host(flags.node_name.as_deref()),
         bdevname: claim::bdevname_of(fs.device_name()),
         check_interval: flags.check_interval,
         poll: Duration::from_millis(flags.poll_ms),
     };
-    let dev = fs.device_name().to_string();
-    let mut countdown = Countdown::new(flags.quiet || flags.json);
-    // Also at info level every 5 s (hidden at mmp-tool's default level): the `mmp-fs` agent
-    // logs at info, and Pacemaker logs an agent's stderr, so a long wait shows its progress.
+    let mut progress = claim_progress(fs.device_name(), flags.quiet || flags.json);
+    // Without the kernel's CSPRNG the claim refuses before it writes: two nodes must not
+    // pick sequences by a predictable rule.
+    let clock = SystemClock::default();
+    let never = || false;
+    if let Some(nonce) = flags.handoff {
+        let c = handoff::claim_handoff(
+            fs,
+            &clock,
+            &mut random_seq,
+            &opts,
+            mode,
+            nonce,
+            &never,
+            &mut progress,
+        )?;
+        let note = format!(
+            " on the handoff from '{}' (nonce {}, verified {:.1} s)",
+            c.record.source,
+            format_nonce(nonce),
+            c.claimed.verify_wait.as_secs_f64()
+        );
+        let path = PathJson {
+            claim_path: "handoff",
+            handoff_from: Some(c.record.source.clone()),
+            handoff_nonce: Some(format_nonce(nonce)),
+            ..PathJson::default()
+        };
+        return Ok(ClaimRun {
+            claimed: c.claimed,
+            path,
+            note,
+        });
+    }
+    let (claimed, path) = match flags.fence.node() {
+        Some(f) => claim::claim_fenced(
+            fs,
+            &clock,
+            &mut random_seq,
+            &opts,
+            mode,
+            &f,
+            &never,
+            &mut progress,
+        )
+        .map(|c| (c.claimed, Some(c.path)))?,
+        None => (
+            claim::claim_with(
+                fs,
+                &clock,
+                &mut random_seq,
+                &opts,
+                mode,
+                &never,
+                &mut progress,
+            )?,
+            None,
+        ),
+    };
+    Ok(ClaimRun {
+        claimed,
+        path: PathJson::new(flags, path.as_ref()),
+        note: path_note(path.as_ref()),
+    })
+}
+
+/// The countdown on a terminal and, every 5 s, an info log line (hidden at mmp-tool's default
+/// level): the `mmp-fs` agent logs at info, and Pacemaker logs an agent's stderr, so a long
+/// wait shows its progress.
+pub fn claim_progress(dev: &str, quiet: bool) -> impl FnMut(ClaimPhase, Duration, Duration) {
+    let dev = dev.to_string();
+    let mut countdown = Countdown::new(quiet);
     let mut logged = None;
-    let mut progress = |phase: ClaimPhase, elapsed: Duration, total: Duration| {
+    move |phase: ClaimPhase, elapsed: Duration, total: Duration| {
         let what = match phase {
             ClaimPhase::Watching => "watching the live MMP sequence of",
             ClaimPhase::Verifying => "verifying our claim on",
@@ -48,44 +126,20 @@ pub fn run_claim(
             tracing::info!("{what} {dev}: {left} s left");
         }
         countdown.show(|| format!("{what} {dev}: {left:>3} s left "));
-    };
-    // Without the kernel's CSPRNG the claim refuses before it writes: two nodes must not
-    // pick sequences by a predictable rule.
-    let clock = SystemClock::default();
-    match flags.fence.node() {
-        Some(f) => claim::claim_fenced(
-            fs,
-            &clock,
-            &mut random_seq,
-            &opts,
-            mode,
-            &f,
-            &|| false,
-            &mut progress,
-        )
-        .map(|c| (c.claimed, Some(c.path))),
-        None => claim::claim_with(
-            fs,
-            &clock,
-            &mut random_seq,
-            &opts,
-            mode,
-            &|| false,
-            &mut progress,
-        )
-        .map(|c| (c, None)),
     }
 }
 
-/// How a claim went, for `--json` of `claim` and `mount`: which path (`normal`, or `fenced`
-/// for `--fenced`), the fenced node, the short watch, and why a `--fenced` claim fell back
-/// to the normal path.
+/// How a claim went, for `--json` of `claim` and `mount`: which path (`normal`, `fenced` for
+/// `--fenced`, `handoff` for `--handoff`), the fenced node, the short watch, why a `--fenced`
+/// claim fell back to the normal path, and the handoff's source and nonce.
 #[derive(Serialize, Default)]
 pub struct PathJson {
     pub claim_path: &'static str,
     pub fenced_node: Option<String>,
     pub fenced_watch_seconds: Option<f64>,
     pub fallback: Option<&'static str>,
+    pub handoff_from: Option<String>,
+    pub handoff_nonce: Option<String>,
 }
 
 impl PathJson {
@@ -98,15 +152,18 @@ impl PathJson {
                 Some(ClaimPath::Normal { fallback }) => Some(fallback.name()),
                 _ => None,
             },
+            ..PathJson::default()
         }
     }
 }
 
-/// The message of a claim refused because the device is (or may be) in use ([`Outcome::Refused`]),
-/// or the error when the claim failed for another reason.
-pub fn refusal(e: ClaimError) -> Result<String, Error> {
+/// The message of a claim refused because the device is (or may be) in use, or a handoff that
+/// is not ours to take ([`Outcome::Refused`]), or the error when the claim failed for another
+/// reason.
+pub fn refusal(e: HandoffError) -> Result<String, Error> {
     match e {
-        ClaimError::Fs(e) if !e.is_bad_mmp_checksum() => Err(Error::Mmp(e)),
+        HandoffError::Claim(ClaimError::Fs(e)) if !e.is_bad_mmp_checksum() => Err(Error::Mmp(e)),
+        e if e.is_error() || e.is_usage() => Err(Error::Handoff(e)),
         e => Ok(e.to_string()),
     }
 }
@@ -137,10 +194,10 @@ pub fn run(args: &ClaimArgs) -> Result<Outcome, Error> {
     let fs = MmpFs::open_path(path, Access::ReadWrite)?;
     fs.require_mmp()?;
     match run_claim(&fs, flags, ClaimMode::Bare) {
-        Ok((c, p)) => {
-            record_claim(&run_dir, path, &c);
-            let msg = claimed_message(&path.display().to_string(), &c, p.as_ref());
-            report(args, "claimed", msg, Some((&c, p.as_ref())))
+        Ok(run) => {
+            record_claim(&run_dir, path, &run.claimed);
+            let msg = claimed_message(&path.display().to_string(), &run.claimed, &run.note);
+            report(args, "claimed", msg, Some(run))
         }
         Err(e) => {
             let name = e.name();
@@ -155,11 +212,14 @@ fn report(
     args: &ClaimArgs,
     result: &'static str,
     message: String,
-    claimed: Option<(&Claimed, Option<&ClaimPath>)>,
+    run: Option<ClaimRun>,
 ) -> Result<Outcome, Error> {
     let flags = &args.opts;
-    let path = PathJson::new(flags, claimed.and_then(|(_, p)| p));
-    let claimed = claimed.map(|(c, _)| c);
+    let (claimed, path) = match run {
+        Some(r) => (Some(r.claimed), r.path),
+        None => (None, PathJson::new(flags, None)),
+    };
+    let claimed = claimed.as_ref();
     let json = ClaimJson {
         device: args.dev.device.display().to_string(),
         claimed: claimed.is_some(),
@@ -183,12 +243,11 @@ fn report(
     })
 }
 
-fn claimed_message(dev: &str, c: &Claimed, path: Option<&ClaimPath>) -> String {
+fn claimed_message(dev: &str, c: &Claimed, note: &str) -> String {
     format!(
-        "claimed '{dev}'{}: wrote sequence {:#010x} as node '{}' and nobody wrote after us for {:.1} s (the block was {} before). \
+        "claimed '{dev}'{note}: wrote sequence {:#010x} as node '{}' and nobody wrote after us for {:.1} s (the block was {} before). \
          Nothing keeps writing it now: a node that saw our write may call it stale about {:.0} s from now. \
          Start mmpd or mount before then (or use `mmp-tool mount`); `mmp-tool release` sets it back to CLEAN.",
-        path_note(path),
         c.block.mmp_seq,
         c.block.nodename(),
         c.elapsed.as_secs_f64(),

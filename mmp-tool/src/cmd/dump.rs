@@ -36,6 +36,9 @@ pub fn run(args: &DumpArgs) -> Result<Outcome, Error> {
     t += &format!("state: {}\n", r.state);
     t += &format!("pad1: {}\n", r.pad1);
     t += &format!("pad2_nonzero_bytes: {}\n", r.pad2_nonzero_bytes);
+    if let Some(line) = crate::output::handoff_line(&r.handoff) {
+        t += &format!("handoff: {line}\n");
+    }
     t += &format!("block_size: {}\n", r.block_size);
     t += &format!("effective_check_interval: {}\n", r.effective_check_interval);
     t += &format!("check_wait_seconds: {}\n", r.check_wait_seconds);

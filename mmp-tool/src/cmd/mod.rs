@@ -8,6 +8,7 @@ pub mod dump;
 mod edit;
 pub mod enable;
 pub mod format_area;
+pub mod handoff;
 pub mod interval;
 mod local;
 pub mod mount;

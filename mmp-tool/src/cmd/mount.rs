@@ -1,7 +1,7 @@
 //! `mmp-tool mount`: claim with our protocol, write CLEAN, and mount at once, so the kernel
 //! skips its own wait but no other node can have slipped in.
 
-use super::claim::{path_note, refusal, run_claim, PathJson};
+use super::claim::{refusal, run_claim, PathJson};
 use super::local::{local_mmpd, run_dir_or_default};
 use crate::cli::MountArgs;
 use crate::error::Error;
@@ -94,10 +94,10 @@ fn claim_and_mount(args: &MountArgs, js: &mut MountJson) -> Result<Outcome, Erro
         return Ok(js.end(Outcome::Failed, "mmp_area", msg));
     }
     let claimed = match run_claim(&fs, flags, ClaimMode::HolderFollows) {
-        Ok((c, path)) => {
-            js.path = PathJson::new(flags, path.as_ref());
-            js.claim_note = path_note(path.as_ref());
-            c
+        Ok(run) => {
+            js.path = run.path;
+            js.claim_note = run.note;
+            run.claimed
         }
         Err(e) => {
             let name = e.name();

@@ -87,6 +87,9 @@ fn text(r: &BlockReport, holder: Option<&HolderState>) -> String {
             ),
         }
     );
+    if let Some(line) = crate::output::handoff_line(&r.handoff) {
+        t += &format!("handoff:          {line}\n");
+    }
     if let Some(h) = holder {
         t += &format!(
             "held by:          mmpd pid {} on this host ({} since {}, sequence {:#010x} at that change, interval {} ms, fence {}{})\n",

@@ -712,10 +712,16 @@ pub fn confirm<D: BlockIo>(
         let elapsed = clock.now().saturating_sub(start);
         progress(ClaimPhase::Watching, elapsed.min(watch), watch);
         if elapsed >= watch {
+            let clean = MmpBlock::decode(&last).is_ok_and(|b| b.seq_class() == SeqClass::Clean);
             return Err(not(format!(
-                "the MMP block did not change for {:.0} s: node '{}' has no holder writing it (down, or never mounted)",
+                "the MMP block did not change for {:.0} s: node '{}' has no holder writing it ({})",
                 watch.as_secs_f64(),
-                rec.target
+                rec.target,
+                if clean {
+                    "it is CLEAN: released, or never mounted"
+                } else {
+                    "down, or never mounted"
+                }
             )));
         }
         clock.sleep(poll.min(watch - elapsed));
@@ -724,9 +730,15 @@ pub fn confirm<D: BlockIo>(
             continue;
         }
         last = raw;
+        // The target's holder: a live block that is not the claim itself, under the target's
+        // name, or (kmmpd writes the kernel's host name, which may differ from the name the
+        // target claimed under) carrying the remnant of this handoff's claim, which only the
+        // target wrote and which kmmpd and mmpd keep in the padding.
+        let descends = matches!(now.handoff(), HandoffRead::Remnant(r)
+            if r.nonce == rec.nonce && r.step == HandoffStep::Claimed);
         let beat = matches!(now.seq_class(), SeqClass::Live(_))
-            && now.nodename() == rec.target
-            && now.handoff().valid().is_none();
+            && now.handoff().valid().is_none()
+            && (now.nodename() == rec.target || descends);
         if beat {
             return Ok(Confirmed {
                 record: rec,
@@ -734,7 +746,8 @@ pub fn confirm<D: BlockIo>(
                 waited: clock.now().saturating_sub(start),
             });
         }
-        if !matches!(now.seq_class(), SeqClass::Clean) && now.nodename() != rec.target {
+        if !matches!(now.seq_class(), SeqClass::Clean) && now.nodename() != rec.target && !descends
+        {
             return Err(not(format!(
                 "node '{}' wrote the MMP block (sequence {:#010x}), not the target '{}'",
                 now.nodename(),
