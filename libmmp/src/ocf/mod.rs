@@ -109,6 +109,10 @@ pub enum Action {
     ValidateAll,
     MetaData,
     Usage,
+    /// Live migration, source side (`allow-migrate=true`; `CRM_meta_migrate_target`).
+    MigrateTo,
+    /// Live migration, target side: Pacemaker runs it only after a successful migrate_to.
+    MigrateFrom,
 }
 
 impl Action {
@@ -120,6 +124,8 @@ impl Action {
             "validate-all" => Action::ValidateAll,
             "meta-data" | "meta_data" => Action::MetaData,
             "usage" | "help" | "--help" | "-h" => Action::Usage,
+            "migrate_to" => Action::MigrateTo,
+            "migrate_from" => Action::MigrateFrom,
             _ => return None,
         })
     }
@@ -145,6 +151,9 @@ pub struct Env {
     pub check_level: u32,
     /// `OCF_RESOURCE_INSTANCE`: the resource's name in the cluster (for state file names).
     pub instance: String,
+    /// `OCF_RESKEY_CRM_meta_migrate_source` / `_target`: the nodes of a live migration.
+    pub migrate_source: Option<String>,
+    pub migrate_target: Option<String>,
 }
 
 impl Env {
@@ -164,6 +173,8 @@ impl Env {
                 match meta {
                     "interval" => env.interval_ms = v.trim().parse().unwrap_or(0),
                     "timeout" => env.timeout_ms = v.trim().parse().ok(),
+                    "migrate_source" if !v.is_empty() => env.migrate_source = Some(v),
+                    "migrate_target" if !v.is_empty() => env.migrate_target = Some(v),
                     _ => {}
                 }
             } else if let Some(p) = k.strip_prefix("OCF_RESKEY_") {

@@ -89,8 +89,12 @@ fn dispatch(agent: &Agent, action: &str, act: impl FnOnce(Action) -> Outcome) ->
             print!("{}", agent.usage());
             0
         }
-        Some(a) => act(a).report(),
-        None => {
+        Some(a @ (Action::Start | Action::Stop | Action::Monitor | Action::ValidateAll)) => {
+            act(a).report()
+        }
+        // These agents have no migration: a move is a stop and a start (what Pacemaker does
+        // without allow-migrate, the default).
+        Some(Action::MigrateTo | Action::MigrateFrom) | None => {
             eprint!("{}", agent.usage());
             Outcome::new(
                 Status::ErrUnimplemented,

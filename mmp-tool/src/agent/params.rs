@@ -35,6 +35,12 @@ until it holds it (claimed and heartbeating), then mounts; the stop unmounts fir
 which writes CLEAN. mmpd's fence (fence=exit|command|sysrq-reboot|watchdog) acts when the area is \
 lost; only the watchdog fence resets a node whose mmpd hangs (needs a watchdog device).
 
+Planned moves (holder=ext4, meta allow-migrate=true): `crm resource move` runs migrate_to on the \
+source, which unmounts and offers the device to the target through the MMP block (about 2 s), then \
+migrate_from on the target, which claims it with the offer's nonce without the full wait (about \
+0.6 s) and mounts (HANDOFF.md). A failed migrate_to or migrate_from makes Pacemaker recover with a \
+stop and a normal start. holder=mmpd has no migration: leave allow-migrate unset.
+
 Safety: a node mounts only after it has watched the MMP block for longer than any live holder may go \
 without writing it, and after its own write survived a second such watch, so of two nodes at most \
 one mounts. A device in use elsewhere is refused with OCF_ERR_GENERIC and nothing written or mounted; \
@@ -144,6 +150,8 @@ pub const ACTIONS: &[ActionSpec] = &[
     ActionSpec::monitor(40, 20, 0),
     ActionSpec::monitor(40, 60, 10),
     ActionSpec::new("validate-all", 20),
+    ActionSpec::new("migrate_to", 60),
+    ActionSpec::new("migrate_from", 60),
     ActionSpec::new("meta-data", 5),
 ];
 

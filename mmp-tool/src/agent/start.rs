@@ -55,6 +55,12 @@ pub fn start(cfg: &Config, budget: &Budget) -> Res {
 /// holder=ext4: `mmp-tool mount`'s gate (claim, CLEAN, mount at once), with our run dir.
 fn start_ext4(cfg: &Config, budget: &Budget) -> Res {
     let fence = fits_or_refuse(&cfg.device, MOUNT_MARGIN, budget, &cfg.takeover)?;
+    gate(cfg, fence, None)
+}
+
+/// The gate and the mount of holder=ext4: the normal or fence-confirmed claim (`fence`), or
+/// the target's claim of a planned handoff (`handoff`: its nonce; the migrate_from).
+pub(super) fn gate(cfg: &Config, fence: FenceFlags, handoff: Option<u64>) -> Res {
     let args = MountArgs {
         dev: DeviceArg {
             device: cfg.device.clone(),
@@ -70,7 +76,7 @@ fn start_ext4(cfg: &Config, budget: &Budget) -> Res {
             run_dir: Some(cfg.run_dir.clone()),
             quiet: true,
             fence,
-            handoff: None,
+            handoff,
         },
     };
     tracing::info!(

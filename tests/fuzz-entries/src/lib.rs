@@ -24,7 +24,7 @@ pub use mmpd_files::{
     mmpd_holder_state, mountinfo, ocf_env,
 };
 pub use ocf::ocf_fence_history;
-pub use ondisk::{group_desc, mmp_block, superblock};
+pub use ondisk::{group_desc, handoff_record, mmp_block, superblock};
 
 /// A fuzz target's entry point.
 pub type Entry = fn(&[u8]);
@@ -51,6 +51,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("lockd_nfsd_clients", lockd_nfsd_clients),
     ("lockd_kmsg", lockd_kmsg),
     ("lockd_tracker_db", lockd_tracker_db),
+    ("handoff_record", handoff_record),
 ];
 
 /// The entry point of target `name`.

@@ -2,6 +2,7 @@
 
 use libmmp::ondisk::fence_tag::{FenceKind, FenceTag};
 use libmmp::ondisk::group_desc::{DescCsum, GroupDesc};
+use libmmp::ondisk::handoff::{format_nonce, parse_nonce, HandoffRead, HandoffRecord, HandoffStep};
 use libmmp::ondisk::mmp::{MmpBlock, MmpError, SeqClass, EXT4_MMP_MAGIC};
 use libmmp::ondisk::superblock::Superblock;
 
@@ -98,5 +99,46 @@ pub fn group_desc(data: &[u8]) {
             GroupDesc::parse(&enc, size, group, csum).expect("a re-encoded descriptor verifies");
         assert_eq!(back.encode(group, csum), enc);
         assert_eq!(back.bg_free_blocks_count, d.bg_free_blocks_count);
+    }
+}
+
+/// The handoff record in `mmp_pad2`: never valid on a block whose sequence is not live or does
+/// not match its copy, a valid one survives a round trip, a newer version is never valid, and
+/// any block given a record by `set_handoff` carries it exactly when its sequence is live.
+pub fn handoff_record(data: &[u8]) {
+    let Ok(block) = MmpBlock::decode(data) else {
+        return;
+    };
+    let read = block.handoff();
+    if let HandoffRead::Valid(rec) = &read {
+        assert!(matches!(block.seq_class(), SeqClass::Live(_)));
+        let again = MmpBlock::decode(&block.encode_raw()).expect("a re-encoded block decodes");
+        assert_eq!(again.handoff().valid(), Some(rec));
+        let mut moved = block.clone();
+        moved.mmp_seq = moved.mmp_seq.wrapping_add(1);
+        assert!(moved.handoff().valid().is_none());
+        assert_eq!(parse_nonce(&format_nonce(rec.nonce)), Ok(rec.nonce));
+    }
+    let mut ours = block.clone();
+    let rec = HandoffRecord {
+        step: HandoffStep::Offered,
+        nonce: u64::from(block.mmp_seq) << 7,
+        offered_at: block.mmp_time,
+        source: block.nodename(),
+        target: block.bdevname(),
+    };
+    ours.set_handoff(Some(&rec));
+    let live = matches!(ours.seq_class(), SeqClass::Live(_));
+    assert_eq!(ours.handoff().valid().is_some(), live);
+    assert!(
+        ours.fence_tag().is_none(),
+        "a handoff block never carries a fence tag"
+    );
+    if live {
+        ours.set_handoff_version_for_test(2);
+        assert_eq!(ours.handoff(), HandoffRead::Newer { version: 2 });
+    }
+    if let Ok(text) = std::str::from_utf8(data.get(..16).unwrap_or_default()) {
+        let _ = parse_nonce(text);
     }
 }
