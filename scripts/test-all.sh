@@ -26,9 +26,11 @@ bash scripts/test-deb.sh
 step "failover lab: split brain refused, then hard failover (qemu VMs, tests/lab), with the kernel's MMP (ext4) and with mmpd + watchdog on an MMP area; then the OCF agents' group (scenario 6)"
 if [[ $(id -u) -eq 0 ]]; then
   LAB_PROFILE=dev bash tests/lab/lab.sh --scenarios ci
-  # With mmpd, also scenario 6: the whole NFS group run by our OCF agents (mmp-fs holder=mmpd
-  # with the watchdog fence, nfs-grace, nfs-locks) through a planned and a hard failover.
-  LAB_PROFILE=dev bash tests/lab/lab.sh --holder mmpd --scenarios 2,1,6
+  # With mmpd: split brain (2), and scenario 6: the whole NFS group run by our OCF agents
+  # (mmp-fs holder=mmpd with the watchdog fence, nfs-grace, nfs-locks) through a planned and a
+  # hard failover. Scenario 1 with mmpd (`lab.sh --holder mmpd --scenarios 2,1,6`) runs by hand:
+  # scenario 6's hard failover covers mmpd's takeover, and CI stays under 45 minutes.
+  LAB_PROFILE=dev bash tests/lab/lab.sh --holder mmpd --scenarios 2,6
 elif [[ "${CI:-}" == true ]]; then
   echo "CI=true and the failover lab cannot run: it needs root" >&2
   exit 1
