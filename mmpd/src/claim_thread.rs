@@ -6,8 +6,10 @@
 
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Device;
+use libmmp::ondisk::handoff::format_nonce;
 use libmmp::protocol::check::SafeReason;
-use libmmp::protocol::claim::{self, ClaimError, ClaimMode, ClaimOptions, FencedNode};
+use libmmp::protocol::claim::handoff::{self, HandoffError};
+use libmmp::protocol::claim::{self, ClaimMode, ClaimOptions, FencedNode};
 use libmmp::protocol::clock::SystemClock;
 use libmmp::protocol::heartbeat::{Heartbeat, HeartbeatConfig};
 use libmmp::protocol::seq::random_seq;
@@ -27,7 +29,8 @@ pub enum Event {
     },
     ClaimFailed {
         id: usize,
-        error: ClaimError,
+        /// A claim error, or a refused handoff (`--handoff`).
+        error: HandoffError,
     },
 }
 
@@ -73,6 +76,8 @@ pub struct ClaimTask {
     pub clock: SystemClock,
     /// `--fenced`: claim on the fence-confirmed path.
     pub fenced: Option<FencedNode>,
+    /// `--handoff`: the target's claim of a planned handoff with this nonce.
+    pub handoff: Option<u64>,
 }
 
 /// Claim on a thread of its own (a claim waits 10 to 20 s, and many run in parallel). The thread
@@ -98,6 +103,7 @@ fn run(task: ClaimTask) {
         events,
         clock,
         fenced,
+        handoff,
     } = task;
     let device = fs.device_name().to_string();
     tracing::info!(device = %device, node = %opts.nodename, check_interval = opts.check_interval, "claiming");
@@ -109,9 +115,24 @@ fn run(task: ClaimTask) {
             tracing::info!(device = %device, ?phase, wait_s = total.as_secs_f64(), "claim: waiting");
         }
     };
-    let result = match &fenced {
-        None => claim::claim(&fs, &clock, &mut random_seq, &opts, &cancel, &mut progress),
-        Some(f) => claim::claim_fenced(
+    let result = match (&fenced, handoff) {
+        (_, Some(nonce)) => handoff::claim_handoff(
+            &fs,
+            &clock,
+            &mut random_seq,
+            &opts,
+            ClaimMode::HolderFollows,
+            nonce,
+            &cancel,
+            &mut progress,
+        )
+        .map(|c| {
+            tracing::info!(device = %device, source = %c.record.source, nonce = %format_nonce(nonce), "handoff claim won");
+            c.claimed
+        }),
+        (None, None) => claim::claim(&fs, &clock, &mut random_seq, &opts, &cancel, &mut progress)
+            .map_err(HandoffError::from),
+        (Some(f), None) => claim::claim_fenced(
             &fs,
             &clock,
             &mut random_seq,
@@ -124,7 +145,8 @@ fn run(task: ClaimTask) {
         .map(|c| {
             tracing::info!(device = %device, fenced = %f.node, path = c.path.name(), watch_s = c.path.watch().map(|w| w.as_secs_f64()), "fence-confirmed claim won");
             c.claimed
-        }),
+        })
+        .map_err(HandoffError::from),
     };
     match result {
         Ok(claimed) => {

@@ -187,6 +187,14 @@ pub struct Cli {
     #[arg(long, value_name = "NODE")]
     pub fenced: Option<String>,
 
+    /// The TARGET of a planned handoff (HANDOFF.md): claim the one device at start with the
+    /// nonce `mmp-tool handoff DEVICE --to THIS-NODE` printed on the source, without the full
+    /// wait (the offer proves the source let go; about 0.6 s), then heartbeat as usual. The
+    /// offer must name this node (--node-name) and carry NONCE; anything else is refused with
+    /// nothing written (exit 3): start mmpd the normal way then.
+    #[arg(long, value_name = "NONCE", conflicts_with = "fenced", value_parser = libmmp::ondisk::handoff::parse_nonce)]
+    pub handoff: Option<u64>,
+
     /// Map a cluster node name to the name it writes into MMP blocks, for --fenced.
     /// Repeatable.
     #[arg(long, value_name = "CLUSTER=MMPNAME", requires = "fenced", value_parser = libmmp::protocol::claim::fenced::parse_node_map)]

@@ -90,6 +90,9 @@ pub struct Config {
     /// start take the fence-confirmed path (devices added later on SIGHUP never do: the
     /// statement was about the moment mmpd was started).
     pub fenced: Option<libmmp::protocol::claim::FencedNode>,
+    /// `--handoff NONCE`: the claim at start is the target's claim of a planned handoff (one
+    /// device only).
+    pub handoff: Option<u64>,
 }
 
 impl Config {
@@ -204,8 +207,27 @@ pub fn merge(cli: &Cli, file: &FileConfig) -> Result<Config, ConfigError> {
             .fenced
             .as_deref()
             .map(|n| libmmp::protocol::claim::FencedNode::new(n, &cli.node_map)),
+        handoff: one_device_handoff(cli.handoff, &devices)?,
         devices,
     })
+}
+
+/// `--handoff` names one handoff, so it goes with exactly one device.
+fn one_device_handoff(
+    nonce: Option<u64>,
+    devices: &[DeviceConfig],
+) -> Result<Option<u64>, ConfigError> {
+    match (nonce, devices) {
+        (Some(_), [_]) | (None, _) => Ok(nonce),
+        (Some(_), _) => Err(ConfigError::Invalid {
+            device: devices
+                .iter()
+                .map(|d| d.path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            message: "--handoff takes over one device: start one mmpd per handed-off device".into(),
+        }),
+    }
 }
 
 /// The devices of the file (with their own settings), then those named on the command line.

@@ -5,7 +5,7 @@ use crate::config::ConfigError;
 use crate::fence::WatchdogError;
 use libmmp::host::run_dir::LockError;
 use libmmp::io::device::OpenError;
-use libmmp::protocol::claim::ClaimError;
+use libmmp::protocol::claim::handoff::HandoffError;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -116,7 +116,7 @@ pub enum DaemonError {
     Claim {
         path: PathBuf,
         #[source]
-        source: ClaimError,
+        source: HandoffError,
     },
     #[error("eventfd: {0}")]
     Eventfd(#[source] std::io::Error),

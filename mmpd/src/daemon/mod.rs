@@ -282,6 +282,7 @@ impl Daemon {
             } else {
                 None
             },
+            handoff: if initial { self.cfg.handoff } else { None },
         };
         let handle = claim_thread::spawn(task).map_err(DaemonError::ClaimThread)?;
         self.slots.push(Slot {

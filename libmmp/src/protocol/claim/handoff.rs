@@ -167,6 +167,12 @@ impl HandoffError {
         }
     }
 
+    /// Whether this means "not ours to take" (a refusal, nothing written) rather than an error
+    /// or bad arguments.
+    pub fn is_refusal(&self) -> bool {
+        !self.is_error() && !self.is_usage()
+    }
+
     /// Usage errors (exit 2 in mmp-tool) as opposed to refusals (exit 1) and errors.
     pub fn is_usage(&self) -> bool {
         matches!(self, HandoffError::BadTarget { .. })
