@@ -495,7 +495,7 @@ pub struct HandoffArgs {
     #[arg(long)]
     pub rollback: bool,
     /// The handoff to roll back (default on the source: its own).
-    #[arg(long, value_name = "NONCE", requires = "rollback", value_parser = libmmp::ondisk::handoff::parse_nonce)]
+    #[arg(long, value_name = "NONCE", conflicts_with_all = ["to", "confirm"], value_parser = libmmp::ondisk::handoff::parse_nonce)]
     pub nonce: Option<u64>,
     /// This node's name in the MMP block [default: the host name].
     #[arg(long, value_name = "NAME")]
