@@ -4,7 +4,8 @@
 #   node.sh activate ours|stock|ocf      take the service: MMP-gated mount, statd, exports, nfsd,
 #                                        floating IP, then notify/reclaim (ours) or sm-notify (stock);
 #                                        ocf: the group run by our OCF agents (guest/ocf-group.sh)
-#   node.sh deactivate ours|stock|ocf    planned handoff: IP down, unexport, release locks, stop, umount
+#   node.sh deactivate ours|stock|ocf [--to NODE]   planned handoff: IP down, unexport, release
+#                                        locks, stop, umount (--to: then offer the device to NODE)
 #   node.sh ocf-tester-grace             (standby) ocf-tester on nfs-grace, probe of nfs-locks
 #   node.sh split-brain [--kernel]       try to take the service while the other node holds it
 #   node.sh client-prep [4.1|4.2]        load the NFS client, rpcbind + statd, mount the export
@@ -169,7 +170,7 @@ MMPD_PID=
 mmpd_start() {
     rm -f /run/mmpd/*.state
     # shellcheck disable=SC2086
-    setsid $BIN/mmpd $MMPD_ARGS ${FENCED:+--fenced "$FENCED"} --run-dir /run/mmpd "$AREA" > /run/mmpd.log 2>&1 < /dev/null &
+    setsid $BIN/mmpd $MMPD_ARGS ${FENCED:+--fenced "$FENCED"} ${HANDOFF:+--handoff "$HANDOFF"} --run-dir /run/mmpd "$AREA" > /run/mmpd.log 2>&1 < /dev/null &
     MMPD_PID=$!
     echo $MMPD_PID > /run/mmpd.pid
     mark "mmpd started (pid $MMPD_PID): mmpd $MMPD_ARGS $AREA"
@@ -245,7 +246,7 @@ gate_and_mount() {
         mount -t ext4 "$DEV" "$MNT" || { mmpd_stop; return 1; }
         return 0
     fi
-    $BIN/mmp-tool mount --json -q ${FENCED:+--fenced "$FENCED"} "$DEV" "$MNT" > /run/mmp-mount.json
+    $BIN/mmp-tool mount --json -q ${FENCED:+--fenced "$FENCED"} ${HANDOFF:+--handoff "$HANDOFF"} "$DEV" "$MNT" > /run/mmp-mount.json
     rc=$?
     echo "mmp-tool mount: $(jq -c . /run/mmp-mount.json)"
     return $rc
@@ -260,6 +261,9 @@ gate_and_mount() {
 activate() {
     local mode=$1 rc
     [[ ${2:-} == --fenced ]] && FENCED=$3
+    # --handoff NONCE: the old node offered the device to this one (a planned handoff): the
+    # MMP gate claims it with the nonce, without the full wait (HANDOFF.md).
+    [[ ${2:-} == --handoff ]] && HANDOFF=$3
     [[ $mode == ocf ]] && { activate_ocf; return; }
     mark "activate start ($mode)"
     if [[ $HOLDER == mmpd ]]; then
@@ -350,8 +354,11 @@ activate() {
     mark "active"
 }
 
+# deactivate MODE [--to NODE]: with --to (ours), offer the device to NODE once it is released
+# (mmp-tool handoff: the next node's gate claims it with the printed nonce, HANDOFF.md).
 deactivate() {
-    local mode=$1
+    local mode=$1 to=
+    [[ ${2:-} == --to ]] && to=$3
     [[ $mode == ocf ]] && { deactivate_ocf; return; }
     mark "deactivate start ($mode)"
     stop_pid record
@@ -391,6 +398,23 @@ deactivate() {
     echo "mmp status: $(jq -c . /run/mmp-status.json)"
     grep -q '"state": *"clean"' /run/mmp-status.json || die "MMP not clean after umount"
     mark "MMP clean"
+    [[ -n $to ]] || return 0
+    local blockdev=$DEV
+    [[ $HOLDER == mmpd ]] && blockdev=$AREA
+    $BIN/mmp-tool handoff --json -q --to "$to" "$blockdev" > /run/mmp-handoff.json || die "mmp-tool handoff --to $to: $(cat /run/mmp-handoff.json)"
+    echo "handoff-nonce: $(jq -r .nonce /run/mmp-handoff.json)"
+    mark "offered to $to (mmp-tool handoff, $(jq -r .elapsed_seconds /run/mmp-handoff.json) s)"
+}
+
+# handoff-confirm NONCE: the new holder writes the block (run on either node; writes nothing).
+handoff_confirm() {
+    local blockdev=$DEV
+    [[ $HOLDER == mmpd ]] && blockdev=$AREA
+    $BIN/mmp-tool handoff --json -q --confirm "$1" "$blockdev" > /run/mmp-confirm.json
+    local rc=$?
+    echo "handoff confirm: exit $rc $(jq -c '{result, message}' /run/mmp-confirm.json)"
+    [[ $rc -eq 0 ]] && mark "handoff confirmed"
+    return $rc
 }
 
 # mmpd holder: the same gate as activate; mmpd must refuse (exit 3, in use), nothing mounted.
@@ -571,6 +595,7 @@ case $cmd in
 server-prep) server_prep ;;
 activate) activate "$@" ;;
 deactivate) deactivate "$@" ;;
+handoff-confirm) handoff_confirm "$@" ;;
 split-brain) split_brain "$@" ;;
 client-prep) client_prep "$@" ;;
 torture-start) torture_start ;;

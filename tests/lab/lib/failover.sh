@@ -22,7 +22,7 @@ failover_once() {
         ;;
     freeze) freeze_old "$old" ;;
     *)
-        release_old "$old" "$mode" || { tl_print "$t0"; return 1; }
+        release_old "$old" "$mode" "$new" || { tl_print "$t0"; return 1; }
         # Clock starts when the old node's handoff script starts (not when the lab sent it);
         # writes go on until its floating IP goes down.
         t0=$(tl_find "${VM_HOST[$old]} deactivate start")
@@ -38,12 +38,22 @@ failover_once() {
     # MMP wait, as without fencing).
     if [[ $kind == hard && $mode == ours && ${LAB_FENCED:-1} == 1 ]]; then
         ta=$(vm_exec "$new" activate "$mode" --fenced "${VM_HOST[$old]}")
+    elif [[ $kind == handoff && -n ${HANDOFF_NONCE:-} ]]; then
+        ta=$(vm_exec "$new" activate "$mode" --handoff "$HANDOFF_NONCE")
     else
         ta=$(vm_exec "$new" activate "$mode")
     fi
     tl "${VM_HOST[$new]} told to take over"
     vm_wait "$new" "$ta" 180 || rc=1
     tl_guest "$new" "$ta"
+    if [[ $kind == handoff && -n ${HANDOFF_NONCE:-} ]]; then
+        # The old node confirms: the new node's kmmpd (or mmpd) writes the block.
+        local tc
+        tc=$(vm_exec "$old" handoff-confirm "$HANDOFF_NONCE")
+        vm_wait "$old" "$tc" 60 || rc=1
+        vm_out "$old" "$tc" | sed -n 's/^handoff confirm: /  handoff confirm: /p'
+        tl_guest "$old" "$tc"
+    fi
     mark_writes_resumed "$t_out" || rc=1
     if [[ $V4_WORKLOAD == 1 ]]; then mark_v4_resumed "$t_out" || rc=1; fi
     # The watcher ends when locks are back and both graces are over (or at its time limit).
@@ -83,13 +93,23 @@ freeze_old() {
     fi
 }
 
-# Planned handoff: the old node releases the service (deactivate MODE).
+# Planned handoff: the old node releases the service (deactivate MODE). With our tools (and
+# LAB_HANDOFF=1, the default) it then offers the device to the new node (mmp-tool handoff) and
+# HANDOFF_NONCE is set for the new node's gate; LAB_HANDOFF=0 leaves the block CLEAN (the
+# normal claim on the new node).
 release_old() {
-    local old=$1 mode=$2 tr rc=0
+    local old=$1 mode=$2 new=$3 tr rc=0
+    local to=()
+    HANDOFF_NONCE=
+    [[ $mode == ours && ${LAB_HANDOFF:-1} == 1 ]] && to=(--to "${VM_HOST[$new]}")
     tl "planned handoff starts"
-    tr=$(vm_exec "$old" deactivate "$mode")
+    tr=$(vm_exec "$old" deactivate "$mode" "${to[@]}")
     vm_wait "$old" "$tr" 120 || rc=1
     tl_guest "$old" "$tr"
+    if [[ ${#to[@]} -gt 0 ]]; then
+        HANDOFF_NONCE=$(vm_out "$old" "$tr" | sed -n 's/^handoff-nonce: //p' | tail -1)
+        [[ -n $HANDOFF_NONCE ]] || { tl "no handoff nonce from ${VM_HOST[$old]}"; rc=1; }
+    fi
     return $rc
 }
 
