@@ -24,7 +24,6 @@ const B: usize = 1;
 const O: usize = 2;
 const C: usize = 3;
 const D: usize = 4;
-const NODES: [&str; 5] = ["a", "b", "o", "c", "d"];
 // Events and the actor whose end signals them if it did not.
 const OFFER_DONE: usize = 0;
 const B_DONE: usize = 1;
@@ -86,6 +85,11 @@ struct World {
     /// Case 5: which side is degraded (A with O, B, both), how slow, how often EIO.
     degraded: (usize, Duration, u64),
     rng: Rng,
+    /// The sweep's actors wait for each other's events; the races' do not.
+    events: bool,
+    /// The races: when each actor starts, and what the run is (for messages).
+    starts: Vec<Duration>,
+    what: String,
 }
 
 impl World {
@@ -137,6 +141,9 @@ impl World {
                 r.pick(&[0, 5, 15]),
             ),
             rng: r.fork(),
+            events: true,
+            starts: Vec::new(),
+            what: String::new(),
         }
     }
 
@@ -216,6 +223,8 @@ struct Outcome {
     d: Option<(Duration, Result<Duration, String>)>,
     holds: Vec<Hold>,
     quiet_ops: [Option<usize>; 5],
+    /// The races: each target claimer's result.
+    claims: Vec<(usize, Result<(), String>)>,
 }
 
 fn name<T>(r: &Result<T, HandoffError>) -> Result<(), String> {
@@ -230,6 +239,7 @@ struct Ctx<'a> {
     disk: &'a Disk<'a>,
     fs: MmpFs<&'a Disk<'a>>,
     me: usize,
+    node: &'static str,
     rng: Rng,
 }
 
@@ -240,7 +250,7 @@ impl Ctx<'_> {
     fn opts(&self) -> ClaimOptions {
         ClaimOptions {
             poll: self.w.poll,
-            ..opts(NODES[self.me])
+            ..opts(self.node)
         }
     }
     fn seqs(&mut self) -> impl FnMut() -> Result<u32, crate::protocol::seq::SeqError> {
@@ -248,7 +258,7 @@ impl Ctx<'_> {
         move || Ok(1 + r.below(u64::from(EXT4_MMP_SEQ_MAX) - 1) as u32)
     }
     fn quiet(&self) {
-        if self.me != D {
+        if self.w.events && self.me != D {
             self.out().quiet_ops[self.me] = Some(self.disk.ops());
             self.clock.signal(QUIET[self.me.min(C)]);
         }
@@ -283,7 +293,16 @@ impl Ctx<'_> {
         out.lock().unwrap_or_else(|e| e.into_inner()).holds[i].end = end;
     }
 
-    /// mmpd after a rollback: its own claim of the CLEAN block, then the heartbeat.
+    /// A rollback left the block CLEAN under our name: a kernel mount, or mmpd's own claim
+    /// and heartbeat.
+    fn hold_after_rollback(self) {
+        match self.w.kind[self.me] {
+            Kind::Kmmpd => self.hold(None),
+            Kind::Mmpd => self.claim_then_hold(),
+        }
+    }
+
+    /// mmpd after a rollback, or the third node: a normal claim, then a holder.
     fn claim_then_hold(mut self) {
         self.disk.set_phase(Phase::Claim);
         let o = self.opts();
@@ -353,10 +372,7 @@ fn actor_a(mut cx: Ctx<'_>) {
     if r.is_err() || cx.disk.crashed() {
         return;
     }
-    match cx.w.kind[A] {
-        Kind::Kmmpd => cx.hold(None),
-        Kind::Mmpd => cx.claim_then_hold(),
-    }
+    cx.hold_after_rollback();
 }
 
 fn actor_b(mut cx: Ctx<'_>) {
@@ -481,6 +497,9 @@ struct Run {
     end: Duration,
 }
 
+/// An actor of a run: its node name and its body.
+type Actor = (&'static str, fn(Ctx<'_>));
+
 fn run(case: Case, seed: u64, k: Option<usize>) -> Run {
     let w = World::new(case, seed, k);
     let initial = {
@@ -488,11 +507,26 @@ fn run(case: Case, seed: u64, k: Option<usize>) -> Run {
         b.mmp_seq = EXT4_MMP_SEQ_CLEAN;
         b
     };
-    let dev = MemDevice::new("img", image(w.csum, &initial).snapshot());
+    let dev = image(w.csum, &initial).snapshot();
+    let actors: [Actor; 5] = [
+        ("a", actor_a),
+        ("b", actor_b),
+        ("o", actor_o),
+        ("c", actor_c),
+        ("d", actor_d),
+    ];
+    simulate(w, dev, &actors, OWNERS.to_vec())
+}
+
+/// Run `actors` on a device holding `initial`; event `e` belongs to actor `owners[e]`.
+fn simulate(w: World, initial: Vec<u8>, actors: &[Actor], owners: Vec<usize>) -> Run {
+    let dev = MemDevice::new("img", initial);
     let out = Mutex::new(Outcome::default());
-    let sim = Sim::new(5, OWNERS.to_vec(), HORIZON);
-    let bodies: Vec<Body<'_, Vec<Op>>> = (0..5)
-        .map(|me| {
+    let sim = Sim::new(actors.len(), owners, HORIZON);
+    let bodies: Vec<Body<'_, Vec<Op>>> = actors
+        .iter()
+        .enumerate()
+        .map(|(me, &(node, body))| {
             let (w, dev, out) = (&w, &dev, &out);
             Box::new(move |clock: SimClock<'_>| {
                 let mut rng = w.rng.clone();
@@ -504,7 +538,7 @@ fn run(case: Case, seed: u64, k: Option<usize>) -> Run {
                     clock,
                     MMP_BLOCK * BS,
                     w.fault(me),
-                    w.latency[me],
+                    w.latency.get(me).copied().unwrap_or_default(),
                     rng.fork(),
                 );
                 let cx = Ctx {
@@ -514,11 +548,14 @@ fn run(case: Case, seed: u64, k: Option<usize>) -> Run {
                     disk: &disk,
                     fs: MmpFs::open(&disk).expect("the image opens"),
                     me,
+                    node,
                     rng,
                 };
-                [actor_a, actor_b, actor_o, actor_c, actor_d][me](cx);
+                body(cx);
                 let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
-                o.quiet_ops[me].get_or_insert(disk.ops());
+                if let Some(q) = o.quiet_ops.get_mut(me) {
+                    q.get_or_insert(disk.ops());
+                }
                 disk.log.take()
             }) as Body<'_, Vec<Op>>
         })
@@ -531,21 +568,29 @@ fn run(case: Case, seed: u64, k: Option<usize>) -> Run {
 
 impl Run {
     fn fail(&self, what: &str) -> ! {
+        let w = &self.w;
+        let which = if w.what.is_empty() {
+            format!(
+                "case {} seed {} k {:?}: {what}\n  replay: replay(Case::{:?}, {}, {:?})",
+                w.case as u8, w.seed, w.k, w.case, w.seed, w.k
+            )
+        } else {
+            format!("{}: {what}", w.what)
+        };
+        let writes: Vec<Vec<_>> = self
+            .logs
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .filter(|o| o.write)
+                    .map(|o| (o.at.as_millis(), o.ok, o.phase))
+                    .collect()
+            })
+            .collect();
         panic!(
-            "case {} seed {} k {:?}: {what}\n  replay: replay(Case::{:?}, {}, {:?})\n  world: {:?}\n  outcome: {:?}\n  intervals: {:?}\n  writes: {:?}",
-            self.w.case as u8,
-            self.w.seed,
-            self.w.k,
-            self.w.case,
-            self.w.seed,
-            self.w.k,
-            self.w,
+            "{which}\n  world: {w:?}\n  outcome: {:?}\n  intervals: {:?}\n  writes (ms, ok, phase) per actor: {writes:?}",
             self.out,
             self.intervals(),
-            self.logs
-                .iter()
-                .map(|l| l.iter().filter(|o| o.write).map(|o| (o.at.as_millis(), o.ok, o.phase)).collect::<Vec<_>>())
-                .collect::<Vec<_>>(),
         )
     }
 
@@ -586,6 +631,12 @@ impl Run {
 
     /// Invariants 1 and 2.
     fn check_invariants(&self) {
+        self.check_one_holder_at_a_time();
+        self.check_fresh_node();
+    }
+
+    /// Invariant 1: no two holding intervals of different nodes overlap.
+    fn check_one_holder_at_a_time(&self) {
         let iv = self.intervals();
         for (i, a) in iv.iter().enumerate() {
             for b in &iv[i + 1..] {
@@ -594,6 +645,10 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// Invariant 2: the fresh node wins, or a holder wrote while it watched.
+    fn check_fresh_node(&self) {
         let Some((d_start, d)) = &self.out.d else {
             self.fail("the fresh node never ran");
         };
@@ -647,198 +702,5 @@ impl Run {
     }
 }
 
-/// Invariant 3: the expected outcome of each case (the table in HANDOFF.md).
-fn check_expected(r: &Run) {
-    let o = &r.out;
-    let offer_ok = matches!(o.offer, Some(Ok(())));
-    let confirm = o.confirm.as_ref().map(|c| c.1.clone());
-    let confirmed = matches!(confirm, Some(Ok(())));
-    let rollback = o
-        .rollback
-        .as_ref()
-        .map(|x| x.as_ref().map(|p| p.name()).map_err(|e| e.as_str()));
-    let d_elapsed = o.d.as_ref().and_then(|d| d.1.as_ref().ok().copied());
-    let a_holds = o.holds.iter().any(|h| h.actor == A);
-    let no_holder = o.holds.iter().all(|h| h.actor == D);
-    let b_landed = r.wrote(B, |p| p == Phase::Claim);
-    let b_beat = r.wrote(B, Phase::holder);
-    let expect = |ok: bool, what: &str| {
-        if !ok {
-            r.fail(&format!("expected {what}; got {}", r.signature()));
-        }
-    };
-    // Everywhere: a confirm is a holder's write of the target that it saw.
-    if let Some((t0, Ok(()))) = &o.confirm {
-        let seen = r.logs[B]
-            .iter()
-            .any(|x| x.write && x.ok && x.phase.holder() && x.at >= *t0);
-        expect(seen, "a confirm only after the target's holder wrote");
-    }
-    let handoff_done = |r: &Run| {
-        expect(o.b_claim == Some(Ok(())), "the target's claim to win");
-        expect(confirmed, "the confirm to see the target's holder");
-        expect(o.rollback.is_none() && !a_holds, "no rollback");
-        expect(
-            r.alive(B) && d_elapsed.is_none(),
-            "the target to hold at the end",
-        );
-    };
-    let stopped = r.w.stop.is_some();
-    match r.w.case {
-        Case::TargetCrash | Case::TargetEio | Case::TargetOff if !stopped => {
-            expect(offer_ok, "the offer to stand (the source is healthy)");
-            if !b_landed {
-                expect(
-                    confirm == Some(Err("not_confirmed".into())),
-                    "confirm refused",
-                );
-                expect(rollback == Some(Ok("fast")) && a_holds, "a fast rollback");
-            } else if !b_beat {
-                expect(
-                    confirm == Some(Err("not_confirmed".into())),
-                    "confirm refused",
-                );
-                expect(
-                    rollback == Some(Ok("after_full_wait")) && a_holds,
-                    "a rollback after the full wait",
-                );
-            } else if r.alive(B) {
-                handoff_done(r);
-            } else if !confirmed {
-                expect(
-                    confirm == Some(Err("not_confirmed".into())),
-                    "confirm refused",
-                );
-                expect(
-                    rollback == Some(Ok("after_full_wait")),
-                    "a rollback after the full wait",
-                );
-            }
-        }
-        Case::SourceCrash | Case::SourceEio | Case::SourceOff => {
-            let a_landed = r.wrote(A, |p| p == Phase::Offer);
-            if !offer_ok {
-                expect(o.b_claim.is_none() && no_holder, "nobody to claim or hold");
-                let full = d_elapsed.is_some_and(|e| e >= Duration::from_secs(20));
-                let clean = d_elapsed
-                    .is_some_and(|e| e >= Duration::from_secs(9) && e < Duration::from_secs(11));
-                expect(
-                    if a_landed { full } else { clean },
-                    "the normal wait for the fresh node",
-                );
-                return;
-            }
-            match r.w.plan {
-                Plan::Handoff => handoff_done(r),
-                Plan::Abort => {
-                    let ok = matches!(rollback, Some(Ok("fast")) | Some(Err("error" | "stalled")));
-                    expect(ok, "a fast rollback or an error of the source's own");
-                    if matches!(rollback, Some(Err(_))) {
-                        expect(no_holder, "no holder");
-                        expect(
-                            d_elapsed.is_some_and(|e| e >= Duration::from_secs(20)),
-                            "the normal wait",
-                        );
-                    }
-                }
-                Plan::Cancel => {
-                    expect(
-                        o.cancel
-                            .as_ref()
-                            .is_some_and(|c| c.as_ref() == Ok(&RollbackPath::Cancelled)),
-                        "the cancel to be accepted",
-                    );
-                    expect(
-                        o.b_after_cancel.as_deref() == Some("rolled_back"),
-                        "the target's claim refused after the cancel",
-                    );
-                    expect(no_holder, "no holder");
-                    expect(
-                        d_elapsed.is_some_and(|e| e >= Duration::from_secs(20)),
-                        "the normal wait",
-                    );
-                }
-                Plan::Race => unreachable!(),
-            }
-        }
-        Case::ThirdDown if !r.wrote(C, |_| true) => {
-            expect(offer_ok, "the offer to stand (the third node never wrote)");
-            handoff_done(r);
-        }
-        _ => {}
-    }
-}
-
-fn replay(case: Case, seed: u64, k: Option<usize>) -> Run {
-    let r = run(case, seed, k);
-    r.check_invariants();
-    check_expected(&r);
-    r
-}
-
-/// Run `case` with the fault at every operation of the faulted actor (as counted in the run
-/// without the fault, up to its holder's first writes, and a few beyond), seed after seed,
-/// until at least `min_runs` runs. Returns the outcomes and how often each happened.
-fn sweep(case: Case, min_runs: usize) -> BTreeMap<String, usize> {
-    let mut seen = BTreeMap::new();
-    let mut runs = 0;
-    let mut seed = 0;
-    while runs < min_runs {
-        let base = replay(case, seed, None);
-        let faulted = base.w.faulted();
-        let n = base.out.quiet_ops[faulted].unwrap_or(0) + 5;
-        for k in 0..n {
-            let r = replay(case, seed, Some(k));
-            *seen.entry(r.signature()).or_insert(0) += 1;
-        }
-        runs += n + 1;
-        seed += 1;
-    }
-    eprintln!("case {} ({case:?}): {runs} runs, {seed} seeds", case as u8);
-    for (sig, n) in &seen {
-        eprintln!("  {n:5}  {sig}");
-    }
-    seen
-}
-
-const RUNS: usize = 1_000;
-
-#[test]
-fn case1_target_process_crashes_or_stops_at_every_step() {
-    sweep(Case::TargetCrash, RUNS);
-}
-
-#[test]
-fn case2_targets_path_fails_at_every_step() {
-    sweep(Case::TargetEio, RUNS);
-}
-
-#[test]
-fn case3_source_process_crashes_or_stops_at_every_step() {
-    sweep(Case::SourceCrash, RUNS);
-}
-
-#[test]
-fn case4_sources_path_fails_at_every_step() {
-    sweep(Case::SourceEio, RUNS);
-}
-
-#[test]
-fn case5_degraded_disk_on_either_side_from_every_step() {
-    sweep(Case::Degraded, RUNS);
-}
-
-#[test]
-fn case6_third_node_goes_down_at_every_step_of_its_claim() {
-    sweep(Case::ThirdDown, RUNS);
-}
-
-#[test]
-fn case7_target_powers_off_at_every_step() {
-    sweep(Case::TargetOff, RUNS);
-}
-
-#[test]
-fn case8_source_powers_off_at_every_step() {
-    sweep(Case::SourceOff, RUNS);
-}
+mod cases;
+mod races;
