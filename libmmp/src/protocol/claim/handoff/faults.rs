@@ -78,6 +78,9 @@ struct World {
     a_delay: Duration,
     b_delay: Duration,
     rollback_delay: Duration,
+    /// The third node claims (always in case 6, where it goes down; else in a quarter of the
+    /// runs, healthy: a racing claimer the handoff must keep out).
+    third: bool,
     c_start: Duration,
     d_delay: Duration,
     /// Cases 1 and 3: SIGSTOP for this long instead of a crash.
@@ -132,6 +135,7 @@ impl World {
                 r.ms(0, 2_000)
             },
             rollback_delay: r.ms(0, 3_000),
+            third: case == Case::ThirdDown || r.percent(25),
             c_start: r.ms(0, 12_000),
             d_delay: r.ms(0, 3_000),
             stop: stop.then(|| r.ms(3_000, 40_000)),
@@ -439,7 +443,7 @@ fn actor_o(cx: Ctx<'_>) {
 }
 
 fn actor_c(cx: Ctx<'_>) {
-    if cx.w.case != Case::ThirdDown {
+    if !cx.w.third {
         return;
     }
     cx.clock.sleep(cx.w.c_start);
@@ -689,8 +693,13 @@ impl Run {
             Some((_, Err(e))) => e.clone(),
             None => "-".into(),
         };
+        let lapsed = if self.out.holds.iter().any(|h| h.end == HoldEnd::Lapsed) {
+            " (a kmmpd lapsed)"
+        } else {
+            ""
+        };
         format!(
-            "offer={} b_claim={} confirm={} rollback={} cancel={} c={} d={}",
+            "offer={} b_claim={} confirm={} rollback={} cancel={} c={} d={}{lapsed}",
             r(&self.out.offer),
             r(&self.out.b_claim),
             r(&self.out.confirm.as_ref().map(|c| c.1.clone())),
