@@ -202,3 +202,22 @@ fn two_target_claimers_with_the_same_nonce_exactly_one_wins() {
         }
     }
 }
+
+/// The target claimed and its `mmp-tool mount` wrote CLEAN; the source's rollback (its
+/// full-wait claim, which does not wait on CLEAN) writes at once and then sees the target's
+/// kernel mount write: the target holds the device, and the rollback should say so as it
+/// does when its watch sees the holder (`target_holds`), not `lost`.
+#[test]
+#[ignore = "BUG: rollback's full-wait path maps only ClaimError::InUse to TargetHolds; a Lost (its write raced the target's mount of the CLEAN block) comes back as HandoffError::Claim(Lost)"]
+fn a_rollback_that_races_the_targets_mount_says_the_target_holds() {
+    let actors: [Actor; 3] = [("a", racer_rollback), ("b", racer_claim), ("s", stopper)];
+    let starts = [Duration::from_millis(1_500), Duration::ZERO, Duration::ZERO];
+    let r = race(&actors, &starts, Duration::from_millis(300), Kind::Kmmpd, 0);
+    exactly_one(&r, claim_winners);
+    assert_eq!(
+        r.out.rollback,
+        Some(Err("target_holds".to_string())),
+        "{}",
+        r.signature()
+    );
+}
