@@ -43,7 +43,12 @@ enum Case {
     ThirdDown,
     TargetOff,
     SourceOff,
+    /// Not one of the eight: a random fault on every actor at once (the invariants only).
+    Chaos,
 }
+
+/// Case 5: both sides degraded.
+const BOTH: usize = 9;
 
 /// What the orchestrator does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +92,8 @@ struct World {
     stop: Option<Duration>,
     /// Case 5: which side is degraded (A with O, B, both), how slow, how often EIO.
     degraded: (usize, Duration, u64),
+    /// The chaos runs: every actor's fault.
+    chaos: Option<[Fault; 5]>,
     rng: Rng,
     /// The sweep's actors wait for each other's events; the races' do not.
     events: bool,
@@ -102,6 +109,7 @@ impl World {
             Case::SourceCrash | Case::SourceEio => r.pick(&[Plan::Handoff, Plan::Abort]),
             Case::SourceOff => r.pick(&[Plan::Handoff, Plan::Abort, Plan::Cancel]),
             Case::Degraded => r.pick(&[Plan::Handoff, Plan::Handoff, Plan::Race]),
+            Case::Chaos => r.pick(&[Plan::Handoff, Plan::Abort, Plan::Race, Plan::Cancel]),
             _ => Plan::Handoff,
         };
         let mut kind = [Kind::Kmmpd; 5];
@@ -140,10 +148,11 @@ impl World {
             d_delay: r.ms(0, 3_000),
             stop: stop.then(|| r.ms(3_000, 40_000)),
             degraded: (
-                r.pick(&[A, B, A + B]),
+                r.pick(&[A, B, BOTH]),
                 r.pick(&[300, 800, 2_500]).pipe(Duration::from_millis),
                 r.pick(&[0, 5, 15]),
             ),
+            chaos: (case == Case::Chaos).then(|| chaos_faults(&mut r)),
             rng: r.fork(),
             events: true,
             starts: Vec::new(),
@@ -159,10 +168,14 @@ impl World {
             Case::Degraded if self.degraded.0 == B => B,
             Case::Degraded => A,
             Case::ThirdDown => C,
+            Case::Chaos => A,
         }
     }
 
     fn fault(&self, actor: usize) -> Fault {
+        if let Some(f) = self.chaos {
+            return f[actor];
+        }
         let (side, max_delay, eio_percent) = self.degraded;
         if self.case == Case::Degraded {
             // The faulted actor degrades from op k; the rest of its side from the start.
@@ -196,6 +209,30 @@ impl World {
             _ => Fault::Crash { at, node: true },
         }
     }
+}
+
+/// A random fault (or none) for each actor but the fresh node, at one of its first 40 steps.
+fn chaos_faults(r: &mut Rng) -> [Fault; 5] {
+    let mut f = [Fault::None; 5];
+    for x in &mut f[..D] {
+        let at = r.below(40) as usize;
+        *x = match r.below(7) {
+            0 | 1 => Fault::None,
+            2 => Fault::Crash { at, node: false },
+            3 => Fault::Crash { at, node: true },
+            4 => Fault::Eio { at },
+            5 => Fault::Degraded {
+                at,
+                max_delay: r.pick(&[300, 800, 2_500]).pipe(Duration::from_millis),
+                eio_percent: r.pick(&[0, 5, 15]),
+            },
+            _ => Fault::Stop {
+                at,
+                for_: r.ms(3_000, 40_000),
+            },
+        };
+    }
+    f
 }
 
 trait Pipe: Sized {

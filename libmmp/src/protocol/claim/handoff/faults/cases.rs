@@ -202,3 +202,19 @@ fn case7_target_powers_off_at_every_step() {
 fn case8_source_powers_off_at_every_step() {
     sweep(Case::SourceOff, RUNS);
 }
+
+/// Every actor but the fresh node faulted at once, at random steps: the invariants hold.
+/// `MMP_HANDOFF_CHAOS_RUNS=N` runs more (a longer hunt than CI's).
+#[test]
+fn chaos_random_faults_on_every_actor_at_once() {
+    let runs = std::env::var("MMP_HANDOFF_CHAOS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(RUNS as u64);
+    let mut seen = BTreeMap::new();
+    for seed in 0..runs {
+        let r = replay(Case::Chaos, seed, Some(0));
+        *seen.entry(r.signature()).or_insert(0) += 1;
+    }
+    eprintln!("chaos: {runs} runs, {} outcomes", seen.len());
+}
