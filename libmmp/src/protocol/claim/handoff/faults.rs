@@ -2,12 +2,22 @@
 //! random timing, on the simulator of [`super::sim`]. Actors: A the source (offer, maybe
 //! rollback, then a holder), B the target (claim with the nonce once A's offer returned Ok,
 //! then a holder), O the orchestrator (confirm once B's claim returned; on a refusal it tells
-//! A to roll back), C a third node (case 6: a normal claim, then down), D a fresh node that
-//! claims the device once everybody else is done or holding.
+//! A to roll back), C a third node (case 6: a normal claim, then down; in a quarter of the
+//! other runs a healthy racing claimer), D a fresh node that claims the device once everybody
+//! else is done or holding. The cases are in `cases`, the deterministic races in `races`.
 //!
 //! After every run: (1) no two holding intervals of different nodes overlap; (2) D wins, or is
 //! refused only because a holder wrote while it watched; (3) the case's expected outcome.
 //! A failure names the case, seed and fault index: `replay(case, seed, Some(k))` reruns it.
+//!
+//! A holding interval starts when the node's claim (or rollback) returned Ok; it lasts to the
+//! end of the run while the holder still holds, otherwise to the holder's last successful MMP
+//! write (a fenced mmpd, a dead node, a lost path write nothing more). So the first invariant
+//! is "never two nodes writing the block as holders at once". Two limits of the model, both
+//! outside the handoff: a SIGSTOP never hits a holder's beat (a heartbeat stopped between its
+//! check and its write lands that write late whatever the protocol; the watchdog covers it),
+//! and a kmmpd whose writes fail for longer than a reader waits has lapsed (the kernel's own
+//! rule lets any node take the device; its interval ends there and the run says so).
 
 use super::sim::{kmmpd, mmpd, Body, Disk, Fault, HoldEnd, Op, Phase, Rng, Sim, SimClock};
 use super::*;
