@@ -766,3 +766,8 @@ pub fn confirm<D: BlockIo>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod faults;
+#[cfg(test)]
+mod sim;
