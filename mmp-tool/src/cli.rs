@@ -151,6 +151,10 @@ at least 9 s after its write and sees kmmpd's updates. A node that runs a plain 
 claiming, and reads the block exactly then, mounts too: that is the kernel's own clean-mount race
 (LU-13932), which only a claim on every node closes.
 
+The handover happens only within the claim's lease (about 9 s after our last write, when a
+reader who saw it may call it stale): a mount stopped past it (SIGSTOP, a paused VM) does not
+mount, exit 1 (lease_expired), since another node may have taken the device meanwhile.
+
 --fenced NODE: after the cluster fenced NODE, the claim is the short fence-confirmed one (see
 `claim`; about 4 s at update interval 1 s instead of 20 s), then the same CLEAN write and mount.
 

@@ -242,6 +242,7 @@ fn start_holder(
             check::check_interval(fs.superblock().s_mmp_update_interval, published_ci),
         )),
         stale_after,
+        lease_until: clock.now() + stale_after,
         fence_tag: None,
         elapsed: claim_elapsed,
         reads: 0,

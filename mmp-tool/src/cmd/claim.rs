@@ -31,8 +31,10 @@ pub struct ClaimRun {
 /// Run the claim with the real clock, a countdown on a terminal: the target's claim of a
 /// planned handoff with `--handoff`, the fence-confirmed one with `--fenced`, else the normal
 /// one. `mode`: `Bare` for `claim` (nothing writes after it), `HolderFollows` for `mount`.
+/// `clock` is the claim's: [`Claimed::lease_until`] is on it.
 pub fn run_claim(
     fs: &MmpFs<Device>,
+    clock: &SystemClock,
     flags: &ClaimFlags,
     mode: ClaimMode,
 ) -> Result<ClaimRun, HandoffError> {
@@ -45,12 +47,11 @@ pub fn run_claim(
     let mut progress = claim_progress(fs.device_name(), flags.quiet || flags.json);
     // Without the kernel's CSPRNG the claim refuses before it writes: two nodes must not
     // pick sequences by a predictable rule.
-    let clock = SystemClock::default();
     let never = || false;
     if let Some(nonce) = flags.handoff {
         let c = handoff::claim_handoff(
             fs,
-            &clock,
+            clock,
             &mut random_seq,
             &opts,
             mode,
@@ -79,7 +80,7 @@ pub fn run_claim(
     let (claimed, path) = match flags.fence.node() {
         Some(f) => claim::claim_fenced(
             fs,
-            &clock,
+            clock,
             &mut random_seq,
             &opts,
             mode,
@@ -91,7 +92,7 @@ pub fn run_claim(
         None => (
             claim::claim_with(
                 fs,
-                &clock,
+                clock,
                 &mut random_seq,
                 &opts,
                 mode,
@@ -193,7 +194,7 @@ pub fn run(args: &ClaimArgs) -> Result<Outcome, Error> {
     }
     let fs = MmpFs::open_path(path, Access::ReadWrite)?;
     fs.require_mmp()?;
-    match run_claim(&fs, flags, ClaimMode::Bare) {
+    match run_claim(&fs, &SystemClock::default(), flags, ClaimMode::Bare) {
         Ok(run) => {
             record_claim(&run_dir, path, &run.claimed);
             let msg = claimed_message(&path.display().to_string(), &run.claimed, &run.note);

@@ -9,7 +9,8 @@ use crate::exit::Outcome;
 use crate::output::print_result;
 use libmmp::fs::MmpFs;
 use libmmp::io::device::Access;
-use libmmp::protocol::claim::{self, ClaimMode, Release};
+use libmmp::protocol::claim::{self, ClaimMode, Handover};
+use libmmp::protocol::clock::SystemClock;
 use serde::Serialize;
 use std::process::Command;
 use std::time::Instant;
@@ -93,7 +94,8 @@ fn claim_and_mount(args: &MountArgs, js: &mut MountJson) -> Result<Outcome, Erro
         );
         return Ok(js.end(Outcome::Failed, "mmp_area", msg));
     }
-    let claimed = match run_claim(&fs, flags, ClaimMode::HolderFollows) {
+    let clock = SystemClock::default();
+    let claimed = match run_claim(&fs, &clock, flags, ClaimMode::HolderFollows) {
         Ok(run) => {
             js.path = run.path;
             js.claim_note = run.note;
@@ -107,17 +109,25 @@ fn claim_and_mount(args: &MountArgs, js: &mut MountJson) -> Result<Outcome, Erro
     };
     js.sequence = Some(claimed.block.mmp_seq);
     js.claim_seconds = claimed.elapsed.as_secs_f64();
-    // Hand off: CLEAN (only over our own verified write), then mount(2) at once. The kernel
-    // mounts a clean block without waiting and starts kmmpd.
-    match claim::release(&fs, &claimed.block, &[claimed.on_disk])? {
-        Release::Clean(_) => {}
-        Release::NotOurs(found) => {
+    // Hand off: CLEAN (only over our own verified write, within the claim's lease), then
+    // mount(2) at once. The kernel mounts a clean block without waiting and starts kmmpd.
+    match claim::release_for_mount(&fs, &clock, &claimed)? {
+        Handover::Clean => {}
+        Handover::NotOurs(found) => {
             let msg = format!(
                 "'{dev}': lost the claim at the handoff: node '{}' wrote sequence {:#010x}; not mounting",
                 found.nodename(),
                 found.mmp_seq
             );
             return Ok(js.end(Outcome::Refused, "lost", msg));
+        }
+        Handover::Expired { wrote, late_by } => {
+            let msg = format!(
+                "'{dev}': our claim's lease ran out {:.1} s before the handover to the kernel (this process was stopped or the device stalled), so another node may hold it by now; not mounting{}. Retry the mount",
+                late_by.as_secs_f64(),
+                if wrote { " (CLEAN was written late: a holder on another node rewrites it at its next update)" } else { ", nothing written" }
+            );
+            return Ok(js.end(Outcome::Refused, "lease_expired", msg));
         }
     }
     let clean_at = Instant::now();

@@ -345,6 +345,7 @@ fn write_claim<D: BlockIo>(
         verify_wait: now.saturating_sub(written_at),
         written_at,
         stale_after: readers.saturating_sub(now.saturating_sub(written_at)),
+        lease_until: written_at + readers,
         fence_tag: report.fence_tag,
         elapsed: now.saturating_sub(start),
         reads,

@@ -42,7 +42,10 @@
 //!    claimed) followed by the normal verification (≥ 9 s) and CLEAN: if B's claim raced it, B's
 //!    block or its holder's first writes land inside that verification and A refuses. It
 //!    never relies on the compare-and-write being atomic. Once B claimed, a rollback is the
-//!    normal full-wait claim (it succeeds only when B's holder is silent: B is down). From
+//!    normal full-wait claim (it succeeds only when B's holder is silent: B is down, or B's
+//!    mount has not written yet and then finds the block changed). B's `mmp-tool mount`
+//!    hands over to the kernel only within its claim's lease
+//!    ([`super::release_for_mount`]), so a B stopped past it does not mount over A. From
 //!    another node (A is gone) it only cancels the offer: B can no longer claim it and the
 //!    block needs the normal wait.
 //! 5. **Confirm** ([`confirm`]) writes nothing: it watches the block until the target's holder
@@ -449,6 +452,7 @@ pub fn claim_handoff<D: BlockIo>(
             verify_wait: now.saturating_sub(written_at),
             written_at,
             stale_after: readers.saturating_sub(now.saturating_sub(written_at)),
+            lease_until: written_at + readers,
             fence_tag: None,
             elapsed: now.saturating_sub(start),
             reads,
@@ -589,20 +593,32 @@ pub fn rollback<D: BlockIo>(
                 &|| false,
                 progress,
             )
-            .map_err(|e| match e {
-                ClaimError::InUse { block, .. } => HandoffError::TargetHolds {
-                    device: device.clone(),
-                    why: format!(
-                        "node '{}' writes the MMP block (sequence {:#010x}): it holds the device",
-                        block.nodename(),
-                        block.mmp_seq
-                    ),
-                },
-                e => HandoffError::Claim(e),
-            })?;
+            .map_err(|e| target_holds(e, &rec.target, &device))?;
             back_to_clean(fs, &c.block, &c.on_disk, &device)?;
             Ok(done(RollbackPath::AfterFullWait, rec))
         }
+    }
+}
+
+/// A refusal of the rollback's full-wait claim: the target holds the device when the block it
+/// saw (a change while it watched, or a write that beat its own) is the target's; any other
+/// writer keeps the claim's own refusal, which names that node.
+fn target_holds(e: ClaimError, target: &str, device: &str) -> HandoffError {
+    match e {
+        ClaimError::InUse { block, .. } | ClaimError::Lost { block, .. }
+            if block.nodename() == target
+                || matches!(block.handoff(), HandoffRead::Remnant(ref r) if r.target == target && r.step == HandoffStep::Claimed) =>
+        {
+            HandoffError::TargetHolds {
+                device: device.to_string(),
+                why: format!(
+                    "node '{}' writes the MMP block (sequence {:#010x}): it holds the device",
+                    block.nodename(),
+                    block.mmp_seq
+                ),
+            }
+        }
+        e => HandoffError::Claim(e),
     }
 }
 

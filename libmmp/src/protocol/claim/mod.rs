@@ -136,6 +136,10 @@ pub struct Claimed {
     /// From the claim's return, how long until a reader that saw our last write at once may
     /// call it stale (the holder must write before then).
     pub stale_after: Duration,
+    /// When (by the claim's clock) a reader that saw our last write at once may call it stale:
+    /// from then on another node may have waited it out and claimed. A holder must have
+    /// written by then ([`release_for_mount`] checks it for a kernel mount).
+    pub lease_until: Duration,
     /// The previous holder's valid self-fence tag, which shortened the first watch.
     pub fence_tag: Option<crate::ondisk::fence_tag::FenceTag>,
     /// The whole claim.
@@ -323,6 +327,7 @@ pub fn claim_with<D: BlockIo>(
         verify_wait: wait,
         written_at,
         stale_after: readers.saturating_sub(now.saturating_sub(written_at)),
+        lease_until: written_at + readers,
         fence_tag: report.fence_tag,
         elapsed: now.saturating_sub(start),
         reads,
@@ -623,6 +628,53 @@ fn pick_seq(fresh_seq: &mut FreshSeq<'_>, found: u32) -> Result<u32, SeqError> {
     }
     // A broken generator: still never the found value nor a special code.
     Ok(seq_after(found))
+}
+
+/// How much of a claim's lease the kernel's mount keeps for its own first write (it writes
+/// within milliseconds of reading our CLEAN).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// How the handover of a won claim to a kernel mount went ([`release_for_mount`]).
+#[derive(Debug, Clone)]
+pub enum Handover {
+    /// The block held our claim and is CLEAN now, within the lease: mount at once.
+    Clean,
+    /// Somebody else wrote the block: nothing written, do not mount.
+    NotOurs(Box<MmpBlock>),
+    /// The lease ran out (this process was stopped, or the device stalled) before the CLEAN
+    /// write, or during it (`wrote`: CLEAN may now lie over another node's block, which its
+    /// holder rewrites at its next beat). Do not mount.
+    Expired { wrote: bool, late_by: Duration },
+}
+
+/// Hand a won claim to a kernel mount: write CLEAN over our own block ([`release`]), but only
+/// within the claim's lease ([`Claimed::lease_until`] less [`LEASE_MARGIN`]), checked before
+/// the compare-read and again after the write. A claimer stopped past its lease (SIGSTOP, a
+/// paused VM) may find another node holding the device by then: that node waited our block
+/// out, claimed and mounted, and a CLEAN over its kmmpd's block followed by our mount would
+/// make two holders (found by the handoff's fault simulation). The compare-and-write is not
+/// atomic, so the check after the write is what decides: a write that ended late does not
+/// mount.
+pub fn release_for_mount<D: BlockIo>(
+    fs: &MmpFs<D>,
+    clock: &dyn Clock,
+    c: &Claimed,
+) -> Result<Handover, Error> {
+    let deadline = c.lease_until.saturating_sub(LEASE_MARGIN);
+    let late = |wrote| {
+        let now = clock.now();
+        (now >= deadline).then(|| Handover::Expired {
+            wrote,
+            late_by: now - deadline,
+        })
+    };
+    if let Some(e) = late(false) {
+        return Ok(e);
+    }
+    match release(fs, &c.block, &[c.on_disk])? {
+        Release::NotOurs(b) => Ok(Handover::NotOurs(b)),
+        Release::Clean(_) => Ok(late(true).unwrap_or(Handover::Clean)),
+    }
 }
 
 /// The outcome of a release.

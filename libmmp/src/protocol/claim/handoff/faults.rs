@@ -330,10 +330,7 @@ impl Ctx<'_> {
         self.quiet();
         let out = self.out;
         let end = match (self.w.kind[self.me], claimed) {
-            (Kind::Kmmpd, c) => {
-                let c = c.map(|c| (&c.block, &c.on_disk));
-                kmmpd(&self.fs, self.disk, &self.clock, c, &mut self.rng)
-            }
+            (Kind::Kmmpd, c) => kmmpd(&self.fs, self.disk, &self.clock, c, &mut self.rng),
             (Kind::Mmpd, Some(c)) => {
                 let cfg = HeartbeatConfig::default();
                 let hb = Heartbeat::new(self.fs, c, cfg, &self.clock);

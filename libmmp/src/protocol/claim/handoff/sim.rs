@@ -9,7 +9,7 @@
 
 use crate::fs::MmpFs;
 use crate::io::{BlockIo, MemDevice};
-use crate::ondisk::mmp::{MmpBlock, SeqClass, EXT4_MMP_SEQ_MAX};
+use crate::ondisk::mmp::{SeqClass, EXT4_MMP_SEQ_MAX};
 use crate::protocol::clock::Clock;
 use crate::protocol::heartbeat::Heartbeat;
 use std::cell::{Cell, RefCell};
@@ -497,14 +497,14 @@ pub(super) fn kmmpd(
     fs: &MmpFs<&Disk<'_>>,
     disk: &Disk<'_>,
     clock: &SimClock<'_>,
-    claimed: Option<(&MmpBlock, &[u8; 1024])>,
+    claimed: Option<&crate::protocol::claim::Claimed>,
     rng: &mut Rng,
 ) -> HoldEnd {
-    use crate::protocol::claim::{release, Release};
+    use crate::protocol::claim::{release_for_mount, Handover};
     disk.set_phase(Phase::Tool);
-    if let Some((blk, bytes)) = claimed {
-        match release(fs, blk, &[*bytes]) {
-            Ok(Release::Clean(_)) => {}
+    if let Some(c) = claimed {
+        match release_for_mount(fs, clock, c) {
+            Ok(Handover::Clean) => {}
             _ if disk.crashed() => return HoldEnd::Dead,
             _ => return HoldEnd::MountAborted,
         }

@@ -223,7 +223,6 @@ fn chaos_random_faults_on_every_actor_at_once() {
 /// The source's rollback must refuse, naming the third node; but it says the handoff went
 /// through to the target and to hand the device back from there.
 #[test]
-#[ignore = "BUG: rollback's full-wait path maps every ClaimError::InUse to TargetHolds ('the handoff went through ... hand it off from there'), whoever writes the block"]
 fn a_rollback_refused_by_a_third_holder_names_it_not_the_target() {
     use crate::protocol::check::tests::shared;
     use crate::testing::FakeClock;
