@@ -7,7 +7,9 @@
 //! - Confirm: offer, `mount --handoff` (claim_path handoff, mounted), `--confirm` exits 0,
 //!   `status` shows the record's remnant, e2fsck clean after the unmount.
 //! - Rollback before the target claims: fast, CLEAN under host-a, the target's claim then
-//!   finds no offer. A cancel by another node (`--rollback --nonce`) leaves a live block, and
+//!   finds no offer; offered again, the old nonce is refused and the new one works. The
+//!   target gone after its claim (nothing writes): confirm refused, the source's rollback
+//!   succeeds after the full wait. A cancel by another node (`--rollback --nonce`) leaves a live block, and
 //!   the target's claim is refused as rolled back.
 //! - Bad input, each refused with its exit code, JSON result and message, the MMP block's
 //!   bytes unchanged: a wrong nonce, an offer to this node or to a non-name, confirm without a
@@ -163,6 +165,45 @@ fn loop_rollback_before_the_target_claims() {
     );
     assert!(!p.tgt.mounted());
     assert_eq!(block_bytes(&p.b.dev), before);
+    // Offered again: the old nonce is another handoff's, the new one works.
+    let o = p.src.offer(&hostname());
+    o.expect(0, "offered");
+    p.tgt.mount_handoff(&n).expect(1, "nonce_mismatch");
+    p.tgt.mount_handoff(&o.nonce()).expect(0, "mounted");
+    p.src.confirm(&o.nonce()).expect(0, "confirmed");
+    p.tgt.umount();
+    assert_fsck_clean(&p.b.dev);
+}
+
+/// The target claims and is gone before any holder writes (it powers off; `claim --handoff`
+/// leaves nothing writing): confirm is refused after the reader's wait, and the source takes
+/// the device back after the full wait.
+#[test]
+fn loop_target_gone_after_its_claim_confirm_refused_rollback_done() {
+    if !require_devices() {
+        return;
+    }
+    let p = Pair::new();
+    let n = p.offered();
+    let c = p.tgt.claim_handoff(&n);
+    c.expect(0, "claimed");
+    assert_eq!(c.json["claim_path"], "handoff", "{}", c.json);
+    let t = Instant::now();
+    let f = p.src.confirm(&n);
+    f.expect(1, "not_confirmed");
+    assert!(f.message().contains("did not change"), "{}", f.message());
+    let confirm_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let r = p.src.rollback(None);
+    r.expect(0, "rolled_back");
+    assert_eq!(r.json["rollback_path"], "after_full_wait", "{}", r.json);
+    eprintln!(
+        "bare claim {:.1} s, confirm refused after {confirm_s:.1} s, rollback {:.1} s",
+        c.json["elapsed_seconds"],
+        t.elapsed().as_secs_f64()
+    );
+    assert_clean_under(&p.a.dev, SOURCE);
+    p.tgt.mount_handoff(&n).expect(1, "no_offer");
     assert_fsck_clean(&p.b.dev);
 }
 

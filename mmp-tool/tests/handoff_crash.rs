@@ -191,7 +191,17 @@ fn target_crash(stop: bool, seed: u64) {
     let rounds = crash_rounds();
     for i in 0..rounds {
         let delay = delay(&mut rng, i, TARGET_WINDOWS);
-        target_crash_round(&rig, delay, stop, &format!("round {}/{rounds}", i + 1));
+        let sig = if stop {
+            "target SIGSTOP"
+        } else {
+            "target SIGKILL"
+        };
+        target_crash_round(
+            &rig,
+            delay,
+            stop,
+            &format!("{sig} round {}/{rounds}", i + 1),
+        );
     }
 }
 
@@ -255,7 +265,7 @@ fn loop_source_killed_at_random_moments_of_its_offer() {
     let rounds = crash_rounds();
     for i in 0..rounds {
         let delay = delay(&mut rng, i, SOURCE_WINDOWS);
-        let round = format!("round {}/{rounds}", i + 1);
+        let round = format!("source SIGKILL round {}/{rounds}", i + 1);
         // Alternate so that each window gets both recoveries.
         source_crash_round(&rig, delay, (i / SOURCE_WINDOWS.len()) % 2 == 0, &round);
     }
