@@ -12,6 +12,10 @@
 //!   during its verification); then the source rolls back, or a fresh node claims the block
 //!   the normal way (alternately).
 //!
+//! - a third node's normal gated mount (its own loop device) started just before the offer,
+//!   during its write and verification, or while the offer stands: never both it and the
+//!   target mounted.
+//!
 //! After every round: never both the target mounted and the source's rollback done; the block
 //! never FSCK or an unknown sequence; recovery within the normal waits: the target that won
 //! holds it (kmmpd writes, `--confirm` exits 0), otherwise a fresh node's gated mount succeeds
@@ -39,7 +43,7 @@ struct Rig {
     fresh: Host,
     a: Loop,
     b: Loop,
-    _img: Image,
+    img: Image,
 }
 
 impl Rig {
@@ -55,7 +59,7 @@ impl Rig {
             fresh,
             a,
             b,
-            _img: img,
+            img,
         }
     }
 
@@ -268,5 +272,92 @@ fn loop_source_killed_at_random_moments_of_its_offer() {
         let round = format!("source SIGKILL round {}/{rounds}", i + 1);
         // Alternate so that each window gets both recoveries.
         source_crash_round(&rig, delay, (i / SOURCE_WINDOWS.len()) % 2 == 0, &round);
+    }
+}
+
+/// When a third node's normal gated mount (through its own device) starts, relative to the
+/// source's offer.
+#[derive(Debug, Clone, Copy)]
+enum Third {
+    /// Its claim write lands before, or right around, the offer's read.
+    First,
+    /// The offer starts first; the third's claim write lands during the offer's verification.
+    During,
+    /// After the verified offer: it watches the offer block (11 s) while the target claims.
+    After,
+}
+
+/// One round of a race of the third node with the handoff, `delay` apart. Never both it and
+/// the target mounted; the one that won holds the device.
+fn third_node_round(rig: &Rig, third: &Host, when: Third, delay: Duration, round: &str) {
+    clean_under(&rig.a.dev, SOURCE);
+    let (o, third_child) = match when {
+        Third::First => {
+            let t = spawn(third.mount_cmd());
+            std::thread::sleep(delay);
+            (rig.src.offer(&hostname()), t)
+        }
+        Third::During => {
+            let offer = spawn(rig.src.offer_cmd(&hostname()));
+            std::thread::sleep(delay);
+            let t = spawn(third.mount_cmd());
+            (Run::from_output(&wait_output(offer, LIMIT)), t)
+        }
+        Third::After => {
+            let o = rig.src.offer(&hostname());
+            o.expect(0, "offered");
+            let t = spawn(third.mount_cmd());
+            std::thread::sleep(delay);
+            (o, t)
+        }
+    };
+    // The nonce only from an offer that was verified (the orchestrator gets nothing else).
+    let n = (o.code == 0).then(|| o.nonce());
+    let target = n.as_ref().map(|n| rig.tgt.mount_handoff(n));
+    let out = Run::from_output(&wait_output(third_child, LIMIT));
+    let (t_m, c_m) = (rig.tgt.mounted(), third.mounted());
+    eprintln!(
+        "{round}: third {when:?}, {} ms: offer {} {}, target {:?}, third {} {}; mounted: target {t_m}, third {c_m}",
+        delay.as_millis(),
+        o.code,
+        o.result(),
+        target.as_ref().map(|t| (t.code, t.result().to_string())),
+        out.code,
+        out.result()
+    );
+    assert!(!(t_m && c_m), "{round}: both mounted");
+    if c_m {
+        assert!(still_written(&rig.a.dev), "{round}: the third node's kmmpd");
+        third.umount();
+    }
+    if t_m {
+        rig.src
+            .confirm(n.as_deref().unwrap())
+            .expect(0, "confirmed");
+        rig.tgt.umount();
+    }
+    assert_not_stuck(&rig.a.dev, round);
+    assert_fsck_clean(&rig.b.dev);
+}
+
+#[test]
+fn loop_a_third_nodes_mount_never_wins_beside_the_handoff() {
+    if !require_devices() {
+        return;
+    }
+    let rig = Rig::new();
+    let c = Loop::attach(&rig.img.path);
+    let third = Host::new(&rig.img, "c", &c.dev, Some("host-c"));
+    let _guard = Mount::guard(&third.mnt);
+    let mut rng = Rng::from_env(16_004);
+    let rounds = crash_rounds();
+    for i in 0..rounds {
+        let round = format!("third node round {}/{rounds}", i + 1);
+        let (when, delay) = match i % 3 {
+            0 => (Third::First, rng.millis(20)),
+            1 => (Third::During, rng.millis(40)),
+            _ => (Third::After, rng.millis(3_000)),
+        };
+        third_node_round(&rig, &third, when, delay, &round);
     }
 }

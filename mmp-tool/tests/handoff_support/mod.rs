@@ -187,11 +187,15 @@ impl Host {
         self.run("claim", &[self.dev_str(), "--handoff", nonce])
     }
 
-    /// A gated `mmp-tool mount` (the normal path).
-    pub fn mount(&self) -> Run {
+    /// A gated `mmp-tool mount` (the normal path), not yet waited for.
+    pub fn mount_cmd(&self) -> Command {
         let mut c = self.cmd("mount", &[self.dev_str()]);
         c.arg(&self.mnt);
-        Run::from_output(&run_with_timeout(c, LIMIT))
+        c
+    }
+
+    pub fn mount(&self) -> Run {
+        Run::from_output(&run_with_timeout(self.mount_cmd(), LIMIT))
     }
 
     /// `mmp-tool status --json DEV` (status takes no node name).
