@@ -29,7 +29,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use test_support::prelude::*;
 
-/// The source's holder: mmpd as host-a through `dev`, ready, then stopped with SIGTERM.
+/// The source's holder: mmpd as host-a through `dev`, ready (an offer or rollback now is
+/// refused: in use here), then stopped with SIGTERM.
 fn source_released(img: &Image, dev: &Path) {
     let run = img.file("run-a");
     let mut p = Proc::spawn(
@@ -51,6 +52,13 @@ fn source_released(img: &Image, dev: &Path) {
         "mmpd not ready:\n{}",
         p.log()
     );
+    // While it holds: no offer, no rollback (it must let go first), nothing written by them.
+    let src = Host::source(img, dev);
+    let o = src.offer("host-c");
+    o.expect(1, "in_use_here");
+    assert!(o.message().contains("mmpd"), "{}", o.message());
+    src.rollback(None).expect(1, "in_use_here");
+    assert_eq!(record(dev), HandoffRead::None);
     p.signal(Signal::SIGTERM);
     assert_eq!(p.wait_code(Duration::from_secs(20)), Some(0), "{}", p.log());
     assert_clean_under(dev, SOURCE);
