@@ -297,7 +297,6 @@ fn loop_bad_targets_and_malformed_nonces_write_nothing() {
 /// `--nonce` names the handoff to roll back (`requires = "rollback"` in cli.rs); with `--to`
 /// or `--confirm` it must be a usage error, not silently ignored while an offer is written.
 #[test]
-#[ignore = "BUG: clap accepts `handoff --to NODE --nonce N` and `--confirm M --nonce N` (the requires on --nonce is satisfied by --rollback's default false): the offer runs and writes, --nonce ignored"]
 fn loop_nonce_without_rollback_is_a_usage_error() {
     if !require_devices() {
         return;
