@@ -93,22 +93,8 @@ fn fenced(sub: &str, img: &Image, node: &str, extra: &[&str], dev: &Path) -> (i3
 /// mmpd as `node` through `dev` (fence action exit, interval 1 s), ready (holding).
 fn mmpd_holder(img: &Image, node: &str, dev: &Path, extra: &[&str]) -> Proc {
     let run = img.file(&format!("run-{node}"));
-    let mut args = vec![
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--node-name",
-        node,
-        "--fence",
-        "exit",
-    ];
-    args.extend_from_slice(extra);
-    args.push(dev.to_str().unwrap());
-    let mut p = Proc::spawn(
-        &mmpd().unwrap(),
-        &args,
-        img.file(&format!("{node}.log")),
-        &[],
-    );
+    let log = img.file(&format!("{node}.log"));
+    let mut p = Proc::mmpd(&mmpd().unwrap(), &run, node, dev, extra, log);
     assert!(
         p.wait_log("ready:", Duration::from_secs(60)),
         "mmpd {node} not ready:\n{}",

@@ -33,20 +33,8 @@ use test_support::prelude::*;
 /// refused: in use here), then stopped with SIGTERM.
 fn source_released(img: &Image, dev: &Path) {
     let run = img.file("run-a");
-    let mut p = Proc::spawn(
-        &mmpd().unwrap(),
-        &[
-            "--run-dir",
-            run.to_str().unwrap(),
-            "--node-name",
-            SOURCE,
-            "--fence",
-            "exit",
-            dev.to_str().unwrap(),
-        ],
-        img.file("mmpd-a.log"),
-        &[],
-    );
+    let log = img.file("mmpd-a.log");
+    let mut p = Proc::mmpd(&mmpd().unwrap(), &run, SOURCE, dev, &[], log);
     assert!(
         p.wait_log("ready:", Duration::from_secs(60)),
         "mmpd not ready:\n{}",

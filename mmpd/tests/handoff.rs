@@ -23,22 +23,8 @@ fn mmp_tool() -> Option<PathBuf> {
 
 fn mmpd(img: &Image, node: &str, dev: &Path, extra: &[&str]) -> Proc {
     let run = img.file(&format!("run-{node}"));
-    let mut args = vec![
-        "--run-dir",
-        run.to_str().unwrap(),
-        "--node-name",
-        node,
-        "--fence",
-        "exit",
-    ];
-    args.extend_from_slice(extra);
-    args.push(dev.to_str().unwrap());
-    Proc::spawn(
-        Path::new(MMPD),
-        &args,
-        img.file(&format!("{node}.log")),
-        &[],
-    )
+    let log = img.file(&format!("{node}.log"));
+    Proc::mmpd(Path::new(MMPD), &run, node, dev, extra, log)
 }
 
 fn tool(args: &[&str]) -> (i32, Value) {

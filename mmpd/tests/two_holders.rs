@@ -36,20 +36,8 @@ const INTERVAL: Duration = Duration::from_secs(1);
 fn host(img: &Image, name: &str, log: &str, dev: &Path) -> Proc {
     let run = img.file(&format!("run-{name}"));
     let node = format!("host-{name}");
-    Proc::spawn(
-        Path::new(MMPD),
-        &[
-            "--run-dir",
-            run.to_str().unwrap(),
-            "--node-name",
-            &node,
-            "--fence",
-            "exit",
-            dev.to_str().unwrap(),
-        ],
-        img.file(&format!("{log}.log")),
-        &[],
-    )
+    let log = img.file(&format!("{log}.log"));
+    Proc::mmpd(Path::new(MMPD), &run, &node, dev, &[], log)
 }
 
 /// The kernel's wait for a check interval: `min(2*CI + 1, CI + 60)` seconds.

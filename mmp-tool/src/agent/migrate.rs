@@ -26,7 +26,7 @@ use libmmp::host::identity;
 use libmmp::io::device::Access;
 use libmmp::ocf::Env;
 use libmmp::ondisk::handoff::{format_nonce, HandoffRead, HandoffStep};
-use libmmp::protocol::claim::{self, handoff, ClaimOptions};
+use libmmp::protocol::claim::{self, handoff, ClaimOptions, FencedNode};
 use libmmp::protocol::clock::SystemClock;
 use libmmp::protocol::seq::random_seq;
 use std::time::Duration;
@@ -40,13 +40,10 @@ fn ext4_only(cfg: &Config) -> Res {
     }
 }
 
-/// The MMP name of cluster node `node` (`node_map`, else the same name).
+/// The MMP name of cluster node `node` (`node_map`, else the same name), as the
+/// fence-confirmed takeover maps it.
 fn mmp_name(cfg: &Config, node: &str) -> String {
-    cfg.takeover
-        .node_map
-        .iter()
-        .find(|(c, _)| c == node)
-        .map_or_else(|| node.to_string(), |(_, m)| m.clone())
+    FencedNode::new(node, &cfg.takeover.node_map).mmp_name
 }
 
 pub fn to(cfg: &Config, env: &Env, budget: &Budget) -> Res {

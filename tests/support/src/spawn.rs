@@ -14,6 +14,23 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// mmpd (`program`) as one "host" of a test: node name `node`, its own run directory, the
+    /// exit fence, `extra` options, holding `dev`; its output in `log`.
+    pub fn mmpd(
+        program: &Path,
+        run_dir: &Path,
+        node: &str,
+        dev: &Path,
+        extra: &[&str],
+        log: PathBuf,
+    ) -> Self {
+        let run = run_dir.to_str().expect("a UTF-8 run directory");
+        let mut args = vec!["--run-dir", run, "--node-name", node, "--fence", "exit"];
+        args.extend_from_slice(extra);
+        args.push(dev.to_str().expect("a UTF-8 device path"));
+        Proc::spawn(program, &args, log, &[])
+    }
+
     pub fn spawn(program: &Path, args: &[&str], log: PathBuf, env: &[(&str, &str)]) -> Self {
         let err = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(program);

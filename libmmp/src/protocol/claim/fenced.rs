@@ -35,8 +35,8 @@
 //! normal path exists for clusters that cannot rule out the combination.
 
 use super::{
-    claim_with, our_block, read_on_disk, safe_to_claim, ClaimError, ClaimMode, ClaimOptions,
-    ClaimPhase, Claimed, Watcher,
+    claim_with, our_block, read_on_disk, safe_to_claim, Attempt, ClaimError, ClaimMode,
+    ClaimOptions, ClaimPhase, Claimed, Watcher,
 };
 use crate::error::Error;
 use crate::fs::MmpFs;
@@ -300,7 +300,7 @@ fn write_claim<D: BlockIo>(
     mode: ClaimMode,
     report: CheckReport,
     previous: SafeReason,
-    mut reads: u32,
+    reads: u32,
     cancel: &dyn Fn() -> bool,
     progress: &mut dyn FnMut(ClaimPhase, Duration, Duration),
     start: Duration,
@@ -314,42 +314,21 @@ fn write_claim<D: BlockIo>(
         device: &device,
         gap: super::MAX_WRITE_GAP,
     };
-    // A zero wait: write_and_verify then watches exactly MAX_WRITE_GAP + two polls after
-    // the end of our write, the part of the verification that catches racing claimers.
-    let first_raw = report.first.encode_raw();
-    let mut written_at = w.write_and_verify(
-        &first_raw,
-        &blk,
-        &ours,
-        Duration::ZERO,
-        &mut reads,
-        cancel,
-        progress,
-    )?;
-    let (blk, ours) = if mode == ClaimMode::Bare {
-        let (fresh, bytes, at) = w.refresh_bare(&blk, &ours, &mut reads, cancel, progress)?;
-        written_at = at;
-        (fresh, bytes)
-    } else {
-        (blk, ours)
-    };
-    let sb_interval = fs.superblock().s_mmp_update_interval;
-    let readers = check::wait_time(check::check_interval(sb_interval, opts.check_interval));
-    let now = clock.now();
-    Ok(Claimed {
-        block: blk,
-        on_disk: ours,
+    // A zero wait: the watch after our write is then exactly MAX_WRITE_GAP + two polls
+    // after its end, the part of the verification that catches racing claimers.
+    let attempt = Attempt {
+        found: report.first,
         previous,
-        previous_block: report.first,
         check_interval: report.check_interval,
-        verify_wait: now.saturating_sub(written_at),
-        written_at,
-        stale_after: readers.saturating_sub(now.saturating_sub(written_at)),
-        lease_until: written_at + readers,
         fence_tag: report.fence_tag,
-        elapsed: now.saturating_sub(start),
+        blk,
+        ours,
+        wait: Duration::ZERO,
+        report_wait: false,
+        start,
         reads,
-    })
+    };
+    w.win(attempt, mode, opts.check_interval, cancel, progress)
 }
 
 #[cfg(test)]

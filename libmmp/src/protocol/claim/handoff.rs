@@ -59,10 +59,9 @@
 //! offer shortens A's window to one compare-and-write.
 
 use super::{
-    claim_with, our_block, read_on_disk, release, verify_wait, ClaimError, ClaimMode, ClaimOptions,
-    ClaimPhase, Claimed, Release, Watcher, MAX_WRITE_GAP,
+    our_block, verify_wait, Attempt, ClaimError, ClaimMode, ClaimOptions, ClaimPhase, Claimed,
+    Watcher, MAX_WRITE_GAP,
 };
-use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::io::BlockIo;
 use crate::ondisk::handoff::{format_nonce, HandoffRead, HandoffRecord, HandoffStep};
@@ -405,16 +404,7 @@ pub fn claim_handoff<D: BlockIo>(
 ) -> Result<HandoffClaim, HandoffError> {
     let device = fs.device_name().to_string();
     let start = clock.now();
-    let (found, found_raw) = read_on_disk(fs).map_err(ClaimError::Fs)?;
-    found
-        .verify(fs.superblock().mmp_csum_seed())
-        .map_err(|source| {
-            ClaimError::Fs(Error::Mmp {
-                device: device.clone(),
-                block: fs.superblock().s_mmp_block,
-                source,
-            })
-        })?;
+    let found = fs.read_mmp().map_err(ClaimError::Fs)?;
     let offered = offer_for_us(&device, &opts.nodename, nonce, &found)?;
     let record = HandoffRecord {
         step: HandoffStep::Claimed,
@@ -429,66 +419,21 @@ pub fn claim_handoff<D: BlockIo>(
         ClaimMode::HolderFollows => Duration::ZERO,
         ClaimMode::Bare => verify_wait(ci, sb_interval, opts.check_interval),
     };
-    let mut reads = 2;
-    let mut written_at =
-        w.write_and_verify(&found_raw, &blk, &ours, wait, &mut reads, cancel, progress)?;
-    let (blk, ours) = if mode == ClaimMode::Bare {
-        let (fresh, bytes, at) = w.refresh_bare(&blk, &ours, &mut reads, cancel, progress)?;
-        written_at = at;
-        (fresh, bytes)
-    } else {
-        (blk, ours)
+    let attempt = Attempt {
+        found,
+        previous: SafeReason::Stale,
+        check_interval: ci,
+        fence_tag: None,
+        blk,
+        ours,
+        wait,
+        report_wait: false,
+        start,
+        reads: 1,
     };
-    let readers = check::wait_time(check::check_interval(sb_interval, opts.check_interval));
-    let now = clock.now();
+    let claimed = w.win(attempt, mode, opts.check_interval, cancel, progress)?;
     tracing::info!(device = %device, source = %record.source, nonce = %format_nonce(nonce), "handoff claimed");
-    Ok(HandoffClaim {
-        claimed: Claimed {
-            block: blk,
-            on_disk: ours,
-            previous: SafeReason::Stale,
-            previous_block: found,
-            check_interval: ci,
-            verify_wait: now.saturating_sub(written_at),
-            written_at,
-            stale_after: readers.saturating_sub(now.saturating_sub(written_at)),
-            lease_until: written_at + readers,
-            fence_tag: None,
-            elapsed: now.saturating_sub(start),
-            reads,
-        },
-        record,
-    })
-}
-
-/// How a rollback went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RollbackPath {
-    /// The source took back its own unclaimed offer: the block is CLEAN under its name again.
-    Fast,
-    /// The target had claimed: the source took the device back after the normal full wait
-    /// (the target's holder was silent), and left it CLEAN.
-    AfterFullWait,
-    /// Not the source: the offer is cancelled; the block stays live (the normal wait applies).
-    Cancelled,
-}
-
-impl RollbackPath {
-    pub fn name(&self) -> &'static str {
-        match self {
-            RollbackPath::Fast => "fast",
-            RollbackPath::AfterFullWait => "after_full_wait",
-            RollbackPath::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// A done rollback.
-#[derive(Debug, Clone)]
-pub struct RolledBack {
-    pub path: RollbackPath,
-    pub record: HandoffRecord,
-    pub elapsed: Duration,
+    Ok(HandoffClaim { claimed, record })
 }
 
 /// The handoff a rollback or confirm acts on: the valid record, or this handoff's remnant.
@@ -532,253 +477,10 @@ fn this_handoff(
     Ok((rec, valid))
 }
 
-/// Roll back a handoff (see the module documentation): on the source, take back its own
-/// unclaimed offer (or, once the target claimed, the device after the normal full wait); on
-/// another node, cancel the offer. `nonce` names the handoff (without it, the source's own).
-pub fn rollback<D: BlockIo>(
-    fs: &MmpFs<D>,
-    clock: &dyn Clock,
-    fresh_seq: &mut FreshSeq<'_>,
-    opts: &ClaimOptions,
-    nonce: Option<u64>,
-    progress: &mut dyn FnMut(ClaimPhase, Duration, Duration),
-) -> Result<RolledBack, HandoffError> {
-    let device = fs.device_name().to_string();
-    let start = clock.now();
-    let me = opts.nodename.as_str();
-    let found = fs.read_mmp().map_err(ClaimError::Fs)?;
-    let (rec, valid) = this_handoff(&device, &found, nonce, Some(me))?;
-    let done = |path, rec| RolledBack {
-        path,
-        record: rec,
-        elapsed: clock.now().saturating_sub(start),
-    };
-    match (valid, rec.step) {
-        (true, HandoffStep::RolledBack) => Err(HandoffError::RolledBack {
-            device,
-            by: found.nodename(),
-            rec: Box::new(rec),
-        }),
-        (true, HandoffStep::Offered) => {
-            let rolled = HandoffRecord {
-                step: HandoffStep::RolledBack,
-                ..rec
-            };
-            let source = rolled.source == me;
-            withdraw(fs, clock, fresh_seq, opts, &found, &rolled, source, progress)?;
-            let path = if source {
-                RollbackPath::Fast
-            } else {
-                RollbackPath::Cancelled
-            };
-            tracing::info!(device = %device, path = path.name(), "handoff rolled back");
-            Ok(done(path, rolled))
-        }
-        _ if rec.source != me => Err(HandoffError::TargetHolds {
-            device,
-            why: format!(
-                "node '{}' claimed it; only the source ('{}') can take it back, after the full wait",
-                rec.target, rec.source
-            ),
-        }),
-        _ => {
-            // The target claimed (its block, or its holder's, is there): the normal claim,
-            // which waits the block out and refuses while the target's holder writes.
-            let c = claim_with(
-                fs,
-                clock,
-                fresh_seq,
-                opts,
-                ClaimMode::HolderFollows,
-                &|| false,
-                progress,
-            )
-            .map_err(|e| target_holds(e, &rec.target, &device))?;
-            back_to_clean(fs, &c.block, &c.on_disk, &device)?;
-            Ok(done(RollbackPath::AfterFullWait, rec))
-        }
-    }
-}
-
-/// A refusal of the rollback's full-wait claim: the target holds the device when the block it
-/// saw (a change while it watched, or a write that beat its own) is the target's; any other
-/// writer keeps the claim's own refusal, which names that node.
-fn target_holds(e: ClaimError, target: &str, device: &str) -> HandoffError {
-    match e {
-        ClaimError::InUse { block, .. } | ClaimError::Lost { block, .. }
-            if block.nodename() == target
-                || matches!(block.handoff(), HandoffRead::Remnant(ref r) if r.target == target && r.step == HandoffStep::Claimed) =>
-        {
-            HandoffError::TargetHolds {
-                device: device.to_string(),
-                why: format!(
-                    "node '{}' writes the MMP block (sequence {:#010x}): it holds the device",
-                    block.nodename(),
-                    block.mmp_seq
-                ),
-            }
-        }
-        e => HandoffError::Claim(e),
-    }
-}
-
-/// Write the rolled-back record over the offer `found` and verify it for the normal claim's
-/// verification (a target claim that raced us lands inside it); the source then sets CLEAN.
-#[allow(clippy::too_many_arguments)]
-fn withdraw<D: BlockIo>(
-    fs: &MmpFs<D>,
-    clock: &dyn Clock,
-    fresh_seq: &mut FreshSeq<'_>,
-    opts: &ClaimOptions,
-    found: &MmpBlock,
-    rolled: &HandoffRecord,
-    source: bool,
-    progress: &mut dyn FnMut(ClaimPhase, Duration, Duration),
-) -> Result<(), HandoffError> {
-    let device = fs.device_name().to_string();
-    let (blk, ours) = record_block(fs, fresh_seq, found, opts, rolled)?;
-    let sb_interval = fs.superblock().s_mmp_update_interval;
-    let ci = check::check_interval(sb_interval, found.mmp_check_interval);
-    let wait = verify_wait(ci, sb_interval, opts.check_interval);
-    let w = watcher(fs, clock, opts.poll, &device, MAX_WRITE_GAP);
-    let mut reads = 1;
-    w.write_and_verify(
-        &found.encode_raw(),
-        &blk,
-        &ours,
-        wait,
-        &mut reads,
-        &|| false,
-        progress,
-    )
-    .map_err(|e| match e {
-        ClaimError::Lost { block, .. } | ClaimError::InUse { block, .. }
-            if block.nodename() == rolled.target =>
-        {
-            HandoffError::TargetHolds {
-                device: device.clone(),
-                why: format!("node '{}' claimed it during the rollback", rolled.target),
-            }
-        }
-        e => HandoffError::Claim(e),
-    })?;
-    if source {
-        back_to_clean(fs, &blk, &ours, &device)?;
-    }
-    Ok(())
-}
-
-fn back_to_clean<D: BlockIo>(
-    fs: &MmpFs<D>,
-    blk: &MmpBlock,
-    ours: &[u8; 1024],
-    device: &str,
-) -> Result<(), HandoffError> {
-    match release(fs, blk, &[*ours]).map_err(ClaimError::Fs)? {
-        Release::Clean(_) => Ok(()),
-        Release::NotOurs(found) => Err(HandoffError::Claim(ClaimError::Lost {
-            device: device.to_string(),
-            ours: blk.mmp_seq,
-            block: found,
-        })),
-    }
-}
-
-/// A confirmed handoff: the target's holder writes the block.
-#[derive(Debug, Clone)]
-pub struct Confirmed {
-    pub record: HandoffRecord,
-    /// The target's heartbeat as seen.
-    pub block: MmpBlock,
-    pub waited: Duration,
-}
-
-/// Confirm the handoff `nonce`: watch (up to the normal reader wait) until the target's holder
-/// writes the block. Writes nothing.
-pub fn confirm<D: BlockIo>(
-    fs: &MmpFs<D>,
-    clock: &dyn Clock,
-    nonce: u64,
-    poll: Duration,
-    progress: &mut dyn FnMut(ClaimPhase, Duration, Duration),
-) -> Result<Confirmed, HandoffError> {
-    let device = fs.device_name().to_string();
-    let start = clock.now();
-    let first = fs.read_mmp().map_err(ClaimError::Fs)?;
-    let (rec, valid) = this_handoff(&device, &first, Some(nonce), None)?;
-    let not = |why: String| HandoffError::NotConfirmed {
-        device: device.clone(),
-        why,
-    };
-    match (valid, rec.step) {
-        (true, HandoffStep::Offered) => {
-            return Err(not(format!(
-                "node '{}' has not claimed the device yet (the offer from '{}' stands)",
-                rec.target, rec.source
-            )))
-        }
-        (true, HandoffStep::RolledBack) => {
-            return Err(HandoffError::RolledBack {
-                device,
-                by: first.nodename(),
-                rec: Box::new(rec),
-            })
-        }
-        _ => {}
-    }
-    let sb_interval = fs.superblock().s_mmp_update_interval;
-    let watch = check::wait_time(check::check_interval(sb_interval, first.mmp_check_interval));
-    let poll = poll.max(Duration::from_millis(1));
-    let mut last = first.encode_raw();
-    loop {
-        let elapsed = clock.now().saturating_sub(start);
-        progress(ClaimPhase::Watching, elapsed.min(watch), watch);
-        if elapsed >= watch {
-            let clean = MmpBlock::decode(&last).is_ok_and(|b| b.seq_class() == SeqClass::Clean);
-            return Err(not(format!(
-                "the MMP block did not change for {:.0} s: node '{}' has no holder writing it ({})",
-                watch.as_secs_f64(),
-                rec.target,
-                if clean {
-                    "it is CLEAN: released, or never mounted"
-                } else {
-                    "down, or never mounted"
-                }
-            )));
-        }
-        clock.sleep(poll.min(watch - elapsed));
-        let (now, raw) = read_on_disk(fs).map_err(ClaimError::Fs)?;
-        if raw == last {
-            continue;
-        }
-        last = raw;
-        // The target's holder: a live block that is not the claim itself, under the target's
-        // name, or (kmmpd writes the kernel's host name, which may differ from the name the
-        // target claimed under) carrying the remnant of this handoff's claim, which only the
-        // target wrote and which kmmpd and mmpd keep in the padding.
-        let descends = matches!(now.handoff(), HandoffRead::Remnant(r)
-            if r.nonce == rec.nonce && r.step == HandoffStep::Claimed);
-        let beat = matches!(now.seq_class(), SeqClass::Live(_))
-            && now.handoff().valid().is_none()
-            && (now.nodename() == rec.target || descends);
-        if beat {
-            return Ok(Confirmed {
-                record: rec,
-                block: now,
-                waited: clock.now().saturating_sub(start),
-            });
-        }
-        if !matches!(now.seq_class(), SeqClass::Clean) && now.nodename() != rec.target && !descends
-        {
-            return Err(not(format!(
-                "node '{}' wrote the MMP block (sequence {:#010x}), not the target '{}'",
-                now.nodename(),
-                now.mmp_seq,
-                rec.target
-            )));
-        }
-    }
-}
+mod confirm;
+mod rollback;
+pub use confirm::{confirm, Confirmed};
+pub use rollback::{rollback, RollbackPath, RolledBack};
 
 #[cfg(test)]
 mod tests;

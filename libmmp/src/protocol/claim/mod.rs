@@ -45,7 +45,7 @@ use crate::error::Error;
 use crate::fs::MmpFs;
 use crate::host::identity;
 use crate::io::BlockIo;
-use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_MAX, MMP_STRUCT_SIZE};
+use crate::ondisk::mmp::{MmpBlock, EXT4_MMP_SEQ_MAX, MMP_STRUCT_SIZE};
 use crate::protocol::check::{self, CheckOptions, CheckReport, SafeReason, Verdict};
 use crate::protocol::clock::{wall_now, Clock};
 use crate::protocol::seq::{seq_after, FreshSeq, SeqError};
@@ -53,7 +53,9 @@ use std::time::Duration;
 
 pub mod fenced;
 pub mod handoff;
+mod release;
 pub use fenced::{claim_fenced, ClaimPath, FencedClaim, FencedNode};
+pub use release::{release, release_for_mount, Handover, Release, LEASE_MARGIN};
 
 /// What a claim writes and how it watches.
 #[derive(Debug, Clone)]
@@ -286,10 +288,8 @@ pub fn claim_with<D: BlockIo>(
             restored_clean: false,
         });
     }
-    let mut reads = report.reads;
     let (blk, ours) = our_block(fs, fresh_seq, report.first.mmp_seq, opts)?;
     let sb_interval = fs.superblock().s_mmp_update_interval;
-    let readers = check::wait_time(check::check_interval(sb_interval, opts.check_interval));
     let fenced_holder = previous == SafeReason::Stale && report.fence_tag.is_some();
     let wait = {
         let w = verify_wait(report.check_interval, sb_interval, opts.check_interval);
@@ -306,32 +306,21 @@ pub fn claim_with<D: BlockIo>(
         device: &device,
         gap: MAX_WRITE_GAP,
     };
-    let first_raw = report.first.encode_raw();
-    let mut written_at =
-        w.write_and_verify(&first_raw, &blk, &ours, wait, &mut reads, cancel, progress)?;
-    tracing::debug!(device = %device, seq = format_args!("{:#010x}", blk.mmp_seq), previous = ?previous, fenced_holder, "claim: sequence written and verified");
-    let (blk, ours) = if mode == ClaimMode::Bare {
-        let (fresh, fresh_bytes, at) = w.refresh_bare(&blk, &ours, &mut reads, cancel, progress)?;
-        written_at = at;
-        (fresh, fresh_bytes)
-    } else {
-        (blk, ours)
-    };
-    let now = clock.now();
-    Ok(Claimed {
-        block: blk,
-        on_disk: ours,
+    let attempt = Attempt {
+        reads: report.reads,
         previous,
-        previous_block: report.first,
+        found: report.first,
         check_interval: report.check_interval,
-        verify_wait: wait,
-        written_at,
-        stale_after: readers.saturating_sub(now.saturating_sub(written_at)),
-        lease_until: written_at + readers,
         fence_tag: report.fence_tag,
-        elapsed: now.saturating_sub(start),
-        reads,
-    })
+        blk,
+        ours,
+        wait,
+        report_wait: true,
+        start,
+    };
+    let c = w.win(attempt, mode, opts.check_interval, cancel, progress)?;
+    tracing::debug!(device = %device, seq = format_args!("{:#010x}", c.block.mmp_seq), previous = ?previous, fenced_holder, "claim: sequence written and verified");
+    Ok(c)
 }
 
 /// Step 1 of a claim: what the first watch found, as the state we take over (clean, or a
@@ -376,12 +365,78 @@ pub(crate) struct Watcher<'a, D: BlockIo> {
     pub(crate) gap: Duration,
 }
 
+/// A claim about to write: the state it takes over and the block it writes.
+pub(crate) struct Attempt {
+    /// The block as first read, and the state it was in.
+    pub(crate) found: MmpBlock,
+    pub(crate) previous: SafeReason,
+    /// The found block's effective check interval, and the fence tag that shortened its watch.
+    pub(crate) check_interval: u32,
+    pub(crate) fence_tag: Option<crate::ondisk::fence_tag::FenceTag>,
+    /// Our block and its exact on-disk bytes.
+    pub(crate) blk: MmpBlock,
+    pub(crate) ours: [u8; MMP_STRUCT_SIZE],
+    /// The watch after our write, from its submission (at least the gap + two polls after it
+    /// completed, see [`Watcher::write_and_verify`]).
+    pub(crate) wait: Duration,
+    /// Report `wait` as the claim's verification (the normal claim), or the time measured from
+    /// our last write to the return (the short paths).
+    pub(crate) report_wait: bool,
+    /// When the claim started (by its clock), and the reads so far.
+    pub(crate) start: Duration,
+    pub(crate) reads: u32,
+}
+
 impl<D: BlockIo> Watcher<'_, D> {
+    /// The write side every claim path shares: compare-and-write our block over the one
+    /// found, watch it, refresh a bare claim ([`ClaimMode::Bare`]), and the won claim with
+    /// the lease that readers of our last write (publishing `published_ci`) give it.
+    pub(crate) fn win(
+        &self,
+        a: Attempt,
+        mode: ClaimMode,
+        published_ci: u16,
+        cancel: &dyn Fn() -> bool,
+        progress: &mut dyn FnMut(ClaimPhase, Duration, Duration),
+    ) -> Result<Claimed, ClaimError> {
+        let mut reads = a.reads;
+        let found_raw = a.found.encode_raw();
+        let mut written_at = self.write_and_verify(
+            &found_raw, &a.blk, &a.ours, a.wait, &mut reads, cancel, progress,
+        )?;
+        let (blk, ours) = if mode == ClaimMode::Bare {
+            let (fresh, bytes, at) =
+                self.refresh_bare(&a.blk, &a.ours, &mut reads, cancel, progress)?;
+            written_at = at;
+            (fresh, bytes)
+        } else {
+            (a.blk, a.ours)
+        };
+        let sb_interval = self.fs.superblock().s_mmp_update_interval;
+        let readers = check::wait_time(check::check_interval(sb_interval, published_ci));
+        let now = self.clock.now();
+        let since_write = now.saturating_sub(written_at);
+        Ok(Claimed {
+            block: blk,
+            on_disk: ours,
+            previous: a.previous,
+            previous_block: a.found,
+            check_interval: a.check_interval,
+            verify_wait: if a.report_wait { a.wait } else { since_write },
+            written_at,
+            stale_after: readers.saturating_sub(since_write),
+            lease_until: written_at + readers,
+            fence_tag: a.fence_tag,
+            elapsed: now.saturating_sub(a.start),
+            reads,
+        })
+    }
+
     /// Step 2 of a claim: compare-and-write our block over the one we found (`found`, its
     /// bytes as first read), then watch that it stays ours. Returns when our write was
     /// submitted.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn write_and_verify(
+    fn write_and_verify(
         &self,
         found: &[u8; MMP_STRUCT_SIZE],
         blk: &MmpBlock,
@@ -420,7 +475,7 @@ impl<D: BlockIo> Watcher<'_, D> {
     /// a fresh sequence now is a change every such reader sees; readers that start later see
     /// the fresh block for a full wait from here. Then watch for a racing write based on an
     /// older read. Returns the fresh block, its bytes and when its write was submitted.
-    pub(crate) fn refresh_bare(
+    fn refresh_bare(
         &self,
         blk: &MmpBlock,
         ours: &[u8; MMP_STRUCT_SIZE],
@@ -628,82 +683,6 @@ fn pick_seq(fresh_seq: &mut FreshSeq<'_>, found: u32) -> Result<u32, SeqError> {
     }
     // A broken generator: still never the found value nor a special code.
     Ok(seq_after(found))
-}
-
-/// How much of a claim's lease the kernel's mount keeps for its own first write (it writes
-/// within milliseconds of reading our CLEAN).
-pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
-
-/// How the handover of a won claim to a kernel mount went ([`release_for_mount`]).
-#[derive(Debug, Clone)]
-pub enum Handover {
-    /// The block held our claim and is CLEAN now, within the lease: mount at once.
-    Clean,
-    /// Somebody else wrote the block: nothing written, do not mount.
-    NotOurs(Box<MmpBlock>),
-    /// The lease ran out (this process was stopped, or the device stalled) before the CLEAN
-    /// write, or during it (`wrote`: CLEAN may now lie over another node's block, which its
-    /// holder rewrites at its next beat). Do not mount.
-    Expired { wrote: bool, late_by: Duration },
-}
-
-/// Hand a won claim to a kernel mount: write CLEAN over our own block ([`release`]), but only
-/// within the claim's lease ([`Claimed::lease_until`] less [`LEASE_MARGIN`]), checked before
-/// the compare-read and again after the write. A claimer stopped past its lease (SIGSTOP, a
-/// paused VM) may find another node holding the device by then: that node waited our block
-/// out, claimed and mounted, and a CLEAN over its kmmpd's block followed by our mount would
-/// make two holders (found by the handoff's fault simulation). The compare-and-write is not
-/// atomic, so the check after the write is what decides: a write that ended late does not
-/// mount.
-pub fn release_for_mount<D: BlockIo>(
-    fs: &MmpFs<D>,
-    clock: &dyn Clock,
-    c: &Claimed,
-) -> Result<Handover, Error> {
-    let deadline = c.lease_until.saturating_sub(LEASE_MARGIN);
-    let late = |wrote| {
-        let now = clock.now();
-        (now >= deadline).then(|| Handover::Expired {
-            wrote,
-            late_by: now - deadline,
-        })
-    };
-    if let Some(e) = late(false) {
-        return Ok(e);
-    }
-    match release(fs, &c.block, &[c.on_disk])? {
-        Release::NotOurs(b) => Ok(Handover::NotOurs(b)),
-        Release::Clean(_) => Ok(late(true).unwrap_or(Handover::Clean)),
-    }
-}
-
-/// The outcome of a release.
-#[derive(Debug, Clone)]
-pub enum Release {
-    /// The block held our last write; it now holds this CLEAN block.
-    Clean(MmpBlock),
-    /// The block did not hold what we wrote: somebody else wrote it. Nothing was written.
-    NotOurs(Box<MmpBlock>),
-}
-
-/// Write CLEAN, but only if the block still holds one of `ours` (the exact on-disk bytes of our
-/// last write, and of a write whose outcome is unknown). `last` supplies the node, device and
-/// check interval fields of the CLEAN block, as `ext2fs_mmp_stop` keeps `mmp_cmp`'s fields.
-pub fn release<D: BlockIo>(
-    fs: &MmpFs<D>,
-    last: &MmpBlock,
-    ours: &[[u8; MMP_STRUCT_SIZE]],
-) -> Result<Release, Error> {
-    let (found, raw) = read_on_disk(fs)?;
-    if !ours.contains(&raw) {
-        return Ok(Release::NotOurs(Box::new(found)));
-    }
-    let mut clean = last.clone();
-    clean.mmp_seq = EXT4_MMP_SEQ_CLEAN;
-    clean.mmp_time = wall_now();
-    clean.set_fence_tag(None);
-    fs.write_mmp_synced(&clean)?;
-    Ok(Release::Clean(clean))
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 use super::*;
 use crate::io::MemDevice;
-use crate::ondisk::mmp::{EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
+use crate::ondisk::mmp::{EXT4_MMP_SEQ_CLEAN, EXT4_MMP_SEQ_FSCK, EXT4_MMP_SEQ_MAX};
 use std::cell::Cell;
 use std::io;
 

@@ -54,6 +54,22 @@ fn claim_on(
     )
 }
 
+fn rollback_as(
+    fs: &MmpFs<impl BlockIo>,
+    clock: &FakeClock,
+    node: &str,
+    nonce: Option<u64>,
+) -> Result<RolledBack, HandoffError> {
+    rollback(
+        fs,
+        clock,
+        &mut seqs(),
+        &opts(node),
+        nonce,
+        &mut |_, _, _| {},
+    )
+}
+
 fn offered_device() -> (MemDevice, MmpBlock) {
     let clock = FakeClock::default();
     let dev = MemDevice::new("img", image(true, &clean_by("a")).snapshot());
@@ -135,15 +151,7 @@ fn a_newer_record_is_refused_by_every_step() {
         assert!(e.to_string().contains("version 2, newer"), "{e}");
     };
     msg(claim_on(&fs, &clock, "b", NONCE).unwrap_err());
-    msg(rollback(
-        &fs,
-        &clock,
-        &mut seqs(),
-        &opts("a"),
-        None,
-        &mut |_, _, _| {},
-    )
-    .unwrap_err());
+    msg(rollback_as(&fs, &clock, "a", None).unwrap_err());
     msg(confirm(
         &fs,
         &clock,
@@ -217,15 +225,7 @@ fn rollback_of_an_unclaimed_offer_is_clean_again_and_the_target_is_refused() {
     let (dev, _) = offered_device();
     let clock = FakeClock::default();
     let fs = MmpFs::open(&dev).unwrap();
-    let r = rollback(
-        &fs,
-        &clock,
-        &mut seqs(),
-        &opts("a"),
-        Some(NONCE),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let r = rollback_as(&fs, &clock, "a", Some(NONCE)).unwrap();
     assert_eq!(r.path, RollbackPath::Fast);
     // The normal verification: a target claim that raced us is seen.
     assert!(r.elapsed >= Duration::from_secs(9), "{:?}", r.elapsed);
@@ -241,15 +241,7 @@ fn a_cancel_from_another_node_leaves_a_live_block_to_wait_out() {
     let (dev, _) = offered_device();
     let clock = FakeClock::default();
     let fs = MmpFs::open(&dev).unwrap();
-    let r = rollback(
-        &fs,
-        &clock,
-        &mut seqs(),
-        &opts("b"),
-        Some(NONCE),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let r = rollback_as(&fs, &clock, "b", Some(NONCE)).unwrap();
     assert_eq!(r.path, RollbackPath::Cancelled);
     let now = fs.read_mmp().unwrap();
     assert!(matches!(now.seq_class(), SeqClass::Live(_)));
@@ -260,15 +252,7 @@ fn a_cancel_from_another_node_leaves_a_live_block_to_wait_out() {
     let e = claim_on(&fs, &clock, "b", NONCE).unwrap_err();
     assert_eq!(e.name(), "rolled_back", "{e}");
     // The source's rollback now: already rolled back.
-    let e = rollback(
-        &fs,
-        &clock,
-        &mut seqs(),
-        &opts("a"),
-        Some(NONCE),
-        &mut |_, _, _| {},
-    )
-    .unwrap_err();
+    let e = rollback_as(&fs, &clock, "a", Some(NONCE)).unwrap_err();
     assert_eq!(e.name(), "rolled_back", "{e}");
 }
 
@@ -312,28 +296,12 @@ fn confirm_and_rollback_after_the_targets_claim() {
     .unwrap();
     assert_eq!(ok.block.nodename(), "b");
     let before = beating.inner.snapshot();
-    let e = rollback(
-        &fs2,
-        &clock,
-        &mut seqs(),
-        &opts("a"),
-        Some(NONCE),
-        &mut |_, _, _| {},
-    )
-    .unwrap_err();
+    let e = rollback_as(&fs2, &clock, "a", Some(NONCE)).unwrap_err();
     assert_eq!(e.name(), "target_holds", "{e}");
     let _ = before;
     assert!(beating.writes.borrow().is_empty(), "rollback wrote");
     // The target went silent (powered off): the rollback takes it back after the full wait.
-    let r = rollback(
-        &fs,
-        &clock,
-        &mut seqs(),
-        &opts("a"),
-        Some(NONCE),
-        &mut |_, _, _| {},
-    )
-    .unwrap();
+    let r = rollback_as(&fs, &clock, "a", Some(NONCE)).unwrap();
     assert_eq!(r.path, RollbackPath::AfterFullWait);
     assert_eq!(fs.read_mmp().unwrap().seq_class(), SeqClass::Clean);
 }
