@@ -31,6 +31,9 @@ if [[ $(id -u) -eq 0 ]]; then
   # hard failover. Scenario 1 with mmpd (`lab.sh --holder mmpd --scenarios 2,1,6`) runs by hand:
   # scenario 6's hard failover covers mmpd's takeover, and CI stays under 45 minutes.
   LAB_PROFILE=dev bash tests/lab/lab.sh --holder mmpd --scenarios 2,6
+  # Under Pacemaker (`lab.sh --manager pacemaker`, issue 18): runs by hand for now. Its hard
+  # failover (p1) takes about 19 minutes under TCG on two cores (cluster bring-up and the
+  # group's shell agents), more than CI's budget for it; CI will run it once that is cut down.
 elif [[ "${CI:-}" == true ]]; then
   echo "CI=true and the failover lab cannot run: it needs root" >&2
   exit 1

@@ -5,19 +5,23 @@
 # namespace made for the lab. See tests/lab/README.md.
 #
 #   tests/lab/lab.sh [--scenarios LIST] [--rounds N] [--keep] [--bin-dir DIR] [--holder ext4|mmpd]
+#                    [--manager scripts|pacemaker]
 #     LIST: comma list of 1 2 3 4 5 6 s1 s3 (s = the same drill with the stock tools; 5 = frozen
 #           holder, --holder mmpd only; 6 = our OCF agents mmp-fs, nfs-grace, nfs-locks; either holder), or
 #           ci (= 2,1), all (= 2,1,3,4), bench (= 1,s1,3,s3). Default: ci.
 #     --holder: the MMP gate. ext4 (default): MMP ext4, `mmp-tool mount`, kmmpd holds it.
 #           mmpd (or LAB_HOLDER=mmpd): plain ext4 + a shared MMP area held by mmpd with the
 #           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 5 only.
+#     --manager: who switches the servers. scripts (default): our node scripts. pacemaker: A and B
+#           are a corosync/Pacemaker cluster (Debian's packages, a debootstrapped systemd root)
+#           with real fencing (fence_lab, the host's power switch); scenarios p1 (ci, all).
 # Exit: 0 every scenario passed, 1 a scenario failed, 2 setup error (missing package, not root).
 # shellcheck source-path=SCRIPTDIR
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-scenarios=ci rounds=10 keep=0 bin_dir=${LAB_BIN_DIR:-} HOLDER=${LAB_HOLDER:-ext4}
+scenarios=ci rounds=10 keep=0 bin_dir=${LAB_BIN_DIR:-} HOLDER=${LAB_HOLDER:-ext4} MANAGER=${LAB_MANAGER:-scripts}
 while [[ $# -gt 0 ]]; do
     case $1 in
     --scenarios) scenarios=$2; shift 2 ;;
@@ -25,10 +29,32 @@ while [[ $# -gt 0 ]]; do
     --keep) keep=1; shift ;;
     --bin-dir) bin_dir=$2; shift 2 ;;
     --holder) HOLDER=$2; shift 2 ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --manager) MANAGER=$2; shift 2 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+case $MANAGER in
+scripts) ;;
+pacemaker)
+    # The servers run corosync and Pacemaker: the systemd guest (a debootstrapped Debian root).
+    LAB_GUEST=systemd
+    case $scenarios in ci) scenarios=p1 ;; all | bench) scenarios=p1,ps1 ;; esac
+    ;;
+*) echo "lab.sh: --manager must be scripts or pacemaker, not '$MANAGER'" >&2; exit 2 ;;
+esac
+if [[ $MANAGER == pacemaker && ,$scenarios, =~ ,[0-9s][0-9]*, ]]; then
+    echo "lab.sh: with --manager pacemaker only the p* scenarios run (Pacemaker drives the servers)" >&2
+    exit 2
+fi
+if [[ $MANAGER != pacemaker && ,$scenarios, =~ ,p ]]; then
+    echo "lab.sh: the p* scenarios need --manager pacemaker" >&2
+    exit 2
+fi
+if [[ $MANAGER == pacemaker && $HOLDER != ext4 ]]; then
+    echo "lab.sh: --manager pacemaker runs the ext4 holder only (mmp-fs holder=ext4)" >&2
+    exit 2
+fi
 case $scenarios in
 ci) scenarios=2,1 ;;
 all) scenarios=2,1,3,4 ;;
@@ -66,6 +92,10 @@ fi
 . "$here/lib/verdict.sh"
 # shellcheck source=lib/failover.sh
 . "$here/lib/failover.sh"
+# shellcheck source=lib/pcmk.sh
+. "$here/lib/pcmk.sh"
+# shellcheck source=lib/fence.sh
+. "$here/lib/fence.sh"
 # shellcheck source=scenarios/1-hard-failover.sh
 . "$here/scenarios/1-hard-failover.sh"
 # shellcheck source=scenarios/2-split-brain.sh
@@ -78,6 +108,8 @@ fi
 . "$here/scenarios/5-frozen-holder.sh"
 # shellcheck source=scenarios/6-ocf-nfs-agents.sh
 . "$here/scenarios/6-ocf-nfs-agents.sh"
+# shellcheck source=scenarios/p1-pcmk-hard.sh
+. "$here/scenarios/p1-pcmk-hard.sh"
 
 IFS=, read -r -a list <<< "$scenarios"
 for s in "${list[@]}"; do

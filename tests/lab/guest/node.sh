@@ -22,6 +22,8 @@
 #   node.sh conn-record                  (internal) the connection recorder loop
 #   node.sh net-watch|net-watch-stop|dmesg|sync|client-write-check   diagnostics and checks
 #   node.sh fs-freeze|fs-thaw            (active server) fsfreeze the shared filesystem for a host e2fsck
+#   node.sh pcmk-start|pcmk-wait-online SECS|pcmk-configure STACK|pcmk-wait-group NODE SECS|
+#           pcmk-where|pcmk-switch STACK|pcmk-status   the Pacemaker lab's servers (guest/pcmk.sh)
 # Every step prints "MARK <epoch> <name>" lines that lab.sh puts on the scenario's timeline.
 #
 # The MMP gate (LAB_HOLDER, set by lab.sh --holder):
@@ -563,10 +565,13 @@ verify_writer() {
               print "writer file: " NR " records in order, all " acked " acknowledged present" }' "$f"
 }
 
-# Marks when N locks are held again on the export and when lockd/v4 grace ends (both modes).
+# Marks when the shared filesystem is mounted, when N locks are held again on the export and when
+# lockd/v4 grace ends (every mode).
 watch_recovery() {
-    local want=$1 limit=$2 locks_seen=0 nlm_seen=0 v4_seen=0 n i
+    local want=$1 limit=$2 locks_seen=0 nlm_seen=0 v4_seen=0 n i mounted=0
     for ((i = 0; i < limit * 5; i++)); do
+        # Under Pacemaker the mount is the mmp-fs (or Filesystem) agent's: mark it here.
+        if [[ $mounted -eq 0 ]] && mountpoint -q $MNT; then mark "filesystem on $MNT"; mounted=1; fi
         if [[ $locks_seen -eq 0 ]] && mountpoint -q $MNT; then
             n=$(awk '$2 == "POSIX" || $3 == "POSIX"' /proc/locks | wc -l)
             if [[ $n -ge $want ]]; then mark "$n locks held on the server"; locks_seen=1; fi
@@ -588,6 +593,9 @@ watch_recovery() {
 # activate/deactivate ocf, ocf-tester-grace: the service run by our OCF agents.
 # shellcheck source=ocf-group.sh
 . /run/labfiles/guest/ocf-group.sh
+# pcmk-*: the Pacemaker lab's servers (--manager pacemaker).
+# shellcheck source=pcmk.sh
+. /run/labfiles/guest/pcmk.sh
 
 cmd=$1
 shift
@@ -621,6 +629,13 @@ record-pause) kill -STOP "$(pidof_file record)" "$(pidof_file connrec)" && mark 
 record-resume) kill -CONT "$(pidof_file record)" "$(pidof_file connrec)" && mark "recorders resumed" ;;
 conn-record) conn_record_loop ;;
 ocf-tester-grace) ocf_tester_grace ;;
+pcmk-start) pcmk_start ;;
+pcmk-wait-online) pcmk_wait_online "$@" ;;
+pcmk-configure) pcmk_configure "$@" ;;
+pcmk-wait-group) pcmk_wait_group "$@" ;;
+pcmk-where) pcmk_where ;;
+pcmk-switch) pcmk_switch "$@" ;;
+pcmk-status) pcmk_status ;;
 dmesg) dmesg | tail -${1:-40} ;;
 net-watch)
     # Diagnostics: the client's TCP sockets to the floating IP and its neighbour entry.

@@ -40,7 +40,7 @@ preflight() {
         return 1
     fi
     host_packages_missing
-    guest check
+    guest_each check
     find_guest_kernel || missing+=(linux-image-amd64)
     [[ -n $want_bin ]] || command -v dpkg-parsechangelog > /dev/null || missing+=(dpkg-dev)
     if [[ ${#missing[@]} -gt 0 ]]; then
@@ -110,13 +110,14 @@ lab_setup() {
     trap 'echo "lab.sh: interrupted" >&2; exit 130' INT TERM HUP
     log "lab directory $LAB, namespace $NS, guest kernel $KVER"
     stage_files || return 1
+    [[ $MANAGER == pacemaker ]] && pcmk_write_config
     make_shared_disks || return 1
     net_setup || return 1
     write_hosts_file
     boot_all_vms || return 1
     first_activation || return 1
-    ACTIVE=a STANDBY=b
-    log "lab ready in $(elapsed_total) s: A active with $FIP, B standby, C and D mounted"
+    [[ $MANAGER == pacemaker ]] || ACTIVE=a STANDBY=b
+    log "lab ready in $(elapsed_total) s: ${VM_HOST[$ACTIVE]} active with $FIP, ${VM_HOST[$STANDBY]} standby, C and D mounted"
 }
 
 # Our tools (the package, or --bin-dir's binaries stripped) and guest/ into the directory shared
@@ -133,7 +134,7 @@ stage_files() {
     fi
     check_tools "$LAB/share/bin" || return 1
     cp -r "$here/guest" "$LAB/share/guest"
-    guest prepare
+    guest_each prepare
 }
 
 # The package as a user gets it, extracted into the shared directory (share/usr/sbin,
@@ -165,8 +166,11 @@ make_shared_disks() {
     else
         # The shared LUN: MMP ext4, 1 s update interval, everything initialised now so the
         # only writes to an idle mounted filesystem are kmmpd's.
+        # The service's directories exist from the start (Pacemaker's exportfs needs its
+        # directory before anything else could make it).
+        mkdir -p "$LAB/skel/export" "$LAB/skel/ledger" "$LAB/skel/.nfsinfo"
         mkfs.ext4 -q -F -b 4096 -O mmp -E mmp_update_interval=1,lazy_itable_init=0,lazy_journal_init=0 \
-            -L halab "$LAB/shared.img" || return 1
+            -L halab -d "$LAB/skel" "$LAB/shared.img" || return 1
         MMP_BLOCK=$(dumpe2fs -h "$LAB/shared.img" 2> /dev/null | awk -F: '/MMP block number/ {print $2+0}')
     fi
 }
@@ -180,15 +184,26 @@ boot_all_vms() {
     log "all VMs up in $(dt "$t0") s"
 }
 
-# Both servers prepared, A takes the (fresh) filesystem, then both clients mount it.
+# Both servers prepared, A takes the (fresh) filesystem, then both clients mount it. Under
+# Pacemaker the cluster starts the group where it places it (ACTIVE is set from there).
 first_activation() {
-    local ta tb tc td
+    local ta tb
+    if [[ $MANAGER == pacemaker ]]; then
+        pcmk_first_activation || return 1
+        clients_mount
+        return
+    fi
     ta=$(vm_exec a server-prep) tb=$(vm_exec b server-prep)
     vm_wait a "$ta" 120 || return 1
     vm_wait b "$tb" 120 || return 1
     log "first activation on A (fresh filesystem)"
     ta=$(vm_exec a activate ours)
     vm_wait a "$ta" 120 || return 1
+    clients_mount
+}
+
+clients_mount() {
+    local tc td
     # Each client mounts NFSv3 and NFSv4 (C 4.2, D 4.1) from the same servers.
     tc=$(vm_exec c client-prep 4.2) td=$(vm_exec d client-prep 4.1)
     vm_wait c "$tc" 120 || return 1
@@ -198,6 +213,7 @@ first_activation() {
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
+    fence_server_stop
     vm_kill_all
     [[ -n ${SAMPLER_PID:-} ]] && kill "$SAMPLER_PID" 2> /dev/null
     net_teardown

@@ -10,25 +10,42 @@
 # shellcheck disable=SC2054
 
 # --- guest kinds ----------------------------------------------------------------------------
-# What a VM boots and how its services start depend on the guest kind (LAB_GUEST). A kind K
-# provides four functions, called through `guest OP ARGS...`:
+# What a VM boots and how its services start depend on the guest kind: LAB_GUEST for the servers
+# (A, B), busybox for the clients (C, D). A kind K provides three functions, called through
+# `guest OP NODE ARGS...` (or `guest_each OP` for every kind the lab uses):
 #   guest_K_check           preflight: appends the Debian packages it lacks to the caller's `missing`
 #   guest_K_prepare         makes what its VMs boot from, once per run, under $LAB
 #   guest_K_qemu_args NODE  appends to VM_ARGS the kernel, initrd, command line and root of NODE
 # and its VMs must start guest/agent.sh (LAB_AGENT in /run/lab/env) once /run/lab is mounted:
 # guest/node.sh starts the node's services itself and reads LAB_GUEST from the same env file.
 #
-# busybox (the only kind today): a busybox initramfs (lib/mkinitramfs.sh, guest/init) mounts the
-# host's root read-only over 9p, with tmpfs where the services write, and execs the agent in it;
-# node.sh starts rpcbind, rpc.statd, nfsd... by hand (there is no init system).
-# A systemd kind (a debootstrapped Debian root, for the Pacemaker lab) would boot that root from
-# a disk image and start the agent as a unit.
+# busybox: a busybox initramfs (lib/mkinitramfs.sh, guest/init) mounts the host's root read-only
+# over 9p, with tmpfs where the services write, and execs the agent in it; node.sh starts
+# rpcbind, rpc.statd, nfsd... by hand (there is no init system).
+# systemd (--manager pacemaker): a debootstrapped Debian 12 root (lib/mkroot.sh) with corosync,
+# Pacemaker, resource-agents, sbd and our package, booted from a disk image opened with
+# snapshot=on (each VM writes only its own overlay); lab-agent.service runs guest/lab-boot, which
+# mounts the control directories and runs the agent.
 LAB_GUEST=${LAB_GUEST:-busybox}
 
+# The kind of NODE's VM.
+guest_kind() {
+    case $1 in
+    a | b) echo "$LAB_GUEST" ;;
+    *) echo busybox ;;
+    esac
+}
+
 guest() {
-    local op=$1
+    local op=$1 n=${2:-a}
     shift
-    "guest_${LAB_GUEST}_$op" "$@"
+    "guest_$(guest_kind "$n")_$op" "$@"
+}
+
+# guest_each OP: OP of every kind the lab's VMs use (check, prepare).
+guest_each() {
+    local k
+    for k in $(printf '%s\n' busybox "$LAB_GUEST" | sort -u); do "guest_${k}_$1"; done
 }
 
 guest_kind_known() { declare -F "guest_${LAB_GUEST}_prepare" > /dev/null; }
@@ -49,8 +66,33 @@ guest_busybox_qemu_args() {
         -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap)
 }
 
+guest_systemd_check() {
+    command -v debootstrap > /dev/null || missing+=(debootstrap)
+    [[ -r /boot/initrd.img-$KVER || -z $KVER ]] || missing+=(initramfs-tools)
+}
+
+guest_systemd_prepare() {
+    local deb=${LAB_DEB:--}
+    log "building the servers' Debian root (lib/mkroot.sh${LAB_ROOT_CACHE:+, cache $LAB_ROOT_CACHE})"
+    bash "$here/lib/mkroot.sh" "$KVER" "$deb" "$LAB/share/bin" "$LAB/root.img"
+}
+
+# The root disk gets the last PCI slot, so the shared disk stays /dev/vda. The host's initramfs
+# finds the root by its label.
+guest_systemd_qemu_args() {
+    VM_ARGS+=(-kernel "/boot/vmlinuz-$KVER" -initrd "/boot/initrd.img-$KVER"
+        -append "console=ttyS0 root=LABEL=labroot rw panic=-1 loglevel=4 net.ifnames=0 no_timer_check systemd.show_status=0"
+        -drive "file=$LAB/root.img,format=raw,if=none,id=root,snapshot=on"
+        -device virtio-blk-pci,drive=root,addr=0x1e)
+}
+
 # --- lifecycle ------------------------------------------------------------------------------
 vm_pid() { cat "$LAB/vm/$1/pid"; }
+
+# NODE's memory (MiB): LAB_VM_MEM, but a systemd server runs Pacemaker and needs about 1 GiB.
+vm_mem() {
+    if [[ $(guest_kind "$1") == systemd ]]; then echo "${LAB_SERVER_MEM:-1024}"; else echo "$VM_MEM"; fi
+}
 
 # vm_start NODE: boot NODE's VM in the background (its previous directory kept as vm/NODE.bootN).
 vm_start() {
@@ -63,7 +105,7 @@ vm_start() {
     mkdir -p "$d/cmd" "$d/out"
     vm_write_env "$n" > "$d/env"
     cp "$LAB/hosts" "$d/hosts"
-    VM_ARGS=(-accel tcg,tb-size=128 -cpu max -m "$VM_MEM" -smp 1
+    VM_ARGS=(-accel tcg,tb-size=128 -cpu max -m "$(vm_mem "$n")" -smp 1
         -nodefaults -no-user-config -display none -no-reboot -serial "file:$d/console.log")
     guest qemu_args "$n"
     VM_ARGS+=(-virtfs "local,path=$d,mount_tag=ctl,security_model=none"
@@ -136,7 +178,14 @@ vm_kill() {
     wait "$p" 2> /dev/null
 }
 
-vm_alive() { kill -0 "$(vm_pid "$1")" 2> /dev/null; }
+# A qemu killed by the fence server (a subshell: it cannot reap it) stays a zombie until lab.sh
+# waits for it: not alive.
+vm_alive() {
+    local p st
+    p=$(vm_pid "$1" 2> /dev/null) || return 1
+    st=$(cut -d' ' -f3 "/proc/$p/stat" 2> /dev/null) || return 1
+    [[ $st != Z ]]
+}
 
 # Every VM's qemu, by the pid recorded at its start (checked to be a qemu process first).
 vm_kill_all() {
@@ -157,6 +206,12 @@ vm_reboot_server() {
     vm_alive "$n" && vm_kill "$n"
     vm_start "$n"
     vm_wait_ready "$n" 180 || return 1
+    if [[ $MANAGER == pacemaker ]]; then
+        # It rejoins the cluster as the standby (stickiness keeps the group where it is).
+        vm_run "$n" 120 pcmk-start || return 1
+        vm_run "$n" 180 pcmk-wait-online 170
+        return
+    fi
     t=$(vm_exec "$n" server-prep)
     vm_wait "$n" "$t" 120
 }

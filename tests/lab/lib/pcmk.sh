@@ -1,0 +1,155 @@
+#!/bin/bash
+# --manager pacemaker (sourced by lab.sh): the servers A and B are a two-node corosync/Pacemaker
+# cluster (Debian 12's packages, in the `systemd` guest kind) with real fencing (fence_lab, the
+# lab host's power switch: lib/fence.sh), and Pacemaker, not the lab, starts and moves the NFS
+# service. This file writes the cluster's configuration and brings the cluster up; the scenarios
+# are in scenarios/p*.sh.
+#
+# Configuration ($LAB/share/pcmk, /run/labfiles/pcmk in the guests):
+#   corosync.conf  knet over the lab bridge, two_node, token LAB_TOKEN ms (default 6000: TCG
+#                  guests on a loaded host miss shorter tokens), no crypto (the lab's bridge
+#                  is inside its own namespace)
+#   ours.crm       the group of README.md ("crmsh"): mmp-fs -> nfs-grace -> nfsserver -> exportfs
+#                  -> nfs-locks -> IPaddr2, with the lab's addresses and paths
+#   stock.crm      Filesystem -> nfsserver -> exportfs -> IPaddr2 -> nfsnotify, as resource-agents
+#                  documents them
+# Both: stonith-enabled=true, stonith-action=off, one fence_lab device per server (never run on
+# the server it fences), resource-stickiness so a server that comes back does not take the
+# group back. The operation timeouts are README's scaled for TCG guests, where one shell agent
+# action takes seconds (nfsserver's start, with its systemd reload for the scope, took 60 s in
+# the first runs): start 180 s, stop 120 s, monitors every 30 s with 60 s to answer.
+# shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
+
+STACK=ours
+PCMK_TOKEN=${LAB_TOKEN:-6000}
+
+pcmk_write_config() {
+    local d=$LAB/share/pcmk
+    mkdir -p "$d"
+    cat > "$d/corosync.conf" << EOC
+totem {
+    version: 2
+    cluster_name: halab
+    transport: knet
+    token: $PCMK_TOKEN
+    crypto_cipher: none
+    crypto_hash: none
+}
+nodelist {
+    node {
+        ring0_addr: ${VM_IP[a]}
+        name: ${VM_HOST[a]}
+        nodeid: 1
+    }
+    node {
+        ring0_addr: ${VM_IP[b]}
+        name: ${VM_HOST[b]}
+        nodeid: 2
+    }
+}
+quorum {
+    provider: corosync_votequorum
+    two_node: 1
+}
+logging {
+    to_syslog: yes
+    to_stderr: no
+    timestamp: on
+}
+EOC
+    pcmk_common_crm > "$d/common.crm"
+    { cat "$d/common.crm"; pcmk_ours_crm; } > "$d/ours.crm"
+    { cat "$d/common.crm"; pcmk_stock_crm; } > "$d/stock.crm"
+}
+
+pcmk_common_crm() {
+    cat << EOC
+property cib-bootstrap-options: stonith-enabled=true stonith-action=off stonith-timeout=60s
+rsc_defaults rsc-options: resource-stickiness=200
+primitive fence-a stonith:fence_lab params pcmk_host_list=${VM_HOST[a]} op monitor interval=60s
+primitive fence-b stonith:fence_lab params pcmk_host_list=${VM_HOST[b]} op monitor interval=60s
+location fence-a-elsewhere fence-a -inf: ${VM_HOST[a]}
+location fence-b-elsewhere fence-b -inf: ${VM_HOST[b]}
+EOC
+}
+
+# README.md's group (crmsh), with the lab's device, paths and addresses. The grace and lease
+# values: 300 s grace (nfs-locks ends it as soon as every ledger lock is held again; floor 5 s)
+# and a 15 s lease. Grace runs from nfsd's start, and under TCG the group's members after nfsd
+# (exportfs, nfs-locks, IPaddr2) took about 100 s: with the scripted lab's 60 s grace, grace
+# was over before the clients could reach the floating IP, and D was granted C's locks (the
+# first p1 run: 2740 conflicting NLM grants, every NFSv4 write EIO). The grace must outlast
+# the group's start from nfsd to the IP.
+pcmk_ours_crm() {
+    cat << EOC
+primitive fs ocf:mmp-ha:mmp-fs params device=/dev/vda directory=/srv/ha fstype=ext4 holder=ext4 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+primitive grace ocf:mmp-ha:nfs-grace params statd_dir=/srv/ha/.nfsinfo grace_time=300 lease_time=15 op start timeout=180s op stop timeout=120s
+primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_no_notify=true nfs_server_scope=nfs-ha op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=false op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+primitive locks ocf:mmp-ha:nfs-locks params ip=$FIP fs=/srv/ha/export statd_dir=/srv/ha/.nfsinfo ledger_dir=/srv/ha/ledger mon_name=nfs-ha min_grace=5 reclaim_timeout=60 record_interval=1 notify_deadline=60 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+group nfs fs grace nfsd export locks vip
+EOC
+}
+
+# The stock stack as resource-agents documents it: the kernel's own MMP wait is the only gate,
+# nfsserver keeps statd and nfsdcld on the shared disk and sets the scope, nfsnotify notifies.
+pcmk_stock_crm() {
+    cat << EOC
+primitive fs ocf:heartbeat:Filesystem params device=/dev/vda directory=/srv/ha fstype=ext4 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_ip=$FIP nfs_no_notify=true nfs_server_scope=nfs-ha op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=true op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+primitive notify ocf:heartbeat:nfsnotify params source_host=nfs-ha op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+group nfs fs nfsd export vip notify
+EOC
+}
+
+# Both servers start corosync and Pacemaker and see each other; A loads STACK's configuration;
+# the group starts where Pacemaker places it (ACTIVE is set from where it runs).
+pcmk_first_activation() {
+    local ta tb n
+    fence_server_start
+    ta=$(vm_exec a pcmk-start) tb=$(vm_exec b pcmk-start)
+    vm_wait a "$ta" 120 || return 1
+    vm_wait b "$tb" 120 || return 1
+    vm_run a 180 pcmk-wait-online 170 || return 1
+    log "cluster up: ${VM_HOST[a]} and ${VM_HOST[b]} online; loading the $STACK configuration"
+    vm_run a 60 pcmk-configure "$STACK" || return 1
+    pcmk_find_active a 240 || return 1
+    log "group nfs started on ${VM_HOST[$ACTIVE]}"
+}
+
+# pcmk_find_active ASK LIMIT: waits (asking server ASK) until the group's last member runs on
+# a server; sets ACTIVE and STANDBY.
+pcmk_find_active() {
+    local ask=$1 limit=$2 t0 t where n
+    t0=$(date +%s)
+    while (($(date +%s) - t0 < limit)); do
+        t=$(vm_exec "$ask" pcmk-where)
+        vm_wait "$ask" "$t" 30 > /dev/null 2>&1
+        where=$(tail -1 "$LAB/vm/$ask/out/$t.out" 2> /dev/null)
+        if [[ -n $where ]] && n=$(node_of_host "$where"); then
+            ACTIVE=$n
+            if [[ $n == a ]]; then STANDBY=b; else STANDBY=a; fi
+            return 0
+        fi
+        sleep 2
+    done
+    vm_run "$ask" 30 pcmk-status
+    cat "$LAB/vm/$ask/out/"*pcmk-status.out 2> /dev/null | tail -40
+    echo "lab: the group did not start within $limit s" >&2
+    return 1
+}
+
+# pcmk_use_stack STACK: the group becomes STACK's (ours or stock), started where Pacemaker
+# places it; nothing to do if it already is. The clients keep their mounts (same address and
+# export): they wait through the switch as through any outage.
+pcmk_use_stack() {
+    [[ $STACK == "$1" ]] && return 0
+    log "switching the group from the $STACK agents to the $1 agents"
+    vm_run "$ACTIVE" 400 pcmk-switch "$1" || return 1
+    STACK=$1
+    pcmk_find_active "$ACTIVE" 400 || return 1
+    log "group nfs ($STACK agents) started on ${VM_HOST[$ACTIVE]}"
+}
