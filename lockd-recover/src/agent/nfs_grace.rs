@@ -57,7 +57,7 @@ const ACTIONS: &[ActionSpec] = &[
 pub const AGENT: Agent = Agent {
     name: NAME,
     shortdesc: "NFS grace and lease times, set before nfsd starts",
-    longdesc: "Sets lockd's and NFSv4's grace period and the NFSv4 lease while nfsd is stopped (the kernel refuses them once it runs) and makes sure rpc.statd's directory exists on the shared filesystem. Put it in the NFS group after the filesystem and before nfsserver: fs (mmp-fs), nfs-grace, nfsserver, exportfs, nfs-locks, IPaddr2. Start fails (OCF_ERR_GENERIC) if nfsd already runs with other values. Stop only forgets that it ran: the values stay in the kernel.",
+    longdesc: "Sets lockd's and NFSv4's grace period and the NFSv4 lease while nfsd is stopped (the kernel refuses them once it runs) and makes sure rpc.statd's directory exists on the shared filesystem, with a copy of its client records in sm.saved/ for nfs-locks (rpc.statd started without --no-notify, as nfsserver starts it, notifies under the node's own name and deletes them before the service IP is up). Put it in the NFS group after the filesystem and before nfsserver: fs (mmp-fs), nfs-grace, nfsserver, exportfs, nfs-locks, IPaddr2. Start fails (OCF_ERR_GENERIC) if nfsd already runs with other values. Stop only forgets that it ran: the values stay in the kernel.",
     params: PARAMS,
     actions: ACTIONS,
 };
@@ -217,18 +217,23 @@ fn check_statd_parent(dir: &Path) -> Result<(), Outcome> {
 /// last planned stop saved ([`records`]).
 fn make_statd_dir(dir: &Path) -> Result<(), Outcome> {
     let d = StatdDir::create(dir).map_err(|e| generic(format!("statd directory: {e}")))?;
-    let n = records::restore(&d).map_err(|e| {
+    let (restored, kept) = records::keep(&d).map_err(|e| {
         generic(format!(
-            "cannot restore the saved client records in {}: {e}",
+            "cannot restore or keep the client records in {}: {e}",
             dir.display()
         ))
     })?;
-    if n > 0 {
+    if restored > 0 {
         tracing::warn!(
-            "{n} client records restored into {}",
+            "{restored} client records restored into {}",
             d.dir(RecordDir::Sm).display()
         );
     }
+    tracing::info!(
+        "{kept} client records kept in {}/{} until nfs-locks notifies",
+        dir.display(),
+        records::SAVED
+    );
     Ok(())
 }
 

@@ -1,8 +1,21 @@
-//! The client records across a planned failover. Releasing the locks and stopping nfsd make
-//! lockd unmonitor every client, and rpc.statd then deletes its `sm/` record, so the next server
-//! would notify nobody. nfs-locks' stop saves `sm/` into `sm.saved/` before the release, and
-//! nfs-grace's start (before rpc.statd runs) puts back what `sm/` lacks (heartbeat/nfsserver
-//! does the same with its sm.ha copy).
+//! The client records across a failover, kept in `sm.saved/` until nfs-locks has notified.
+//!
+//! Two things delete them before nfs-locks can notify from the service IP:
+//! - a planned failover: releasing the locks and stopping nfsd make lockd unmonitor every
+//!   client, and rpc.statd deletes its `sm/` record. nfs-locks' stop saves `sm/` into
+//!   `sm.saved/` before the release;
+//! - any start: rpc.statd started without `--no-notify` (heartbeat:nfsserver starts it so
+//!   whenever it does not go through systemd's rpc-statd.service, whose unit sets
+//!   RPC_STATD_NO_NOTIFY) moves `sm/` to `sm.bak/` and runs sm-notify, which notifies every
+//!   client under the node's own name, before the service IP is up (clients ignore a name they
+//!   do not monitor), and deletes each record it got an answer for. Seen in the Pacemaker lab:
+//!   nfs-locks found no client, nobody reclaimed, and once grace ran out another client was
+//!   granted the locks.
+//!
+//! So nfs-grace's start (after the mount, before nfsserver) puts back what `sm/` lacks and then
+//! copies `sm/` into `sm.saved/` ([`keep`]), and nfs-locks' worker puts back what `sm/` lacks
+//! again right before it notifies ([`restore`]) (heartbeat/nfsserver keeps a copy in `sm.ha/`
+//! for its own notify the same way).
 
 use lockd_recover::statd::{RecordDir, StatdDir};
 use std::fs;
@@ -39,6 +52,14 @@ pub fn save(d: &StatdDir) -> io::Result<usize> {
         std::os::unix::fs::chown(&to, Some(md.uid()), Some(md.gid()))?;
     }
     Ok(files.len())
+}
+
+/// nfs-grace's start: the saved records `sm/` lacks come back ([`restore`]), then `sm/` is
+/// copied into `sm.saved/` again, for nfs-locks to restore after rpc.statd's own notify.
+/// Returns (restored, kept).
+pub fn keep(d: &StatdDir) -> io::Result<(usize, usize)> {
+    let restored = restore(d)?;
+    Ok((restored, save(d)?))
 }
 
 /// Moves the saved records that `sm/` lacks back into it and drops the rest; returns how many
@@ -85,5 +106,24 @@ mod tests {
             "present records are kept as they are"
         );
         assert_eq!(record_files(&t.path().join(SAVED)).unwrap().len(), 0);
+    }
+
+    /// rpc.statd's start-time notify between nfs-grace and nfs-locks: the records it deleted
+    /// come back from the copy nfs-grace kept.
+    #[test]
+    fn kept_records_survive_statds_own_notify() {
+        let t = tempfile::tempdir().unwrap();
+        let d = StatdDir::create(t.path()).unwrap();
+        let sm = d.dir(RecordDir::Sm);
+        fs::write(sm.join("clientc"), "c\n").unwrap();
+        fs::create_dir_all(t.path().join(SAVED)).unwrap();
+        fs::write(t.path().join(SAVED).join("clientd"), "d\n").unwrap();
+        assert_eq!(keep(&d).unwrap(), (1, 2), "clientd restored, both kept");
+        // rpc.statd retires sm/ into sm.bak/ and sm-notify deletes what it notified.
+        fs::remove_file(sm.join("clientc")).unwrap();
+        fs::remove_file(sm.join("clientd")).unwrap();
+        assert_eq!(restore(&d).unwrap(), 2);
+        assert_eq!(fs::read_to_string(sm.join("clientc")).unwrap(), "c\n");
+        assert_eq!(fs::read_to_string(sm.join("clientd")).unwrap(), "d\n");
     }
 }

@@ -8,10 +8,12 @@
 //! agent's monitor reads it; its stop reads it to know whether the final record was taken.
 
 use super::nfs_locks::{self, Params};
+use super::records;
 use super::Ctx;
 use crate::cli::{Cli, Command, TakeoverArgs};
 use crate::cmd::{self, record, takeover};
 use clap::Parser;
+use lockd_recover::statd::{RecordDir, StatdDir};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -113,6 +115,7 @@ fn takeover_steps(ctx: &Ctx, p: &Params, status: &Path) -> Result<(), String> {
     };
     takeover::check_ready(&a, &cctx).map_err(|e| e.to_string())?;
     set(status, &Phase::Notifying);
+    restore_kept(&p.statd_dir)?;
     let nr = takeover::notify_clients(&a, &cctx).map_err(|e| e.to_string())?;
     set(status, &Phase::Reclaiming);
     match takeover::reclaim(&a, &cctx, &nr) {
@@ -121,6 +124,22 @@ fn takeover_steps(ctx: &Ctx, p: &Params, status: &Path) -> Result<(), String> {
             Err(e) => tracing::warn!("takeover report: {e}"),
         },
         Err(e) => tracing::warn!("no early end of grace (it runs out by itself): {e}"),
+    }
+    Ok(())
+}
+
+/// Puts back the client records nfs-grace kept that `sm/` lacks: rpc.statd's own notify at its
+/// start may have deleted them (see [`records`]).
+fn restore_kept(statd_dir: &Path) -> Result<(), String> {
+    let d = StatdDir::open(statd_dir).map_err(|e| e.to_string())?;
+    let n = records::restore(&d).map_err(|e| {
+        format!(
+            "cannot restore the kept client records into {}: {e}",
+            d.dir(RecordDir::Sm).display()
+        )
+    })?;
+    if n > 0 {
+        tracing::warn!("{n} client records restored from {}: rpc.statd notified and deleted them at its start (run it with --no-notify: nfs.conf [statd] no-notify=1)", records::SAVED);
     }
     Ok(())
 }
