@@ -14,7 +14,10 @@
 #           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 5 only.
 #     --manager: who switches the servers. scripts (default): our node scripts. pacemaker: A and B
 #           are a corosync/Pacemaker cluster (Debian's packages, a debootstrapped systemd root)
-#           with real fencing (fence_lab, the host's power switch); scenarios p1 (ci, all).
+#           with real fencing (fence_lab, the host's power switch); scenarios p1 (hard failover,
+#           our agents), p2 (split brain after a lying fence, our agents), p3 (planned move,
+#           crm resource move), ps3, ps1 (p3, p1 with the stock agents); ci = p1,
+#           all = bench = p1,p2,p3,ps3,ps1.
 # Exit: 0 every scenario passed, 1 a scenario failed, 2 setup error (missing package, not root).
 # shellcheck source-path=SCRIPTDIR
 set -uo pipefail
@@ -39,7 +42,7 @@ scripts) ;;
 pacemaker)
     # The servers run corosync and Pacemaker: the systemd guest (a debootstrapped Debian root).
     LAB_GUEST=systemd
-    case $scenarios in ci) scenarios=p1 ;; all | bench) scenarios=p1,ps1 ;; esac
+    case $scenarios in ci) scenarios=p1 ;; all | bench) scenarios=p1,p2,p3,ps3,ps1 ;; esac
     ;;
 *) echo "lab.sh: --manager must be scripts or pacemaker, not '$MANAGER'" >&2; exit 2 ;;
 esac
@@ -110,6 +113,10 @@ fi
 . "$here/scenarios/6-ocf-nfs-agents.sh"
 # shellcheck source=scenarios/p1-pcmk-hard.sh
 . "$here/scenarios/p1-pcmk-hard.sh"
+# shellcheck source=scenarios/p2-pcmk-split.sh
+. "$here/scenarios/p2-pcmk-split.sh"
+# shellcheck source=scenarios/p3-pcmk-move.sh
+. "$here/scenarios/p3-pcmk-move.sh"
 
 IFS=, read -r -a list <<< "$scenarios"
 for s in "${list[@]}"; do

@@ -23,7 +23,9 @@
 #   node.sh net-watch|net-watch-stop|dmesg|sync|client-write-check   diagnostics and checks
 #   node.sh fs-freeze|fs-thaw            (active server) fsfreeze the shared filesystem for a host e2fsck
 #   node.sh pcmk-start|pcmk-wait-online SECS|pcmk-configure STACK|pcmk-wait-group NODE SECS|
-#           pcmk-where|pcmk-switch STACK|pcmk-status   the Pacemaker lab's servers (guest/pcmk.sh)
+#           pcmk-where|pcmk-switch STACK|pcmk-status|pcmk-wait-refused NODE SECS|pcmk-holder-check|
+#           pcmk-move NODE|pcmk-clear|pcmk-watch-release SECS|pcmk-ops
+#                                        the Pacemaker lab's servers (guest/pcmk.sh)
 # Every step prints "MARK <epoch> <name>" lines that lab.sh puts on the scenario's timeline.
 #
 # The MMP gate (LAB_HOLDER, set by lab.sh --holder):
@@ -636,6 +638,12 @@ pcmk-wait-group) pcmk_wait_group "$@" ;;
 pcmk-where) pcmk_where ;;
 pcmk-switch) pcmk_switch "$@" ;;
 pcmk-status) pcmk_status ;;
+pcmk-ops) pcmk_ops ;;
+pcmk-wait-refused) pcmk_wait_refused "$@" ;;
+pcmk-holder-check) pcmk_holder_check ;;
+pcmk-move) pcmk_move "$@" ;;
+pcmk-clear) pcmk_clear ;;
+pcmk-watch-release) pcmk_watch_release "$@" ;;
 dmesg) dmesg | tail -${1:-40} ;;
 net-watch)
     # Diagnostics: the client's TCP sockets to the floating IP and its neighbour entry.

@@ -12,6 +12,17 @@
 #   pcmk_wait_group NODE SECS until the group's last member (vip) runs on NODE
 #   pcmk_switch STACK         stop the group, remove it (cibadmin) and load STACK.crm instead
 #   pcmk_status               crm_mon -1 -r, failed actions and the fencing history
+#   pcmk_ops                  the operation history with run times (crm_mon -o -t)
+#   pcmk_wait_refused NODE SECS  until Pacemaker records a failed start of the filesystem (fs)
+#                             on NODE, this server: the MMP gate refused; fails at once if the
+#                             filesystem gets mounted here
+#   pcmk_move NODE            crm resource move nfs NODE (a planned move: Pacemaker stops the
+#                             group here and starts it on NODE)
+#   pcmk_clear                crm resource clear nfs (drop the move's constraint; stickiness
+#                             keeps the group where it now runs)
+#   pcmk_watch_release SECS   marks when the shared filesystem is no longer mounted here
+#   pcmk_holder_check         this server still has the filesystem mounted and its kernel never
+#                             saw another writer on the MMP block (kmmpd's "multiply mounted")
 # shellcheck disable=SC2154 # node.sh's globals (MNT, ...)
 
 PCMK=/run/labfiles/pcmk
@@ -21,7 +32,7 @@ unit_tail() { journalctl -u "$1" -n "${2:-25}" --no-pager -o short-precise 2> /d
 pcmk_start() {
     mark "cluster start"
     install -m 0644 $PCMK/corosync.conf /etc/corosync/corosync.conf || die "corosync.conf"
-    mkdir -p $MNT
+    mkdir -p "$MNT"
     # The NFS server's units are Pacemaker's to start (nfsserver); rpcbind may run.
     systemctl start corosync || { unit_tail corosync; die "corosync did not start (journal above)"; }
     mark "corosync started"
@@ -63,14 +74,15 @@ pcmk_wait_group() {
 }
 
 pcmk_switch() {
-    local i
+    local end=$((SECONDS + 480))
     crm_resource --resource nfs --set-parameter target-role --meta --parameter-value Stopped > /dev/null ||
         die "could not stop the group"
-    for ((i = 0; i < 600; i++)); do
-        [[ -z $(crm_resource --locate -r fs 2> /dev/null | sed -n 's/.*running on: *//p') ]] && break
-        sleep 0.5
+    mark "group stop requested"
+    # By the clock, not a count: one crm_resource call takes a second or more under TCG.
+    while [[ -n $(crm_resource --locate -r fs 2> /dev/null | sed -n 's/.*running on: *//p') ]]; do
+        ((SECONDS < end)) || { pcmk_status; die "the group did not stop within 480 s"; }
+        sleep 1
     done
-    [[ $i -lt 600 ]] || { pcmk_status; die "the group did not stop within 300 s"; }
     mark "group stopped"
     # The group element holds its members: one delete removes the whole stack.
     cibadmin --delete --xml-text '<group id="nfs"/>' || die "cibadmin --delete the group"
@@ -86,3 +98,56 @@ pcmk_status() {
     echo "fencing history:"
     stonith_admin --history '*' 2>&1 | head -10
 }
+
+pcmk_wait_refused() {
+    local node=$1 i line
+    for ((i = 0; i < $2 * 2; i++)); do
+        if mountpoint -q "$MNT"; then
+            mark "filesystem on $MNT: SPLIT BRAIN"
+            pcmk_status
+            return 1
+        fi
+        line=$(crm_mon -1 -r 2> /dev/null | grep -m1 "fs_start_0 on $node")
+        if [[ -n $line ]]; then
+            mark "fs start refused on $node"
+            echo "pacemaker: $line"
+            # The agent's own words (mmp-fs logs through the journal as mmp-fs, or Pacemaker's
+            # executor relays them).
+            journalctl --no-pager -o cat 2> /dev/null | grep -E "mmp-fs|MMP" | tail -6
+            return 0
+        fi
+        sleep 0.5
+    done
+    pcmk_status
+    die "no failed start of fs on $node within $2 s"
+}
+
+pcmk_holder_check() {
+    local n
+    mountpoint -q "$MNT" || die "the filesystem is no longer mounted on this server"
+    n=$(dmesg | grep -c "multiply mounted")
+    echo "kernel: $n reports of another writer on the MMP block"
+    [[ $n -eq 0 ]] || { dmesg | grep "multiply mounted" | tail -3; die "kmmpd saw another writer"; }
+    mark "still the holder, no other writer seen"
+}
+
+pcmk_move() {
+    crm resource move nfs "$1" || die "crm resource move nfs $1"
+    mark "move to $1 requested"
+}
+
+pcmk_clear() { crm resource clear nfs || die "crm resource clear nfs"; }
+
+pcmk_watch_release() {
+    local i
+    for ((i = 0; i < $1 * 5; i++)); do
+        if ! mountpoint -q "$MNT"; then
+            mark "filesystem released"
+            return 0
+        fi
+        sleep 0.2
+    done
+    die "the filesystem was still mounted after $1 s"
+}
+
+pcmk_ops() { crm_mon -1 -r -o -t 2>&1 | sed -n '/Operations:/,$p'; }

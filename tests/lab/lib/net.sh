@@ -39,3 +39,11 @@ net_qemu_args() {
     VM_ARGS+=(-netdev "tap,id=n0,ifname=tap$n,script=no,downscript=no"
         -device "virtio-net-pci,netdev=n0,mac=${VM_MAC[$n]}")
 }
+
+# net_partition_servers on|off: cut the servers A and B off from each other, not from the
+# clients: their bridge ports become "isolated" (an isolated port forwards only to ports that
+# are not isolated), so corosync loses its peer while C and D still reach both servers.
+net_partition_servers() {
+    bridge -n "$NS" link set dev tapa isolated "$1" &&
+        bridge -n "$NS" link set dev tapb isolated "$1"
+}

@@ -74,7 +74,8 @@ EOC
 }
 
 # README.md's group (crmsh), with the lab's device, paths and addresses. The grace and lease
-# values: 300 s grace (nfs-locks ends it as soon as every ledger lock is held again; floor 5 s)
+# values: 240 s grace, lockd's maximum (nfs-grace's range; nfs-locks ends it as soon as every
+# ledger lock is held again; floor 5 s)
 # and a 15 s lease. Grace runs from nfsd's start, and under TCG the group's members after nfsd
 # (exportfs, nfs-locks, IPaddr2) took about 100 s: with the scripted lab's 60 s grace, grace
 # was over before the clients could reach the floating IP, and D was granted C's locks (the
@@ -83,7 +84,7 @@ EOC
 pcmk_ours_crm() {
     cat << EOC
 primitive fs ocf:mmp-ha:mmp-fs params device=/dev/vda directory=/srv/ha fstype=ext4 holder=ext4 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
-primitive grace ocf:mmp-ha:nfs-grace params statd_dir=/srv/ha/.nfsinfo grace_time=300 lease_time=15 op start timeout=180s op stop timeout=120s
+primitive grace ocf:mmp-ha:nfs-grace params statd_dir=/srv/ha/.nfsinfo grace_time=240 lease_time=15 op start timeout=180s op stop timeout=120s
 primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_no_notify=true nfs_server_scope=nfs-ha op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
 primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=false op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
 primitive locks ocf:mmp-ha:nfs-locks params ip=$FIP fs=/srv/ha/export statd_dir=/srv/ha/.nfsinfo ledger_dir=/srv/ha/ledger mon_name=nfs-ha min_grace=5 reclaim_timeout=60 record_interval=1 notify_deadline=60 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
@@ -148,8 +149,17 @@ pcmk_find_active() {
 pcmk_use_stack() {
     [[ $STACK == "$1" ]] && return 0
     log "switching the group from the $STACK agents to the $1 agents"
-    vm_run "$ACTIVE" 400 pcmk-switch "$1" || return 1
+    vm_run "$ACTIVE" 600 pcmk-switch "$1" || return 1
     STACK=$1
     pcmk_find_active "$ACTIVE" 400 || return 1
     log "group nfs ($STACK agents) started on ${VM_HOST[$ACTIVE]}"
+}
+
+# pcmk_save_ops NODE: Pacemaker's operation history with each operation's run time, as NODE
+# sees it, into $LAB/pcmk-ops-SCENARIO.txt (where a failover's seconds went).
+pcmk_save_ops() {
+    local t
+    t=$(vm_exec "$1" pcmk-ops)
+    vm_wait "$1" "$t" 60 > /dev/null 2>&1
+    vm_out "$1" "$t" > "$LAB/pcmk-ops-$SCEN_NAME.txt"
 }

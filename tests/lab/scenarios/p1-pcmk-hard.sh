@@ -51,6 +51,7 @@ scenario_pcmk_hard() {
     ACTIVE=$new STANDBY=$old
     tl_print "$t0"
     pcmk_row "$t0" "$new" "$stack" || rc=1
+    pcmk_save_ops "$new"
     sleep 3
     workload_stop
     judge_workload || rc=1
