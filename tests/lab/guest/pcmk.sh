@@ -16,9 +16,9 @@
 #   pcmk_wait_refused NODE SECS  until Pacemaker records a failed start of the filesystem (fs)
 #                             on NODE, this server: the MMP gate refused; fails at once if the
 #                             filesystem gets mounted here
-#   pcmk_move NODE            crm resource move nfs NODE (a planned move: Pacemaker stops the
-#                             group here and starts it on NODE)
-#   pcmk_clear                crm resource clear nfs (drop the move's constraint; stickiness
+#   pcmk_move NODE            crm_resource --move (= crm resource move nfs NODE; a planned move:
+#                             Pacemaker stops the group here and starts it on NODE)
+#   pcmk_clear                crm_resource --clear (drop the move's constraint; stickiness
 #                             keeps the group where it now runs)
 #   pcmk_watch_release SECS   marks when the shared filesystem is no longer mounted here
 #   pcmk_holder_check         this server still has the filesystem mounted and its kernel never
@@ -60,8 +60,8 @@ pcmk_configure() {
 }
 
 pcmk_wait_group() {
-    local node=$1 i where
-    for ((i = 0; i < $2 * 2; i++)); do
+    local node=$1 end=$((SECONDS + $2)) where
+    while ((SECONDS < end)); do
         where=$(crm_resource --locate -r vip 2> /dev/null)
         if [[ $where == *"running on: $node"* ]]; then
             mark "group started on $node"
@@ -100,14 +100,15 @@ pcmk_status() {
 }
 
 pcmk_wait_refused() {
-    local node=$1 i line
-    for ((i = 0; i < $2 * 2; i++)); do
+    local node=$1 end=$((SECONDS + $2)) line
+    while ((SECONDS < end)); do
         if mountpoint -q "$MNT"; then
             mark "filesystem on $MNT: SPLIT BRAIN"
             pcmk_status
             return 1
         fi
-        line=$(crm_mon -1 -r 2> /dev/null | grep -m1 "fs_start_0 on $node")
+        # crm_mon 2.1 prints "fs start on NODE returned 'error' (REASON)" (older: fs_start_0).
+        line=$(crm_mon -1 -r 2> /dev/null | grep -m1 -E "fs(_start_0| start) on $node")
         if [[ -n $line ]]; then
             mark "fs start refused on $node"
             echo "pacemaker: $line"
@@ -131,12 +132,14 @@ pcmk_holder_check() {
     mark "still the holder, no other writer seen"
 }
 
+# crm_resource, which crmsh's `crm resource move` and pcs's `resource move` call: crmsh 4.4
+# also waits for the transition (it sat there 60 s and more under TCG).
 pcmk_move() {
-    crm resource move nfs "$1" || die "crm resource move nfs $1"
+    crm_resource --move --resource nfs --node "$1" < /dev/null || die "crm_resource --move nfs $1"
     mark "move to $1 requested"
 }
 
-pcmk_clear() { crm resource clear nfs || die "crm resource clear nfs"; }
+pcmk_clear() { crm_resource --clear --resource nfs < /dev/null || die "crm_resource --clear nfs"; }
 
 pcmk_watch_release() {
     local i

@@ -109,9 +109,11 @@ EOU
     done
     echo "LABEL=labroot / ext4 defaults,noatime 0 0" > "$work/etc/fstab"
     echo labguest > "$work/etc/hostname"
-    # corosync and Pacemaker log to the journal only; keep it in memory.
+    # corosync and Pacemaker log to the journal only; keep it in memory, and copy it to the
+    # serial console (vm/NODE/console.log on the host), which outlives a fenced VM.
     mkdir -p "$work/etc/systemd/journald.conf.d"
-    printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\n' > "$work/etc/systemd/journald.conf.d/lab.conf"
+    printf '[Journal]\nStorage=volatile\nRuntimeMaxUse=32M\nForwardToConsole=yes\nTTYPath=/dev/ttyS0\nMaxLevelConsole=info\n' \
+        > "$work/etc/systemd/journald.conf.d/lab.conf"
 }
 
 fetch_root
