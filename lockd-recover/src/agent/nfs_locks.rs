@@ -446,7 +446,11 @@ mod tests {
         let mut l = ledger::read(&ledger_dir).unwrap();
         l.taken_at_unix_ms -= 4_000;
         ledger::write(&ledger_dir, &l).unwrap();
-        assert_eq!(act(Action::Monitor, &c), Outcome::ok(), "4 s late: busy, not stuck");
+        assert_eq!(
+            act(Action::Monitor, &c),
+            Outcome::ok(),
+            "4 s late: busy, not stuck"
+        );
         l.taken_at_unix_ms -= STUCK_FLOOR.as_millis() as u64;
         ledger::write(&ledger_dir, &l).unwrap();
         let o = act(Action::Monitor, &c);
