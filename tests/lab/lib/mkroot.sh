@@ -107,6 +107,12 @@ EOU
     for u in getty@tty1 serial-getty@ttyS0 systemd-timesyncd; do
         chroot "$work" systemctl mask "$u" > /dev/null 2>&1 || true
     done
+    # README's step for the stock nfsserver with nfsdcld (Debian 12): nfsserver's stop stops
+    # nfs-server.service but not nfsdcld, which keeps its database open under the shared
+    # infodir, so the unbind of /var/lib/nfs failed ("target is busy") and Pacemaker fenced the
+    # node in every planned move. PartOf makes nfsdcld stop with nfs-server.
+    mkdir -p "$work/etc/systemd/system/nfsdcld.service.d"
+    printf '[Unit]\nPartOf=nfs-server.service\n' > "$work/etc/systemd/system/nfsdcld.service.d/ha.conf"
     echo "LABEL=labroot / ext4 defaults,noatime 0 0" > "$work/etc/fstab"
     echo labguest > "$work/etc/hostname"
     # corosync and Pacemaker log to the journal only; keep it in memory, and copy it to the

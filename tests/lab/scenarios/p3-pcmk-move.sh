@@ -49,6 +49,12 @@ scenario_pcmk_move() {
     sleep 3
     workload_stop
     judge_workload || rc=1
+    # A stop that fails makes Pacemaker fence the old server: boot it again for what follows.
+    if ! vm_alive "$old"; then
+        echo "  FAIL: ${VM_HOST[$old]} was fenced during the move (a stop failed; its journal is in vm/$old/console.log)"
+        rc=1
+        NEED_REBOOT=$old
+    fi
     p3_row "$t0" "$stack" "$rc"
     verdict $rc
     return $rc
