@@ -33,7 +33,7 @@ while [[ $# -gt 0 ]]; do
     --bin-dir) bin_dir=$2; shift 2 ;;
     --holder) HOLDER=$2; shift 2 ;;
     --manager) MANAGER=$2; shift 2 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done

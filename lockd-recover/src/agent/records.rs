@@ -42,24 +42,42 @@ fn record_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 /// Copies every `sm/` record into `sm.saved/` (same owner, so rpc.statd can delete it later);
 /// returns how many.
 pub fn save(d: &StatdDir) -> io::Result<usize> {
-    let saved = d.root().join(SAVED);
-    fs::create_dir_all(&saved)?;
-    let files = record_files(&d.dir(RecordDir::Sm))?;
-    for f in &files {
-        let to = saved.join(f.file_name().unwrap_or_default());
-        fs::copy(f, &to)?;
-        let md = fs::metadata(f)?;
-        std::os::unix::fs::chown(&to, Some(md.uid()), Some(md.gid()))?;
-    }
-    Ok(files.len())
+    copy_into_saved(d, &[RecordDir::Sm])
 }
 
-/// nfs-grace's start: the saved records `sm/` lacks come back ([`restore`]), then `sm/` is
-/// copied into `sm.saved/` again, for nfs-locks to restore after rpc.statd's own notify.
-/// Returns (restored, kept).
+/// Copies the records of `dirs` into `sm.saved/`, a later one's over an earlier one's of the
+/// same name. A record that vanishes meanwhile (rpc.statd unmonitored the client) is skipped.
+fn copy_into_saved(d: &StatdDir, dirs: &[RecordDir]) -> io::Result<usize> {
+    let saved = d.root().join(SAVED);
+    fs::create_dir_all(&saved)?;
+    let mut n = 0;
+    for which in dirs {
+        for f in record_files(&d.dir(*which))? {
+            match copy_record(&f, &saved.join(f.file_name().unwrap_or_default())) {
+                Ok(()) => n += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn copy_record(from: &Path, to: &Path) -> io::Result<()> {
+    fs::copy(from, to)?;
+    let md = fs::metadata(from)?;
+    std::os::unix::fs::chown(to, Some(md.uid()), Some(md.gid()))
+}
+
+/// nfs-grace's start: the saved records `sm/` lacks come back ([`restore`]), then `sm.bak/`
+/// (clients a previous notify did not reach) and `sm/` are copied into `sm.saved/`, for
+/// nfs-locks to restore after rpc.statd's own notify. Returns (restored, kept).
 pub fn keep(d: &StatdDir) -> io::Result<(usize, usize)> {
     let restored = restore(d)?;
-    Ok((restored, save(d)?))
+    Ok((
+        restored,
+        copy_into_saved(d, &[RecordDir::SmBak, RecordDir::Sm])?,
+    ))
 }
 
 /// Moves the saved records that `sm/` lacks back into it and drops the rest; returns how many
@@ -72,13 +90,14 @@ pub fn restore(d: &StatdDir) -> io::Result<usize> {
     let sm = d.dir(RecordDir::Sm);
     let mut n = 0;
     for f in record_files(&saved)? {
-        let to = sm.join(f.file_name().unwrap_or_default());
-        if to.exists() {
-            fs::remove_file(&f)?;
-        } else {
-            fs::rename(&f, &to)?;
-            n += 1;
+        // A hard link never replaces: a record rpc.statd wrote meanwhile (a client's SM_MON
+        // during grace) is kept, and the saved copy dropped.
+        match fs::hard_link(&f, sm.join(f.file_name().unwrap_or_default())) {
+            Ok(()) => n += 1,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
         }
+        fs::remove_file(&f)?;
     }
     Ok(n)
 }
@@ -118,11 +137,18 @@ mod tests {
         fs::write(sm.join("clientc"), "c\n").unwrap();
         fs::create_dir_all(t.path().join(SAVED)).unwrap();
         fs::write(t.path().join(SAVED).join("clientd"), "d\n").unwrap();
-        assert_eq!(keep(&d).unwrap(), (1, 2), "clientd restored, both kept");
+        fs::write(d.dir(RecordDir::SmBak).join("cliente"), "e\n").unwrap();
+        assert_eq!(
+            keep(&d).unwrap(),
+            (1, 3),
+            "clientd restored, all three kept"
+        );
         // rpc.statd retires sm/ into sm.bak/ and sm-notify deletes what it notified.
         fs::remove_file(sm.join("clientc")).unwrap();
         fs::remove_file(sm.join("clientd")).unwrap();
-        assert_eq!(restore(&d).unwrap(), 2);
+        fs::remove_file(d.dir(RecordDir::SmBak).join("cliente")).unwrap();
+        assert_eq!(restore(&d).unwrap(), 3);
+        assert_eq!(fs::read_to_string(sm.join("cliente")).unwrap(), "e\n");
         assert_eq!(fs::read_to_string(sm.join("clientc")).unwrap(), "c\n");
         assert_eq!(fs::read_to_string(sm.join("clientd")).unwrap(), "d\n");
     }

@@ -79,7 +79,9 @@ pcmk_switch() {
         die "could not stop the group"
     mark "group stop requested"
     # By the clock, not a count: one crm_resource call takes a second or more under TCG.
-    while [[ -n $(crm_resource --locate -r fs 2> /dev/null | sed -n 's/.*running on: *//p') ]]; do
+    local where
+    # A failed query is not "stopped": only an answer without a node is.
+    while ! where=$(crm_resource --locate -r fs 2> /dev/null) || [[ $where == *"running on:"* ]]; do
         ((SECONDS < end)) || { pcmk_status; die "the group did not stop within 480 s"; }
         sleep 1
     done
@@ -101,6 +103,8 @@ pcmk_status() {
 
 pcmk_wait_refused() {
     local node=$1 end=$((SECONDS + $2)) line
+    # No earlier failure of fs in the history may pass for this one.
+    crm_resource --cleanup --resource fs > /dev/null 2>&1
     while ((SECONDS < end)); do
         if mountpoint -q "$MNT"; then
             mark "filesystem on $MNT: SPLIT BRAIN"
@@ -110,8 +114,10 @@ pcmk_wait_refused() {
         # crm_mon 2.1 prints "fs start on NODE returned 'error' (REASON)" (older: fs_start_0).
         line=$(crm_mon -1 -r 2> /dev/null | grep -m1 -E "fs(_start_0| start) on $node")
         if [[ -n $line ]]; then
-            mark "fs start refused on $node"
             echo "pacemaker: $line"
+            # mmp-fs's refusal (libmmp's "in use" error), not any failure of the start.
+            [[ $line == *"in use on another node"* ]] || die "fs failed to start on $node, but not by the MMP gate's refusal"
+            mark "fs start refused on $node"
             # The agent's own words (mmp-fs logs through the journal as mmp-fs, or Pacemaker's
             # executor relays them).
             journalctl --no-pager -o cat 2> /dev/null | grep -E "mmp-fs|MMP" | tail -6

@@ -45,6 +45,10 @@ scenario_p2() {
         echo "  FAIL: ${VM_HOST[$new]} never fenced ${VM_HOST[$old]}: no false confirmation to refuse"
         rc=1
     fi
+    if [[ -n $tf ]] && ! (($(echo "$(tl_find "fs start refused") > $tf" | bc 2> /dev/null || echo 0))); then
+        echo "  FAIL: the refusal is not after the false fence: the scenario did not test a false confirmation"
+        rc=1
+    fi
     sleep 5
     th=$(vm_exec "$old" pcmk-holder-check)
     vm_wait "$old" "$th" 60 || rc=1

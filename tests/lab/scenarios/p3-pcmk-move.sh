@@ -20,7 +20,7 @@ scenario_p3() { scenario_pcmk_move ours; }
 scenario_ps3() { scenario_pcmk_move stock; }
 
 scenario_pcmk_move() {
-    local stack=$1 rc=0 old new t0 tw tg tu tm
+    local stack=$1 rc=0 old new t0 tw tg tu tm tr
     SCEN_NAME=pcmk-move-$stack
     banner "scenario $([[ $stack == ours ]] && echo p3 || echo ps3): Pacemaker ($stack agents), planned move of the group with crm resource move" || return 1
     pcmk_use_stack "$stack" || return 1
@@ -39,11 +39,13 @@ scenario_pcmk_move() {
     tl_guest "$old" "$tu"
     vm_wait "$new" "$tg" 320 || rc=1
     tl_guest "$new" "$tg"
-    mark_writes_resumed "$(tl_find "filesystem released")" || rc=1
+    tr=$(tl_find "filesystem released")
+    mark_writes_resumed "${tr:-$t0}" || rc=1
     vm_wait "$new" "$tw" 320 > /dev/null 2>&1
     tl_guest "$new" "$tw"
-    ACTIVE=$new STANDBY=$old
     vm_run "$new" 60 pcmk-clear || rc=1
+    # Where the group runs now (on the old server still, if the move failed).
+    pcmk_find_active "$new" 60 || rc=1
     pcmk_save_ops "$new"
     tl_print "$t0"
     sleep 3
