@@ -13,9 +13,9 @@
 //!   granted the locks.
 //!
 //! So nfs-grace's start (after the mount, before nfsserver) puts back what `sm/` lacks and then
-//! copies `sm/` into `sm.saved/` ([`keep`]), and nfs-locks' worker puts back what `sm/` lacks
-//! again right before it notifies ([`restore`]) (heartbeat/nfsserver keeps a copy in `sm.ha/`
-//! for its own notify the same way).
+//! copies `sm.bak/` and `sm/` into `sm.saved/` ([`keep`]), and nfs-locks' worker puts back what
+//! `sm/` lacks again right before it notifies ([`restore`]) (heartbeat/nfsserver keeps a copy
+//! in `sm.ha/` for its own notify the same way).
 
 use lockd_recover::statd::{RecordDir, StatdDir};
 use std::fs;

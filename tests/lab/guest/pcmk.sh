@@ -74,13 +74,12 @@ pcmk_wait_group() {
 }
 
 pcmk_switch() {
-    local end=$((SECONDS + 480))
+    local end=$((SECONDS + 480)) where
     crm_resource --resource nfs --set-parameter target-role --meta --parameter-value Stopped > /dev/null ||
         die "could not stop the group"
     mark "group stop requested"
-    # By the clock, not a count: one crm_resource call takes a second or more under TCG.
-    local where
-    # A failed query is not "stopped": only an answer without a node is.
+    # By the clock, not a count: one crm_resource call takes a second or more under TCG. A
+    # failed query is not "stopped": only an answer without a node is.
     while ! where=$(crm_resource --locate -r fs 2> /dev/null) || [[ $where == *"running on:"* ]]; do
         ((SECONDS < end)) || { pcmk_status; die "the group did not stop within 480 s"; }
         sleep 1
