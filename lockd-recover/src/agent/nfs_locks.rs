@@ -11,6 +11,7 @@ use crate::cmd::{self, handoff, record};
 use libmmp::ocf::metadata::{ActionSpec, Agent, Param};
 use libmmp::ocf::worker::PidFile;
 use libmmp::ocf::{Action, Env, Outcome, Status};
+use lockd_recover::knobs::NFSD_THREADS;
 use lockd_recover::ledger;
 use lockd_recover::release::ReleaseMethod;
 use lockd_recover::statd::StatdDir;
@@ -126,6 +127,8 @@ struct Files {
     pid: PidFile,
     status: PathBuf,
     log: PathBuf,
+    /// nfsd's thread count, written when stop stopped nfsd for its NFSv4 locks (see [`start`]).
+    stopped_nfsd: PathBuf,
 }
 
 fn files(ctx: &Ctx) -> Files {
@@ -135,6 +138,7 @@ fn files(ctx: &Ctx) -> Files {
         },
         status: ctx.state_file(NAME, "status"),
         log: ctx.state_file(NAME, "log"),
+        stopped_nfsd: ctx.state_file(NAME, "nfsd-threads"),
     }
 }
 
@@ -162,8 +166,9 @@ fn start(ctx: &Ctx) -> Result<Outcome, Outcome> {
         return Ok(Outcome::ok());
     }
     if !checks::nfsd_running(&ctx.proc) {
-        return Err(generic(format!("nfsd is not running: start nfs-locks after nfsserver and exportfs (group order: {ORDER})")));
+        restart_stopped_nfsd(ctx, &f)?;
     }
+    let _ = std::fs::remove_file(&f.stopped_nfsd);
     if let Some(d) = ["sm", "sm.bak"]
         .iter()
         .map(|d| p.statd_dir.join(d))
@@ -186,6 +191,28 @@ fn start(ctx: &Ctx) -> Result<Outcome, Outcome> {
         .spawn(&mut cmd, &f.log)
         .map_err(|e| io("start the worker", e))?;
     Ok(Outcome::ok())
+}
+
+/// nfs-locks' stop stops nfsd when it serves NFSv4 locks on the filesystem ([`release`]): a
+/// restart of nfs-locks alone (Pacemaker recovering it, or `crm resource restart`), with
+/// nfsserver left running, would find no nfsd. The thread count the stop recorded puts it back,
+/// as nfsserver's own restart would (nfsd starts a new grace period; nfs-grace's settings stay).
+/// Without that record nfsd was stopped by someone else: start refuses.
+fn restart_stopped_nfsd(ctx: &Ctx, f: &Files) -> Result<(), Outcome> {
+    let threads = std::fs::read_to_string(&f.stopped_nfsd)
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(|| generic(format!("nfsd is not running: start nfs-locks after nfsserver and exportfs (group order: {ORDER})")))?;
+    ctx.proc
+        .write(NFSD_THREADS, &format!("{threads}\n"))
+        .map_err(|e| {
+            generic(format!(
+                "cannot start nfsd again (its NFSv4 locks had stopped it): {e}"
+            ))
+        })?;
+    tracing::info!("nfsd started again with {threads} threads: nfs-locks' stop had stopped it for its NFSv4 locks");
+    Ok(())
 }
 
 fn monitor(ctx: &Ctx, p: &Params) -> Outcome {
@@ -255,7 +282,7 @@ fn stop(ctx: &Ctx) -> Result<Outcome, Outcome> {
             .map_err(|e| generic(format!("final ledger record failed: {e}")))?;
     }
     save_records(&p.statd_dir)?;
-    release(ctx, &p)?;
+    release(ctx, &p, &f)?;
     match std::fs::remove_file(&f.status) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(generic(format!(
             "cannot remove {}: {e}",
@@ -303,14 +330,20 @@ fn stop_worker(pid: &PidFile) -> Result<(), Outcome> {
 /// Releases this node's NLM locks on the filesystem and checks /proc/locks. Without nfsd
 /// (nfsserver already stopped: lockd dropped its locks) only the check is made; without the
 /// filesystem (not mounted) there is nothing to release.
-fn release(ctx: &Ctx, p: &Params) -> Result<(), Outcome> {
+fn release(ctx: &Ctx, p: &Params, f: &Files) -> Result<(), Outcome> {
     if !p.fs.exists() {
         tracing::warn!("{} does not exist: nothing to release", p.fs.display());
         return Ok(());
     }
-    // NFSv4 locks go only with a clean nfsd stop on kernels without admin-revoke.
-    handoff::stop_nfsd_for_v4(&ctx.proc, &p.fs, false)
-        .map_err(|e| generic(format!("cannot stop nfsd for its NFSv4 locks: {e}")))?;
+    // NFSv4 locks go only with a clean nfsd stop on kernels without admin-revoke. The thread
+    // count is kept for a restart of nfs-locks alone ([`restart_stopped_nfsd`]).
+    let threads = ctx.proc.nfsd_threads().unwrap_or(0);
+    if handoff::stop_nfsd_for_v4(&ctx.proc, &p.fs, false)
+        .map_err(|e| generic(format!("cannot stop nfsd for its NFSv4 locks: {e}")))?
+    {
+        std::fs::write(&f.stopped_nfsd, format!("{threads}\n"))
+            .map_err(|e| generic(format!("cannot write {}: {e}", f.stopped_nfsd.display())))?;
+    }
     let methods: &[ReleaseMethod] = if checks::nfsd_running(&ctx.proc) {
         &[ReleaseMethod::UnlockIp, ReleaseMethod::UnlockFs]
     } else {
@@ -511,5 +544,46 @@ mod tests {
         assert!(o.reason.unwrap().contains("before IPaddr2"));
         assert_eq!(read(n.proc.path(), UNLOCK_IP), "", "nothing released");
         assert!(f.status.exists());
+    }
+
+    /// An NFSv4 client holding a lock on `fs`, as /proc/fs/nfsd/clients/1/ shows it.
+    fn v4_lock_on(proc: &Path, fs: &Path) {
+        let (major, minor) = lockd_recover::knobs::fs_dev(fs).unwrap();
+        let d = proc.join(lockd_recover::v4state::CLIENTS_DIR).join("1");
+        fs::create_dir_all(&d).unwrap();
+        fs::write(
+            d.join("info"),
+            "clientid: 0x1\naddress: \"198.18.0.3:724\"\nname: \"c\"\nminor version: 2\n",
+        )
+        .unwrap();
+        fs::write(d.join("states"), format!("- 0x2: {{ type: lock, superblock: \"{major:02x}:{minor:02x}:13\", filename: \"f\", owner: \"o\" }}\n")).unwrap();
+    }
+
+    /// Stop stops nfsd for its NFSv4 locks; a restart of nfs-locks alone starts it again with
+    /// the same threads. Without the stop's record, a stopped nfsd is refused.
+    #[test]
+    fn a_restart_after_a_v4_stop_starts_nfsd_again() {
+        let n = Node::new(8);
+        let c = n.ctx("192.0.2.1", &[]);
+        let f = files(&c);
+        worker::write_phase(&f.status, &Phase::WaitingIp).unwrap();
+        v4_lock_on(n.proc.path(), &n.shared.path().join("export"));
+        assert_eq!(act(Action::Stop, &c), Outcome::ok());
+        assert_eq!(read(n.proc.path(), NFSD_THREADS), "0\n", "nfsd stopped");
+        assert_eq!(fs::read_to_string(&f.stopped_nfsd).unwrap(), "8\n");
+        // statd_dir lacks sm/ now: start gets past nfsd and stops there, nothing spawned.
+        fs::remove_dir_all(n.shared.path().join("statd/sm")).unwrap();
+        let o = act(Action::Start, &c);
+        assert!(o.reason.unwrap().contains("sm does not exist"));
+        assert_eq!(
+            read(n.proc.path(), NFSD_THREADS),
+            "8\n",
+            "nfsd started again"
+        );
+        assert!(!f.stopped_nfsd.exists(), "the record is used once");
+        fs::write(n.proc.path().join(NFSD_THREADS), "0\n").unwrap();
+        let o = act(Action::Start, &c);
+        assert!(o.reason.unwrap().contains("nfsd is not running"));
+        assert_eq!(read(n.proc.path(), NFSD_THREADS), "0\n", "nothing written");
     }
 }

@@ -18,7 +18,7 @@
 //! in `sm.ha/` for its own notify the same way).
 
 use lockd_recover::statd::{RecordDir, StatdDir};
-use std::fs;
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -48,8 +48,7 @@ pub fn save(d: &StatdDir) -> io::Result<usize> {
 /// Copies the records of `dirs` into `sm.saved/`, a later one's over an earlier one's of the
 /// same name. A record that vanishes meanwhile (rpc.statd unmonitored the client) is skipped.
 fn copy_into_saved(d: &StatdDir, dirs: &[RecordDir]) -> io::Result<usize> {
-    let saved = d.root().join(SAVED);
-    fs::create_dir_all(&saved)?;
+    let saved = saved_dir(d)?;
     let mut n = 0;
     for which in dirs {
         for f in record_files(&d.dir(*which))? {
@@ -63,10 +62,47 @@ fn copy_into_saved(d: &StatdDir, dirs: &[RecordDir]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// `sm.saved/` if it exists. A symlink there is refused: the records would be written, or
+/// taken, wherever it points.
+fn saved_if_any(d: &StatdDir) -> io::Result<Option<PathBuf>> {
+    let saved = d.root().join(SAVED);
+    match fs::symlink_metadata(&saved) {
+        Ok(md) if md.is_dir() => Ok(Some(saved)),
+        Ok(_) => Err(io::Error::other(format!(
+            "{} is not a directory (a symlink?): move it away",
+            saved.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `sm.saved/`, created if missing (in the statd directory, which must exist).
+fn saved_dir(d: &StatdDir) -> io::Result<PathBuf> {
+    if let Some(saved) = saved_if_any(d)? {
+        return Ok(saved);
+    }
+    let saved = d.root().join(SAVED);
+    fs::create_dir(&saved)?;
+    Ok(saved)
+}
+
+/// Copies through a new hidden file (`create_new` never follows a symlink) renamed over `to`
+/// (which replaces a symlink there, not what it points to); same owner as `from`.
 fn copy_record(from: &Path, to: &Path) -> io::Result<()> {
-    fs::copy(from, to)?;
-    let md = fs::metadata(from)?;
-    std::os::unix::fs::chown(to, Some(md.uid()), Some(md.gid()))
+    let name = to.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = to.with_file_name(format!(".{name}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut src = File::open(from)?;
+    let md = src.metadata()?;
+    let mut dst = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+    let copied = io::copy(&mut src, &mut dst)
+        .and_then(|_| std::os::unix::fs::fchown(&dst, Some(md.uid()), Some(md.gid())))
+        .and_then(|()| fs::rename(&tmp, to));
+    if copied.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    copied
 }
 
 /// nfs-grace's start: the saved records `sm/` lacks come back ([`restore`]), then `sm.bak/`
@@ -83,10 +119,9 @@ pub fn keep(d: &StatdDir) -> io::Result<(usize, usize)> {
 /// Moves the saved records that `sm/` lacks back into it and drops the rest; returns how many
 /// came back.
 pub fn restore(d: &StatdDir) -> io::Result<usize> {
-    let saved = d.root().join(SAVED);
-    if !saved.is_dir() {
+    let Some(saved) = saved_if_any(d)? else {
         return Ok(0);
-    }
+    };
     let sm = d.dir(RecordDir::Sm);
     let mut n = 0;
     for f in record_files(&saved)? {
@@ -151,5 +186,37 @@ mod tests {
         assert_eq!(fs::read_to_string(sm.join("cliente")).unwrap(), "e\n");
         assert_eq!(fs::read_to_string(sm.join("clientc")).unwrap(), "c\n");
         assert_eq!(fs::read_to_string(sm.join("clientd")).unwrap(), "d\n");
+    }
+
+    /// A symlink as sm.saved/ is refused by both sides, and a symlink in place of a saved
+    /// record is replaced, not written through.
+    #[test]
+    fn symlinks_are_not_followed() {
+        let t = tempfile::tempdir().unwrap();
+        let d = StatdDir::create(t.path()).unwrap();
+        fs::write(d.dir(RecordDir::Sm).join("clientc"), "c\n").unwrap();
+        let elsewhere = t.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, t.path().join(SAVED)).unwrap();
+        assert!(save(&d)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
+        assert!(restore(&d).is_err());
+        assert_eq!(
+            fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "nothing written through it"
+        );
+        fs::remove_file(t.path().join(SAVED)).unwrap();
+        fs::create_dir(t.path().join(SAVED)).unwrap();
+        let target = t.path().join("target");
+        fs::write(&target, "keep\n").unwrap();
+        std::os::unix::fs::symlink(&target, t.path().join(SAVED).join("clientc")).unwrap();
+        assert_eq!(save(&d).unwrap(), 1);
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep\n");
+        let kept = t.path().join(SAVED).join("clientc");
+        assert!(fs::symlink_metadata(&kept).unwrap().is_file());
+        assert_eq!(fs::read_to_string(kept).unwrap(), "c\n");
     }
 }
