@@ -14,10 +14,12 @@
 #           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 5 only.
 #     --manager: who switches the servers. scripts (default): our node scripts. pacemaker: A and B
 #           are a corosync/Pacemaker cluster (Debian's packages, a debootstrapped systemd root)
-#           with real fencing (fence_lab, the host's power switch); scenarios p1 (hard failover,
-#           our agents), p2 (split brain after a lying fence, our agents), p3 (planned move,
-#           crm resource move), ps3, ps1 (p3, p1 with the stock agents); ci = p1,
-#           all = bench = p1,p2,p3,ps3,ps1.
+#           with real fencing (fence_lab, the host's power switch, or sbd); scenarios p1 (hard
+#           failover, our agents), p2 (split brain after a lying fence, our agents), p3 (planned
+#           move, crm resource move), ps3, ps1 (p3, p1 with the stock agents), p4 (frozen
+#           holder, power fence), p5 (a fenced server returns), p1w, p4w (p1, p4 with sbd
+#           fencing: its disk and qemu's i6300esb watchdog); ci = p1,
+#           all = p1,p2,p3,ps3,ps1,p4,p5,p1w,p4w; bench = p1,ps1,p3,ps3.
 # Exit: 0 every scenario passed, 1 a scenario failed, 2 setup error (missing package, not root).
 # shellcheck source-path=SCRIPTDIR
 set -uo pipefail
@@ -42,7 +44,11 @@ scripts) ;;
 pacemaker)
     # The servers run corosync and Pacemaker: the systemd guest (a debootstrapped Debian root).
     LAB_GUEST=systemd
-    case $scenarios in ci) scenarios=p1 ;; all | bench) scenarios=p1,p2,p3,ps3,ps1 ;; esac
+    case $scenarios in
+    ci) scenarios=p1 ;;
+    all) scenarios=p1,p2,p3,ps3,ps1,p4,p5,p1w,p4w ;;
+    bench) scenarios=p1,ps1,p3,ps3 ;;
+    esac
     ;;
 *) echo "lab.sh: --manager must be scripts or pacemaker, not '$MANAGER'" >&2; exit 2 ;;
 esac
@@ -117,6 +123,10 @@ fi
 . "$here/scenarios/p2-pcmk-split.sh"
 # shellcheck source=scenarios/p3-pcmk-move.sh
 . "$here/scenarios/p3-pcmk-move.sh"
+# shellcheck source=scenarios/p4-pcmk-frozen.sh
+. "$here/scenarios/p4-pcmk-frozen.sh"
+# shellcheck source=scenarios/p5-pcmk-return.sh
+. "$here/scenarios/p5-pcmk-return.sh"
 
 IFS=, read -r -a list <<< "$scenarios"
 for s in "${list[@]}"; do

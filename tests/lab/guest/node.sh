@@ -24,7 +24,8 @@
 #   node.sh fs-freeze|fs-thaw            (active server) fsfreeze the shared filesystem for a host e2fsck
 #   node.sh pcmk-start|pcmk-wait-online SECS|pcmk-configure STACK|pcmk-wait-group NODE SECS|
 #           pcmk-where|pcmk-switch STACK|pcmk-status|pcmk-wait-refused NODE SECS|pcmk-holder-check|
-#           pcmk-move NODE|pcmk-clear|pcmk-watch-release SECS|pcmk-ops
+#           pcmk-move NODE|pcmk-clear|pcmk-watch-release SECS|pcmk-ops|pcmk-fence KIND TIMEOUT|
+#           pcmk-force-refused|sbd-create WD MSGWAIT
 #                                        the Pacemaker lab's servers (guest/pcmk.sh)
 # Every step prints "MARK <epoch> <name>" lines that lab.sh puts on the scenario's timeline.
 #
@@ -644,6 +645,9 @@ pcmk-holder-check) pcmk_holder_check ;;
 pcmk-move) pcmk_move "$@" ;;
 pcmk-clear) pcmk_clear ;;
 pcmk-watch-release) pcmk_watch_release "$@" ;;
+pcmk-fence) pcmk_fence "$@" ;;
+pcmk-force-refused) pcmk_force_refused ;;
+sbd-create) sbd_create "$@" ;;
 dmesg) dmesg | tail -${1:-40} ;;
 net-watch)
     # Diagnostics: the client's TCP sockets to the floating IP and its neighbour entry.

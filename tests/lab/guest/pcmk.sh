@@ -13,6 +13,12 @@
 #   pcmk_switch STACK         stop the group, remove it (cibadmin) and load STACK.crm instead
 #   pcmk_status               crm_mon -1 -r, failed actions and the fencing history
 #   pcmk_ops                  the operation history with run times (crm_mon -o -t)
+#   sbd_create WD MSGWAIT     writes sbd's header on the sbd disk (run on one server, before
+#                             the cluster starts; needs the lab's sbd disk, PCMK_SBD=1)
+#   pcmk_fence lab|sbd TIMEOUT  Pacemaker fences with fence-KIND.crm's devices from now on
+#   pcmk_force_refused        crm_resource --force-start of fs here (the agent's start, run by
+#                             hand on this server, outside the cluster's decisions): must fail
+#                             with the MMP gate's refusal and leave the filesystem unmounted
 #   pcmk_wait_refused NODE SECS  until Pacemaker records a failed start of the filesystem (fs)
 #                             on NODE, this server: the MMP gate refused; fails at once if the
 #                             filesystem gets mounted here
@@ -33,11 +39,57 @@ pcmk_start() {
     mark "cluster start"
     install -m 0644 $PCMK/corosync.conf /etc/corosync/corosync.conf || die "corosync.conf"
     mkdir -p "$MNT"
+    [[ -e $PCMK/sbd.default ]] && sbd_enable
     # The NFS server's units are Pacemaker's to start (nfsserver); rpcbind may run.
-    systemctl start corosync || { unit_tail corosync; die "corosync did not start (journal above)"; }
+    systemctl start corosync || { unit_tail sbd 10; unit_tail corosync; die "corosync did not start (journal above)"; }
     mark "corosync started"
     systemctl start pacemaker || { unit_tail pacemaker; die "pacemaker did not start (journal above)"; }
     mark "pacemaker started"
+}
+
+# The sbd disk, once udev has named it.
+sbd_dev() {
+    local dev i
+    dev=$(sed -n 's/^SBD_DEVICE=//p' $PCMK/sbd.default)
+    for ((i = 0; i < 50; i++)); do [[ -b $dev ]] && break; sleep 0.2; done
+    [[ -b $dev ]] || die "no sbd disk $dev (lsblk: $(lsblk -dno NAME,SERIAL | tr '\n' ' '))"
+    echo "$dev"
+}
+
+sbd_create() {
+    local dev
+    dev=$(sbd_dev) || exit 1
+    sbd -d "$dev" -1 "$1" -4 "$2" create || die "sbd create on $dev"
+    sbd -d "$dev" dump | grep -i timeout
+    mark "sbd header written"
+}
+
+# sbd runs whenever corosync does (its unit is RequiredBy corosync once enabled; it refuses
+# a manual start). A server the lab boots again after sbd fenced it finds the off message
+# still in its slot: clear it first, as sbd(8) tells an administrator to.
+sbd_enable() {
+    local dev
+    dev=$(sbd_dev) || exit 1
+    [[ -c /dev/watchdog ]] || modprobe i6300esb
+    [[ -c /dev/watchdog ]] || die "no /dev/watchdog (qemu's i6300esb)"
+    install -m 0644 $PCMK/sbd.default /etc/default/sbd || die "/etc/default/sbd"
+    sbd -d "$dev" message "$(hostname)" clear > /dev/null 2>&1
+    systemctl enable sbd > /dev/null 2>&1 || die "systemctl enable sbd"
+    mark "sbd enabled"
+}
+
+pcmk_fence() {
+    local old r
+    # The new devices first: there is never a moment without one.
+    crm configure load update "$PCMK/fence-$1.crm" || die "crm configure load update fence-$1.crm"
+    crm_attribute --type crm_config --name stonith-timeout --update "$2" || die "stonith-timeout $2"
+    if [[ $1 == sbd ]]; then old="fence-a fence-b"; else old=fence-sbd; fi
+    for r in $old; do
+        cibadmin --delete --xml-text "<rsc_location id=\"$r-elsewhere\"/>" > /dev/null 2>&1
+        cibadmin --delete --xml-text "<primitive id=\"$r\"/>" > /dev/null 2>&1
+    done
+    stonith_admin --list-registered
+    mark "fencing with $1"
 }
 
 pcmk_wait_online() {
@@ -126,6 +178,24 @@ pcmk_wait_refused() {
     done
     pcmk_status
     die "no failed start of fs on $node within $2 s"
+}
+
+pcmk_force_refused() {
+    local out rc
+    out=$(crm_resource --force-start --resource fs --timeout 180s 2>&1)
+    rc=$?
+    tail -4 <<< "$out"
+    if mountpoint -q "$MNT"; then
+        mark "filesystem on $MNT: SPLIT BRAIN"
+        die "crm_resource --force-start mounted the filesystem here while the other server holds it"
+    fi
+    [[ $rc -ne 0 ]] || die "crm_resource --force-start of fs succeeded here"
+    # The agent's reason, in crm_resource's output or in the journal (mmp-fs logs through it).
+    if [[ $out != *"in use on another node"* ]]; then
+        journalctl --no-pager -o cat 2> /dev/null | grep "in use on another node" | tail -2 | grep . ||
+            die "fs failed to start here, but not by the MMP gate's refusal"
+    fi
+    mark "fs force-start refused here"
 }
 
 pcmk_holder_check() {

@@ -7,7 +7,10 @@
 #           as a PDU or an IPMI "chassis power off" does; "ok" once the process is gone
 #   status  "on" or "off"
 #   on, reboot  "error": the lab boots fenced servers itself (stonith-action=off)
-# Each request is a line of $LAB/fence.log: "EPOCH FROM ACTION TARGET -> ANSWER".
+# Each request is a line of $LAB/fence.log: "EPOCH FROM ACTION TARGET -> ANSWER". With sbd
+# fencing (pcmk_use_fence sbd) fence_lab delivers sbd's poison pill itself and only reports the
+# fence done (ID.done: "off TARGET FROM sbd"); the loop logs it as "... -> ok sbd" when it sees it
+# (within 0.1 s).
 # shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
 
 FENCE_PID=
@@ -49,6 +52,12 @@ fence_server_loop() {
             ans=$(fence_one "$action" "$target")
             echo "$(now) $from $action $target -> $ans" >> "$LAB/fence.log"
             echo "$ans" > "$id.tmp" && mv "$id.tmp" "$id.res"
+        done
+        for f in "$LAB"/vm/a/fence/*.done "$LAB"/vm/b/fence/*.done; do
+            [[ -e $f ]] || continue
+            read -r action target from ans < "$f"
+            rm -f "$f"
+            echo "$(now) $from $action $target -> ok $ans" >> "$LAB/fence.log"
         done
         sleep 0.1
     done

@@ -13,15 +13,33 @@
 #                  -> nfs-locks -> IPaddr2, with the lab's addresses and paths
 #   stock.crm      Filesystem -> nfsserver -> exportfs -> IPaddr2 -> nfsnotify, as resource-agents
 #                  documents them
+#   fence-lab.crm  the host's power fence (fence_lab, one device per server): the default
+#   fence-sbd.crm  sbd's poison pill instead (PCMK_SBD=1 only): one fence_lab device with
+#                  sbd_device, which can fence either server (stonith-timeout 2 x msgwait
+#                  + 20 s, set with crm_attribute when switched)
+#   sbd.default    /etc/default/sbd (PCMK_SBD=1 only): the sbd disk, the i6300esb watchdog,
+#                  Pacemaker integration
+# sbd runs (PCMK_SBD=1) when a scenario fences with it (p1w, p4w) or LAB_SBD=1: its disk and
+# watchdog are part of the VMs from their boot, and sbd must start before corosync. The sbd
+# header's timeouts are for TCG guests (sbd's defaults, watchdog 5 s and msgwait 10 s, fire on a
+# loaded host): watchdog LAB_SBD_WATCHDOG (20 s), msgwait LAB_SBD_MSGWAIT (40 s, twice the
+# watchdog as sbd(8) asks).
 # Both: stonith-enabled=true, stonith-action=off, one fence_lab device per server (never run on
 # the server it fences), resource-stickiness so a server that comes back does not take the
 # group back. The operation timeouts are README's scaled for TCG guests, where one shell agent
 # action takes seconds (nfsserver's start, with its systemd reload for the scope, took 60 s in
-# the first runs): start 180 s, stop 120 s, monitors every 30 s with 60 s to answer.
+# the first runs; its stop 101 s and its monitor more than 60 s during moves): start 180 s,
+# stop 240 s (a stop that times out gets the node fenced), monitors every 30 s with 120 s to
+# answer.
 # shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
 
-STACK=ours
+STACK=ours FENCE=lab
 PCMK_TOKEN=${LAB_TOKEN:-6000}
+PCMK_SBD=${LAB_SBD:-0}
+[[ ,${scenarios:-}, =~ ,p[0-9]+w, ]] && PCMK_SBD=1
+SBD_WATCHDOG=${LAB_SBD_WATCHDOG:-20}
+SBD_MSGWAIT=${LAB_SBD_MSGWAIT:-40}
+SBD_DEV=/dev/disk/by-id/virtio-labsbd
 
 pcmk_write_config() {
     local d=$LAB/share/pcmk
@@ -58,18 +76,56 @@ logging {
 }
 EOC
     pcmk_common_crm > "$d/common.crm"
+    pcmk_fence_crm lab > "$d/fence-lab.crm"
+    if [[ $PCMK_SBD == 1 ]]; then
+        pcmk_fence_crm sbd > "$d/fence-sbd.crm"
+        pcmk_sbd_default > "$d/sbd.default"
+        truncate -s 8M "$LAB/sbd.img"
+    fi
     { cat "$d/common.crm"; pcmk_ours_crm; } > "$d/ours.crm"
     { cat "$d/common.crm"; pcmk_stock_crm; } > "$d/stock.crm"
 }
 
 pcmk_common_crm() {
     cat << EOC
-property cib-bootstrap-options: stonith-enabled=true stonith-action=off stonith-timeout=60s
+property cib-bootstrap-options: stonith-enabled=true stonith-action=off stonith-timeout=$(pcmk_fence_timeout lab)
 rsc_defaults rsc-options: resource-stickiness=200
+EOC
+    pcmk_fence_crm lab
+}
+
+# pcmk_fence_crm lab|sbd: the fence devices (guest/fence_lab), switched with pcmk_use_fence.
+pcmk_fence_crm() {
+    if [[ $1 == sbd ]]; then
+        cat << EOC
+primitive fence-sbd stonith:fence_lab params sbd_device=$SBD_DEV pcmk_host_list="${VM_HOST[a]} ${VM_HOST[b]}" pcmk_off_timeout=$((SBD_MSGWAIT * 2))s op monitor interval=60s
+EOC
+        return
+    fi
+    cat << EOC
 primitive fence-a stonith:fence_lab params pcmk_host_list=${VM_HOST[a]} op monitor interval=60s
 primitive fence-b stonith:fence_lab params pcmk_host_list=${VM_HOST[b]} op monitor interval=60s
 location fence-a-elsewhere fence-a -inf: ${VM_HOST[a]}
 location fence-b-elsewhere fence-b -inf: ${VM_HOST[b]}
+EOC
+}
+
+# pcmk_fence_timeout lab|sbd: stonith-timeout (sbd: a fence takes msgwait; sbd(8) asks for more).
+pcmk_fence_timeout() {
+    if [[ $1 == sbd ]]; then echo "$((SBD_MSGWAIT * 2 + 20))s"; else echo 60s; fi
+}
+
+# /etc/default/sbd: sbd(8)'s settings as Debian's file names them. always: a server the lab
+# boots again after a fence starts sbd (its slot is cleared first, the administrator's step).
+pcmk_sbd_default() {
+    cat << EOC
+SBD_DEVICE=$SBD_DEV
+SBD_WATCHDOG_DEV=/dev/watchdog
+SBD_PACEMAKER=yes
+SBD_STARTMODE=always
+SBD_DELAY_START=no
+SBD_TIMEOUT_ACTION=flush,reboot
+SBD_OPTS=
 EOC
 }
 
@@ -83,12 +139,12 @@ EOC
 # the group's start from nfsd to the IP.
 pcmk_ours_crm() {
     cat << EOC
-primitive fs ocf:mmp-ha:mmp-fs params device=/dev/vda directory=/srv/ha fstype=ext4 holder=ext4 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
-primitive grace ocf:mmp-ha:nfs-grace params statd_dir=/srv/ha/.nfsinfo grace_time=240 lease_time=15 op start timeout=180s op stop timeout=120s
-primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_no_notify=true nfs_server_scope=nfs-ha op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
-primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=false op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
-primitive locks ocf:mmp-ha:nfs-locks params ip=$FIP fs=/srv/ha/export statd_dir=/srv/ha/.nfsinfo ledger_dir=/srv/ha/ledger mon_name=nfs-ha min_grace=5 reclaim_timeout=60 record_interval=1 notify_deadline=60 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
-primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+primitive fs ocf:mmp-ha:mmp-fs params device=/dev/vda directory=/srv/ha fstype=ext4 holder=ext4 op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
+primitive grace ocf:mmp-ha:nfs-grace params statd_dir=/srv/ha/.nfsinfo grace_time=240 lease_time=15 op start timeout=180s op stop timeout=240s
+primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_no_notify=true nfs_server_scope=nfs-ha op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
+primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=false op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
+primitive locks ocf:mmp-ha:nfs-locks params ip=$FIP fs=/srv/ha/export statd_dir=/srv/ha/.nfsinfo ledger_dir=/srv/ha/ledger mon_name=nfs-ha min_grace=5 reclaim_timeout=60 record_interval=1 notify_deadline=60 op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
+primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
 group nfs fs grace nfsd export locks vip
 EOC
 }
@@ -97,11 +153,11 @@ EOC
 # nfsserver keeps statd and nfsdcld on the shared disk and sets the scope, nfsnotify notifies.
 pcmk_stock_crm() {
     cat << EOC
-primitive fs ocf:heartbeat:Filesystem params device=/dev/vda directory=/srv/ha fstype=ext4 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
-primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_ip=$FIP nfs_no_notify=true nfs_server_scope=nfs-ha op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
-primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=true op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
-primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
-primitive notify ocf:heartbeat:nfsnotify params source_host=nfs-ha op start timeout=180s op stop timeout=120s op monitor interval=30s timeout=60s
+primitive fs ocf:heartbeat:Filesystem params device=/dev/vda directory=/srv/ha fstype=ext4 op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
+primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_ip=$FIP nfs_no_notify=true nfs_server_scope=nfs-ha op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
+primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=true op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
+primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
+primitive notify ocf:heartbeat:nfsnotify params source_host=nfs-ha op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
 group nfs fs nfsd export vip notify
 EOC
 }
@@ -111,6 +167,10 @@ EOC
 pcmk_first_activation() {
     local ta tb n
     fence_server_start
+    if [[ $PCMK_SBD == 1 ]]; then
+        vm_run a 60 sbd-create "$SBD_WATCHDOG" "$SBD_MSGWAIT" || return 1
+        log "sbd disk initialised (watchdog $SBD_WATCHDOG s, msgwait $SBD_MSGWAIT s)"
+    fi
     ta=$(vm_exec a pcmk-start) tb=$(vm_exec b pcmk-start)
     vm_wait a "$ta" 120 || return 1
     vm_wait b "$tb" 120 || return 1
@@ -153,6 +213,29 @@ pcmk_use_stack() {
     STACK=$1
     pcmk_find_active "$ACTIVE" 400 || return 1
     log "group nfs ($STACK agents) started on ${VM_HOST[$ACTIVE]}"
+}
+
+# pcmk_use_fence lab|sbd: Pacemaker fences with the host's power switch or with sbd's poison
+# pill from now on (needs PCMK_SBD=1 for sbd).
+pcmk_use_fence() {
+    [[ $FENCE == "$1" ]] && return 0
+    if [[ $1 == sbd && $PCMK_SBD != 1 ]]; then
+        echo "lab: sbd fencing needs sbd in the VMs from their boot (a p*w scenario or LAB_SBD=1)" >&2
+        return 1
+    fi
+    log "fencing: from $FENCE to $1"
+    vm_run "$ACTIVE" 120 pcmk-fence "$1" "$(pcmk_fence_timeout "$1")" || return 1
+    FENCE=$1
+}
+
+# pcmk_open STACK FENCE: a scenario's opening after its banner: the group on STACK's agents,
+# fencing by FENCE, the workload running, the timeline (SCEN_NAME) started.
+pcmk_open() {
+    pcmk_use_stack "$1" || return 1
+    pcmk_use_fence "$2" || return 1
+    workload_start || return 1
+    sleep 3
+    tl_start "$SCEN_NAME"
 }
 
 # pcmk_save_ops NODE: Pacemaker's operation history with each operation's run time, as NODE

@@ -136,23 +136,32 @@ EOV
 }
 
 # The servers' shared disks: shared.img (and with the mmpd holder area.img, both found by
-# serial in the guest, plus the human monitor for scenario 5). The clients have none.
+# serial in the guest). The human monitor (scenario 5, p4: `stop`/`cont`, `info blockstats`)
+# with the mmpd holder or under Pacemaker. Under Pacemaker with sbd (PCMK_SBD=1) also the sbd
+# disk (serial labsbd) and qemu's emulated i6300esb watchdog, which powers the VM off when it
+# fires (qemu -no-reboot exits). The clients have none.
 vm_disk_args() {
-    local n=$1 d=$LAB/vm/$1
+    local n=$1 d=$LAB/vm/$1 shared=virtio-blk-pci,drive=d0,share-rw=on
     [[ $n == a || $n == b ]] || return 0
-    local disk=(-drive "file=$LAB/shared.img,format=raw,if=none,id=d0,cache=none,file.locking=off"
-        -device virtio-blk-pci,drive=d0,share-rw=on)
-    if [[ $HOLDER == mmpd ]]; then
-        # A human monitor on two fifos (mon.in/mon.out), for scenario 5's `stop`/`cont`.
+    # The guest finds its disks by serial (/sys/block/vdX/serial).
+    [[ $HOLDER == mmpd ]] && shared+=,serial=labshared
+    VM_ARGS+=(-drive "file=$LAB/shared.img,format=raw,if=none,id=d0,cache=none,file.locking=off"
+        -device "$shared")
+    if [[ $HOLDER == mmpd || $MANAGER == pacemaker ]]; then
+        # A human monitor on two fifos (mon.in/mon.out).
         rm -f "$d/mon.in" "$d/mon.out"
         mkfifo "$d/mon.in" "$d/mon.out"
-        disk+=(-chardev "pipe,id=mon0,path=$d/mon" -mon chardev=mon0,mode=readline)
-        # The guest finds its disks by serial (/sys/block/vdX/serial).
-        disk[3]+=,serial=labshared
-        disk+=(-drive "file=$LAB/area.img,format=raw,if=none,id=d1,cache=none,file.locking=off"
+        VM_ARGS+=(-chardev "pipe,id=mon0,path=$d/mon" -mon chardev=mon0,mode=readline)
+    fi
+    if [[ $HOLDER == mmpd ]]; then
+        VM_ARGS+=(-drive "file=$LAB/area.img,format=raw,if=none,id=d1,cache=none,file.locking=off"
             -device virtio-blk-pci,drive=d1,share-rw=on,serial=labarea)
     fi
-    VM_ARGS+=("${disk[@]}")
+    if [[ $MANAGER == pacemaker && ${PCMK_SBD:-0} == 1 ]]; then
+        VM_ARGS+=(-drive "file=$LAB/sbd.img,format=raw,if=none,id=d2,cache=none,file.locking=off"
+            -device virtio-blk-pci,drive=d2,share-rw=on,serial=labsbd
+            -device i6300esb -action watchdog=poweroff)
+    fi
 }
 
 vm_wait_ready() {
@@ -283,7 +292,7 @@ vm_continue() {
 }
 
 # mon_writes NODE: write requests the VM's qemu has completed on the shared disk (d0) so far,
-# from the human monitor (mmpd holder only; empty if the VM does not answer).
+# from the human monitor (mmpd holder or Pacemaker; empty if the VM does not answer).
 mon_writes() {
     local d=$LAB/vm/$1
     # Fifos opened read-write (1<>) never block, even once qemu has exited (a plain > would).

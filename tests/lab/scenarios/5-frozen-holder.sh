@@ -43,10 +43,11 @@ scenario_frozen() {
 }
 
 # continue_and_watch NODE PID: continue the frozen VM, then wait up to 30 s for its watchdog to
-# reset it, counting its writes to the shared disk meanwhile (LAB_FREEZE=monitor). Sets T_RESET.
+# reset it, counting its writes to the shared disk meanwhile (LAB_FREEZE=monitor). Sets T_RESET
+# and WRITES_AFTER (the count; empty without the monitor).
 continue_and_watch() {
     local frozen=$1 p=$2 tc w0='' w w_last='' t_w='' t_end rc=0
-    T_RESET=
+    T_RESET='' WRITES_AFTER=''
     # Writes to the shared disk after the pause ended: qemu's count, before and while it runs.
     if freeze_by_monitor; then w0=$(mon_writes "$frozen"); fi
     tc=$(now)
@@ -67,6 +68,7 @@ continue_and_watch() {
         fi
     done
     if [[ -n $w0 && -n $w_last ]]; then
+        WRITES_AFTER=$((w_last - w0))
         echo "  ${VM_HOST[$frozen]}'s writes to the shared disk after it was continued: $((w_last - w0)) (at least; last count $t_w s after cont)"
         if [[ $((w_last - w0)) -ne 0 ]]; then
             echo "  FAIL: the continued node wrote to the shared disk that ${VM_HOST[$ACTIVE]} has mounted, before its watchdog reset it"

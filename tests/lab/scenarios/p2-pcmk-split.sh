@@ -26,11 +26,8 @@ scenario_p2() {
     local rc=0 old new t0 tr th tf
     SCEN_NAME=pcmk-split-ours
     banner "scenario p2: Pacemaker (our agents), split brain: the servers partitioned, the fence lies; the MMP gate must refuse the second mount" || return 1
-    pcmk_use_stack ours || return 1
+    pcmk_open ours lab || return 1
     old=$ACTIVE new=$STANDBY
-    workload_start || return 1
-    sleep 3
-    tl_start "$SCEN_NAME"
     tr=$(vm_exec "$new" pcmk-wait-refused "${VM_HOST[$new]}" 240)
     touch "$LAB/fence.lie"
     t0=$(now)
