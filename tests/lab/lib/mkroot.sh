@@ -87,6 +87,7 @@ install_tools() {
 configure_units() {
     install -m 0755 "$here/guest/lab-boot" "$work/usr/local/sbin/lab-boot"
     install -m 0755 "$here/guest/fence_lab" "$work/usr/sbin/fence_lab"
+    ln -sf fence_lab "$work/usr/sbin/fence_sbd"
     cat > "$work/etc/systemd/system/lab-agent.service" << 'EOU'
 [Unit]
 Description=failover lab agent (runs the commands the host drops into /run/lab)

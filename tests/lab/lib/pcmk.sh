@@ -14,8 +14,9 @@
 #   stock.crm      Filesystem -> nfsserver -> exportfs -> IPaddr2 -> nfsnotify, as resource-agents
 #                  documents them
 #   fence-lab.crm  the host's power fence (fence_lab, one device per server): the default
-#   fence-sbd.crm  sbd's poison pill instead (PCMK_SBD=1 only): one fence_lab device with
-#                  sbd_device, which can fence either server (stonith-timeout 2 x msgwait
+#   fence-sbd.crm  sbd's poison pill instead (PCMK_SBD=1 only): one stonith:fence_sbd device
+#                  (guest/fence_lab under fence_sbd's name and parameters), which can fence
+#                  either server (stonith-timeout 2 x msgwait
 #                  + 20 s, set with crm_attribute when switched)
 #   sbd.default    /etc/default/sbd (PCMK_SBD=1 only): the sbd disk, the i6300esb watchdog,
 #                  Pacemaker integration
@@ -98,7 +99,7 @@ EOC
 pcmk_fence_crm() {
     if [[ $1 == sbd ]]; then
         cat << EOC
-primitive fence-sbd stonith:fence_lab params sbd_device=$SBD_DEV pcmk_host_list="${VM_HOST[a]} ${VM_HOST[b]}" pcmk_off_timeout=$((SBD_MSGWAIT * 2))s op monitor interval=60s
+primitive fence-sbd stonith:fence_sbd params devices=$SBD_DEV pcmk_host_list="${VM_HOST[a]} ${VM_HOST[b]}" pcmk_off_timeout=$((SBD_MSGWAIT * 2))s op monitor interval=60s
 EOC
         return
     fi
