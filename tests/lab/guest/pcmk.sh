@@ -16,6 +16,9 @@
 #   sbd_create WD MSGWAIT     writes sbd's header on the sbd disk (run on one server, before
 #                             the cluster starts; needs the lab's sbd disk, PCMK_SBD=1)
 #   pcmk_fence lab|sbd TIMEOUT  Pacemaker fences with fence-KIND.crm's devices from now on
+#   pcmk_hold_stopped SECS    for SECS the filesystem is never mounted here (the other
+#                             server died and its fence keeps failing): Pacemaker must not
+#                             start the group without a fence
 #   pcmk_force_refused        crm_resource --force-start of fs here (the agent's start, run by
 #                             hand on this server, outside the cluster's decisions): must fail
 #                             with the MMP gate's refusal and leave the filesystem unmounted
@@ -178,6 +181,21 @@ pcmk_wait_refused() {
     done
     pcmk_status
     die "no failed start of fs on $node within $2 s"
+}
+
+pcmk_hold_stopped() {
+    local end=$((SECONDS + $1))
+    while ((SECONDS < end)); do
+        if mountpoint -q "$MNT"; then
+            mark "filesystem on $MNT although no fence succeeded"
+            pcmk_status
+            return 1
+        fi
+        sleep 0.5
+    done
+    crm_mon -1 2> /dev/null | grep -iE "unclean|offline|fs\s" | head -4
+    stonith_admin --history '*' 2>&1 | head -4
+    mark "group still stopped after $1 s of failing fences"
 }
 
 pcmk_force_refused() {

@@ -15,7 +15,9 @@
 
 FENCE_PID=
 # While $LAB/fence.lie exists, the fence server answers "ok" to off without powering anything
-# off: a fence device that lies (a false confirmation, for the split-brain scenario).
+# off: a fence device that lies (a false confirmation, for the split-brain scenario). While
+# $LAB/fence.dead exists it answers nothing at all: a power switch that is gone (scenario p6);
+# fence_lab times out (40 s) and fails, as the API requires.
 
 # The lab node (a, b) of a server's host name.
 node_of_host() {
@@ -49,6 +51,10 @@ fence_server_loop() {
             id=${f%.req}
             read -r action target from < "$f"
             rm -f "$f"
+            if [[ -e $LAB/fence.dead ]]; then
+                echo "$(now) $from $action $target -> no answer (fence.dead)" >> "$LAB/fence.log"
+                continue
+            fi
             ans=$(fence_one "$action" "$target")
             echo "$(now) $from $action $target -> $ans" >> "$LAB/fence.log"
             echo "$ans" > "$id.tmp" && mv "$id.tmp" "$id.res"
