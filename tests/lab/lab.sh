@@ -17,9 +17,9 @@
 #           with real fencing (fence_lab, the host's power switch, or sbd); scenarios p1 (hard
 #           failover, our agents), p2 (split brain after a lying fence, our agents), p3 (planned
 #           move, crm resource move), ps3, ps1 (p3, p1 with the stock agents), p4 (frozen
-#           holder, power fence), p5 (a fenced server returns), p1w, p4w (p1, p4 with sbd
-#           fencing: its disk and qemu's i6300esb watchdog); ci = p1,
-#           all = p1,p2,p3,ps3,ps1,p4,p5,p1w,p4w; bench = p1,ps1,p3,ps3.
+#           holder, power fence), p5 (a fenced server returns), p6 (the fence fails), p1w, p4w
+#           (p1, p4 with sbd fencing: its disk and qemu's i6300esb watchdog); ci = p1,
+#           all = p1,p2,p3,ps3,ps1,p4,p5,p6,p1w,p4w; bench = p1,ps1,p3,ps3.
 # Exit: 0 every scenario passed, 1 a scenario failed, 2 setup error (missing package, not root).
 # shellcheck source-path=SCRIPTDIR
 set -uo pipefail
@@ -46,7 +46,7 @@ pacemaker)
     LAB_GUEST=systemd
     case $scenarios in
     ci) scenarios=p1 ;;
-    all) scenarios=p1,p2,p3,ps3,ps1,p4,p5,p1w,p4w ;;
+    all) scenarios=p1,p2,p3,ps3,ps1,p4,p5,p6,p1w,p4w ;;
     bench) scenarios=p1,ps1,p3,ps3 ;;
     esac
     ;;
@@ -127,6 +127,8 @@ fi
 . "$here/scenarios/p4-pcmk-frozen.sh"
 # shellcheck source=scenarios/p5-pcmk-return.sh
 . "$here/scenarios/p5-pcmk-return.sh"
+# shellcheck source=scenarios/p6-pcmk-fence-fails.sh
+. "$here/scenarios/p6-pcmk-fence-fails.sh"
 
 IFS=, read -r -a list <<< "$scenarios"
 for s in "${list[@]}"; do
