@@ -337,8 +337,7 @@ fn release(ctx: &Ctx, p: &Params, f: &Files) -> Result<(), Outcome> {
     }
     // NFSv4 locks go only with a clean nfsd stop on kernels without admin-revoke. The thread
     // count is kept for a restart of nfs-locks alone ([`restart_stopped_nfsd`]).
-    let threads = ctx.proc.nfsd_threads().unwrap_or(0);
-    if handoff::stop_nfsd_for_v4(&ctx.proc, &p.fs, false)
+    if let Some(threads) = handoff::stop_nfsd_for_v4(&ctx.proc, &p.fs, false)
         .map_err(|e| generic(format!("cannot stop nfsd for its NFSv4 locks: {e}")))?
     {
         std::fs::write(&f.stopped_nfsd, format!("{threads}\n"))

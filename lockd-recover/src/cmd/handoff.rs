@@ -33,22 +33,24 @@ pub fn run(a: &HandoffArgs, ctx: &Ctx) -> Result<Exit, Error> {
 /// filesystem of `fs`: NFSv4 state is dropped only by stopping nfsd on kernels without the
 /// admin-revoke series (unlock_filesystem releases NLM locks only there). With the IP down and
 /// the export gone this is a clean server shutdown; the clients reclaim on the next server.
-/// The release after it checks /proc/locks as always. Returns whether nfsd was stopped.
-pub fn stop_nfsd_for_v4(proc: &ProcRoot, fs: &Path, force: bool) -> Result<bool, Error> {
+/// The release after it checks /proc/locks as always. Returns the thread count it stopped, if
+/// it stopped nfsd.
+pub fn stop_nfsd_for_v4(proc: &ProcRoot, fs: &Path, force: bool) -> Result<Option<u64>, Error> {
     let dev = lockd_recover::knobs::fs_dev(fs).ok();
     let v4_locks = lockd_recover::v4state::read_clients(proc)
         .map_err(lockd_recover::ledger::LedgerError::from)?
         .iter()
         .any(|c| c.locks.iter().any(|l| Some(l.dev) == dev));
-    if !(force || v4_locks) || proc.nfsd_threads().unwrap_or(0) == 0 {
-        return Ok(false);
+    let threads = proc.nfsd_threads().unwrap_or(0);
+    if !(force || v4_locks) || threads == 0 {
+        return Ok(None);
     }
     proc.write(NFSD_THREADS, "0\n")?;
     tracing::info!(
         "nfsd stopped (0 threads) before the release: NFSv4 locks on {}",
         fs.display()
     );
-    Ok(true)
+    Ok(Some(threads))
 }
 
 /// The old server's release (here and in the `nfs-locks` agent's stop): refuses while `ip` is

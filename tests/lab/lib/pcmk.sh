@@ -16,8 +16,8 @@
 #   fence-lab.crm  the host's power fence (fence_lab, one device per server): the default
 #   fence-sbd.crm  sbd's poison pill instead (PCMK_SBD=1 only): one stonith:fence_sbd device
 #                  (guest/fence_lab under fence_sbd's name and parameters), which can fence
-#                  either server (stonith-timeout 2 x msgwait
-#                  + 20 s, set with crm_attribute when switched)
+#                  either server (stonith-timeout 2 x msgwait + 20 s, set with
+#                  crm_attribute when switched)
 #   sbd.default    /etc/default/sbd (PCMK_SBD=1 only): the sbd disk, the i6300esb watchdog,
 #                  Pacemaker integration
 # sbd runs (PCMK_SBD=1) when a scenario fences with it (p1w, p4w) or LAB_SBD=1: its disk and
@@ -41,6 +41,9 @@ PCMK_SBD=${LAB_SBD:-0}
 SBD_WATCHDOG=${LAB_SBD_WATCHDOG:-20}
 SBD_MSGWAIT=${LAB_SBD_MSGWAIT:-40}
 SBD_DEV=/dev/disk/by-id/virtio-labsbd
+# Every member's operations (the timeouts above), the same for both stacks.
+PCMK_OPS_NOMON="op start timeout=180s op stop timeout=240s"
+PCMK_OPS="$PCMK_OPS_NOMON op monitor interval=30s timeout=120s"
 
 pcmk_write_config() {
     local d=$LAB/share/pcmk
@@ -140,12 +143,12 @@ EOC
 # the group's start from nfsd to the IP.
 pcmk_ours_crm() {
     cat << EOC
-primitive fs ocf:mmp-ha:mmp-fs params device=/dev/vda directory=/srv/ha fstype=ext4 holder=ext4 op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
-primitive grace ocf:mmp-ha:nfs-grace params statd_dir=/srv/ha/.nfsinfo grace_time=240 lease_time=15 op start timeout=180s op stop timeout=240s
-primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_no_notify=true nfs_server_scope=nfs-ha op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
-primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=false op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
-primitive locks ocf:mmp-ha:nfs-locks params ip=$FIP fs=/srv/ha/export statd_dir=/srv/ha/.nfsinfo ledger_dir=/srv/ha/ledger mon_name=nfs-ha min_grace=5 reclaim_timeout=60 record_interval=1 notify_deadline=60 op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
-primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
+primitive fs ocf:mmp-ha:mmp-fs params device=/dev/vda directory=/srv/ha fstype=ext4 holder=ext4 $PCMK_OPS
+primitive grace ocf:mmp-ha:nfs-grace params statd_dir=/srv/ha/.nfsinfo grace_time=240 lease_time=15 $PCMK_OPS_NOMON
+primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_no_notify=true nfs_server_scope=nfs-ha $PCMK_OPS
+primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=false $PCMK_OPS
+primitive locks ocf:mmp-ha:nfs-locks params ip=$FIP fs=/srv/ha/export statd_dir=/srv/ha/.nfsinfo ledger_dir=/srv/ha/ledger mon_name=nfs-ha min_grace=5 reclaim_timeout=60 record_interval=1 notify_deadline=60 $PCMK_OPS
+primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 $PCMK_OPS
 group nfs fs grace nfsd export locks vip
 EOC
 }
@@ -154,11 +157,11 @@ EOC
 # nfsserver keeps statd and nfsdcld on the shared disk and sets the scope, nfsnotify notifies.
 pcmk_stock_crm() {
     cat << EOC
-primitive fs ocf:heartbeat:Filesystem params device=/dev/vda directory=/srv/ha fstype=ext4 op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
-primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_ip=$FIP nfs_no_notify=true nfs_server_scope=nfs-ha op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
-primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=true op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
-primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
-primitive notify ocf:heartbeat:nfsnotify params source_host=nfs-ha op start timeout=180s op stop timeout=240s op monitor interval=30s timeout=120s
+primitive fs ocf:heartbeat:Filesystem params device=/dev/vda directory=/srv/ha fstype=ext4 $PCMK_OPS
+primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_ip=$FIP nfs_no_notify=true nfs_server_scope=nfs-ha $PCMK_OPS
+primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=true $PCMK_OPS
+primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 $PCMK_OPS
+primitive notify ocf:heartbeat:nfsnotify params source_host=nfs-ha $PCMK_OPS
 group nfs fs nfsd export vip notify
 EOC
 }
