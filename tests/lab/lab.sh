@@ -17,9 +17,10 @@
 #           with real fencing (fence_lab, the host's power switch, or sbd); scenarios p1 (hard
 #           failover, our agents), p2 (split brain after a lying fence, our agents), p3 (planned
 #           move, crm resource move), ps3, ps1 (p3, p1 with the stock agents), p4 (frozen
-#           holder, power fence), p5 (a fenced server returns), p6 (the fence fails), p1w, p4w
-#           (p1, p4 with sbd fencing: its disk and qemu's i6300esb watchdog); ci = p1,
-#           all = p1,p2,p3,ps3,ps1,p4,p5,p6,p1w,p4w; bench = p1,ps1,p3,ps3.
+#           holder, power fence), p5 (a fenced server returns), p6 (the fence fails), p7 (p2,
+#           then the partition heals: the falsely fenced server returns), p1w, p4w (p1, p4 with
+#           sbd fencing: its disk and qemu's i6300esb watchdog); ci = p1,
+#           all = p1,p2,p7,p3,ps3,ps1,p4,p5,p6,p1w,p4w; bench = p1,ps1,p3,ps3.
 # Exit: 0 every scenario passed, 1 a scenario failed, 2 setup error (missing package, not root).
 # shellcheck source-path=SCRIPTDIR
 set -uo pipefail
@@ -35,7 +36,7 @@ while [[ $# -gt 0 ]]; do
     --bin-dir) bin_dir=$2; shift 2 ;;
     --holder) HOLDER=$2; shift 2 ;;
     --manager) MANAGER=$2; shift 2 ;;
-    -h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -46,7 +47,7 @@ pacemaker)
     LAB_GUEST=systemd
     case $scenarios in
     ci) scenarios=p1 ;;
-    all) scenarios=p1,p2,p3,ps3,ps1,p4,p5,p6,p1w,p4w ;;
+    all) scenarios=p1,p2,p7,p3,ps3,ps1,p4,p5,p6,p1w,p4w ;;
     bench) scenarios=p1,ps1,p3,ps3 ;;
     esac
     ;;
@@ -129,6 +130,8 @@ fi
 . "$here/scenarios/p5-pcmk-return.sh"
 # shellcheck source=scenarios/p6-pcmk-fence-fails.sh
 . "$here/scenarios/p6-pcmk-fence-fails.sh"
+# shellcheck source=scenarios/p7-pcmk-split-return.sh
+. "$here/scenarios/p7-pcmk-split-return.sh"
 
 IFS=, read -r -a list <<< "$scenarios"
 for s in "${list[@]}"; do

@@ -25,7 +25,7 @@
 #   node.sh pcmk-start|pcmk-wait-online SECS|pcmk-configure STACK|pcmk-wait-group NODE SECS|
 #           pcmk-where|pcmk-switch STACK|pcmk-status|pcmk-wait-refused NODE SECS|pcmk-holder-check|
 #           pcmk-move NODE|pcmk-clear|pcmk-watch-release SECS|pcmk-ops|pcmk-fence KIND TIMEOUT|
-#           pcmk-force-refused|pcmk-hold-stopped SECS|sbd-create WD MSGWAIT
+#           pcmk-force-refused|pcmk-hold-stopped SECS|pcmk-watch-merge SECS|sbd-create WD MSGWAIT
 #                                        the Pacemaker lab's servers (guest/pcmk.sh)
 # Every step prints "MARK <epoch> <name>" lines that lab.sh puts on the scenario's timeline.
 #
@@ -648,6 +648,7 @@ pcmk-watch-release) pcmk_watch_release "$@" ;;
 pcmk-fence) pcmk_fence "$@" ;;
 pcmk-force-refused) pcmk_force_refused ;;
 pcmk-hold-stopped) pcmk_hold_stopped "$@" ;;
+pcmk-watch-merge) pcmk_watch_merge "$@" ;;
 sbd-create) sbd_create "$@" ;;
 dmesg) dmesg | tail -${1:-40} ;;
 net-watch)

@@ -32,6 +32,10 @@
 #   pcmk_watch_release SECS   marks when the shared filesystem is no longer mounted here
 #   pcmk_holder_check         this server still has the filesystem mounted and its kernel never
 #                             saw another writer on the MMP block (kmmpd's "multiply mounted")
+#   pcmk_watch_merge SECS     for SECS after a partition healed: marks every change of the
+#                             filesystem's mount here ("mounted here", "unmounted here"), fails
+#                             at once when kmmpd reports another writer; then reports Pacemaker's
+#                             view and mmp-fs's refusals here since the start
 # shellcheck disable=SC2154 # node.sh's globals (MNT, ...)
 
 PCMK=/run/labfiles/pcmk
@@ -214,6 +218,31 @@ pcmk_force_refused() {
             die "fs failed to start here, but not by the MMP gate's refusal"
     fi
     mark "fs force-start refused here"
+}
+
+pcmk_watch_merge() {
+    local end=$((SECONDS + $1)) since now_in was_in n
+    since=$(date +%s)
+    mountpoint -q "$MNT" && was_in=1 || was_in=0
+    mark "$([[ $was_in == 1 ]] && echo mounted || echo unmounted) here at the heal"
+    while ((SECONDS < end)); do
+        mountpoint -q "$MNT" && now_in=1 || now_in=0
+        if [[ $now_in != "$was_in" ]]; then
+            mark "$([[ $now_in == 1 ]] && echo mounted || echo unmounted) here"
+            was_in=$now_in
+        fi
+        if dmesg | grep -q "multiply mounted"; then
+            dmesg | grep "multiply mounted" | tail -3
+            pcmk_status
+            die "kmmpd saw another writer on the MMP block"
+        fi
+        sleep 0.5
+    done
+    echo "pacemaker here: $(systemctl is-active pacemaker)"
+    crm_mon -1 -r 2>&1 | grep -E "Online|OFFLINE|UNCLEAN|Started|Stopped|FAILED|fs start|unclean" | head -14
+    n=$(journalctl --no-pager -o cat --since "@$since" 2> /dev/null | grep -c "in use on another node")
+    echo "mmp-fs refusals here since the heal: $n"
+    mark "watched $1 s after the heal: mounted=$now_in refusals=$n"
 }
 
 pcmk_holder_check() {

@@ -23,40 +23,50 @@
 # shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
 
 scenario_p2() {
-    local rc=0 old new t0 tr th tf
+    local rc=0 old new th
     SCEN_NAME=pcmk-split-ours
     banner "scenario p2: Pacemaker (our agents), split brain: the servers partitioned, the fence lies; the MMP gate must refuse the second mount" || return 1
     pcmk_open ours lab || return 1
     old=$ACTIVE new=$STANDBY
-    tr=$(vm_exec "$new" pcmk-wait-refused "${VM_HOST[$new]}" 240)
-    touch "$LAB/fence.lie"
-    t0=$(now)
-    net_partition_servers on || { echo "  FAIL: could not isolate the servers' bridge ports"; rc=1; }
-    tl "servers partitioned (bridge ports isolated); fence_lab answers off without powering off"
-    vm_wait "$new" "$tr" 260 || rc=1
-    tl_guest "$new" "$tr"
-    tf=$(fence_time "${VM_HOST[$old]}" "$t0")
-    if [[ -n $tf ]]; then
-        tl_at "$tf" host "fence_lab off ${VM_HOST[$old]}: ok, a lie (the VM runs on)"
-    else
-        echo "  FAIL: ${VM_HOST[$new]} never fenced ${VM_HOST[$old]}: no false confirmation to refuse"
-        rc=1
-    fi
-    if [[ -n $tf ]] && ! (($(echo "$(tl_find "fs start refused") > $tf" | bc 2> /dev/null || echo 0))); then
-        echo "  FAIL: the refusal is not after the false fence: the scenario did not test a false confirmation"
-        rc=1
-    fi
+    p2_split "$old" "$new" || rc=1
     sleep 5
     th=$(vm_exec "$old" pcmk-holder-check)
     vm_wait "$old" "$th" 60 || rc=1
     tl_guest "$old" "$th"
-    tl_print "$t0"
-    p2_evidence "$new" "$tr"
+    tl_print "$SPLIT_T0"
+    p2_evidence "$new" "$SPLIT_TAG"
     workload_stop
     judge_workload || rc=1
-    result "$SCEN_NAME manager=pacemaker stack=ours refused=$(p2_refused_after "$t0") fenced=$([[ -n $tf ]] && tl_sub "$tf" "$t0") rc=$rc load=$(load_avg)"
+    result "$SCEN_NAME manager=pacemaker stack=ours refused=$(p2_refused_after "$SPLIT_T0") fenced=$([[ -n $SPLIT_TF ]] && tl_sub "$SPLIT_TF" "$SPLIT_T0") rc=$rc load=$(load_avg)"
     p2_heal "$new"
     verdict $rc
+    return $rc
+}
+
+# p2_split OLD NEW: the servers partitioned while the fence lies, until Pacemaker on NEW has
+# falsely fenced OLD and recorded mmp-fs's refusal to start fs. Sets SPLIT_T0 (the partition),
+# SPLIT_TF (the false fence of OLD, empty if none) and SPLIT_TAG (NEW's watch, for its output).
+# Returns 1 when a check failed. The fence keeps lying and the partition stays.
+p2_split() {
+    local old=$1 new=$2 rc=0
+    SPLIT_TAG=$(vm_exec "$new" pcmk-wait-refused "${VM_HOST[$new]}" 240)
+    touch "$LAB/fence.lie"
+    SPLIT_T0=$(now)
+    net_partition_servers on || { echo "  FAIL: could not isolate the servers' bridge ports"; rc=1; }
+    tl "servers partitioned (bridge ports isolated); fence_lab answers off without powering off"
+    vm_wait "$new" "$SPLIT_TAG" 260 || rc=1
+    tl_guest "$new" "$SPLIT_TAG"
+    SPLIT_TF=$(fence_time "${VM_HOST[$old]}" "$SPLIT_T0")
+    if [[ -n $SPLIT_TF ]]; then
+        tl_at "$SPLIT_TF" host "fence_lab off ${VM_HOST[$old]}: ok, a lie (the VM runs on)"
+    else
+        echo "  FAIL: ${VM_HOST[$new]} never fenced ${VM_HOST[$old]}: no false confirmation to refuse"
+        rc=1
+    fi
+    if [[ -n $SPLIT_TF ]] && ! (($(echo "$(tl_find "fs start refused") > $SPLIT_TF" | bc 2> /dev/null || echo 0))); then
+        echo "  FAIL: the refusal is not after the false fence: the scenario did not test a false confirmation"
+        rc=1
+    fi
     return $rc
 }
 
