@@ -2,9 +2,10 @@
 # Regenerate the seed inputs of the fuzz corpora (fuzz/corpus/<target>/seed-*) from real
 # producers: tiny ext4 images made by mkfs.ext4, tune2fs -O mmp and debugfs (e2fsprogs), one
 # mounted by the kernel (kmmpd's live block), one held by mmpd with the watchdog fence (its
-# fence tag, its state file), an MMP area from mmp-tool, a ledger written by
-# `lockd-recover record` over real kernel locks, this host's /proc/locks and mountinfo, and
-# rpcbind/rpc.statd replies captured in a network namespace. Root (loop mounts, namespaces).
+# fence tag, its state file), an MMP area from mmp-tool, ledgers written by
+# `lockd-recover record` over real kernel locks and by `record --final` on the kernel's mount,
+# this host's /proc/locks and mountinfo, and rpcbind/rpc.statd replies captured in a network
+# namespace. Root (loop mounts, namespaces).
 #
 # Usage: bash scripts/fuzz-seeds.sh        (builds the debug binaries it runs)
 # The seeds are small on purpose (64 KiB images at most); scripts/fuzz.sh grows the corpora.
@@ -95,6 +96,13 @@ if mount -o loop "$work/live.img" "$work/mnt" 2>/dev/null; then
     seed mmp_block kernel-live
   findmnt -n -o SOURCE "$work/mnt" >/dev/null
   sed -n '1,40p' /proc/self/mountinfo | seed mountinfo host
+  # A final ledger (format 3, marked with this mount): `record --final` once the floating IP
+  # is down (192.0.2.1, TEST-NET-1, is on no interface here).
+  mkdir -p "$work/fproc/fs/lockd" "$work/fproc/fs/nfsd" "$work/final"
+  ln -s /proc/locks "$work/fproc/locks"
+  "$BIN/lockd-recover" --proc-root "$work/fproc" record --final --ip 192.0.2.1 \
+    --fs "$work/mnt" --state-dir "$work/final" >/dev/null 2>&1 &&
+    seed lockd_ledger final-ledger.json <"$work/final/lockd-recover-ledger.json"
   umount "$work/mnt"; mounted=()
 fi
 

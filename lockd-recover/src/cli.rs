@@ -70,6 +70,13 @@ pub enum Command {
     /// /proc/locks and written, atomically replaced, to --state-dir (put it on the shared
     /// storage that fails over with the export). Stopping it at any moment leaves a complete
     /// snapshot.
+    ///
+    /// --final takes the old server's last record on a planned move: after the floating IP is
+    /// down (no lock can be granted after it) and before the release. It is marked with the
+    /// filesystem's read-write mount (ext4 UUID, mount count, last e2fsck time, read from the
+    /// disk), and the new server trusts it whatever its age on the very next read-write mount
+    /// (see wait-reclaim --max-age). Without a readable mark (not ext4 on a block device) it is
+    /// a normal record, with a warning.
     Record(RecordArgs),
     /// Wait until every lock in the ledger is held again, then end grace early (new server).
     ///
@@ -258,6 +265,13 @@ pub struct RecordArgs {
     /// Stop after COUNT snapshots (default: run until killed).
     #[arg(long, value_name = "COUNT")]
     pub count: Option<u64>,
+    /// One final record, then exit (old server, floating IP down, record loop stopped: its
+    /// next record would replace this one).
+    #[arg(long = "final", requires = "ip", conflicts_with = "count")]
+    pub final_record: bool,
+    /// With --final: the floating IP, which must already be down on this node.
+    #[arg(long, value_name = "IP", requires = "final_record")]
+    pub ip: Option<IpAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -275,7 +289,10 @@ pub struct WaitArgs {
     /// Only report; never end grace.
     #[arg(long)]
     pub no_end_grace: bool,
-    /// Refuse a ledger older than SECONDS (the recorder was not running).
+    /// Refuse a ledger older than SECONDS (the recorder was not running). A final ledger
+    /// (`record --final`, the nfs-locks agent's stop) counts whatever its age when this is
+    /// the filesystem's first read-write mount since it was taken (same ext4 UUID and last
+    /// e2fsck, mount count one more): no server can have granted a lock in between.
     #[arg(long, value_name = "SECONDS", default_value = "300", value_parser = parse_secs)]
     pub max_age: Duration,
     /// nfsdcld's storage directory: at the deadline, name the NFSv4 clients that have not

@@ -47,7 +47,7 @@ impl Exit {
             Exit::Ok => "success.",
             Exit::Incomplete => "incomplete: a client was not notified, a lock remains after release, or not every recorded lock was reclaimed before the timeout (the report says which).",
             Exit::Usage => "usage error (bad option or value).",
-            Exit::Refused => "refused: a precondition does not hold (nfsd running for `grace set` or `start-nfsd`, the NFSv4 tracker on the root disk or not opened by a running nfsdcld, kernel >= 6.6 for signal-lockd, floating IP not up for `takeover` or still up for `handoff`, stale ledger).",
+            Exit::Refused => "refused: a precondition does not hold (nfsd running for `grace set` or `start-nfsd`, the NFSv4 tracker on the root disk or not opened by a running nfsdcld, kernel >= 6.6 for signal-lockd, floating IP not up for `takeover` or still up for `handoff` or `record --final`, stale ledger).",
             Exit::Kernel => "kernel interface missing or the write was rejected (the message names the /proc file and what to load).",
             Exit::Io => "I/O error (statd directory, sockets).",
             Exit::BadInput => "malformed input that stops the command (not a statd directory, symlinks, corrupt or newer ledger, a missing, corrupt or unknown NFSv4 tracker database).",
@@ -116,6 +116,8 @@ pub enum Error {
     },
     #[error("the floating IP {0} is still configured on this node; take it down (and unexport) before releasing locks, or new locks may arrive after the release")]
     IpStillLocal(IpAddr),
+    #[error("the floating IP {0} is still configured on this node; take it down before the final ledger record, or locks granted after it would be missing from it")]
+    IpUpAtFinalRecord(IpAddr),
     #[error("nfsd is not serving ({} is 0); start nfsd and exportfs before notifying: clients told too early fail to reclaim (resource-agents PR #443)", threads.display())]
     NfsdStopped { threads: PathBuf },
     #[error("nfsd is not serving ({0}); start nfsd and exportfs before notifying: clients told too early fail to reclaim (resource-agents PR #443)")]
@@ -177,6 +179,7 @@ impl Error {
             Error::NfsdAlreadyRunning { .. } | Error::WrongTracker { .. } => Exit::Refused,
             Error::IpNotLocal { .. }
             | Error::IpStillLocal(_)
+            | Error::IpUpAtFinalRecord(_)
             | Error::NfsdStopped { .. }
             | Error::NfsdUnknown(_) => Exit::Refused,
             Error::UnverifiableRelease => Exit::Usage,

@@ -10,10 +10,17 @@
 //! filesystem; their byte ranges are among `locks` (nfsd holds v4 locks as POSIX locks, so
 //! /proc/locks lists them). A format 1 reader refuses a format 2 file ("format 2 (this version
 //! reads 1)"), and this one refuses anything newer, naming the upgrade.
+//!
+//! Format 3 is a final ledger: the old server's last record, taken after its service IP went
+//! down, with the mark of the mount it was taken on ([`MountMark`]). Only final ledgers are
+//! written as format 3 ([`format_for`]), so a node that reads up to format 2 keeps reading the
+//! normal ones and refuses a final one as newer. The takeover trusts a final ledger whatever
+//! its age when the filesystem here is its next read-write mount ([`check_age`]).
 
 use crate::grace::{self, GraceEndReport, GraceError, GraceWhich};
 use crate::knobs::{self, KnobError, ProcRoot};
 use crate::locks::{self, LockEntry};
+use crate::mount_mark::{MarkError, MountMark};
 use crate::v4grace::{self, V4WaitReport};
 use crate::v4state::{self, V4StateError};
 use serde::{Deserialize, Serialize};
@@ -26,7 +33,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 pub const LEDGER_FILE: &str = "lockd-recover-ledger.json";
+/// The format of a normal ledger (the recorder's), which lockd-recover since format 2 reads.
 pub const LEDGER_FORMAT: u32 = 2;
+/// The format of a final ledger (with `final_mount`): refused as newer where format 2 is the
+/// newest known, so an older node never takes it for a normal one.
+pub const FINAL_LEDGER_FORMAT: u32 = 3;
+/// The newest format this version reads.
+pub const NEWEST_FORMAT: u32 = FINAL_LEDGER_FORMAT;
 /// The oldest format this version still reads (format 1: no v4 clients).
 pub const OLDEST_FORMAT: u32 = 1;
 /// Refuse ledgers bigger than this: a snapshot of a million locks is about 100 MB; anything
@@ -55,11 +68,13 @@ pub enum LedgerError {
         #[source]
         source: GraceError,
     },
-    #[error("{path} was written {age_s} s ago, older than --max-age {max_s} s: the `record` loop was not running on the old server, so the ledger may miss locks; refusing to end grace from it")]
+    #[error("{path} was written {age_s} s ago, older than --max-age {max_s} s: the `record` loop was not running on the old server, so the ledger may miss locks; refusing to end grace from it{}", final_not_trusted.as_ref().map(|w| format!(" (a final ledger, but not of the previous mount: {w})")).unwrap_or_default())]
     Stale {
         path: PathBuf,
         age_s: u64,
         max_s: u64,
+        /// For a final ledger: why its age counted all the same.
+        final_not_trusted: Option<String>,
     },
 }
 
@@ -68,10 +83,10 @@ pub enum LedgerError {
 pub enum Corruption {
     #[error("{0}")]
     Json(#[from] serde_json::Error),
-    #[error("format {found} (this version reads {OLDEST_FORMAT} to {LEDGER_FORMAT})")]
+    #[error("format {found} (this version reads {OLDEST_FORMAT} to {NEWEST_FORMAT})")]
     Format { found: u32 },
-    #[error("format {found} was written by a newer lockd-recover (this one reads up to {LEDGER_FORMAT}): upgrade lockd-recover on this node before failing over to it")]
-    Newer { found: u32 },
+    #[error("format {found} was written by a newer lockd-recover (this one reads up to {newest}): upgrade lockd-recover on this node before failing over to it")]
+    Newer { found: u32, newest: u32 },
     #[error("{0} bytes is too large")]
     TooLarge(u64),
 }
@@ -139,6 +154,26 @@ pub struct Ledger {
     /// NFSv4 clients (format 2; empty in format 1).
     #[serde(default)]
     pub v4_clients: Vec<LedgerV4Client>,
+    /// Only in a final ledger (format 3): the mount it was taken on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_mount: Option<MountMark>,
+}
+
+/// The format a ledger is written as: the one place that chooses. Final ledgers only are
+/// format 3; the rest stays format 2, which older nodes read (rolling upgrades).
+pub fn format_for(final_mount: Option<&MountMark>) -> u32 {
+    match final_mount {
+        Some(_) => FINAL_LEDGER_FORMAT,
+        None => LEDGER_FORMAT,
+    }
+}
+
+impl Ledger {
+    /// Makes this snapshot the final ledger of the mount `mark`.
+    pub fn make_final(&mut self, mark: MountMark) {
+        self.format = format_for(Some(&mark));
+        self.final_mount = Some(mark);
+    }
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -160,13 +195,34 @@ pub fn snapshot(proc: &ProcRoot, fs_path: &Path) -> Result<Ledger, LedgerError> 
         .collect();
     locks.sort();
     Ok(Ledger {
-        format: LEDGER_FORMAT,
+        format: format_for(None),
         node: node_name(),
         fs: fs_path.to_path_buf(),
         taken_at_unix_ms: unix_ms(SystemTime::now()),
         locks,
         v4_clients: v4_clients(proc, dev)?,
+        final_mount: None,
     })
+}
+
+/// The final snapshot of a server that no longer grants locks on `fs_path` (its service IP is
+/// down): marked with the mount it is taken on, read from the disk by `mark`. When the mark
+/// cannot be read (no block device, not ext4, no permission) this is a normal ledger, with a
+/// warning: the takeover then checks its age as always.
+pub fn final_snapshot(
+    proc: &ProcRoot,
+    fs_path: &Path,
+    mark: impl FnOnce(&Path) -> Result<MountMark, MarkError>,
+) -> Result<Ledger, LedgerError> {
+    let mut l = snapshot(proc, fs_path)?;
+    match mark(fs_path) {
+        Ok(m) => l.make_final(m),
+        Err(e) => tracing::warn!(
+            "final ledger written as a normal one (the takeover will check its age): cannot read the mount count of {}: {e}",
+            fs_path.display()
+        ),
+    }
+    Ok(l)
 }
 
 /// The confirmed v4 clients, with their lock stateids on the filesystem `dev`. Unconfirmed
@@ -199,6 +255,12 @@ fn v4_clients(proc: &ProcRoot, dev: (u32, u32)) -> Result<Vec<LedgerV4Client>, L
 
 /// Parses ledger bytes (total: any input gives `Ok` or `Err`).
 pub fn parse(path: &Path, data: &[u8]) -> Result<Ledger, LedgerError> {
+    parse_up_to(path, data, NEWEST_FORMAT)
+}
+
+/// [`parse`] as a version that reads formats up to `newest` does (tests stand in for an older
+/// node with it).
+fn parse_up_to(path: &Path, data: &[u8], newest: u32) -> Result<Ledger, LedgerError> {
     let corrupt = |reason| LedgerError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -211,8 +273,8 @@ pub fn parse(path: &Path, data: &[u8]) -> Result<Ledger, LedgerError> {
     }
     let f: FormatOnly = serde_json::from_slice(data).map_err(|e| corrupt(e.into()))?;
     match f.format {
-        OLDEST_FORMAT..=LEDGER_FORMAT => {}
-        found if found > LEDGER_FORMAT => return Err(corrupt(Corruption::Newer { found })),
+        found if (OLDEST_FORMAT..=newest).contains(&found) => {}
+        found if found > newest => return Err(corrupt(Corruption::Newer { found, newest })),
         found => return Err(corrupt(Corruption::Format { found })),
     }
     serde_json::from_slice(data).map_err(|e| corrupt(e.into()))
@@ -325,17 +387,57 @@ pub struct WaitReport {
     pub waited_ms: u64,
 }
 
-/// Checks the ledger's age against `max_age`.
-pub fn check_age(state_dir: &Path, l: &Ledger, max_age: Duration) -> Result<u64, LedgerError> {
+/// Checks the ledger's age against `max_age`; returns the age in milliseconds.
+///
+/// A final ledger counts whatever its age when `current` (the mark of the mount in force here,
+/// asked for only when the ledger is final) is the next read-write mount after the ledger's:
+/// its server took it with the service IP down, and no server can have mounted the filesystem
+/// read-write, so granted a lock on it, in between. Otherwise the age check applies as to any
+/// ledger.
+pub fn check_age(
+    state_dir: &Path,
+    l: &Ledger,
+    max_age: Duration,
+    current: impl FnOnce() -> Result<MountMark, MarkError>,
+) -> Result<u64, LedgerError> {
     let age_ms = unix_ms(SystemTime::now()).saturating_sub(l.taken_at_unix_ms);
+    let final_not_trusted = match &l.final_mount {
+        None => None,
+        Some(recorded) => match next_mount(recorded, current) {
+            Ok(now) => {
+                tracing::info!(
+                    "final ledger of the previous mount (filesystem {}, mount count {} -> {}): no server can have granted a lock since it was taken, so its age ({} s) does not count",
+                    now.uuid, recorded.mount_count, now.mount_count, age_ms / 1000
+                );
+                return Ok(age_ms);
+            }
+            Err(why) => {
+                tracing::info!(
+                    "final ledger, but not of the previous mount ({why}): its age counts"
+                );
+                Some(why)
+            }
+        },
+    };
     if Duration::from_millis(age_ms) > max_age {
         return Err(LedgerError::Stale {
             path: ledger_path(state_dir),
             age_s: age_ms / 1000,
             max_s: max_age.as_secs(),
+            final_not_trusted,
         });
     }
     Ok(age_ms)
+}
+
+/// The mark here when it is the next mount after `recorded`, or why not.
+fn next_mount(
+    recorded: &MountMark,
+    current: impl FnOnce() -> Result<MountMark, MarkError>,
+) -> Result<MountMark, String> {
+    let now = current().map_err(|e| format!("the mount count here is unreadable: {e}"))?;
+    now.is_next_after(recorded).map_err(|e| e.to_string())?;
+    Ok(now)
 }
 
 /// Watches `/proc/locks` until every ledger lock on `fs_path` is held again, then (after the
@@ -354,7 +456,9 @@ pub fn wait_reclaim(
 ) -> Result<WaitReport, LedgerError> {
     let start = Instant::now();
     let ledger = read(state_dir)?;
-    let age_ms = check_age(state_dir, &ledger, opts.max_age)?;
+    let age_ms = check_age(state_dir, &ledger, opts.max_age, || {
+        MountMark::read(fs_path)
+    })?;
     let dev = knobs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
     let v4_active = !ledger.v4_clients.is_empty() || v4grace::ended(proc)? == Some(false);
     let (reclaimed, missing, reclaimed_at) = wait_locks(proc, &ledger, dev, start, opts)?;
@@ -501,6 +605,7 @@ mod tests {
             taken_at_unix_ms: 1,
             locks: vec![l(5, "WRITE", 0, None, 100)],
             v4_clients: vec![],
+            final_mount: None,
         };
         write(t.path(), &led).unwrap();
         assert_eq!(read(t.path()).unwrap(), led);
@@ -511,22 +616,162 @@ mod tests {
         assert!(matches!(read(t.path()), Err(LedgerError::Corrupt { .. })));
     }
 
-    #[test]
-    fn stale_ledger_is_refused() {
-        let t = tempfile::tempdir().unwrap();
-        let led = Ledger {
+    /// A ledger taken `age_s` seconds ago.
+    fn aged(age_s: u64) -> Ledger {
+        Ledger {
             format: LEDGER_FORMAT,
             node: "n1".into(),
             fs: "/x".into(),
-            taken_at_unix_ms: unix_ms(SystemTime::now()) - 600_000,
+            taken_at_unix_ms: unix_ms(SystemTime::now()) - age_s * 1000,
             locks: vec![],
             v4_clients: vec![],
-        };
+            final_mount: None,
+        }
+    }
+
+    fn mark(uuid: &str, mount_count: u16) -> MountMark {
+        MountMark {
+            uuid: uuid.into(),
+            mount_count,
+            last_check: 1_700_000_000,
+        }
+    }
+
+    const FIVE_MIN: Duration = Duration::from_secs(300);
+
+    fn never_asked() -> Result<MountMark, MarkError> {
+        panic!("the mount mark is read only for a final ledger")
+    }
+
+    #[test]
+    fn stale_ledger_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let led = aged(600);
+        let e = check_age(t.path(), &led, FIVE_MIN, never_asked).unwrap_err();
         assert!(matches!(
-            check_age(t.path(), &led, Duration::from_secs(300)),
-            Err(LedgerError::Stale { age_s: 600, .. })
+            e,
+            LedgerError::Stale {
+                age_s: 600,
+                final_not_trusted: None,
+                ..
+            }
         ));
-        assert!(check_age(t.path(), &led, Duration::from_secs(900)).is_ok());
+        assert!(!e.to_string().contains("final"), "{e}");
+        assert!(check_age(t.path(), &led, Duration::from_secs(900), never_asked).is_ok());
+    }
+
+    /// Stale's reason for a final ledger an hour old whose mount here is `current`.
+    fn final_refusal(current: Result<MountMark, MarkError>) -> String {
+        let t = tempfile::tempdir().unwrap();
+        let mut led = aged(3600);
+        led.make_final(mark("u1", 7));
+        match check_age(t.path(), &led, FIVE_MIN, || current) {
+            Err(e @ LedgerError::Stale { age_s: 3600, .. }) => e.to_string(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_final_ledger_of_the_previous_mount_counts_whatever_its_age() {
+        let t = tempfile::tempdir().unwrap();
+        let mut led = aged(3600);
+        led.make_final(mark("u1", 7));
+        let age = check_age(t.path(), &led, FIVE_MIN, || Ok(mark("u1", 8))).unwrap();
+        assert!((3_600_000..3_700_000).contains(&age), "age reported: {age}");
+    }
+
+    #[test]
+    fn a_final_ledger_of_another_mount_is_stale_and_says_why() {
+        let e = final_refusal(Ok(mark("u1", 9)));
+        assert!(
+            e.contains("a final ledger, but not of the previous mount"),
+            "{e}"
+        );
+        assert!(e.contains("mounted read-write 2 times since"), "{e}");
+        let e = final_refusal(Ok(mark("u1", 7)));
+        assert!(e.contains("same mount"), "{e}");
+        let e = final_refusal(Ok(mark("u2", 8)));
+        assert!(
+            e.contains("the filesystem here is u2, the ledger's was u1"),
+            "{e}"
+        );
+        let unreadable = MarkError::Device(libmmp::host::backing::BackingError::NotBlock {
+            path: "/x".into(),
+            major: 0,
+            minor: 42,
+        });
+        let e = final_refusal(Err(unreadable));
+        assert!(e.contains("the mount count here is unreadable"), "{e}");
+        assert!(e.contains("no block device"), "{e}");
+    }
+
+    #[test]
+    fn a_young_final_ledger_counts_by_its_age_when_the_mount_differs() {
+        let t = tempfile::tempdir().unwrap();
+        let mut led = aged(10);
+        led.make_final(mark("u1", 7));
+        assert!(check_age(t.path(), &led, FIVE_MIN, || Ok(mark("u1", 7))).is_ok());
+    }
+
+    /// Final ledgers only are format 3: they round-trip, and a node that reads up to format 2
+    /// refuses one as newer while it still reads the normal ones.
+    #[test]
+    fn final_ledgers_are_format_3_and_refused_by_a_format_2_reader() {
+        let t = tempfile::tempdir().unwrap();
+        let normal = aged(0);
+        write(t.path(), &normal).unwrap();
+        let text = fs::read_to_string(ledger_path(t.path())).unwrap();
+        assert!(
+            text.contains("\"format\":2") && !text.contains("final_mount"),
+            "{text}"
+        );
+        parse_up_to(Path::new("x"), text.as_bytes(), 2).unwrap();
+
+        let mut fin = normal.clone();
+        fin.make_final(mark("u1", 7));
+        assert_eq!(fin.format, FINAL_LEDGER_FORMAT);
+        write(t.path(), &fin).unwrap();
+        assert_eq!(read(t.path()).unwrap(), fin);
+        let text = fs::read_to_string(ledger_path(t.path())).unwrap();
+        assert!(
+            text.contains("\"format\":3") && text.contains("\"mount_count\":7"),
+            "{text}"
+        );
+        let e = parse_up_to(Path::new("x"), text.as_bytes(), 2).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                LedgerError::Corrupt {
+                    reason: Corruption::Newer {
+                        found: 3,
+                        newest: 2
+                    },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("upgrade lockd-recover"), "{e}");
+    }
+
+    #[test]
+    fn final_snapshot_falls_back_to_a_normal_ledger_without_a_mark() {
+        let exp = tempfile::tempdir().unwrap();
+        let t = knobs::tests::fake_proc("6.18.0\n", Some(8), "");
+        let proc = ProcRoot::new(t.path());
+        let l = final_snapshot(&proc, exp.path(), |_| Ok(mark("u1", 3))).unwrap();
+        assert_eq!((l.format, l.final_mount), (3, Some(mark("u1", 3))));
+        let l = final_snapshot(&proc, exp.path(), |p| {
+            Err(MarkError::Device(
+                libmmp::host::backing::BackingError::NotBlock {
+                    path: p.to_path_buf(),
+                    major: 0,
+                    minor: 1,
+                },
+            ))
+        })
+        .unwrap();
+        assert_eq!((l.format, l.final_mount), (LEDGER_FORMAT, None));
     }
 
     #[test]
@@ -633,8 +878,11 @@ mod tests {
     #[test]
     fn newer_ledgers_are_refused_as_newer_and_format_1_is_read() {
         let p = Path::new("x");
-        let e = parse(p, b"{\"format\":3,\"whatever\":[1]}").unwrap_err();
+        let e = parse(p, b"{\"format\":4,\"whatever\":[1]}").unwrap_err();
         assert!(e.to_string().contains("newer lockd-recover"), "{e}");
+        assert!(e.to_string().contains("reads up to 3"), "{e}");
+        let v3 = br#"{"format":3,"node":"a","fs":"/x","taken_at_unix_ms":1,"locks":[],"final_mount":{"uuid":"u","mount_count":1,"last_check":0}}"#;
+        assert_eq!(parse(p, v3).unwrap().final_mount.unwrap().mount_count, 1);
         let v1 = br#"{"format":1,"node":"a","fs":"/x","taken_at_unix_ms":1,"locks":[]}"#;
         assert!(parse(p, v1).unwrap().v4_clients.is_empty());
         assert!(parse(p, b"{\"format\":0}").is_err());

@@ -6,7 +6,8 @@
 //! - [`notify`]: concurrent SM_NOTIFY to every recorded client.
 //! - [`knobs`]: the kernel's proc files, under a configurable proc root.
 //! - [`release`], [`grace`]: lock release on the old server, grace set/end on the new one.
-//! - [`locks`], [`ledger`]: `/proc/locks` parsing and the lock ledger.
+//! - [`locks`], [`ledger`], [`mount_mark`]: `/proc/locks` parsing, the lock ledger, and the mount
+//!   a final ledger was taken on.
 //! - [`scope`], [`kmsg`]: the NFSv4 server scope nfsd starts with, and what its start logged.
 //! - [`v4state`]: NFSv4 clients and lock stateids from /proc/fs/nfsd/clients.
 //! - [`v4grace`]: waiting for the kernel to end NFSv4 grace, ending it at a deadline.
@@ -19,6 +20,7 @@ pub mod kmsg;
 pub mod knobs;
 pub mod ledger;
 pub mod locks;
+pub mod mount_mark;
 pub mod notify;
 pub mod nsm;
 pub mod release;

@@ -214,6 +214,46 @@ fn handoff_refuses_while_ip_is_local_and_takeover_while_ip_is_not() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("start nfsd"));
 }
 
+/// `record --final` names the floating IP, refuses while it is up, and without a mount mark
+/// (a tmpfs has no block device) writes a normal format-2 ledger.
+#[test]
+fn record_final_refuses_while_the_ip_is_up_and_falls_back_without_a_mark() {
+    let t = fake_proc("6.18.0\n", 8);
+    let state = tempfile::tempdir().unwrap();
+    let Ok(exp) = tempfile::tempdir_in("/dev/shm") else {
+        return;
+    };
+    let args = |ip: &'static str| {
+        let mut v = vec!["--proc-root", p(&t), "--json", "record", "--final"];
+        v.extend(["--fs", p(&exp), "--state-dir", p(&state), "--ip", ip]);
+        v
+    };
+    assert_eq!(
+        run(&args("127.0.0.1")[..9]).status.code(),
+        Some(2),
+        "--ip is required"
+    );
+    let o = run(&args("127.0.0.1"));
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("before the final ledger record"));
+    let ledger = state.path().join("lockd-recover-ledger.json");
+    assert!(!ledger.exists(), "nothing written");
+    // 192.0.2.1 (TEST-NET-1) is on no interface here.
+    let o = run(&args("192.0.2.1"));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("written as a normal one"));
+    let text = std::fs::read_to_string(&ledger).unwrap();
+    assert!(
+        text.contains("\"format\":2") && !text.contains("final_mount"),
+        "{text}"
+    );
+}
+
 /// Takeover with nobody recorded and no ledger: lockd's grace is ended (after --min-grace),
 /// NFSv4's is left alone; with --no-end-grace nothing is written.
 #[test]

@@ -93,8 +93,10 @@ field_table! {
     S_LOG_CLUSTER_SIZE: u32 = 0x01C, "s_log_cluster_size";
     S_BLOCKS_PER_GROUP: u32 = 0x020, "s_blocks_per_group";
     S_INODES_PER_GROUP: u32 = 0x028, "s_inodes_per_group";
+    S_MNT_COUNT: u16 = 0x034, "s_mnt_count";
     S_MAGIC: u16 = 0x038, "s_magic";
     S_STATE: u16 = 0x03A, "s_state";
+    S_LASTCHECK: u32 = 0x040, "s_lastcheck";
     S_REV_LEVEL: u32 = 0x04C, "s_rev_level";
     S_INODE_SIZE: u16 = 0x058, "s_inode_size";
     S_BLOCK_GROUP_NR: u16 = 0x05A, "s_block_group_nr";
@@ -175,8 +177,17 @@ pub struct Superblock {
     pub s_log_cluster_size: u32,
     pub s_blocks_per_group: u32,
     pub s_inodes_per_group: u32,
+    /// Read-write mounts since the last full e2fsck: the kernel adds one at each read-write
+    /// mount and writes the superblock at once (`ext4_setup_super`, `ext4_commit_super`);
+    /// read-only mounts leave it alone; e2fsck resets it. lockd-recover marks its final lock
+    /// ledger with it.
+    pub s_mnt_count: u16,
     pub s_magic: u16,
     pub s_state: u16,
+    /// When e2fsck last checked the filesystem (low 32 bits of the seconds): e2fsck sets it
+    /// where it resets `s_mnt_count` (`e2fsck/unix.c`), so a changed value says the count
+    /// started again.
+    pub s_lastcheck: u32,
     pub s_rev_level: u32,
     pub s_inode_size: u16,
     pub s_feature_compat: u32,
@@ -256,8 +267,10 @@ impl Superblock {
             s_log_cluster_size: S_LOG_CLUSTER_SIZE.get(b),
             s_blocks_per_group: S_BLOCKS_PER_GROUP.get(b),
             s_inodes_per_group: S_INODES_PER_GROUP.get(b),
+            s_mnt_count: S_MNT_COUNT.get(b),
             s_magic,
             s_state: S_STATE.get(b),
+            s_lastcheck: S_LASTCHECK.get(b),
             s_rev_level: S_REV_LEVEL.get(b),
             s_inode_size: S_INODE_SIZE.get(b),
             s_feature_compat: S_FEATURE_COMPAT.get(b),
@@ -293,8 +306,10 @@ impl Superblock {
         S_LOG_CLUSTER_SIZE.put(&mut b, self.s_log_cluster_size);
         S_BLOCKS_PER_GROUP.put(&mut b, self.s_blocks_per_group);
         S_INODES_PER_GROUP.put(&mut b, self.s_inodes_per_group);
+        S_MNT_COUNT.put(&mut b, self.s_mnt_count);
         S_MAGIC.put(&mut b, self.s_magic);
         S_STATE.put(&mut b, self.s_state);
+        S_LASTCHECK.put(&mut b, self.s_lastcheck);
         S_REV_LEVEL.put(&mut b, self.s_rev_level);
         S_INODE_SIZE.put(&mut b, self.s_inode_size);
         S_FEATURE_COMPAT.put(&mut b, self.s_feature_compat);

@@ -49,7 +49,7 @@ const ACTIONS: &[ActionSpec] = &[
 pub const AGENT: Agent = Agent {
     name: NAME,
     shortdesc: "NFSv3 lock recovery: notify, early end of grace, lock ledger, verified release",
-    longdesc: "Recovers the NFSv3 (NLM) locks of one service IP and exported filesystem across a failover. Start spawns a worker that waits for the service IP (up to 120 s), notifies every client recorded in statd_dir from it, waits until every lock of the ledger is held again and ends grace early, then records the ledger every record_interval. Stop (run after the IP is down, while nfsd still runs) stops the worker, which records the ledger a last time, and releases this node's NLM locks on the filesystem (unlock_ip, unlock_filesystem), verified in /proc/locks; it refuses while the IP is still up. When NFSv4 clients hold locks on the filesystem, stop first stops nfsd (0 threads: a kernel without admin-revoke releases v4 locks only so), and a later start of nfs-locks on this node with nfsd still stopped starts it again with the same thread count. Group order: fs (mmp-fs), nfs-grace, nfsserver, exportfs, nfs-locks, IPaddr2.",
+    longdesc: "Recovers the NFSv3 (NLM) locks of one service IP and exported filesystem across a failover. Start spawns a worker that waits for the service IP (up to 120 s), notifies every client recorded in statd_dir from it, waits until every lock of the ledger is held again and ends grace early, then records the ledger every record_interval. Stop (run after the IP is down, while nfsd still runs) stops the worker, which takes the final ledger record (marked with the filesystem's mount, so the next server trusts it whatever its age on its first mount), and releases this node's NLM locks on the filesystem (unlock_ip, unlock_filesystem), verified in /proc/locks; it refuses while the IP is still up. When NFSv4 clients hold locks on the filesystem, stop first stops nfsd (0 threads: a kernel without admin-revoke releases v4 locks only so), and a later start of nfs-locks on this node with nfsd still stopped starts it again with the same thread count. Group order: fs (mmp-fs), nfs-grace, nfsserver, exportfs, nfs-locks, IPaddr2.",
     params: PARAMS,
     actions: ACTIONS,
 };
@@ -277,8 +277,9 @@ fn stop(ctx: &Ctx) -> Result<Outcome, Outcome> {
     }
     stop_worker(&f.pid)?;
     if worker::read_phase(&f.status) == Some(Phase::Recording) {
-        // The worker died or was killed while recording: the final record is ours to take.
-        record::record_once(&ctx.proc, &p.fs, &p.ledger_dir, &mut None)
+        // The worker died or was killed while recording: the final record is ours to take
+        // (the IP is down, checked above).
+        record::record_final(&ctx.proc, &p.fs, &p.ledger_dir)
             .map_err(|e| generic(format!("final ledger record failed: {e}")))?;
     }
     save_records(&p.statd_dir)?;
@@ -530,6 +531,12 @@ mod tests {
         assert_eq!(act(Action::Stop, &c), Outcome::ok());
         let l = ledger::read(&n.shared.path().join("statd")).unwrap();
         assert!(l.locks.is_empty());
+        // Final, marked with the mount of the export where its superblock can be read here
+        // (root, ext4 on a block device); a normal ledger otherwise.
+        let export = n.shared.path().join("export");
+        let mark = lockd_recover::mount_mark::MountMark::read(&export).ok();
+        assert_eq!(l.final_mount, mark);
+        assert_eq!(l.format, ledger::format_for(mark.as_ref()));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The `nfs-locks` worker: one detached process (this binary, called as `nfs-locks worker`)
 //! that waits for the service IP, runs the takeover (`cmd::takeover`'s steps: notify from the
 //! IP, wait for the ledger's locks, end grace), then records the ledger every record_interval
-//! (`cmd::record::record_once`) until SIGTERM, and records once more before it exits.
+//! (`cmd::record::record_once`) until SIGTERM, and takes the final record before it exits
+//! (`cmd::record::record_final`: the agent's stop sends SIGTERM once the IP is down).
 //!
 //! Its phase is in the status file (one line, replaced through a rename): waiting-ip,
 //! notifying, reclaiming, recording, stopped (after the final record) or failed:REASON. The
@@ -215,9 +216,8 @@ fn record_loop(ctx: &Ctx, p: &Params, status: &Path) -> u8 {
             break;
         }
     }
-    match record::record_once(&ctx.proc, &p.fs, &p.ledger_dir, &mut last) {
-        Ok(l) => {
-            tracing::info!(locks = l.locks.len(), "final ledger record");
+    match last_record(ctx, p, &mut last) {
+        Ok(_) => {
             set(status, &Phase::Stopped);
             0
         }
@@ -226,6 +226,24 @@ fn record_loop(ctx: &Ctx, p: &Params, status: &Path) -> u8 {
             1
         }
     }
+}
+
+/// The record at a stop signal: final once the service IP is down (the agent's stop signals
+/// only then); a signal from anyone else while the IP is up gets a normal record, since locks
+/// may still be granted after it.
+fn last_record(
+    ctx: &Ctx,
+    p: &Params,
+    last: &mut Option<Vec<lockd_recover::ledger::LedgerLock>>,
+) -> Result<lockd_recover::ledger::Ledger, crate::error::Error> {
+    if cmd::ip_is_local(p.ip).is_ok() {
+        tracing::warn!(
+            "stopped while the service IP {} is still up: the last ledger record is a normal one, not final",
+            p.ip
+        );
+        return record::record_once(&ctx.proc, &p.fs, &p.ledger_dir, last);
+    }
+    record::record_final(&ctx.proc, &p.fs, &p.ledger_dir)
 }
 
 fn block_signals() -> nix::Result<SignalFd> {

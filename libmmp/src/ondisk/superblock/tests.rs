@@ -9,6 +9,8 @@ pub(crate) fn sample(metadata_csum: bool) -> [u8; SUPERBLOCK_SIZE] {
     S_BLOCKS_COUNT_LO.put(&mut b, 16384u32);
     S_LOG_BLOCK_SIZE.put(&mut b, 2u32);
     S_BLOCKS_PER_GROUP.put(&mut b, 32768u32);
+    S_MNT_COUNT.put(&mut b, 7u16);
+    S_LASTCHECK.put(&mut b, 1_700_000_000u32);
     S_MAGIC.put(&mut b, EXT4_SUPER_MAGIC);
     S_FEATURE_INCOMPAT.put(&mut b, feature::INCOMPAT_MMP);
     for (i, x) in b[S_UUID.range()].iter_mut().enumerate() {
@@ -131,15 +133,19 @@ proptest! {
     }
 
     #[test]
-    fn round_trip(interval in 1u16..=300, block in 1u64..16384, csum in any::<bool>(), label in any::<[u8; 16]>()) {
+    fn round_trip(interval in 1u16..=300, block in 1u64..16384, csum in any::<bool>(), label in any::<[u8; 16]>(), mnt_count in any::<u16>(), lastcheck in any::<u32>()) {
         let mut sb = Superblock::parse(&sample(csum)).unwrap();
         sb.s_mmp_update_interval = interval;
         sb.s_mmp_block = block;
         sb.s_volume_name = label;
+        sb.s_mnt_count = mnt_count;
+        sb.s_lastcheck = lastcheck;
         let again = Superblock::parse(&sb.encode()).unwrap();
         prop_assert_eq!(again.s_mmp_update_interval, interval);
         prop_assert_eq!(again.s_mmp_block, block);
         prop_assert_eq!(again.s_volume_name, label);
+        prop_assert_eq!(again.s_mnt_count, mnt_count);
+        prop_assert_eq!(again.s_lastcheck, lastcheck);
         prop_assert_eq!(&again.encode()[..], &sb.encode()[..]);
     }
 
@@ -154,6 +160,22 @@ proptest! {
             Err(_) => {}
             Ok(sb) => prop_assert!(!sb.has_metadata_csum(), "undetected corruption at {pos}"),
         }
+    }
+}
+
+/// `s_mnt_count` is the le16 at 0x34 and `s_lastcheck` the le32 at 0x40 (`struct
+/// ext4_super_block`), and adding them to the table left encode byte-identical: parsing and
+/// encoding a superblock gives back its exact bytes.
+#[test]
+fn mount_count_is_read_and_encode_is_byte_identical() {
+    for csum in [false, true] {
+        let b = sample(csum);
+        assert_eq!(&b[0x34..0x36], &[7, 0]);
+        assert_eq!(&b[0x40..0x44], &1_700_000_000u32.to_le_bytes());
+        let sb = Superblock::parse(&b).unwrap();
+        assert_eq!(sb.s_mnt_count, 7);
+        assert_eq!(sb.s_lastcheck, 1_700_000_000);
+        assert_eq!(sb.encode(), b, "metadata_csum {csum}");
     }
 }
 
