@@ -83,3 +83,13 @@ fence_server_stop() {
 
 # fence_time TARGET AFTER: the time of the first "off TARGET -> ok" after AFTER (empty if none).
 fence_time() { awk -v t="$2" -v h="$1" '$1 > t && $3 == "off" && $4 == h && $6 == "ok" { print $1; exit }' "$LAB/fence.log"; }
+
+# fence_wait TARGET AFTER LIMIT: waits up to LIMIT s for an "off TARGET -> ok" after AFTER.
+fence_wait() {
+    local end=$((SECONDS + $3))
+    while ((SECONDS < end)); do
+        [[ -n $(fence_time "$1" "$2") ]] && return 0
+        sleep 1
+    done
+    return 1
+}

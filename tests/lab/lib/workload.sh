@@ -12,11 +12,17 @@ EXPECTED_LOCKS=2
 V4_WORKLOAD=${V4_WORKLOAD:-1}
 
 # Start C's and D's workload; returns once the writer is appending.
+# How long lock-torture's first locks may take. Under Pacemaker the group may have just started
+# (a stack switch, a server booted again): new locks wait for the grace that nfsd's start began,
+# 90 s with the stock agents (the kernel's default) and up to 240 s with ours (nfs-grace; it
+# ends early once the ledger's locks are back). A ps3 run after a switch timed out at 60 s.
+workload_start_limit() { if [[ $MANAGER == pacemaker ]]; then echo 300; else echo 60; fi; }
+
 workload_start() {
     : > "$LAB/vm/c/writer.log"
     local t1 t2 t3
     t1=$(vm_exec c torture-start)
-    vm_wait c "$t1" 60 || return 1
+    vm_wait c "$t1" "$(workload_start_limit)" || return 1
     t2=$(vm_exec c writer-start)
     t3=$(vm_exec d probe-start)
     vm_wait c "$t2" 30 || return 1

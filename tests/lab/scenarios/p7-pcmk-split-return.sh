@@ -88,13 +88,21 @@ p7_holder() {
 # is powered off for the next banner to boot; Pacemaker runs again on the other (a no-op when
 # it still runs) and the group is found there.
 p7_restore() {
-    local keep off
+    local keep off t
     rm -f "$LAB/fence.lie"
     keep=$(p7_holder "$@")
     [[ $keep == none ]] && keep=$1
     if [[ $keep == "$1" ]]; then off=$3; else off=$1; fi
+    t=$(now)
     vm_kill "$off"
     NEED_REBOOT=$off
+    # The other server saw it leave the membership and fences it (truthfully now): booting it
+    # again before that fence would have the fence kill the new VM.
+    if fence_wait "${VM_HOST[$off]}" "$t" 120; then
+        log "${VM_HOST[$keep]} fenced the powered-off ${VM_HOST[$off]}"
+    else
+        log "no fence of ${VM_HOST[$off]} within 120 s after its power-off"
+    fi
     vm_run "$keep" 180 pcmk-start || return 1
     pcmk_find_active "$keep" 400
 }
