@@ -32,6 +32,10 @@ FAILOVER SCRIPT EXAMPLE:
   A clean answer is not a lock: two nodes that both see CLEAN at the same moment can both
   mount (the kernel does not wait for a clean block). Let the cluster manager elect one node.
 
+With --json, a command that fails before it has a result of its own (bad arguments, no such
+device, not ext4) still prints JSON on stdout: {\"error\": MESSAGE, \"result\": \"error\" or
+\"refused\", \"exit_code\": N}, besides the message on stderr.
+
 Logs go to stderr; set RUST_LOG=debug (or pass -v) for detail.";
 
 #[derive(Debug, Parser)]
@@ -268,6 +272,26 @@ message names what lies there and how to move the MMP block).
 Exit status: 0 done (or already clean), 1 refused because the block changed while watched or the
 filesystem is in use here, 2 refused for any other reason or failed.")]
     Clear(ClearArgs),
+}
+
+impl Command {
+    /// `--json` was given: errors are printed as JSON on stdout too.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Status(a) => a.json,
+            Command::Check(a) => a.json,
+            Command::Dump(a) => a.json,
+            Command::Claim(a) => a.opts.json,
+            Command::Release(a) => a.json,
+            Command::Handoff(a) => a.json,
+            Command::Mount(a) => a.opts.json,
+            Command::FormatArea(a) => a.json,
+            Command::Enable(a) => a.json,
+            Command::Disable(a) => a.json,
+            Command::Interval(a) => a.json,
+            Command::Clear(a) => a.json,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

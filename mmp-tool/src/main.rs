@@ -60,13 +60,39 @@ fn main() -> ExitCode {
         return agent::main();
     }
     // Usage errors exit 2 (clap's own code, the table's Failed).
-    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    let cli = match command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     libmmp::host::logging::init(LOG, cli.verbose);
     let outcome = run(&cli.command).unwrap_or_else(|e| {
         eprintln!("mmp-tool: {e}");
-        e.outcome()
+        let outcome = e.outcome();
+        if cli.command.json() {
+            output::print_error_json(&e.to_string(), outcome);
+        }
+        outcome
     });
     ExitCode::from(outcome.exit_code())
+}
+
+/// clap's message on stderr and its exit code (2 for usage errors); with `--json` anywhere on
+/// the command line, also the error as JSON on stdout, so that a script reading the JSON is
+/// never left with nothing. `--help` and `--version` are clap's to print.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    if json && !matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        let msg = e.render().to_string();
+        let first = msg.lines().next().unwrap_or("usage error");
+        output::print_error_json(first.trim_start_matches("error: "), Outcome::Failed);
+        return ExitCode::from(Outcome::Failed.exit_code());
+    }
+    e.exit()
 }
 
 #[cfg(test)]

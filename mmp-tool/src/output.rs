@@ -150,6 +150,26 @@ pub fn print_json<T: Serialize>(v: &T) -> io::Result<()> {
     print_out(&(s + "\n"))
 }
 
+/// The JSON of a command that failed before it had a result of its own (bad arguments, no such
+/// device, not ext4, ...): `{"error": MESSAGE, "result": "error"|"refused", "exit_code": N}`.
+pub fn print_error_json(message: &str, outcome: crate::exit::Outcome) {
+    #[derive(Serialize)]
+    struct ErrorJson<'a> {
+        error: &'a str,
+        result: &'static str,
+        exit_code: u8,
+    }
+    let result = match outcome {
+        crate::exit::Outcome::Refused => "refused",
+        _ => "error",
+    };
+    let _ = print_json(&ErrorJson {
+        error: message,
+        result,
+        exit_code: outcome.exit_code(),
+    });
+}
+
 /// A command's result: with `--json` the JSON object on stdout; otherwise the message, on
 /// stdout when the command did what was asked and on stderr (a diagnostic) when not.
 pub fn print_result<T: Serialize>(

@@ -115,3 +115,37 @@ fn help_teaches() {
         assert!(h.contains(w), "--help mentions {w}");
     }
 }
+
+/// With `--json` an error is JSON on stdout as well as the message on stderr, for errors of the
+/// command (no such device) and usage errors alike (clap's, exit 2), and nothing else.
+#[test]
+fn errors_are_json_with_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("missing.img");
+    let m = missing.to_str().unwrap();
+    let cases: [(&[&str], &str); 3] = [
+        (&["status", "--json", m], "no such file"),
+        (&["check", "--json", "--timeout", "soon", m], "soon"),
+        (
+            &["handoff", "--json", m, "--confirm", "xyz"],
+            "is not a handoff nonce",
+        ),
+    ];
+    for (args, says) in cases {
+        let out = run(mmp_tool().args(args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: stdout is not JSON ({e}): {:?}", out.stdout));
+        assert_eq!(v["result"], "error", "{args:?}: {v}");
+        assert_eq!(v["exit_code"], 2, "{args:?}: {v}");
+        let msg = v["error"].as_str().unwrap_or_default().to_lowercase();
+        assert!(msg.contains(says), "{args:?}: {says:?} not in {msg:?}");
+        assert!(err.to_lowercase().contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(!missing.exists());
+    // --help stays clap's, not an error.
+    let out = run(mmp_tool().args(["status", "--help", "--json"]));
+    assert_eq!(out.status.code(), Some(0));
+}

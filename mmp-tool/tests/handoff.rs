@@ -231,14 +231,19 @@ fn loop_cancel_from_the_targets_side() {
     assert_eq!(block_bytes(&p.b.dev), before);
 }
 
-/// Exit 2 with the message on stderr (no JSON: a usage error), nothing written.
+/// Exit 2 with the message on stderr and, since the runs ask for `--json`, the error as JSON
+/// on stdout too (a usage error is JSON like any other error), nothing written.
 fn assert_usage(r: &Run, says: &str) {
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(
-        r.json.is_null() || r.result() == "bad_target",
-        "JSON of a usage error: {}",
-        r.json
-    );
+    if r.result() != "bad_target" {
+        assert_eq!(r.result(), "error", "JSON of a usage error: {}", r.json);
+        assert_eq!(r.json["exit_code"], 2, "{}", r.json);
+        let msg = r.json["error"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(says),
+            "{says:?} not in the JSON's error {msg:?}"
+        );
+    }
     assert!(r.err.contains(says), "{says:?} not in {}", r.err);
 }
 

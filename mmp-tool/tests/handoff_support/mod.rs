@@ -42,8 +42,8 @@ pub fn hostname() -> String {
     libmmp::host::identity::nodename()
 }
 
-/// How a command ended: exit code, its `--json` object (Null when it printed none: a usage
-/// error or an error goes to stderr only), stderr.
+/// How a command ended: exit code, its `--json` object (an error's is `{"error", "result":
+/// "error"|"refused", "exit_code"}`; Null when it printed none), stderr.
 #[derive(Debug)]
 pub struct Run {
     pub code: i32,
