@@ -5,9 +5,11 @@
 
 use super::params::{Config, MmpdParams};
 use super::{generic, start, Budget, Res};
+use crate::cli::FenceFlags;
 use libmmp::host::run_dir::{self, HolderPhase};
 use libmmp::ocf::find_program;
 use libmmp::ocf::worker::PidFile;
+use libmmp::ondisk::handoff::format_nonce;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,19 +49,26 @@ fn log_path(m: &MmpdParams) -> PathBuf {
 }
 
 /// Make sure our mmpd holds the area: start it unless it runs (a start killed at its timeout
-/// leaves it running), then wait until its state file says `holding`.
-pub fn ensure_holding(cfg: &Config, m: &MmpdParams, budget: &Budget) -> Res {
+/// leaves it running), then wait until its state file says `holding`. One we start claims the
+/// area the normal way, or with `handoff`'s nonce as the target of a planned handoff.
+pub fn ensure_holding(cfg: &Config, m: &MmpdParams, handoff: Option<u64>, budget: &Budget) -> Res {
     let pf = pid_file(m);
     let log = log_path(m);
     let log_from = std::fs::metadata(&log).map_or(0, |md| md.len());
     let pid = match pf.running() {
         Some(r) => r.pid,
-        None => spawn(cfg, m, &pf, budget)?,
+        None => spawn(cfg, m, &pf, handoff, budget)?,
     };
     wait_holding(cfg, m, &pf, pid, log_from, budget)
 }
 
-fn spawn(cfg: &Config, m: &MmpdParams, pf: &PidFile, budget: &Budget) -> Res<u32> {
+fn spawn(
+    cfg: &Config,
+    m: &MmpdParams,
+    pf: &PidFile,
+    handoff: Option<u64>,
+    budget: &Budget,
+) -> Res<u32> {
     let area = m.area.display();
     if let Ok(Some(pid)) = run_dir::lock_holder(&cfg.run_dir, &m.area) {
         return Err(generic(format!(
@@ -67,9 +76,39 @@ fn spawn(cfg: &Config, m: &MmpdParams, pf: &PidFile, budget: &Budget) -> Res<u32
             pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
         )));
     }
-    let fence = start::fits_or_refuse(&m.area, SPAWN_MARGIN, budget, &cfg.takeover)?;
+    let fence = match handoff {
+        // The handoff's claim has no watch to fit, and excludes the fence-confirmed one.
+        Some(_) => FenceFlags::default(),
+        None => start::fits_or_refuse(&m.area, SPAWN_MARGIN, budget, &cfg.takeover)?,
+    };
     let prog = program().ok_or_else(|| generic("mmpd is not installed on this node"))?;
-    let mut cmd = Command::new(&prog);
+    let mut cmd = command(&prog, cfg, m, &fence, handoff);
+    let log = log_path(m);
+    let r = pf
+        .spawn(&mut cmd, &log)
+        .map_err(|e| generic(format!("cannot start {}: {e}", prog.display())))?;
+    tracing::info!(
+        "started mmpd (pid {}) on {area}, fence {}{}; its log: {}",
+        r.pid,
+        m.fence,
+        handoff.map_or(String::new(), |n| format!(
+            ", handoff nonce {}",
+            format_nonce(n)
+        )),
+        log.display()
+    );
+    Ok(r.pid)
+}
+
+/// mmpd's command line: the fence, the fence-confirmed claim (`fence`) or the handoff's.
+fn command(
+    prog: &Path,
+    cfg: &Config,
+    m: &MmpdParams,
+    fence: &FenceFlags,
+    handoff: Option<u64>,
+) -> Command {
+    let mut cmd = Command::new(prog);
     cmd.arg("--run-dir")
         .arg(&cfg.run_dir)
         .args(["--fence", m.fence]);
@@ -88,23 +127,16 @@ fn spawn(cfg: &Config, m: &MmpdParams, pf: &PidFile, budget: &Budget) -> Res<u32
             cmd.arg("--node-map").arg(format!("{c}={n}"));
         }
     }
+    if let Some(n) = handoff {
+        cmd.args(["--handoff", &format_nonce(n)]);
+    }
     // Not under systemd's notify protocol, and not keeping any mount point busy.
     cmd.arg(&m.area)
         .current_dir("/")
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")
         .env_remove("WATCHDOG_PID");
-    let log = log_path(m);
-    let r = pf
-        .spawn(&mut cmd, &log)
-        .map_err(|e| generic(format!("cannot start {}: {e}", prog.display())))?;
-    tracing::info!(
-        "started mmpd (pid {}) on {area}, fence {}; its log: {}",
-        r.pid,
-        m.fence,
-        log.display()
-    );
-    Ok(r.pid)
+    cmd
 }
 
 fn wait_holding(

@@ -6,7 +6,7 @@
 //! - [`validate`]: validate-all (tools, kernel, the device and area), also the start's first step.
 //! - [`mounts`]: is it mounted here, mount, unmount (killing users if asked).
 //! - [`start`], [`stop`], [`monitor`]: the actions; [`mmpd`]: the holder=mmpd worker.
-//! - [`migrate`]: migrate_to / migrate_from, a planned handoff (HANDOFF.md) for holder=ext4.
+//! - [`migrate`]: migrate_to / migrate_from, a planned handoff (HANDOFF.md), for both holders.
 //!
 //! The gate of holder=ext4 is `mmp-tool mount`'s own code ([`crate::cmd::mount::gate_and_mount`]).
 
@@ -80,7 +80,7 @@ fn run(action: Action, env: &Env, budget: &Budget) -> Outcome {
         Action::Monitor => monitor::monitor(&cfg, env),
         Action::ValidateAll => validate::full(&cfg),
         Action::MigrateTo => migrate::to(&cfg, env, budget),
-        Action::MigrateFrom => migrate::from(&cfg, env),
+        Action::MigrateFrom => migrate::from(&cfg, env, budget),
         Action::MetaData | Action::Usage => Ok(()),
     };
     result.map_or_else(|o| o, |()| Outcome::ok())

@@ -35,11 +35,12 @@ until it holds it (claimed and heartbeating), then mounts; the stop unmounts fir
 which writes CLEAN. mmpd's fence (fence=exit|command|sysrq-reboot|watchdog) acts when the area is \
 lost; only the watchdog fence resets a node whose mmpd hangs (needs a watchdog device).
 
-Planned moves (holder=ext4, meta allow-migrate=true): `crm resource move` runs migrate_to on the \
-source, which unmounts and offers the device to the target through the MMP block (about 2 s), then \
-migrate_from on the target, which claims it with the offer's nonce without the full wait (about \
-0.6 s) and mounts (HANDOFF.md). A failed migrate_to or migrate_from makes Pacemaker recover with a \
-stop and a normal start. holder=mmpd has no migration: leave allow-migrate unset.
+Planned moves (meta allow-migrate=true): `crm resource move` runs migrate_to on the source, which \
+stops as usual (unmount; with holder=mmpd also mmpd, which writes CLEAN) and offers the device (or \
+the area) to the target through the MMP block (about 2 s), then migrate_from on the target, which \
+claims it with the offer's nonce without the full wait (about 0.6 s; with holder=mmpd, an mmpd \
+started with --handoff claims the area) and mounts (HANDOFF.md). A failed migrate_to or migrate_from \
+makes Pacemaker recover with a stop and a normal start.
 
 Safety: a node mounts only after it has watched the MMP block for longer than any live holder may go \
 without writing it, and after its own write survived a second such watch, so of two nodes at most \
@@ -277,6 +278,14 @@ const MMPD_ONLY: &[&str] = &[
 ];
 
 impl Config {
+    /// The device whose MMP block the holder writes: the filesystem (holder=ext4) or the area.
+    pub fn mmp_device(&self) -> &Path {
+        match &self.holder {
+            Holder::Ext4 => &self.device,
+            Holder::Mmpd(m) => &m.area,
+        }
+    }
+
     /// Read and check the parameters (no device is opened).
     pub fn from_env(env: &Env) -> Result<Config, Outcome> {
         env.reject_unknown(PARAMS)?;

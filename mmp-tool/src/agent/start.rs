@@ -2,7 +2,7 @@
 //! in use on another node is OCF_ERR_GENERIC naming the node, with nothing written or mounted.
 
 use super::mounts::{self, MountState};
-use super::params::{Config, Holder, PUBLISHED_CHECK_INTERVAL};
+use super::params::{Config, Holder, MmpdParams, PUBLISHED_CHECK_INTERVAL};
 use super::takeover::Takeover;
 use super::validate::{self, device_error};
 use super::{generic, mmpd, Budget, Res};
@@ -25,6 +25,18 @@ const FENCED_VERIFY_POLLS: Duration = Duration::from_secs(1);
 
 pub fn start(cfg: &Config, budget: &Budget) -> Res {
     validate::full(cfg)?;
+    if mounted_here(cfg, budget)? {
+        return Ok(());
+    }
+    match &cfg.holder {
+        Holder::Ext4 => start_ext4(cfg, budget),
+        Holder::Mmpd(m) => hold_and_mount(cfg, m, None, budget),
+    }
+}
+
+/// Whether the filesystem is mounted on the directory here already (then, with holder=mmpd,
+/// made sure our mmpd holds the area). Something else mounted there is refused.
+pub(super) fn mounted_here(cfg: &Config, budget: &Budget) -> Res<bool> {
     match mounts::state(cfg)? {
         MountState::Here => {
             tracing::info!(
@@ -32,24 +44,29 @@ pub fn start(cfg: &Config, budget: &Budget) -> Res {
                 cfg.device.display(),
                 cfg.directory.display()
             );
-            return match &cfg.holder {
-                Holder::Ext4 => Ok(()),
-                Holder::Mmpd(m) => mmpd::ensure_holding(cfg, m, budget),
-            };
+            match &cfg.holder {
+                Holder::Ext4 => Ok(true),
+                Holder::Mmpd(m) => mmpd::ensure_holding(cfg, m, None, budget).map(|()| true),
+            }
         }
-        MountState::Other(why) => return Err(generic(format!("{why}; not mounting"))),
-        MountState::NotMounted => {}
+        MountState::Other(why) => Err(generic(format!("{why}; not mounting"))),
+        MountState::NotMounted => Ok(false),
     }
-    match &cfg.holder {
-        Holder::Ext4 => start_ext4(cfg, budget),
-        Holder::Mmpd(m) => {
-            mmpd::ensure_holding(cfg, m, budget)?;
-            mounts::mount(cfg).inspect_err(|_| {
-                // Nothing uses the area now: release it rather than leave it for the stop.
-                let _ = mmpd::stop(m, budget);
-            })
-        }
-    }
+}
+
+/// holder=mmpd: our mmpd holds the area (one we start claims it the normal way, or as the
+/// target of a planned handoff with `handoff`'s nonce: the migrate_from), then the mount.
+pub(super) fn hold_and_mount(
+    cfg: &Config,
+    m: &MmpdParams,
+    handoff: Option<u64>,
+    budget: &Budget,
+) -> Res {
+    mmpd::ensure_holding(cfg, m, handoff, budget)?;
+    mounts::mount(cfg).inspect_err(|_| {
+        // Nothing uses the area now: release it rather than leave it for the stop.
+        let _ = mmpd::stop(m, budget);
+    })
 }
 
 /// holder=ext4: `mmp-tool mount`'s gate (claim, CLEAN, mount at once), with our run dir.

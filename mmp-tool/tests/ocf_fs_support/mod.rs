@@ -1,10 +1,14 @@
 //! What the `mmp-fs` agent tests share: the agent run directly (through an `mmp-fs` symlink to
-//! the built mmp-tool), the agent installed for Pacemaker's tools in a test-only provider
-//! directory (removed on drop), and an ext4 MMP image on a loop device with its mount point.
+//! the built mmp-tool; the mmpd it started is killed on drop), the agent installed for
+//! Pacemaker's tools in a test-only provider directory (removed on drop), an ext4 MMP image on a
+//! loop device with its mount point, and for holder=mmpd an xfs image and an MMP area seen by
+//! one or more "hosts" (loop devices of their own over the same images).
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::path::PathBuf;
+use libmmp::ocf::worker::PidFile;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 use test_support::ocf::{code_and_text, OcfAgents};
 use test_support::prelude::*;
 
@@ -60,6 +64,41 @@ impl Agent {
         c.envs(env.iter().copied());
         code_and_text(&run(&mut c))
     }
+
+    /// The pid files of the workers this agent started (mmpd's), whether they still run or not.
+    pub fn pid_files(&self) -> Vec<PathBuf> {
+        let entries = std::fs::read_dir(&self.state)
+            .into_iter()
+            .flatten()
+            .flatten();
+        entries
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pid"))
+            .collect()
+    }
+
+    /// The pid of the mmpd this agent started, from its pid file.
+    pub fn mmpd_pid(&self) -> u32 {
+        let file = self.pid_files().pop().expect("mmpd's pid file");
+        let text = std::fs::read_to_string(file).unwrap();
+        text.split_whitespace().next().unwrap().parse().unwrap()
+    }
+}
+
+/// The workers the agent started and the test left running (an assertion failed before the
+/// stop) are killed by their pid file (pid and start time, so never another process).
+impl Drop for Agent {
+    fn drop(&mut self) {
+        for path in self.pid_files() {
+            let _ =
+                PidFile { path }.stop(nix::sys::signal::Signal::SIGKILL, Duration::from_secs(5));
+        }
+    }
+}
+
+/// Whether `pid` is a live process.
+pub fn alive(pid: u32) -> bool {
+    libmmp::ocf::worker::start_time(pid).is_some()
 }
 
 impl Default for Agent {
@@ -139,4 +178,96 @@ impl Default for Ext4Fixture {
 /// `[(k, v)]` borrowed, for [`Agent::run`] and [`Provider::crm`].
 pub fn borrow<'a>(params: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     params.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// mmpd as cargo builds it, beside mmp-tool (`cargo test --workspace` builds both).
+pub fn mmpd() -> Option<PathBuf> {
+    let p = Path::new(TOOL).parent()?.join("mmpd");
+    p.is_file().then_some(p)
+}
+
+/// What a holder=mmpd test needs besides [`require_agent_tools`]: mkfs.xfs and mmpd.
+pub fn require_mmpd_test() -> bool {
+    require_agent_tools()
+        && require_tools(&["mkfs.xfs"])
+        && require(mmpd().is_some(), "mmpd is not built (cargo build -p mmpd)")
+}
+
+/// An xfs image and an MMP area image (made by `mmp-tool format-area`), and host `a`'s view of
+/// them; [`MmpdFixture::host`] makes another host's.
+pub struct MmpdFixture {
+    pub a: MmpdHost,
+    pub dir: tempfile::TempDir,
+}
+
+/// One host: its own loop devices over the two images, mount point and mmpd run directory;
+/// whatever the agent mounted there is unmounted on drop.
+pub struct MmpdHost {
+    _guard: Mount,
+    pub xfs: Loop,
+    pub area: Loop,
+    pub mnt: PathBuf,
+    pub run_dir: PathBuf,
+}
+
+impl MmpdFixture {
+    pub fn new() -> MmpdFixture {
+        let dir = tempfile::tempdir().unwrap();
+        let xfs_img = dir.path().join("xfs.img");
+        test_support::image::sparse_file(&xfs_img, 320 << 20);
+        run_ok(Command::new("mkfs.xfs").args(["-q", "-f"]).arg(&xfs_img));
+        let area_img = dir.path().join("area.img");
+        test_support::image::sparse_file(&area_img, 1 << 20);
+        let a = MmpdFixture::host_in(dir.path(), "a");
+        run_ok(
+            Command::new(TOOL)
+                .args(["format-area", "--run-dir"])
+                .arg(&a.run_dir)
+                .arg(&a.area.dev),
+        );
+        MmpdFixture { a, dir }
+    }
+
+    /// Host `label`'s view (mnt-LABEL, run-LABEL).
+    pub fn host(&self, label: &str) -> MmpdHost {
+        MmpdFixture::host_in(self.dir.path(), label)
+    }
+
+    fn host_in(dir: &Path, label: &str) -> MmpdHost {
+        let mnt = dir.join(format!("mnt-{label}"));
+        std::fs::create_dir(&mnt).unwrap();
+        MmpdHost {
+            _guard: Mount::guard(&mnt),
+            xfs: Loop::attach(&dir.join("xfs.img")),
+            area: Loop::attach(&dir.join("area.img")),
+            mnt,
+            run_dir: dir.join(format!("run-{label}")),
+        }
+    }
+}
+
+impl Default for MmpdFixture {
+    fn default() -> Self {
+        MmpdFixture::new()
+    }
+}
+
+impl MmpdHost {
+    /// The agent's parameters for this host (holder=mmpd, fence=exit).
+    pub fn params(&self) -> Vec<(&'static str, String)> {
+        let s = |p: &Path| p.to_str().unwrap().to_string();
+        vec![
+            ("device", s(&self.xfs.dev)),
+            ("directory", s(&self.mnt)),
+            ("fstype", "xfs".into()),
+            ("holder", "mmpd".into()),
+            ("area_device", s(&self.area.dev)),
+            ("fence", "exit".into()),
+            ("run_dir", s(&self.run_dir)),
+        ]
+    }
+
+    pub fn mounted(&self) -> bool {
+        test_support::mount::is_mountpoint(&self.mnt)
+    }
 }
