@@ -6,9 +6,10 @@
 #
 #   tests/lab/lab.sh [--scenarios LIST] [--rounds N] [--keep] [--bin-dir DIR] [--holder ext4|mmpd]
 #                    [--manager scripts|pacemaker]
-#     LIST: comma list of 1 2 3 4 5 6 s1 s3 (s = the same drill with the stock tools; 5 = frozen
-#           holder, --holder mmpd only; 6 = our OCF agents mmp-fs, nfs-grace, nfs-locks; either holder), or
-#           ci (= 2,1), all (= 2,1,3,4), bench (= 1,s1,3,s3). Default: ci.
+#     LIST: comma list of 1 2 3 4 5 6 7 8 s1 s3 (s = the same drill with the stock tools; 5 = frozen
+#           holder, --holder mmpd only; 6 = our OCF agents mmp-fs, nfs-grace, nfs-locks; either holder;
+#           7, 8 = a planned handoff rolled back, its target killed mid-handoff), or
+#           ci (= 2,1), all (= 2,1,3,4,7,8), bench (= 1,s1,3,s3). Default: ci.
 #     --holder: the MMP gate. ext4 (default): MMP ext4, `mmp-tool mount`, kmmpd holds it.
 #           mmpd (or LAB_HOLDER=mmpd): plain ext4 + a shared MMP area held by mmpd with the
 #           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 5 only.
@@ -36,7 +37,7 @@ while [[ $# -gt 0 ]]; do
     --bin-dir) bin_dir=$2; shift 2 ;;
     --holder) HOLDER=$2; shift 2 ;;
     --manager) MANAGER=$2; shift 2 ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -67,7 +68,7 @@ if [[ $MANAGER == pacemaker && $HOLDER != ext4 ]]; then
 fi
 case $scenarios in
 ci) scenarios=2,1 ;;
-all) scenarios=2,1,3,4 ;;
+all) scenarios=2,1,3,4,7,8 ;;
 bench) scenarios=1,s1,3,s3 ;;
 esac
 # The stock drill has no mmpd counterpart: with the mmpd holder, bench is ours only.
@@ -118,6 +119,8 @@ fi
 . "$here/scenarios/5-frozen-holder.sh"
 # shellcheck source=scenarios/6-ocf-nfs-agents.sh
 . "$here/scenarios/6-ocf-nfs-agents.sh"
+# shellcheck source=scenarios/7-handoff-faults.sh
+. "$here/scenarios/7-handoff-faults.sh"
 # shellcheck source=scenarios/p1-pcmk-hard.sh
 . "$here/scenarios/p1-pcmk-hard.sh"
 # shellcheck source=scenarios/p2-pcmk-split.sh

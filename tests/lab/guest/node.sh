@@ -6,6 +6,8 @@
 #                                        ocf: the group run by our OCF agents (guest/ocf-group.sh)
 #   node.sh deactivate ours|stock|ocf [--to NODE]   planned handoff: IP down, unexport, release
 #                                        locks, stop, umount (--to: then offer the device to NODE)
+#   node.sh handoff-confirm NONCE|handoff-rollback NONCE   (old server) confirm or take back
+#                                        a planned handoff (mmp-tool handoff --confirm/--rollback)
 #   node.sh ocf-tester-grace             (standby) ocf-tester on nfs-grace, probe of nfs-locks
 #   node.sh split-brain [--kernel]       try to take the service while the other node holds it
 #   node.sh client-prep [4.1|4.2]        load the NFS client, rpcbind + statd, mount the export
@@ -422,6 +424,18 @@ handoff_confirm() {
     return $rc
 }
 
+# handoff-rollback NONCE: the source takes back the device it offered (HANDOFF.md, step 4): at
+# once while the target has not claimed, after the full wait when it has and fell silent.
+handoff_rollback() {
+    local blockdev=$DEV rc
+    [[ $HOLDER == mmpd ]] && blockdev=$AREA
+    $BIN/mmp-tool handoff --json -q --rollback --nonce "$1" "$blockdev" > /run/mmp-rollback.json
+    rc=$?
+    echo "handoff rollback: exit $rc $(jq -c '{result, rollback_path, elapsed_seconds, message}' /run/mmp-rollback.json)"
+    [[ $rc -eq 0 ]] && mark "handoff rolled back ($(jq -r .rollback_path /run/mmp-rollback.json))"
+    return $rc
+}
+
 # mmpd holder: the same gate as activate; mmpd must refuse (exit 3, in use), nothing mounted.
 split_brain_mmpd() {
     mark "split-brain attempt start (mmpd holder)"
@@ -607,6 +621,7 @@ server-prep) server_prep ;;
 activate) activate "$@" ;;
 deactivate) deactivate "$@" ;;
 handoff-confirm) handoff_confirm "$@" ;;
+handoff-rollback) handoff_rollback "$@" ;;
 split-brain) split_brain "$@" ;;
 client-prep) client_prep "$@" ;;
 torture-start) torture_start ;;
