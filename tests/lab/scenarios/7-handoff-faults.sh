@@ -18,13 +18,8 @@
 
 scenario_7() {
     local rc=0 old=$ACTIVE new=$STANDBY n ta tk t0 t_out
-    SCEN_NAME=handoff-rollback
-    banner "scenario 7: planned handoff ${VM_HOST[$old]} -> ${VM_HOST[$new]} rolled back before the target claims; the target's claim with the nonce must then be refused" || return 1
-    workload_start || return 1
-    sleep 3
-    tl_start "$SCEN_NAME"
-    release_old "$old" ours "$new" || rc=1
-    n=$HANDOFF_NONCE t0=$(tl_find "${VM_HOST[$old]} deactivate start") t_out=$(tl_find "${VM_HOST[$old]} nfsd stopped")
+    handoff_open handoff-rollback "scenario 7: planned handoff ${VM_HOST[$old]} -> ${VM_HOST[$new]} rolled back before the target claims; the target's claim with the nonce must then be refused" || return 1
+    n=$HANDOFF_NONCE t0=$H_T0 t_out=$H_TOUT
     tk=$(vm_exec "$old" handoff-rollback "$n")
     vm_wait "$old" "$tk" 120 || rc=1
     handoff_step_out "$old" "$tk"
@@ -52,13 +47,8 @@ scenario_7() {
 
 scenario_8() {
     local rc=0 old=$ACTIVE new=$STANDBY n ta tc tk t0 t_out delay
-    SCEN_NAME=handoff-target-killed
-    banner "scenario 8: planned handoff ${VM_HOST[$old]} -> ${VM_HOST[$new]}, the target's VM killed during its claim; confirm must be refused and the rollback succeed" || return 1
-    workload_start || return 1
-    sleep 3
-    tl_start "$SCEN_NAME"
-    release_old "$old" ours "$new" || rc=1
-    n=$HANDOFF_NONCE t0=$(tl_find "${VM_HOST[$old]} deactivate start") t_out=$(tl_find "${VM_HOST[$old]} nfsd stopped")
+    handoff_open handoff-target-killed "scenario 8: planned handoff ${VM_HOST[$old]} -> ${VM_HOST[$new]}, the target's VM killed during its claim; confirm must be refused and the rollback succeed" || return 1
+    n=$HANDOFF_NONCE t0=$H_T0 t_out=$H_TOUT
     ta=$(vm_exec "$new" activate ours --handoff "$n")
     tl "${VM_HOST[$new]} told to take over with the nonce"
     handoff_wait_mark "$new" "$ta" "activate start" 60 || rc=1
@@ -85,6 +75,22 @@ scenario_8() {
     result "$SCEN_NAME holder=$HOLDER kill_after=$delay target_mounted=$(handoff_target_mounted "$new" "$ta") rollback=$(handoff_rollback_path "$old" "$tk") resumed=$(tl_sub "$(tl_find "writes resumed")" "$t0") rc=$rc load=$(load_avg)"
     verdict $rc
     return $rc
+}
+
+# handoff_open NAME BANNER: the scenario's banner, the workload, its timeline, then the active
+# server's release with the offer to the standby (release_old). Sets HANDOFF_NONCE, H_T0 (the
+# source's deactivate start) and H_TOUT (its nfsd stopped: writes after it are the next
+# server's). Returns 1 when any of it failed (no nonce: nothing to roll back or claim; the
+# workload is stopped again).
+handoff_open() {
+    SCEN_NAME=$1
+    banner "$2" || return 1
+    workload_start || return 1
+    sleep 3
+    tl_start "$SCEN_NAME"
+    release_old "$ACTIVE" ours "$STANDBY" || { workload_stop; return 1; }
+    H_T0=$(tl_find "${VM_HOST[$ACTIVE]} deactivate start")
+    H_TOUT=$(tl_find "${VM_HOST[$ACTIVE]} nfsd stopped")
 }
 
 # handoff_wait_mark NODE TAG TEXT LIMIT: until NODE's command TAG has marked TEXT.
