@@ -144,15 +144,23 @@ pub fn print_out(text: &str) -> io::Result<()> {
     }
 }
 
+/// Set once a command printed its JSON object: an error after that is already in it.
+static JSON_PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Pretty JSON plus a newline.
 pub fn print_json<T: Serialize>(v: &T) -> io::Result<()> {
     let s = serde_json::to_string_pretty(v).map_err(io::Error::other)?;
+    JSON_PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
     print_out(&(s + "\n"))
 }
 
 /// The JSON of a command that failed before it had a result of its own (bad arguments, no such
 /// device, not ext4, ...): `{"error": MESSAGE, "result": "error"|"refused", "exit_code": N}`.
+/// Nothing when the command already printed its JSON (one object on stdout, always).
 pub fn print_error_json(message: &str, outcome: crate::exit::Outcome) {
+    if JSON_PRINTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     #[derive(Serialize)]
     struct ErrorJson<'a> {
         error: &'a str,

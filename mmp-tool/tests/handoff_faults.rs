@@ -91,10 +91,11 @@ impl FaultRig {
     }
 }
 
-/// Failed on I/O: exit 2, no JSON (the error on stderr), nothing mounted.
+/// Failed on I/O: exit 2, the error's JSON (no result of the step), the error on stderr,
+/// nothing mounted.
 fn assert_io_failure(r: &Run, host: &Host) {
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.json.is_null(), "{r:?}");
+    assert_eq!(r.result(), "error", "{r:?}");
     assert!(
         r.err.contains("Input/output error") || r.err.contains("I/O"),
         "{r:?}"
