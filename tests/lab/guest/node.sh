@@ -26,7 +26,7 @@
 #   node.sh fs-freeze|fs-thaw            (active server) fsfreeze the shared filesystem for a host e2fsck
 #   node.sh pcmk-start|pcmk-wait-online SECS|pcmk-configure STACK|pcmk-wait-group NODE SECS|
 #           pcmk-where|pcmk-switch STACK|pcmk-status|pcmk-wait-refused NODE SECS|pcmk-holder-check|
-#           pcmk-move NODE|pcmk-clear|pcmk-watch-release SECS|pcmk-ops|pcmk-fence KIND TIMEOUT|
+#           pcmk-move NODE [RSC]|pcmk-clear [RSC]|pcmk-watch-release SECS|pcmk-ops|pcmk-handoff-log [N]|pcmk-fence KIND TIMEOUT|
 #           pcmk-force-refused|pcmk-hold-stopped SECS|pcmk-watch-merge SECS|sbd-create WD MSGWAIT
 #                                        the Pacemaker lab's servers (guest/pcmk.sh)
 # Every step prints "MARK <epoch> <name>" lines that lab.sh puts on the scenario's timeline.
@@ -655,10 +655,11 @@ pcmk-where) pcmk_where ;;
 pcmk-switch) pcmk_switch "$@" ;;
 pcmk-status) pcmk_status ;;
 pcmk-ops) pcmk_ops ;;
+pcmk-handoff-log) pcmk_handoff_log "$@" ;;
 pcmk-wait-refused) pcmk_wait_refused "$@" ;;
 pcmk-holder-check) pcmk_holder_check ;;
 pcmk-move) pcmk_move "$@" ;;
-pcmk-clear) pcmk_clear ;;
+pcmk-clear) pcmk_clear "$@" ;;
 pcmk-watch-release) pcmk_watch_release "$@" ;;
 pcmk-fence) pcmk_fence "$@" ;;
 pcmk-force-refused) pcmk_force_refused ;;

@@ -25,10 +25,12 @@
 #   pcmk_wait_refused NODE SECS  until Pacemaker records a failed start of the filesystem (fs)
 #                             on NODE, this server: the MMP gate refused; fails at once if the
 #                             filesystem gets mounted here
-#   pcmk_move NODE            crm_resource --move (= crm resource move nfs NODE; a planned move:
-#                             Pacemaker stops the group here and starts it on NODE)
-#   pcmk_clear                crm_resource --clear (drop the move's constraint; stickiness
+#   pcmk_move NODE [RSC]      crm_resource --move (= crm resource move nfs NODE; a planned move:
+#                             Pacemaker stops the group here and starts it on NODE; RSC fs
+#                             with migrate.crm: fs migrates, the group follows)
+#   pcmk_clear [RSC]          crm_resource --clear (drop the move's constraint; stickiness
 #                             keeps the group where it now runs)
+#   pcmk_handoff_log [N]      the last N journal lines about a handoff (mmp-fs's offer, nonce)
 #   pcmk_watch_release SECS   marks when the shared filesystem is no longer mounted here
 #   pcmk_holder_check         this server still has the filesystem mounted and its kernel never
 #                             saw another writer on the MMP block (kmmpd's "multiply mounted")
@@ -136,6 +138,11 @@ pcmk_switch() {
     local end=$((SECONDS + 480)) where
     crm_resource --resource nfs --set-parameter target-role --meta --parameter-value Stopped > /dev/null ||
         die "could not stop the group"
+    # migrate.crm's fs stands outside the group: it is stopped by itself.
+    if ! cibadmin --query --xpath "//group[@id='nfs']/primitive[@id='fs']" > /dev/null 2>&1; then
+        crm_resource --resource fs --set-parameter target-role --meta --parameter-value Stopped > /dev/null ||
+            die "could not stop fs"
+    fi
     mark "group stop requested"
     # By the clock, not a count: one crm_resource call takes a second or more under TCG. A
     # failed query is not "stopped": only an answer without a node is.
@@ -144,8 +151,12 @@ pcmk_switch() {
         sleep 1
     done
     mark "group stopped"
-    # The group element holds its members: one delete removes the whole stack.
+    # The group element holds its members: one delete removes the whole stack (migrate.crm's
+    # fs and its two constraints besides).
     cibadmin --delete --xml-text '<group id="nfs"/>' || die "cibadmin --delete the group"
+    cibadmin --delete --xml-text '<rsc_order id="fs-first"/>' > /dev/null 2>&1
+    cibadmin --delete --xml-text '<rsc_colocation id="nfs-with-fs"/>' > /dev/null 2>&1
+    cibadmin --delete --xml-text '<primitive id="fs"/>' > /dev/null 2>&1
     crm_resource --cleanup > /dev/null 2>&1
     pcmk_configure "$1"
 }
@@ -257,11 +268,12 @@ pcmk_holder_check() {
 # crm_resource, which crmsh's `crm resource move` and pcs's `resource move` call: crmsh 4.4
 # also waits for the transition (it sat there 60 s and more under TCG).
 pcmk_move() {
-    crm_resource --move --resource nfs --node "$1" < /dev/null || die "crm_resource --move nfs $1"
+    local rsc=${2:-nfs}
+    crm_resource --move --resource "$rsc" --node "$1" < /dev/null || die "crm_resource --move $rsc $1"
     mark "move to $1 requested"
 }
 
-pcmk_clear() { crm_resource --clear --resource nfs < /dev/null || die "crm_resource --clear nfs"; }
+pcmk_clear() { crm_resource --clear --resource "${1:-nfs}" < /dev/null || die "crm_resource --clear ${1:-nfs}"; }
 
 pcmk_watch_release() {
     local i
@@ -274,5 +286,9 @@ pcmk_watch_release() {
     done
     die "the filesystem was still mounted after $1 s"
 }
+
+# The agents' lines about a handoff (offer, nonce) in the journal, as Pacemaker's executor
+# relays their stderr.
+pcmk_handoff_log() { journalctl --no-pager -o cat 2> /dev/null | grep -E "offered|handoff|nonce" | tail -"${1:-4}"; }
 
 pcmk_ops() { crm_mon -1 -r -o -t 2>&1 | sed -n '/Operations:/,$p'; }

@@ -11,6 +11,8 @@
 #                  is inside its own namespace)
 #   ours.crm       the group of README.md ("crmsh"): mmp-fs -> nfs-grace -> nfsserver -> exportfs
 #                  -> nfs-locks -> IPaddr2, with the lab's addresses and paths
+#   migrate.crm    ours.crm with fs outside the group (allow-migrate=true, an order and a
+#                  colocation): the planned move by migration (p8)
 #   stock.crm      Filesystem -> nfsserver -> exportfs -> IPaddr2 -> nfsnotify, as resource-agents
 #                  documents them
 #   fence-lab.crm  the host's power fence (fence_lab, one device per server): the default
@@ -87,6 +89,7 @@ EOC
         truncate -s 8M "$LAB/sbd.img"
     fi
     { cat "$d/common.crm"; pcmk_ours_crm; } > "$d/ours.crm"
+    { cat "$d/common.crm"; pcmk_migrate_crm; } > "$d/migrate.crm"
     { cat "$d/common.crm"; pcmk_stock_crm; } > "$d/stock.crm"
 }
 
@@ -142,14 +145,40 @@ EOC
 # first p1 run: 2740 conflicting NLM grants, every NFSv4 write EIO). The grace must outlast
 # the group's start from nfsd to the IP.
 pcmk_ours_crm() {
+    pcmk_ours_fs
+    pcmk_ours_members
+    echo "group nfs fs grace nfsd export locks vip"
+}
+
+# The same stack for planned moves by migration (README.md, "Planned moves"): Pacemaker
+# migrates a primitive, not a group member, so fs stands outside the group with
+# allow-migrate=true, and an order and a colocation tie the group to it. A move of fs runs
+# migrate_to on the old server (the stop, then the handoff's offer to the new one) and
+# migrate_from on the new one (the claim with the offer's nonce, no full wait).
+pcmk_migrate_crm() {
+    pcmk_ours_fs "meta allow-migrate=true" "op migrate_to timeout=240s op migrate_from timeout=180s"
+    pcmk_ours_members
     cat << EOC
-primitive fs ocf:mmp-ha:mmp-fs params device=/dev/vda directory=/srv/ha fstype=ext4 holder=ext4 $PCMK_OPS
+group nfs grace nfsd export locks vip
+order fs-first Mandatory: fs nfs
+colocation nfs-with-fs inf: nfs fs
+EOC
+}
+
+# pcmk_ours_fs [META] [OPS]: our filesystem resource, with META attributes and OPS besides the
+# lab's usual operations.
+pcmk_ours_fs() {
+    echo "primitive fs ocf:mmp-ha:mmp-fs params device=/dev/vda directory=/srv/ha fstype=ext4 holder=ext4 ${1:-} $PCMK_OPS ${2:-}"
+}
+
+# The members of our group after fs.
+pcmk_ours_members() {
+    cat << EOC
 primitive grace ocf:mmp-ha:nfs-grace params statd_dir=/srv/ha/.nfsinfo grace_time=240 lease_time=15 $PCMK_OPS_NOMON
 primitive nfsd ocf:heartbeat:nfsserver params nfs_shared_infodir=/srv/ha/.nfsinfo nfs_no_notify=true nfs_server_scope=nfs-ha $PCMK_OPS
 primitive export ocf:heartbeat:exportfs params directory=/srv/ha/export clientspec=$LAB_NET options=rw,sync,no_root_squash,no_subtree_check fsid=0 unlock_on_stop=false $PCMK_OPS
 primitive locks ocf:mmp-ha:nfs-locks params ip=$FIP fs=/srv/ha/export statd_dir=/srv/ha/.nfsinfo ledger_dir=/srv/ha/ledger mon_name=nfs-ha min_grace=5 reclaim_timeout=60 record_interval=1 notify_deadline=60 $PCMK_OPS
 primitive vip ocf:heartbeat:IPaddr2 params ip=$FIP cidr_netmask=$NET_PREFIX nic=eth0 $PCMK_OPS
-group nfs fs grace nfsd export locks vip
 EOC
 }
 
