@@ -20,9 +20,10 @@
 #           move, crm resource move), ps3, ps1 (p3, p1 with the stock agents), p4 (frozen
 #           holder, power fence), p5 (a fenced server returns), p6 (the fence fails), p7 (p2,
 #           then the partition heals: the falsely fenced server returns), p8 (planned move by
-#           migration: mmp-fs's migrate_to/migrate_from, the handoff), p1w, p4w (p1, p4 with
-#           sbd fencing: its disk and qemu's i6300esb watchdog); ci = p1,
-#           all = p1,p2,p7,p3,p8,ps3,ps1,p4,p5,p6,p1w,p4w; bench = p1,ps1,p3,p8,ps3.
+#           migration: mmp-fs's migrate_to/migrate_from, the handoff), p9 (p8's target killed
+#           mid-handoff), p1w, p4w (p1, p4 with sbd fencing: its disk and qemu's i6300esb
+#           watchdog); ci = p1, all = p1,p2,p7,p3,p8,p9,ps3,ps1,p4,p5,p6,p1w,p4w;
+#           bench = p1,ps1,p3,p8,ps3.
 # Exit: 0 every scenario passed, 1 a scenario failed, 2 setup error (missing package, not root).
 # shellcheck source-path=SCRIPTDIR
 set -uo pipefail
@@ -38,7 +39,7 @@ while [[ $# -gt 0 ]]; do
     --bin-dir) bin_dir=$2; shift 2 ;;
     --holder) HOLDER=$2; shift 2 ;;
     --manager) MANAGER=$2; shift 2 ;;
-    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -49,7 +50,7 @@ pacemaker)
     LAB_GUEST=systemd
     case $scenarios in
     ci) scenarios=p1 ;;
-    all) scenarios=p1,p2,p7,p3,p8,ps3,ps1,p4,p5,p6,p1w,p4w ;;
+    all) scenarios=p1,p2,p7,p3,p8,p9,ps3,ps1,p4,p5,p6,p1w,p4w ;;
     bench) scenarios=p1,ps1,p3,p8,ps3 ;;
     esac
     ;;
@@ -136,6 +137,8 @@ fi
 . "$here/scenarios/p6-pcmk-fence-fails.sh"
 # shellcheck source=scenarios/p7-pcmk-split-return.sh
 . "$here/scenarios/p7-pcmk-split-return.sh"
+# shellcheck source=scenarios/p9-pcmk-migrate-killed.sh
+. "$here/scenarios/p9-pcmk-migrate-killed.sh"
 
 IFS=, read -r -a list <<< "$scenarios"
 for s in "${list[@]}"; do
