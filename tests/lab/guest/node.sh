@@ -23,6 +23,7 @@
 #   node.sh record-pause|record-resume   stop/continue the ledger and connection recorders
 #   node.sh conn-record                  (internal) the connection recorder loop
 #   node.sh net-watch|net-watch-stop|dmesg|sync|client-write-check   diagnostics and checks
+#   node.sh scope-watch-start|scope-watch-stop   (clients) record NFSv4 "server_scope mismatch"
 #   node.sh fs-freeze|fs-thaw            (active server) fsfreeze the shared filesystem for a host e2fsck
 #   node.sh pcmk-start|pcmk-wait-online SECS|pcmk-configure STACK|pcmk-wait-group NODE SECS|
 #           pcmk-where|pcmk-switch STACK|pcmk-status|pcmk-wait-refused NODE SECS|pcmk-holder-check|
@@ -509,11 +510,41 @@ client_prep() {
         mount -t nfs -o vers=$1,proto=tcp,hard,timeo=10,retrans=2 "$FIP_NAME:/" $NFS4MNT ||
             die "nfs mount vers=$1"
         grep " $NFS4MNT " /proc/mounts
-        # The client's "server_scope mismatch detected" is a dprintk of NFSDBG_STATE (0x0800,
-        # fs/nfs/nfs4proc.c): on, so a failover to another scope shows in the kernel log.
-        echo 2048 > /proc/sys/sunrpc/nfs_debug
     fi
     mark "client mounted"
+}
+
+# scope-watch-start: the one trace a failover to another server scope leaves on a v4.1+
+# client is the dprintk "server_scope mismatch detected" of _nfs4_proc_exchange_id
+# (fs/nfs/nfs4proc.c, debug facility NFSDBG_PROC, 0x0010 in include/uapi/linux/nfs_fs.h); the
+# client then reclaims nothing. NFSDBG_PROC logs every NFS call, so it is on only around a
+# failover, into the ring buffer only (console loglevel 1: the serial console is slow under
+# TCG), and a follower of the kernel log (dmesg -W: new lines only) keeps those lines.
+# scope-watch-stop: debugging off; prints how many such lines came, and the first ones.
+scope_watch_start() {
+    [[ -w /proc/sys/sunrpc/nfs_debug ]] || die "no /proc/sys/sunrpc/nfs_debug (kernel without CONFIG_SUNRPC_DEBUG)"
+    stop_scope_follower
+    dmesg -n 1
+    setsid sh -c 'exec dmesg -W | grep --line-buffered "server_scope mismatch"' > /run/scope-mismatch.log 2>&1 < /dev/null &
+    echo $! > /run/scopewatch.pid
+    echo 16 > /proc/sys/sunrpc/nfs_debug || die "nfs_debug"
+    mark "NFS client debugging on (NFSDBG_PROC)"
+}
+
+scope_watch_stop() {
+    echo 0 > /proc/sys/sunrpc/nfs_debug
+    sleep 0.5
+    stop_scope_follower
+    echo "scope mismatches: $(grep -c "server_scope mismatch" /run/scope-mismatch.log 2> /dev/null)"
+    head -3 /run/scope-mismatch.log 2> /dev/null
+}
+
+# The follower's process group (setsid: dmesg and grep both).
+stop_scope_follower() {
+    local p
+    p=$(pidof_file scopewatch) || return 0
+    kill -TERM -- "-$p" 2> /dev/null
+    rm -f /run/scopewatch.pid
 }
 
 torture_start() {
@@ -678,5 +709,7 @@ net-watch)
     echo $! > /run/netwatch.pid
     ;;
 net-watch-stop) stop_pid netwatch ;;
+scope-watch-start) scope_watch_start ;;
+scope-watch-stop) scope_watch_stop ;;
 *) echo "node.sh: unknown command $cmd" >&2; exit 2 ;;
 esac

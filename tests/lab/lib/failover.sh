@@ -13,6 +13,8 @@ failover_once() {
     tw=$(vm_exec "$new" watch-recovery "$EXPECTED_LOCKS" 150)
     if [[ ${LAB_DIAG:-0} == 1 ]]; then vm_exec c net-watch > /dev/null; fi
     if [[ $HOLDER == mmpd ]]; then show_fence_tag; fi
+    SCOPE_MISMATCHES=-
+    if [[ $V4_WORKLOAD == 1 ]]; then scope_watch_on; fi
     t0=$(now)
     t_out=$t0
     case $kind in
@@ -55,7 +57,10 @@ failover_once() {
         tl_guest "$old" "$tc"
     fi
     mark_writes_resumed "$t_out" || rc=1
-    if [[ $V4_WORKLOAD == 1 ]]; then mark_v4_resumed "$t_out" || rc=1; fi
+    if [[ $V4_WORKLOAD == 1 ]]; then
+        mark_v4_resumed "$t_out" || rc=1
+        scope_watch_judge "$mode" || rc=1
+    fi
     # The watcher ends when locks are back and both graces are over (or at its time limit).
     vm_wait "$new" "$tw" 200 > /dev/null 2>&1
     tl_guest "$new" "$tw"
@@ -71,6 +76,36 @@ failover_once() {
     print_phases "$t0" "$new"
     if [[ $mode == ours ]]; then report_takeover "$new" "$ta"; fi
     return $rc
+}
+
+# scope_watch_on, scope_watch_judge MODE: the NFSv4 clients C and D record the kernel's
+# "server_scope mismatch detected" around the failover (guest scope-watch-start/-stop: NFS
+# client debugging on meanwhile), the sign that a v4.1+ client will reclaim nothing. Ours
+# starts nfsd under the one service scope on both servers (lockd-recover start-nfsd --scope):
+# any mismatch fails. The stock drills report theirs (LAB_STOCK=plain: each server's own host
+# name, so every failover to the other server is one; best: the resource-agents way, one
+# scope). Sets SCOPE_MISMATCHES for the RESULT line.
+scope_watch_on() {
+    local n
+    for n in c d; do vm_run "$n" 30 scope-watch-start > /dev/null || echo "  (client$n: no NFS client debugging: scope mismatches not recorded)"; done
+}
+
+scope_watch_judge() {
+    local n t out count total=0
+    for n in c d; do
+        t=$(vm_exec "$n" scope-watch-stop)
+        vm_wait "$n" "$t" 30 > /dev/null 2>&1
+        out=$(vm_out "$n" "$t" 2> /dev/null)
+        count=$(sed -n 's/^scope mismatches: //p' <<< "$out")
+        total=$((total + ${count:-0}))
+        if [[ ${count:-0} -gt 0 ]]; then grep "server_scope" <<< "$out" | head -2 | sed "s/^/  client$n kernel: /"; fi
+    done
+    SCOPE_MISMATCHES=$total
+    echo "  NFSv4 clients' \"server_scope mismatch detected\" during the failover: $total"
+    if [[ $1 == ours && $total -gt 0 ]]; then
+        echo "  FAIL: the new server answered under another server scope: the v4.1+ clients reclaim nothing"
+        return 1
+    fi
 }
 
 # mmpd holder: what the next claim will see: does the holder's block carry a self-fence tag?

@@ -32,7 +32,7 @@ scenario_hard() {
     workload_stop
     judge_workload || rc=1
     echo "  target: client writes resumed within 30 s of the kill: $RESUMED_S s $(awk -v r="$RESUMED_S" 'BEGIN { print (r != "-" && r + 0 <= 30) ? "(met)" : "(NOT met)" }')"
-    result "$SCEN_NAME holder=$HOLDER fence_tag_bound_ms=$(fence_tag_bound_ms) resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S v4_grace=${V4GRACE_S:--} v42_resumed=${V4C_S:--} v41_resumed=${V4D_S:--} stock=${LAB_STOCK:-plain} rc=$rc load=$(load_avg)"
+    result "$SCEN_NAME holder=$HOLDER fence_tag_bound_ms=$(fence_tag_bound_ms) resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S v4_grace=${V4GRACE_S:--} v42_resumed=${V4C_S:--} v41_resumed=${V4D_S:--} scope_mismatch=${SCOPE_MISMATCHES:--} stock=${LAB_STOCK:-plain} rc=$rc load=$(load_avg)"
     NEED_REBOOT=$killed
     verdict $rc
     return $rc

@@ -25,7 +25,7 @@ scenario_handoff() {
     sleep 3
     workload_stop
     judge_workload || rc=1
-    result "$SCEN_NAME holder=$HOLDER resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S rc=$rc load=$(load_avg)"
+    result "$SCEN_NAME holder=$HOLDER resumed=$RESUMED_S locks=$LOCKS_S mmp=$MMP_S scope_mismatch=${SCOPE_MISMATCHES:--} rc=$rc load=$(load_avg)"
     verdict $rc
     return $rc
 }
