@@ -267,7 +267,7 @@ gate_and_mount() {
 # activate MODE [--fenced NODE]: NODE was powered off (the lab killed its qemu): the MMP gate
 # takes the fence-confirmed path (a short watch, still refusing any write it sees).
 activate() {
-    local mode=$1 rc
+    local mode=$1 rc cld=
     [[ ${2:-} == --fenced ]] && FENCED=$3
     # --handoff NONCE: the old node offered the device to this one (a planned handoff): the
     # MMP gate claims it with the nonce, without the full wait (HANDOFF.md).
@@ -295,7 +295,11 @@ activate() {
         mark "mounted"
         wait $early || die "rpc.mountd"
         mark "mountd running (started during the MMP wait)"
-        start_nfsdcld $NFSDCLD
+        # nfsdcld, statd and the export need the mounted filesystem, not each other: nfsdcld
+        # starts while statd and exportfs run (each takes seconds under TCG), and start-nfsd
+        # waits for it (it refuses without a running nfsdcld).
+        start_nfsdcld $NFSDCLD &
+        cld=$!
     else
         # The kernel's default grace (lockd: 5 x nlm_timeout = 50 s; v4: 90 s), also on a node
         # whose earlier activation set other values (they persist while the kernel runs).
@@ -317,6 +321,7 @@ activate() {
     # guest's root (9p) and /srv (tmpfs) cannot be exported for mountd's generated one.
     exportfs -i -o rw,sync,no_root_squash,no_subtree_check,fsid=0 "$LAB_NET:$EXPORT" || die "exportfs"
     if [[ $mode == ours ]]; then
+        wait $cld || die "nfsdcld did not start (its log above)"
         # Grace and lease set while nfsd is stopped, the tracker checked, nfsd started as the
         # service's scope, and nfsd's use of nfsdcld confirmed from the kernel log.
         $BIN/lockd-recover start-nfsd --scope $SCOPE --threads 8 --nlm-grace 60 --v4-grace 60 \
