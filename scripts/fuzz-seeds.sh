@@ -96,6 +96,9 @@ if mount -o loop "$work/live.img" "$work/mnt" 2>/dev/null; then
     seed mmp_block kernel-live
   findmnt -n -o SOURCE "$work/mnt" >/dev/null
   sed -n '1,40p' /proc/self/mountinfo | seed mountinfo host
+  # The uevent of the block device under it, as the final ledger's mark reads it.
+  read -r maj min < <(stat -c '%Hd %Ld' "$work/mnt")
+  seed sysfs_uevent loop <"/sys/dev/block/$maj:$min/uevent"
   # A final ledger (format 3, marked with this mount): `record --final` once the floating IP
   # is down (192.0.2.1, TEST-NET-1, is on no interface here).
   mkdir -p "$work/fproc/fs/lockd" "$work/fproc/fs/nfsd" "$work/final"

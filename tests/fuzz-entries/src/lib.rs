@@ -21,7 +21,7 @@ pub use lockd::{
 };
 pub use mmpd_files::{
     lock_torture_duration, lock_torture_protocol, lock_torture_record, mmpd_config,
-    mmpd_holder_state, mountinfo, ocf_env,
+    mmpd_holder_state, mountinfo, ocf_env, sysfs_uevent,
 };
 pub use ocf::ocf_fence_history;
 pub use ondisk::{group_desc, handoff_record, mmp_block, superblock};
@@ -47,6 +47,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("mmpd_config", mmpd_config),
     ("ocf_env", ocf_env),
     ("mountinfo", mountinfo),
+    ("sysfs_uevent", sysfs_uevent),
     ("ocf_fence_history", ocf_fence_history),
     ("lockd_nfsd_clients", lockd_nfsd_clients),
     ("lockd_kmsg", lockd_kmsg),

@@ -1,6 +1,7 @@
 //! Text the daemons and tools read: mmpd's config and state files, the OCF environment,
-//! /proc/self/mountinfo, and lock-torture's wire and record formats.
+//! /proc/self/mountinfo, sysfs uevent files, and lock-torture's wire and record formats.
 
+use libmmp::host::backing::devname;
 use libmmp::host::busy::parse_mountinfo;
 use libmmp::host::run_dir::HolderState;
 use libmmp::ocf::{Env, Status};
@@ -63,6 +64,17 @@ pub fn mountinfo(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let entries = parse_mountinfo(&text);
     assert!(entries.len() <= text.lines().filter(|l| l.contains(" - ")).count());
+}
+
+/// A sysfs uevent file (`/sys/dev/block/MAJ:MIN/uevent`, read to name the block device under
+/// a filesystem): a name found is a plain relative one, never a way out of /dev.
+pub fn sysfs_uevent(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Some(name) = devname(&text) {
+        assert!(!name.is_empty() && !name.starts_with('/'));
+        assert!(name.split('/').all(|c| c != ".."));
+        assert!(text.lines().any(|l| l == format!("DEVNAME={name}")));
+    }
 }
 
 /// Peer-protocol lines from the network (multi-host workers): whatever decodes survives a
