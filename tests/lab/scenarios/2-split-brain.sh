@@ -10,7 +10,11 @@
 #   - the MMP block, sampled from the host every 0.2 s throughout, always names the active node;
 #   - the shared disk without its MMP block (mmpd: the whole shared disk, and the area without
 #     its MMP block) hashes the same before and after;
-#   - the active server still serves: client C writes and reads back a file.
+#   - the active server still serves: client C writes and reads back a file;
+#   - then again under the clients' workload (NFSv3 and, with V4_WORKLOAD, NFSv4.1/4.2 clients
+#     holding POSIX locks and flocks, writing with fsync; D probing C's locks): the standby's
+#     takeover is refused again and the workload's verdicts of scenario 1 hold (no lost lock,
+#     no EIO, no conflicting grant, every acknowledged record on the disk).
 # shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
 
 scenario_2() { scenario_split_brain; }
@@ -44,7 +48,23 @@ scenario_split_brain() {
     [[ $h1 == "$h2" ]] || { echo "  FAIL: the disk changed"; rc=1; }
     # The active node still serves.
     if vm_run c 60 client-write-check; then echo "  ${VM_HOST[$ACTIVE]} still serves: client C wrote and read back a file"; else rc=1; fi
+    split_under_load || rc=1
     verdict $rc
+    return $rc
+}
+
+# The standby told to take over while the clients' workload runs on the active server.
+split_under_load() {
+    local rc=0 t
+    workload_start || return 1
+    sleep 3
+    tl "${VM_HOST[$STANDBY]} told to take over again, under the clients' workload"
+    t=$(vm_exec "$STANDBY" split-brain --kernel)
+    vm_wait "$STANDBY" "$t" 120 || rc=1
+    vm_out "$STANDBY" "$t" | grep -E '^mmp-tool mount:|refused' | head -2 | sed 's/^/  under load: /' | cut -c1-200
+    sleep 3
+    workload_stop
+    judge_workload || rc=1
     return $rc
 }
 
