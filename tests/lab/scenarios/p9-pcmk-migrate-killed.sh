@@ -48,7 +48,7 @@ scenario_p9() {
     tk=$(now)
     vm_kill "$new"
     tl "killed VM ${VM_HOST[$new]} $delay s after the release (qemu SIGKILL, mid-migration)"
-    vm_wait "$old" "$tm" 60 > /dev/null 2>&1
+    vm_wait "$old" "$tm" 180 > /dev/null 2>&1
     tl_guest "$old" "$tm"
     p9_recovered "$old" "$new" "$tk" "$tg" "$tw" || rc=1
     tl_print "$t0"
