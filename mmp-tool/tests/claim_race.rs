@@ -34,23 +34,22 @@
 //! Every round asserts: one exit 0 and one exit 1 (a refusal), and the block holds the
 //! winner's sequence and node name when the winner exits (and, with a holder, nothing but the
 //! winner's node writes it afterwards).
+//!
+//! The claim process, the winner's holder and the referee are `race_support`'s, shared with
+//! race_lanes.rs: thousands of rounds in parallel lanes, through loop devices only, also against
+//! a kernel mount, an mmpd, and in the handoff, with random offsets and injected stops
+//! (`scripts/race.sh`).
 
-use libmmp::fs::MmpFs;
-use libmmp::io::device::{Access, Device};
+mod race_support;
+
 use libmmp::ondisk::mmp::EXT4_MMP_SEQ_CLEAN;
-use libmmp::protocol::check::{self, SafeReason};
-use libmmp::protocol::claim::{self, Claimed};
-use libmmp::protocol::clock::{Clock, SystemClock};
-use libmmp::protocol::heartbeat::{Heartbeat, HeartbeatConfig};
+use race_support::{referee, ClaimSpec, Entry, Racer};
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use test_support::prelude::*;
 
-const TOOL: &str = env!("CARGO_BIN_EXE_mmp-tool");
 /// Rounds raced at once (twice as many claim processes).
 const BATCH: usize = 50;
 /// Rounds of the main race test.
@@ -92,84 +91,6 @@ fn small_images(dir: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
-/// A claim process, killed by pid (and reaped) on drop if it is still running.
-struct Racer {
-    child: Child,
-    code: Option<i32>,
-    stdout: String,
-}
-
-impl Racer {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The exit code once it exited (its JSON read then).
-    fn poll(&mut self) -> Option<i32> {
-        if self.code.is_none() {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                self.code = Some(st.code().unwrap_or(-1));
-                if let Some(mut o) = self.child.stdout.take() {
-                    let _ = o.read_to_string(&mut self.stdout);
-                }
-            }
-        }
-        self.code
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or(serde_json::Value::Null)
-    }
-}
-
-impl Drop for Racer {
-    fn drop(&mut self) {
-        if self.poll().is_none() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(self.pid() as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `mmp-tool claim --json` as `node` on `dev`, with its own run directory (and `--fenced
-/// dead-node` when `fenced`). With a FIFO, the process first blocks in opening it (through
-/// /bin/sh, which then execs the tool).
-fn spawn_claim(dev: &Path, node: &str, run_dir: &Path, fifo: Option<&Path>, fenced: bool) -> Racer {
-    let mut cmd = match fifo {
-        Some(f) => {
-            let mut c = Command::new("/bin/sh");
-            c.arg("-c")
-                .arg(": < \"$0\" && exec \"$@\"")
-                .arg(f)
-                .arg(TOOL);
-            c
-        }
-        None => Command::new(TOOL),
-    };
-    cmd.args([
-        "claim",
-        "--json",
-        "--quiet",
-        "--node-name",
-        node,
-        "--run-dir",
-    ])
-    .arg(run_dir)
-    .args(if fenced { &["--fenced", DEAD][..] } else { &[] })
-    .arg(dev)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null());
-    Racer {
-        child: cmd.spawn().expect("spawning mmp-tool claim"),
-        code: None,
-        stdout: String::new(),
-    }
-}
-
 fn wchan(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default()
 }
@@ -199,6 +120,22 @@ struct Round {
     fenced: bool,
 }
 
+impl Round {
+    /// Racer `k`'s claim: node `NODES[k]`, run directory `tmp/run-NODE`.
+    fn spec(&self, k: usize, tmp: &Path) -> ClaimSpec {
+        let spec = ClaimSpec::new(
+            &self.devs[k],
+            NODES[k],
+            &tmp.join(format!("run-{}", NODES[k])),
+        );
+        if self.fenced {
+            spec.with(&["--fenced", DEAD])
+        } else {
+            spec
+        }
+    }
+}
+
 /// What a round ended with.
 #[derive(Debug)]
 struct RoundEnd {
@@ -208,107 +145,31 @@ struct RoundEnd {
     held: bool,
 }
 
-/// The winner's node takes over at once, as mmpd does after a claim: a heartbeat over the
-/// winner's claim. Checks that the block holds exactly the winner's claim first.
-fn start_holder(
-    dev: &Path,
-    seq: u32,
-    node: &str,
-    claim_elapsed: Duration,
-    stale_after: Duration,
-    clock: &SystemClock,
-) -> Result<Heartbeat<Device>, String> {
-    let fs = MmpFs::open(Device::open(dev, Access::ReadWrite).map_err(|e| e.to_string())?)
-        .map_err(|e| e.to_string())?;
-    let blk = fs.read_mmp_raw().map_err(|e| e.to_string())?.0;
-    if blk.mmp_seq != seq || blk.nodename() != node {
-        return Err(format!(
-            "when the winner {node} exited the block held sequence {:#010x} of '{}', not its claim {seq:#010x}",
-            blk.mmp_seq,
-            blk.nodename()
-        ));
-    }
-    let published_ci = blk.mmp_check_interval;
-    let claimed = Claimed {
-        on_disk: claim::on_disk_bytes(&fs, &blk),
-        block: blk.clone(),
-        previous: SafeReason::Clean,
-        previous_block: blk,
-        check_interval: check::check_interval(fs.superblock().s_mmp_update_interval, 0),
-        verify_wait: claim_elapsed,
-        // The claim said (when it returned, a moment ago) how long its last write stays fresh
-        // for readers: the holder keeps its margin from the write that implies.
-        written_at: (clock.now() + stale_after).saturating_sub(check::wait_time(
-            check::check_interval(fs.superblock().s_mmp_update_interval, published_ci),
-        )),
-        stale_after,
-        lease_until: clock.now() + stale_after,
-        fence_tag: None,
-        elapsed: claim_elapsed,
-        reads: 0,
+/// Referee one round until both racers exited (the shared [`referee`]); with `hold`, the
+/// winner's node heartbeats the block from the moment its claim returned until the other racer
+/// is done. Exactly one wins, the other refuses with "lost" or "in_use".
+fn referee_pair(
+    tmp: &Path,
+    round: &Round,
+    racers: [Racer; 2],
+    hold: bool,
+) -> Result<RoundEnd, String> {
+    let mut entries: Vec<Entry> = racers
+        .into_iter()
+        .enumerate()
+        .map(|(k, r)| Entry::running(round.spec(k, tmp), r))
+        .collect();
+    let end = referee(&mut entries, hold, ROUND_LIMIT, |_| Ok(false));
+    let both = entries
+        .iter()
+        .map(Entry::describe)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let end = end.map_err(|e| format!("{e}:\n{both}"))?;
+    let Some(w) = end.winner else {
+        return Err(format!("no winner:\n{both}"));
     };
-    Ok(Heartbeat::new(
-        fs,
-        &claimed,
-        HeartbeatConfig::default(),
-        clock,
-    ))
-}
-
-/// Referee one round until both racers exited; with `hold`, the winner's node heartbeats the
-/// block from the moment its claim returned until the other racer is done.
-fn referee(round: &Round, mut racers: [Racer; 2], hold: bool) -> Result<RoundEnd, String> {
-    let clock = SystemClock::default();
-    let start = Instant::now();
-    let mut holder: Option<Heartbeat<Device>> = None;
-    let mut checked_at_exit = false;
-    loop {
-        let codes = [racers[0].poll(), racers[1].poll()];
-        if codes[0].is_some() && codes[1].is_some() {
-            break;
-        }
-        if start.elapsed() > ROUND_LIMIT {
-            return Err(format!("still running after {ROUND_LIMIT:?}: {codes:?}"));
-        }
-        if let Some(w) = (0..2).find(|&i| codes[i] == Some(0)) {
-            if !checked_at_exit {
-                checked_at_exit = true;
-                let j = racers[w].json();
-                let seq = j["sequence"].as_u64().unwrap_or(0) as u32;
-                let elapsed = Duration::from_secs_f64(j["elapsed_seconds"].as_f64().unwrap_or(0.0));
-                let stale_after =
-                    Duration::from_secs_f64(j["stale_after_seconds"].as_f64().unwrap_or(0.0));
-                let hb = start_holder(&round.devs[w], seq, NODES[w], elapsed, stale_after, &clock)?;
-                if hold {
-                    holder = Some(hb);
-                }
-            }
-        }
-        if let Some(hb) = holder.as_mut() {
-            if clock.now() >= hb.next_due() {
-                hb.beat(&clock).map_err(|r| {
-                    format!("the winner's holder fenced, so somebody else wrote the block: {r}")
-                })?;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let codes = [racers[0].code.unwrap(), racers[1].code.unwrap()];
-    let js = [racers[0].json(), racers[1].json()];
-    let both = format!("{}: {}\n{}: {}", NODES[0], js[0], NODES[1], js[1]);
-    let w = match codes {
-        [0, 1] => 0,
-        [1, 0] => 1,
-        _ => {
-            return Err(format!(
-                "exit codes {codes:?}, not one 0 and one 1:\n{both}"
-            ))
-        }
-    };
-    let (win, lose) = (&js[w], &js[1 - w]);
-    if win["claimed"] != true || lose["claimed"] != false {
-        return Err(format!("JSON does not match the exit codes:\n{both}"));
-    }
+    let (win, lose) = (entries[w].json(), entries[1 - w].json());
     if round.fenced && win["claim_path"] != "fenced" {
         return Err(format!("the winner did not take the fenced path:\n{both}"));
     }
@@ -316,21 +177,9 @@ fn referee(round: &Round, mut racers: [Racer; 2], hold: bool) -> Result<RoundEnd
     if !["lost", "in_use"].contains(&loser_result.as_str()) {
         return Err(format!("the loser's refusal is '{loser_result}':\n{both}"));
     }
-    // The block afterwards: the winner's claim (or its holder's heartbeat over it).
-    let seq = win["sequence"].as_u64().unwrap_or(0) as u32;
-    let blk = read_block(&round.devs[w]);
-    let expected = holder.as_ref().map_or(seq, |h| h.seq());
-    if blk.mmp_seq != expected || blk.nodename() != NODES[w] {
-        return Err(format!(
-            "afterwards the block holds {:#010x} of '{}', expected {expected:#010x} of {}:\n{both}",
-            blk.mmp_seq,
-            blk.nodename(),
-            NODES[w]
-        ));
-    }
     Ok(RoundEnd {
         loser_result,
-        held: holder.is_some_and(|h| h.beats() > 0),
+        held: end.held,
     })
 }
 
@@ -350,7 +199,6 @@ fn race_batch(
     barrier: &Barrier,
     hold: bool,
 ) -> Vec<Result<RoundEnd, String>> {
-    let runs = NODES.map(|n| tmp.join(format!("run-{n}")));
     let mut racers: Vec<Racer> = Vec::new();
     let mut _frozen = None;
     let mut _fifo_writers = Vec::new();
@@ -367,13 +215,7 @@ fn race_batch(
                 .collect();
             for (r, f) in rounds.iter().zip(&fifos) {
                 for k in 0..2 {
-                    racers.push(spawn_claim(
-                        &r.devs[k],
-                        NODES[k],
-                        &runs[k],
-                        Some(f),
-                        r.fenced,
-                    ));
+                    racers.push(r.spec(k, tmp).spawn(Some(f)));
                 }
             }
             let n = wait_blocked(&mut racers, "wait_for_partner", Duration::from_secs(30));
@@ -395,7 +237,7 @@ fn race_batch(
             _frozen = Some(Frozen::new(mnt));
             for r in rounds {
                 for k in 0..2 {
-                    racers.push(spawn_claim(&r.devs[k], NODES[k], &runs[k], None, r.fenced));
+                    racers.push(r.spec(k, tmp).spawn(None));
                 }
             }
             let n = wait_blocked(&mut racers, "percpu_rwsem_wait", Duration::from_secs(60));
@@ -415,7 +257,7 @@ fn race_batch(
         let handles: Vec<_> = rounds
             .iter()
             .zip(pairs)
-            .map(|(r, p)| s.spawn(move || referee(r, p, hold)))
+            .map(|(r, p)| s.spawn(move || referee_pair(tmp, r, p, hold)))
             .collect();
         handles
             .into_iter()

@@ -352,6 +352,10 @@ pub fn wait_landed(disk: &FaultDisk, at: u64, step: HandoffStep, limit: Duration
 pub struct Rng(u64);
 
 impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
     /// From `HANDOFF_SEED`, or `default`; prints the seed.
     pub fn from_env(default: u64) -> Rng {
         let seed = std::env::var("HANDOFF_SEED")
