@@ -194,3 +194,57 @@ fn unit_template_passes_systemd_analyze_and_its_command_line_parses() {
     assert!(out.status.success(), "{text}");
     assert!(!text.contains("mmpd@"), "systemd-analyze complains: {text}");
 }
+
+/// A service manager that reads nothing: its notify queue is full before mmpd starts. mmpd's
+/// notifications are then dropped (and logged), never waited for, so it beats and fences as
+/// usual. With a blocking send (the sd-notify crate's) the READY=1 after the claim stopped
+/// the main loop: no heartbeat after the claim and no fence (found by tests/soak.rs, whose
+/// harness first read the socket only until READY).
+#[test]
+fn file_a_full_notify_socket_never_stops_the_heartbeat_or_the_fence() {
+    if !require_e2fsprogs() {
+        return;
+    }
+    let img = Image::new();
+    let sock_path = img.file("notify.sock");
+    let _sock = UnixDatagram::bind(&sock_path).unwrap();
+    let filler = UnixDatagram::unbound().unwrap();
+    filler.set_nonblocking(true).unwrap();
+    let mut queued = 0;
+    while filler.send_to(b"STATUS=filler\n", &sock_path).is_ok() {
+        queued += 1;
+        assert!(queued < 100_000, "the queue never filled");
+    }
+    let mut d = Proc::spawn(
+        Path::new(MMPD),
+        &[
+            "--run-dir",
+            img.file("run").to_str().unwrap(),
+            "--fence",
+            "command",
+            "--fence-command",
+            "sleep 3",
+            img.path.to_str().unwrap(),
+        ],
+        img.file("mmpd.log"),
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+    );
+    assert!(
+        d.wait_log("claimed: holding the device", Duration::from_secs(25)),
+        "{}",
+        d.log()
+    );
+    // Beats go on past READY=1 and several STATUS= lines (one every 5 s), all dropped.
+    let first = read_block(&img.path).mmp_seq;
+    std::thread::sleep(Duration::from_secs(7));
+    let later = read_block(&img.path).mmp_seq;
+    assert_ne!(first, later, "no heartbeat after the claim\n{}", d.log());
+    assert!(
+        d.log().contains("notify socket is full"),
+        "the drop is not logged\n{}",
+        d.log()
+    );
+    write_foreign(&img.path, 0x0BAD_0005, "intruder");
+    assert!(d.wait_log("FENCING", Duration::from_secs(5)), "{}", d.log());
+    assert_eq!(d.wait_code(Duration::from_secs(10)), Some(1), "{}", d.log());
+}

@@ -46,6 +46,7 @@ use std::time::Duration;
 
 mod fencing;
 mod inbox;
+mod sdnotify;
 mod state_files;
 mod tick;
 
@@ -189,11 +190,7 @@ pub struct Daemon {
     final_status: ExitStatus,
 }
 
-fn notify(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(false, states) {
-        tracing::debug!("sd_notify: {e}");
-    }
-}
+use sdnotify::notify;
 
 impl Daemon {
     pub fn new(cli: Cli, cfg: Config) -> Result<Self, DaemonError> {
