@@ -6,7 +6,7 @@ use test_support::prelude::*;
 
 use nix::sys::signal::Signal;
 use std::os::unix::net::UnixDatagram;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -23,15 +23,22 @@ fn drain(sock: &UnixDatagram, into: &mut Vec<(Duration, String)>, t0: Instant) {
     }
 }
 
+/// A datagram socket standing in for systemd's NOTIFY_SOCKET (non-blocking reads), beside the
+/// image.
+fn notify_socket(img: &Image) -> (PathBuf, UnixDatagram) {
+    let path = img.file("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_nonblocking(true).unwrap();
+    (path, sock)
+}
+
 #[test]
 fn file_notifications_follow_the_claim_and_the_health() {
     if !require_e2fsprogs() {
         return;
     }
     let img = Image::new();
-    let sock_path = img.file("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_nonblocking(true).unwrap();
+    let (sock_path, sock) = notify_socket(&img);
     let run = img.file("run");
     let t0 = Instant::now();
     // systemd sets WATCHDOG_PID to the main pid: exec from a shell that knows it.
@@ -112,9 +119,7 @@ fn file_stopping_is_sent_on_sigterm() {
         return;
     }
     let img = Image::new();
-    let sock_path = img.file("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_nonblocking(true).unwrap();
+    let (sock_path, sock) = notify_socket(&img);
     let t0 = Instant::now();
     let mut d = Proc::spawn(
         Path::new(MMPD),
@@ -206,8 +211,7 @@ fn file_a_full_notify_socket_never_stops_the_heartbeat_or_the_fence() {
         return;
     }
     let img = Image::new();
-    let sock_path = img.file("notify.sock");
-    let _sock = UnixDatagram::bind(&sock_path).unwrap();
+    let (sock_path, _sock) = notify_socket(&img);
     let filler = UnixDatagram::unbound().unwrap();
     filler.set_nonblocking(true).unwrap();
     let mut queued = 0;
