@@ -61,7 +61,7 @@ split_under_load() {
     tl "${VM_HOST[$STANDBY]} told to take over again, under the clients' workload"
     t=$(vm_exec "$STANDBY" split-brain --kernel)
     vm_wait "$STANDBY" "$t" 120 || rc=1
-    vm_out "$STANDBY" "$t" | grep -E '^mmp-tool mount:|refused' | head -2 | sed 's/^/  under load: /' | cut -c1-200
+    vm_out "$STANDBY" "$t" | grep -E '"message"|kernel mount exit|split-brain refused' | head -4 | sed 's/^ */  under load: /' | cut -c1-220
     sleep 3
     workload_stop
     judge_workload || rc=1
