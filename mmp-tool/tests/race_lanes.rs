@@ -36,7 +36,7 @@
 //! A failure prints lane, round, kind, seed, the round's plan and timings, and each racer's
 //! JSON and stderr (`-v`).
 //!
-//! Environment: `RACE_ROUNDS` (total, default [`DEFAULT_ROUNDS`]: about 2 minutes here),
+//! Environment: `RACE_ROUNDS` (total, default [`DEFAULT_ROUNDS`]: about a minute here),
 //! `RACE_LANES` (default [`DEFAULT_LANES`]), `RACE_SEED` (default: from the clock; printed),
 //! `RACE_KINDS`. The long run is `scripts/race.sh` (BENCHMARKS.md). The output ends with a line
 //! per kind, `RACE_SUMMARY {json}` and the rounds per minute.
@@ -59,7 +59,7 @@ use test_support::prelude::*;
 
 /// Rounds of the default (CI) run.
 const DEFAULT_ROUNDS: usize = 200;
-const DEFAULT_LANES: usize = 40;
+const DEFAULT_LANES: usize = 100;
 /// A round not over by then "never decides".
 const ROUND_LIMIT: Duration = Duration::from_secs(120);
 const HOSTS: usize = 3;
