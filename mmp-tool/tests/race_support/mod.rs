@@ -355,16 +355,19 @@ pub fn referee(
                 holder = Some(hb);
             }
         }
+        let busy = others(&Tick { t, winner })?;
+        // Over before the holder beats: a round whose racers all exited in the same tick as
+        // the winner never needed the winner's holder (`held` stays false, as the frozen race
+        // of claim_race.rs asserts: both read CLEAN, the loser exits at once).
+        if !busy && codes.iter().all(Option::is_some) {
+            break;
+        }
         if let Some(hb) = holder.as_mut() {
             if clock.now() >= hb.next_due() {
                 hb.beat(&clock).map_err(|r| {
                     format!("the winner's holder fenced, so somebody else wrote the block: {r}")
                 })?;
             }
-        }
-        let busy = others(&Tick { t, winner })?;
-        if !busy && codes.iter().all(Option::is_some) {
-            break;
         }
         if t > limit {
             return Err(format!(
