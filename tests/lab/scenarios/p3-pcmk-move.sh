@@ -102,16 +102,11 @@ p3_row() {
 # server's stop and offer; the new server's MMP gate with the offer's nonce and its mount). The
 # agents' own lines about the offer are printed from both journals.
 p8_migrated() {
-    local old=$1 new=$2 ops="$LAB/pcmk-ops-$SCEN_NAME.txt" from n t
+    local old=$1 new=$2 ops="$LAB/pcmk-ops-$SCEN_NAME.txt" from n
     from=$(p8_fs_ops "${VM_HOST[$new]}" < "$ops")
     P8_TO_MS=$(p8_fs_ops "${VM_HOST[$old]}" < "$ops" | sed -n 's/.*migrate_to:.*exec-time="\([0-9]*\)ms".*/\1/p' | tail -1)
     P8_FROM_MS=$(sed -n 's/.*migrate_from:.*exec-time="\([0-9]*\)ms".*/\1/p' <<< "$from" | tail -1)
-    for n in "$old" "$new"; do
-        t=$(vm_exec "$n" pcmk-handoff-log 4)
-        vm_wait "$n" "$t" 30 > /dev/null 2>&1
-        echo "  ${VM_HOST[$n]}'s journal on the handoff:"
-        vm_out "$n" "$t" 2> /dev/null | sed 's/^/    /'
-    done
+    for n in "$old" "$new"; do pcmk_print_handoff_log "$n" 4; done
     if ! grep -q "migrate_from:.*rc=0 (ok)" <<< "$from"; then
         echo "  FAIL: Pacemaker did not migrate fs to ${VM_HOST[$new]}: no successful migrate_from in its history ($ops):"
         printf '%s\n' "$from" | sed 's/^/    /'
@@ -129,3 +124,12 @@ p8_fs_ops() {
 }
 
 p8_secs() { if [[ -n ${1:-} ]]; then awk -v ms="$1" 'BEGIN { printf "%.2f", ms / 1000 }'; else echo "?"; fi; }
+
+# pcmk_print_handoff_log NODE N: NODE's last N journal lines about a handoff (p8, p9).
+pcmk_print_handoff_log() {
+    local t
+    t=$(vm_exec "$1" pcmk-handoff-log "$2")
+    vm_wait "$1" "$t" 30 > /dev/null 2>&1
+    echo "  ${VM_HOST[$1]}'s journal on the handoff:"
+    vm_out "$1" "$t" 2> /dev/null | sed 's/^/    /'
+}

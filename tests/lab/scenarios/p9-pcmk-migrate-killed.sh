@@ -65,7 +65,7 @@ scenario_p9() {
 # OLD's pcmk-wait-group and watch-recovery), OLD the only writer; the move's constraint dropped
 # (NEW is booted again before the next scenario).
 p9_recovered() {
-    local old=$1 new=$2 tk=$3 tg=$4 tw=$5 rc=0 t
+    local old=$1 new=$2 tk=$3 tg=$4 tw=$5 rc=0
     if fence_wait "${VM_HOST[$new]}" "$tk" 240; then
         pcmk_mark_fence "$new" "$tk"
     else
@@ -86,10 +86,7 @@ p9_recovered() {
         rc=1
     fi
     pcmk_save_ops "$old"
-    echo "  ${VM_HOST[$old]}'s journal on the handoff:"
-    t=$(vm_exec "$old" pcmk-handoff-log 6)
-    vm_wait "$old" "$t" 30 > /dev/null 2>&1
-    vm_out "$old" "$t" 2> /dev/null | sed 's/^/    /'
+    pcmk_print_handoff_log "$old" 6
     return $rc
 }
 
