@@ -6,13 +6,14 @@
 #
 #   tests/lab/lab.sh [--scenarios LIST] [--rounds N] [--keep] [--bin-dir DIR] [--holder ext4|mmpd]
 #                    [--manager scripts|pacemaker]
-#     LIST: comma list of 1 2 3 4 5 6 7 8 s1 s3 (s = the same drill with the stock tools; 5 = frozen
+#     LIST: comma list of 1 2 3 4 5 6 7 8 9 s1 s3 (s = the same drill with the stock tools; 5 = frozen
 #           holder, --holder mmpd only; 6 = our OCF agents mmp-fs, nfs-grace, nfs-locks; either holder;
-#           7, 8 = a planned handoff rolled back, its target killed mid-handoff), or
+#           7, 8 = a planned handoff rolled back, its target killed mid-handoff; 9 = the active
+#           server's disks fail under load, --holder mmpd only), or
 #           ci (= 2,1), all (= 2,1,3,4,7,8), bench (= 1,s1,3,s3). Default: ci.
 #     --holder: the MMP gate. ext4 (default): MMP ext4, `mmp-tool mount`, kmmpd holds it.
 #           mmpd (or LAB_HOLDER=mmpd): plain ext4 + a shared MMP area held by mmpd with the
-#           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 5 only.
+#           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 5 9 only.
 #     --manager: who switches the servers. scripts (default): our node scripts. pacemaker: A and B
 #           are a corosync/Pacemaker cluster (Debian's packages, a debootstrapped systemd root)
 #           with real fencing (fence_lab, the host's power switch, or sbd); scenarios p1 (hard
@@ -39,7 +40,7 @@ while [[ $# -gt 0 ]]; do
     --bin-dir) bin_dir=$2; shift 2 ;;
     --holder) HOLDER=$2; shift 2 ;;
     --manager) MANAGER=$2; shift 2 ;;
-    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -80,8 +81,8 @@ case $HOLDER in
 ext4 | mmpd) ;;
 *) echo "lab.sh: --holder must be ext4 or mmpd, not '$HOLDER'" >&2; exit 2 ;;
 esac
-if [[ $HOLDER != mmpd && ,$scenarios, =~ ,5, ]]; then
-    echo "lab.sh: scenario 5 (frozen holder) needs --holder mmpd (the watchdog fence)" >&2
+if [[ $HOLDER != mmpd && ,$scenarios, =~ ,[59], ]]; then
+    echo "lab.sh: scenarios 5 (frozen holder) and 9 (disk fault) need --holder mmpd (the watchdog fence)" >&2
     exit 2
 fi
 if [[ $HOLDER == mmpd && ,$scenarios, =~ ,s[13], ]]; then
@@ -123,6 +124,8 @@ fi
 . "$here/scenarios/6-ocf-nfs-agents.sh"
 # shellcheck source=scenarios/7-handoff-faults.sh
 . "$here/scenarios/7-handoff-faults.sh"
+# shellcheck source=scenarios/9-disk-fault.sh
+. "$here/scenarios/9-disk-fault.sh"
 # shellcheck source=scenarios/p1-pcmk-hard.sh
 . "$here/scenarios/p1-pcmk-hard.sh"
 # shellcheck source=scenarios/p2-pcmk-split.sh

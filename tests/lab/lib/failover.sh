@@ -4,8 +4,8 @@
 # shellcheck disable=SC2034,SC2153,SC2154 # sourced by lab.sh: its globals are set and read across these files
 
 # failover_once KIND MODE: KIND hard (kill ACTIVE's qemu: power fencing), freeze (stop it, not
-# fenced: scenario 5) or handoff (planned release); MODE ours or stock (the tools on the
-# servers). Prints the timeline, the phases and the takeover's report; swaps ACTIVE and STANDBY.
+# fenced: scenario 5), diskfail (its shared disks fail: it must fence itself, scenario 9) or
+# handoff (planned release); MODE ours or stock (the tools on the servers). Prints the timeline, the phases and the takeover's report; swaps ACTIVE and STANDBY.
 # Returns 1 if a step failed.
 failover_once() {
     local kind=$1 mode=$2 old=$ACTIVE new=$STANDBY t0 t_out ta tw rc=0
@@ -23,6 +23,7 @@ failover_once() {
         tl "killed VM ${VM_HOST[$old]} (qemu pid, power fencing)"
         ;;
     freeze) freeze_old "$old" ;;
+    diskfail) fail_disks_old "$old" || { tl_print "$t0"; return 1; } ;;
     *)
         release_old "$old" "$mode" "$new" || { tl_print "$t0"; return 1; }
         # Clock starts when the old node's handoff script starts (not when the lab sent it);
@@ -126,6 +127,21 @@ freeze_old() {
     else
         tl "froze VM ${VM_HOST[$old]} (SIGSTOP of its qemu: the whole node hangs, not fenced)"
     fi
+}
+
+# The old node's shared disks fail (vm_fail_disks), not fenced by anyone: its mmpd must fence
+# it. Sets T_FAULT; a watcher writes the time its qemu exits (the watchdog's reset, qemu
+# -no-reboot) to $LAB/vm/OLD/exited.
+fail_disks_old() {
+    local old=$1
+    rm -f "$LAB/vm/$old/exited"
+    T_FAULT=$(now)
+    vm_fail_disks "$old" || return 1
+    tl "the shared disks of VM ${VM_HOST[$old]} fail (qemu drive_del: every request gets an I/O error; not fenced)"
+    (
+        while vm_alive "$old"; do sleep 0.1; done
+        now > "$LAB/vm/$old/exited"
+    ) &
 }
 
 # Planned handoff: the old node releases the service (deactivate MODE). With our tools (and

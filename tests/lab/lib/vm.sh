@@ -291,6 +291,17 @@ vm_continue() {
     fi
 }
 
+# vm_fail_disks NODE: NODE's shared disks fail (the mmpd holder's shared.img and area.img, d0
+# and d1): the human monitor's `drive_del` detaches their host side, and from then on qemu
+# completes every request of the guest to them with an I/O error, whatever the drives' rerror
+# and werror say (qemu's hmp-commands.hx, drive_del), as a lost SAN path does. Only the
+# servers with the human monitor (mmpd holder, Pacemaker) have one.
+vm_fail_disks() {
+    local d=$LAB/vm/$1 drive
+    [[ -p $d/mon.in ]] || { echo "lab: ${VM_HOST[$1]} has no human monitor" >&2; return 1; }
+    for drive in d0 d1; do echo "drive_del $drive" 1<> "$d/mon.in" || return 1; done
+}
+
 # mon_writes NODE: write requests the VM's qemu has completed on the shared disk (d0) so far,
 # from the human monitor (mmpd holder or Pacemaker; empty if the VM does not answer).
 mon_writes() {
