@@ -124,7 +124,11 @@ judge_v4() {
     for n in c d; do
         vers=$([[ $n == c ]] && echo 4.2 || echo 4.1)
         errs=$(late_errors "$LAB/vm/$n/writer4.log")
-        echo "  NFSv$vers appender (${VM_HOST[$n]}): $(grep -c ' ok ' "$LAB/vm/$n/writer4.log") records acknowledged, $errs errors (EIO = lost lock)$(grep -m1 ' err ' "$LAB/vm/$n/writer4.log" | sed 's/^/: first /')$(disk_fault_errors "$LAB/vm/$n/writer4.log")"
+        if [[ -n ${DISK_FAULT_UNTIL:-} ]]; then
+            echo "  NFSv$vers appender (${VM_HOST[$n]}): $(grep -c ' ok ' "$LAB/vm/$n/writer4.log") records acknowledged, $errs errors after the old server's reset (EIO = lost lock)$(disk_fault_errors "$LAB/vm/$n/writer4.log")"
+        else
+            echo "  NFSv$vers appender (${VM_HOST[$n]}): $(grep -c ' ok ' "$LAB/vm/$n/writer4.log") records acknowledged, $errs errors (EIO = lost lock)$(grep -m1 ' err ' "$LAB/vm/$n/writer4.log" | sed 's/^/: first /')"
+        fi
         [[ $errs -eq 0 ]] || bad=1
     done
     granted=$(grep -c ' granted' "$LAB/vm/d/probe4.log")
@@ -173,7 +177,8 @@ late_errors() { awk -v t="${DISK_FAULT_UNTIL:-0}" '$2 == "err" && $1 > t { n++ }
 # disk_fault_errors LOG: ", N errors from the failing disk" for the verdict line (or nothing).
 disk_fault_errors() {
     [[ -n ${DISK_FAULT_UNTIL:-} ]] || return 0
-    echo ", $(awk -v t="$DISK_FAULT_UNTIL" '$2 == "err" && $1 <= t { n++ } END { print n + 0 }' "$1") more while the old server's disk failed (allowed)"
+    awk -v t="$DISK_FAULT_UNTIL" '$2 == "err" && $1 <= t { n++; if (n == 1) { $1 = $2 = $3 = ""; sub(/^ +/, ""); first = $0 } }
+        END { printf ", %d while its disk failed (allowed%s)\n", n, n ? "; first: " first : "" }' "$1"
 }
 # verify-writer's mode: strict (every record in order, nothing else), or after a disk fault
 # tolerant (every acknowledged record present in order; unacknowledged ones may be missing or
@@ -195,7 +200,7 @@ judge_writer_file() {
     local t errs
     errs=$(late_errors "$LAB/vm/c/writer.log")
     if [[ -n ${DISK_FAULT_UNTIL:-} ]]; then
-        echo "  NFSv3 appender (C): $errs errors after the old server's reset$(disk_fault_errors "$LAB/vm/c/writer.log")"
+        echo "  NFSv3 appender (C): $(grep -c ' ok ' "$LAB/vm/c/writer.log") records acknowledged, $errs errors after the old server's reset$(disk_fault_errors "$LAB/vm/c/writer.log")"
         [[ $errs -eq 0 ]] || return 1
     fi
     t=$(vm_exec "$ACTIVE" verify-writer "$WRITER_ACKED" writer.dat "$(verify_mode)")
