@@ -24,6 +24,7 @@
 #   node.sh conn-record                  (internal) the connection recorder loop
 #   node.sh net-watch|net-watch-stop|dmesg|sync|client-write-check   diagnostics and checks
 #   node.sh scope-watch-start|scope-watch-stop   (clients) record NFSv4 "server_scope mismatch"
+#   node.sh locks-left                   (active server) the NFSv4 lock states and /proc/locks left
 #   node.sh fs-freeze|fs-thaw            (active server) fsfreeze the shared filesystem for a host e2fsck
 #   node.sh pcmk-start|pcmk-wait-online SECS|pcmk-configure STACK|pcmk-wait-group NODE SECS|
 #           pcmk-where|pcmk-switch STACK|pcmk-status|pcmk-wait-refused NODE SECS|pcmk-holder-check|
@@ -619,6 +620,23 @@ verify_writer() {
               print "writer file: " NR " records in order, all " acked " acknowledged present" }' "$f"
 }
 
+# (active server) The NFSv4 lock states nfsd still holds, one line each with its client
+# (fs/nfsd/nfs4state.c prints "type: lock" states with their file name in clients/*/states),
+# then the count; and /proc/locks for the record.
+locks_left() {
+    local c n=0 line
+    for c in /proc/fs/nfsd/clients/*; do
+        [[ -r $c/states ]] || continue
+        while IFS= read -r line; do
+            [[ $line == *"type: lock"* ]] || continue
+            echo "v4 lock: $(sed -n 's/^name: //p' "$c/info") $line"
+            n=$((n + 1))
+        done < "$c/states"
+    done
+    sed 's/^/proc-locks: /' /proc/locks
+    echo "v4 locks left: $n"
+}
+
 # After a disk failed under the old server (scenario 9): an append the old server answered
 # with an error was never acknowledged, and may be missing, or leave a hole (NULs: the client
 # appends at the size it had cached) or a retried copy. Every acknowledged record 1..ACKED must
@@ -689,6 +707,7 @@ writer4-start) writer4_start ;;
 writer4-stop) stop_pid writer4 ;;
 probe4-start) probe4_start "$@" ;;
 probe4-stop) stop_pid probe4 ;;
+locks-left) locks_left ;;
 nfsd-log) dmesg | grep -E 'NFSD: (Using|starting|no clients|all clients|Unable)' | tail -${1:-6} ;;
 verify-writer) verify_writer "$@" ;;
 watch-recovery) watch_recovery "$@" ;;

@@ -40,6 +40,7 @@ scenario_9() {
     DISK_FAULT_UNTIL=$(echo "$(cat "$LAB/vm/$failed/exited" 2> /dev/null || now) + 2" | bc)
     sleep 3
     workload_stop
+    show_locks_left
     judge_workload || rc=1
     judge_fsck || rc=1
     DISK_FAULT_UNTIL=
@@ -77,4 +78,12 @@ judge_self_fence() {
         echo "  FAIL: the new server held the area while the old server still ran"
         return 1
     fi
+}
+
+# What the new server still holds once every client's locker stopped.
+show_locks_left() {
+    local t
+    sleep 2
+    t=$(vm_exec "$ACTIVE" locks-left)
+    vm_wait "$ACTIVE" "$t" 30 && vm_out "$ACTIVE" "$t" | sed 's/^/  locks left on the server: /' | cut -c1-250
 }
