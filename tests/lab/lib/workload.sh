@@ -57,7 +57,14 @@ v4_workload_start() {
         [[ $(grep -c ' ok ' "$LAB/vm/c/writer4.log") -ge 3 && $(grep -c ' ok ' "$LAB/vm/d/writer4.log") -ge 3 ]] && break
         sleep 0.1
     done
-    [[ $i -lt 300 ]] || { echo "lab: the NFSv4 writers make no progress" >&2; return 1; }
+    if [[ $i -ge 300 ]]; then
+        echo "lab: the NFSv4 writers make no progress" >&2
+        for n in c d; do
+            t=$(vm_exec $n writer4-state)
+            vm_wait $n "$t" 30 && vm_out $n "$t" | sed "s/^/  ${VM_HOST[$n]} v4 appender: /" | cut -c1-200
+        done
+        return 1
+    fi
     t=$(vm_exec d probe4-start "writer4-${VM_HOST[c]}.dat")
     vm_wait d "$t" 30
 }
