@@ -23,14 +23,16 @@ cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS
 step "Debian package: build it, install, upgrade and remove it in a Debian 12 chroot (scripts/test-deb.sh)"
 bash scripts/test-deb.sh
 
-step "failover lab: split brain refused, then hard failover (qemu VMs, tests/lab), with the kernel's MMP (ext4) and with mmpd + watchdog on an MMP area; then the OCF agents' group (scenario 6); then a hard failover under Pacemaker (p1)"
+step "failover lab: split brain refused, then hard failover (qemu VMs, tests/lab), with the kernel's MMP (ext4) and with mmpd + watchdog on an MMP area (and its disks failing under load); then the OCF agents' group (scenario 6); then a hard failover under Pacemaker (p1)"
 if [[ $(id -u) -eq 0 ]]; then
   LAB_PROFILE=dev bash tests/lab/lab.sh --scenarios ci
-  # With mmpd: split brain (2), and scenario 6: the whole NFS group run by our OCF agents
-  # (mmp-fs holder=mmpd with the watchdog fence, nfs-grace, nfs-locks) through a planned and a
-  # hard failover. Scenario 1 with mmpd (`lab.sh --holder mmpd --scenarios 2,1,6`) runs by hand:
-  # scenario 6's hard failover covers mmpd's takeover, and CI stays under 45 minutes.
-  LAB_PROFILE=dev bash tests/lab/lab.sh --holder mmpd --scenarios 2,6
+  # With mmpd: split brain (2); the active server's disks fail under load (9: its mmpd must
+  # fence it before the standby's mmpd holds the area, no lock lost; about 3 minutes; before 6,
+  # which leaves an NFSv3-only service running); and scenario 6: the whole NFS group run by our
+  # OCF agents (mmp-fs holder=mmpd with the watchdog fence, nfs-grace, nfs-locks) through a
+  # planned and a hard failover. Scenario 1 with mmpd (`lab.sh --holder mmpd --scenarios 2,1,6`)
+  # runs by hand: scenario 6's hard failover covers mmpd's takeover.
+  LAB_PROFILE=dev bash tests/lab/lab.sh --holder mmpd --scenarios 2,9,6
   # Under Pacemaker: servers A and B a real corosync/Pacemaker cluster with real fencing,
   # README's group with our agents, a hard failover (p1: fenced before mounted, no lost lock,
   # no conflicting grant). About 12 minutes (debootstrap of the servers' root included; the
