@@ -710,7 +710,7 @@ probe4-stop) stop_pid probe4 ;;
 locks-left) locks_left ;;
 writer4-state)
     # Where the v4 appender waits (a workload start that made no progress).
-    p=$(pidof_file writer4) && { tail -n 2 $C/writer4.log; grep -E '^(State|Name)' /proc/$p/status; cat /proc/$p/wchan; echo; cat /proc/$p/stack 2> /dev/null; }
+    p=$(pidof_file writer4) && { tail -n 2 "$C/writer4.log"; grep -E '^(State|Name)' "/proc/$p/status"; cat "/proc/$p/wchan"; echo; cat "/proc/$p/stack" 2> /dev/null; }
     dmesg | tail -n 15
     ;;
 nfsd-log) dmesg | grep -E 'NFSD: (Using|starting|no clients|all clients|Unable)' | tail -${1:-6} ;;
