@@ -113,7 +113,8 @@ svc_inside() {
     local n=$1 fip=$2 mode=$3 fenced=$4 v dev first rc initial=0
     [[ $fenced == initial ]] && initial=1 fenced=
     local -a vols pids
-    mapfile -t vols < <(svc_vols "$n")
+    # (no process substitution: there is no /dev/fd in the busybox guest's devtmpfs)
+    read -r -d '' -a vols <<< "$(svc_vols "$n")"
     first=$VOLROOT/${vols[0]}
     mount --make-rprivate / || die "make-rprivate"
     # Private /run (rpcbind's socket, pid files), the lab's control and files bound back in.

@@ -60,6 +60,7 @@ scenario_volumes() {
         t_last=${t_last:-$(now)}
     fi
     vm_alive b || { tl "B's VM exited"; rc=1; }
+    vol_phases "$t0"
     # The steady window after the takeover.
     local wend
     wend=$(echo "$t_last + 5 + $VOL_WINDOW" | bc)
@@ -150,4 +151,21 @@ vol_report_cpu() {
     fi
     VOL_CPU_FIELDS="busy_before=$bb busy_after=$ab ours_cpu_s_before=$bo ours_cpu_s_after=$ao ours_pss_before_kib=$bp ours_pss_after_kib=$ap ours_rss_after_kib=$ar used_before_kib=$bu used_after_kib=$au takeover_tools=${tr// /\/} cpu_overhead_pct=$cpu_ovh ram_overhead_pct=$ram_ovh"
     return $bad
+}
+
+# svc1's takeover on B, step by step (seconds from the kill), from the timeline; a PHASES line.
+vol_phases() {
+    local t0=$1 kv key re f line=
+    echo "  svc1's takeover on ${VM_HOST[b]} (s from the kill):"
+    for kv in "start|svc1 activate start" "netns|svc1 namespace ready" "mounted|svc1 mounted 10 volumes" \
+        "exports|svc1 statd, mountd, exports" "nfsd|svc1 nfsd started" "ip|svc1 floating IP up" \
+        "tickle|svc1 (tickled|no tickle)" "notify|svc1 (takeover done|sm-notify started)" \
+        "ledger_locks|svc1 every volume's ledger" "grace_end|svc1 grace ended" "active|svc1 active" \
+        "last_resumed|last of svc1's 30 holders resumed"; do
+        key=${kv%%|*} re=${kv#*|}
+        f=$(tl_sub "$(tl_find "$re")" "$t0")
+        printf '    %-14s %s\n' "$key" "$f"
+        line+=" $key=$f"
+    done
+    echo "PHASES $SCEN_NAME$line" >> "$LAB/phases.txt"
 }
