@@ -170,8 +170,13 @@ svc_inside() {
     # have no v4 client tracker anyway (nfsdcltrack and the legacy tracker refuse a non-init
     # netns: fs/nfsd/nfs4recover.c).
     if [[ $mode == ours ]]; then
+        # v4 grace 10 s (the kernel's minimum): without a client tracker in the netns
+        # (nfsdcld does not run here) this kernel refuses to end v4 grace early
+        # (v4_end_grace: EBUSY, seen on Debian's 6.1.0-57), and while v4 grace runs lockd
+        # grants no new NLM lock either (locks_in_grace(net) covers both managers); the
+        # laundromat ends it after 10 s (no v4 client reclaims). NLM reclaims are not held back.
         timed start-nfsd "$BIN/lockd-recover" start-nfsd --scope "nfs-svc$n" --threads 8 --nlm-grace 60 \
-            --v4-grace 60 --lease 15 -- -N 4 > /run/start-nfsd.out 2>&1
+            --v4-grace 10 --lease 10 -- -N 4 > /run/start-nfsd.out 2>&1
         rc=$?
         sed 's/^/start-nfsd: /' /run/start-nfsd.out
         [[ $rc -eq 0 ]] || die "lockd-recover start-nfsd (exit $rc)"
@@ -179,6 +184,8 @@ svc_inside() {
         # The kernel's defaults (lockd 5 x nlm_timeout = 50 s, v4 90 s); nlm_grace_period is
         # one global sysctl, v4's times are per netns.
         echo 0 > /proc/sys/fs/nfs/nlm_grace_period
+        # (the lab's first start: 10 s, v4 grace cannot be ended early here, see above)
+        if [[ $initial -eq 1 ]]; then echo 10 > /proc/fs/nfsd/nfsv4gracetime; else echo 90 > /proc/fs/nfsd/nfsv4gracetime; fi
         rpc.nfsd -N 4 8 || die "rpc.nfsd"
     fi
     mark "svc$n nfsd started"
@@ -217,8 +224,8 @@ svc_inside() {
         done
         echo "wait-reclaim: $all ledger locks on ${vols[*]:1}; failed: $wrc"
         [[ $wrc -eq 0 ]] || head -3 /run/wait-*.err
-        "$BIN"/lockd-recover grace end > /dev/null || die "lockd-recover grace end"
-        mark "svc$n grace ended (lockd and v4, this netns only)"
+        "$BIN"/lockd-recover grace end --which nlm > /dev/null || die "lockd-recover grace end"
+        mark "svc$n grace ended (lockd's, this netns only; v4's ends 10 s after nfsd's start)"
         # 10 recorders, one ledger per volume (record takes one --fs).
         for v in "${vols[@]}"; do
             setsid "$BIN/lockd-recover" record --fs "$VOLROOT/$v" --state-dir "$VOLROOT/$v/ledger" \
@@ -228,9 +235,6 @@ svc_inside() {
         # As the HA agents run it (forks after loading the list).
         sm-notify -f -P "$first/statd" -v "nfs-svc$n"
         mark "svc$n sm-notify started (exit $?)"
-        # The lab's first start: nobody to reclaim; sm-notify lifted lockd's grace, nfsd's v4
-        # grace (90 s, per netns) would still hold back the holders' first locks.
-        [[ $initial -eq 0 ]] || { echo Y > /proc/fs/nfsd/v4_end_grace && mark "svc$n v4 grace ended (first start)"; }
     fi
     # The connection recorder for the next server's tickle (as node.sh's, both modes).
     setsid bash -c "while :; do ss -Htn state established src $fip | awk '{ print \$3 \"\\t\" \$4 }' > $first/tickle/.new && mv $first/tickle/.new $first/tickle/$fip; sleep 1; done" \
