@@ -207,23 +207,26 @@ svc_inside() {
         for v in "${vols[@]:1}"; do
             [[ -s $VOLROOT/$v/ledger/lockd-recover-ledger.json ]] || continue
             timed "wait-reclaim-$v" "$BIN/lockd-recover" --json wait-reclaim --state-dir "$VOLROOT/$v/ledger" \
-                --fs "$VOLROOT/$v" --timeout 60 --min-grace 0 --no-end-grace > "/run/wait-$v.json" 2> "/run/wait-$v.err" &
+                --fs "$VOLROOT/$v" --timeout 60 --min-grace 0 --no-end-grace --max-age 900 > "/run/wait-$v.json" 2> "/run/wait-$v.err" &
             wpids+=($!)
         done
         timed takeover "$BIN/lockd-recover" --json takeover --state-dir "$first/statd" --ip "$fip" \
             --mon-name "nfs-svc$n" --fs "$first" --ledger-dir "$first/ledger" --deadline 60 \
-            --timeout 60 --min-grace 5 --no-end-grace > /run/takeover.json 2> /run/takeover.err
+            --timeout 60 --min-grace 5 --no-end-grace --max-age 900 > /run/takeover.json 2> /run/takeover.err
         rc=$?
-        echo "takeover: $(jq -c . /run/takeover.json 2> /dev/null || cat /run/takeover.err)"
+        echo "takeover: $(jq -c . /run/takeover.json 2> /dev/null)"
+        [[ $rc -eq 0 ]] || sed 's/^/takeover stderr: /' /run/takeover.err | tail -5
         mark "svc$n takeover done (exit $rc)"
         local wrc=0 all=0
         for i in "${!wpids[@]}"; do wait "${wpids[$i]}" || wrc=$((wrc + 1)); done
         mark "svc$n every volume's ledger locks held again ($wrc of $((${#vols[@]} - 1)) wait-reclaims failed)"
+        local x
         for v in "${vols[@]:1}"; do
-            all=$((all + $(jq -r '.expected // 0' "/run/wait-$v.json" 2> /dev/null || echo 0)))
+            x=$(jq -r '.expected // 0' "/run/wait-$v.json" 2> /dev/null)
+            [[ $x =~ ^[0-9]+$ ]] && all=$((all + x))
         done
         echo "wait-reclaim: $all ledger locks on ${vols[*]:1}; failed: $wrc"
-        [[ $wrc -eq 0 ]] || head -3 /run/wait-*.err
+        [[ $wrc -eq 0 ]] || tail -n 3 /run/wait-*.err
         "$BIN"/lockd-recover grace end --which nlm > /dev/null || die "lockd-recover grace end"
         mark "svc$n grace ended (lockd's, this netns only; v4's ends 10 s after nfsd's start)"
         # 10 recorders, one ledger per volume (record takes one --fs).
@@ -247,15 +250,27 @@ svc_exec() {
     local n=$1 p
     shift
     p=$(cat "$STATE/svc$n.anchor" 2> /dev/null) || die "service $n not running here"
-    nsenter -t "$p" -m -n -- "$@"
+    # -r -w: the anchor's root and cwd (the agent's chroot); setns(CLONE_NEWNS) alone would
+    # leave the command in the mount namespace's root, the busybox initramfs.
+    nsenter -t "$p" -m -n -r -w -- "$@"
 }
 
-# verify N: the holders' files of service N on its disks: "FILE LINES" per file (the host
-# compares each with the writes its holder had acknowledged).
+# verify N: the holders' files of service N on its disks: "VERIFY FILE LINES LOCKS" per file
+# (the host compares LINES with the writes its holder had acknowledged); LOCKS = the POSIX locks
+# the server's kernel holds on that file now (/proc/locks, MAJ:MIN:INODE in hex:hex:decimal):
+# each holder's lock must be held on the server, after the takeover too (an NFSv3 client
+# writes on whether or not its lock was reclaimed).
 verify() {
     local n=$1
     echo 3 > /proc/sys/vm/drop_caches
-    svc_exec "$n" sh -c "for f in $VOLROOT/vol*/testfile-*; do [ -e \"\$f\" ] && echo \"VERIFY \${f##*/} \$(wc -l < \"\$f\")\"; done"
+    svc_exec "$n" bash -c '
+        for f in '"$VOLROOT"'/vol*/testfile-*; do
+            [[ -e $f ]] || continue
+            read -r ma mi ino <<< "$(stat -c "%t %T %i" "$f")"
+            key=$(printf "%02x:%02x:%d" $((16#$ma)) $((16#$mi)) "$ino")
+            echo "VERIFY ${f##*/} $(wc -l < "$f") $(awk -v k="$key" "\$2 == \"POSIX\" && \$6 == k" /proc/locks | wc -l)"
+        done
+        exit 0'
 }
 
 # sampler: every 2 s one line "EPOCH USER NICE SYS IDLE IOWAIT IRQ SOFTIRQ STEAL GUEST GNICE
@@ -273,15 +288,15 @@ sampler_loop() {
         done < /proc/meminfo
         ours=
         for p in /proc/[0-9]*; do
-            read -r comm < "$p/comm" 2> /dev/null || continue
+            read -r comm 2> /dev/null < "$p/comm" || continue
             case $comm in lockd-recover | mmp-tool | mmpd) ;; *) continue ;; esac
-            read -r st < "$p/stat" 2> /dev/null || continue
+            read -r st 2> /dev/null < "$p/stat" || continue
             rest=${st#*) }
             # shellcheck disable=SC2086 # field splitting of /proc/PID/stat is meant
             set -- $rest
             # after "pid (comm) ": $12 utime, $13 stime, $22 rss (pages)
             pss=0
-            while read -r k v _; do [[ $k == Pss: ]] && { pss=$v; break; }; done < "$p/smaps_rollup" 2> /dev/null
+            while read -r k v _; do [[ $k == Pss: ]] && { pss=$v; break; }; done 2> /dev/null < "$p/smaps_rollup"
             ours+=" ${p#/proc/}:$comm:$((${12} + ${13})):$((${22} * 4)):$pss"
         done
         echo "$EPOCHREALTIME ${line#cpu } mem $total $avail ours$ours"

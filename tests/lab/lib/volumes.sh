@@ -16,6 +16,7 @@ declare -A VOL_HOME=([1]=a [2]=b)
 # holder resumed (seconds).
 VOL_RUN=${LAB_VOL_RUN:-20}
 VOL_WINDOW=${LAB_VOL_WINDOW:-20}
+VOL_RESUME_LIMIT=${LAB_VOL_RESUME_LIMIT:-600}
 
 vol_name() { printf 'vol%02d' "$1"; }
 
