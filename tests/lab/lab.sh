@@ -11,6 +11,8 @@
 #           7, 8 = a planned handoff rolled back, its target killed mid-handoff; 9 = the active
 #           server's disks fail under load, --holder mmpd only), or
 #           ci (= 2,1), all (= 2,1,3,4,7,8), bench (= 1,s1,3,s3). Default: ci.
+#           10 / s10 (alone, its own lab: 20 shared volumes, two NFS services in their own
+#           network namespaces, 60 lock holders; A killed, B takes svc1 over, ours / stock).
 #     --holder: the MMP gate. ext4 (default): MMP ext4, `mmp-tool mount`, kmmpd holds it.
 #           mmpd (or LAB_HOLDER=mmpd): plain ext4 + a shared MMP area held by mmpd with the
 #           watchdog fence (LAB_MMPD_ARGS); scenarios 1 2 3 4 5 9 only.
@@ -40,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --bin-dir) bin_dir=$2; shift 2 ;;
     --holder) HOLDER=$2; shift 2 ;;
     --manager) MANAGER=$2; shift 2 ;;
-    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "lab.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -74,6 +76,20 @@ ci) scenarios=2,1 ;;
 all) scenarios=2,1,3,4,7,8 ;;
 bench) scenarios=1,s1,3,s3 ;;
 esac
+# Scenario 10 (s10) builds its own lab (lib/volumes.sh): 20 volumes, two services, no single-disk
+# service; it runs alone, one lab per variant, ext4 holder, scripted manager.
+VOLUMES=0
+if [[ ,$scenarios, =~ ,s?10, ]]; then
+    if [[ $scenarios != 10 && $scenarios != s10 ]]; then
+        echo "lab.sh: scenario 10 or s10 runs alone (its own lab: --scenarios 10, or s10)" >&2
+        exit 2
+    fi
+    if [[ $HOLDER != ext4 || $MANAGER != scripts ]]; then
+        echo "lab.sh: scenario 10 needs the ext4 holder and the scripted manager" >&2
+        exit 2
+    fi
+    VOLUMES=1
+fi
 # The stock drill has no mmpd counterpart: with the mmpd holder, bench is ours only.
 [[ $HOLDER == mmpd && $scenarios == 1,s1,3,s3 ]] && scenarios=1,3
 
@@ -110,6 +126,8 @@ fi
 . "$here/lib/pcmk.sh"
 # shellcheck source=lib/fence.sh
 . "$here/lib/fence.sh"
+# shellcheck source=lib/volumes.sh
+. "$here/lib/volumes.sh"
 # shellcheck source=scenarios/1-hard-failover.sh
 . "$here/scenarios/1-hard-failover.sh"
 # shellcheck source=scenarios/2-split-brain.sh
@@ -126,6 +144,8 @@ fi
 . "$here/scenarios/7-handoff-faults.sh"
 # shellcheck source=scenarios/9-disk-fault.sh
 . "$here/scenarios/9-disk-fault.sh"
+# shellcheck source=scenarios/10-many-volumes.sh
+. "$here/scenarios/10-many-volumes.sh"
 # shellcheck source=scenarios/p1-pcmk-hard.sh
 . "$here/scenarios/p1-pcmk-hard.sh"
 # shellcheck source=scenarios/p2-pcmk-split.sh
@@ -149,6 +169,7 @@ for s in "${list[@]}"; do
 done
 guest_kind_known || { echo "lab.sh: unknown guest kind LAB_GUEST=$LAB_GUEST" >&2; exit 2; }
 
+[[ $scenarios == s10 ]] && VOL_MODE=stock
 preflight "$bin_dir" || exit 2
 lab_setup || { echo "lab.sh: setup failed" >&2; exit 2; }
 

@@ -112,8 +112,10 @@ lab_setup() {
     stage_files || return 1
     [[ $MANAGER == pacemaker ]] && pcmk_write_config
     make_shared_disks || return 1
+    if [[ $VOLUMES == 1 ]]; then vol_make_disks || return 1; fi
     net_setup || return 1
     write_hosts_file
+    if [[ $VOLUMES == 1 ]]; then vol_hosts; fi
     boot_all_vms || return 1
     first_activation || return 1
     [[ $MANAGER == pacemaker ]] || ACTIVE=a STANDBY=b
@@ -188,6 +190,8 @@ boot_all_vms() {
 # Pacemaker the cluster starts the group where it places it (ACTIVE is set from there).
 first_activation() {
     local ta tb
+    # Scenario 10: its two services and 20 volumes instead (lib/volumes.sh).
+    if [[ $VOLUMES == 1 ]]; then vol_first_activation; return; fi
     if [[ $MANAGER == pacemaker ]]; then
         pcmk_first_activation || return 1
         clients_mount

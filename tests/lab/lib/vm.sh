@@ -162,6 +162,8 @@ vm_disk_args() {
             -device virtio-blk-pci,drive=d2,share-rw=on,serial=labsbd
             -device i6300esb -action watchdog=poweroff)
     fi
+    # Scenario 10's 20 volumes (lib/volumes.sh), after these so that shared.img stays /dev/vda.
+    vol_disk_args "$n"
 }
 
 vm_wait_ready() {
