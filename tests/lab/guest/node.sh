@@ -45,13 +45,7 @@ BIN=$LAB_BIN
 HOLDER=${LAB_HOLDER:-ext4}
 MMPD_ARGS=${LAB_MMPD_ARGS:-}
 # The virtio disks by their serial (set by lab.sh), /dev/vda without one.
-disk_by_serial() {
-    local s
-    for s in /sys/block/vd*/serial; do
-        [[ -r $s && $(cat "$s") == "$1" ]] && { s=${s%/serial}; echo "/dev/${s##*/}"; return 0; }
-    done
-    return 1
-}
+. /run/labfiles/guest/disks.sh
 if [[ $HOLDER == mmpd ]]; then
     DEV=$(disk_by_serial labshared) || DEV=/dev/missing-labshared
     AREA=$(disk_by_serial labarea) || AREA=/dev/missing-labarea

@@ -59,13 +59,7 @@ STATE=/var/tmp/volsvc
 mark() { echo "MARK $(date +%s.%N) $*"; }
 die() { mark "FAILED $*"; echo "volumes.sh: $*" >&2; exit 1; }
 
-disk_by_serial() {
-    local s
-    for s in /sys/block/vd*/serial; do
-        [[ -r $s && $(cat "$s") == "$1" ]] && { s=${s%/serial}; echo "/dev/${s##*/}"; return 0; }
-    done
-    return 1
-}
+. /run/labfiles/guest/disks.sh
 
 # The volumes of service N: vol01..vol10, vol11..vol20.
 svc_vols() {
