@@ -263,7 +263,22 @@ impl StatdDir {
             if name.starts_with('.') {
                 continue;
             }
-            let md = fs::symlink_metadata(&path).map_err(io_err("cannot stat", &path))?;
+            let md = match fs::symlink_metadata(&path) {
+                Ok(md) => md,
+                // Gone since the listing: rpc.statd renamed `<name>.new` over `<name>` meanwhile
+                // (seen in the lab: the nfs-locks worker failed on it). Take `<name>` instead,
+                // which readdir may not have returned.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    if let Some(base) = name.strip_suffix(".new") {
+                        let bp = dir.join(base);
+                        if fs::symlink_metadata(&bp).is_ok_and(|m| m.is_file()) {
+                            names.push((base.to_owned(), bp));
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => return Err(io_err("cannot stat", &path)(e)),
+            };
             if md.file_type().is_symlink() {
                 listing.skipped.push(SkippedEntry {
                     path,
@@ -299,6 +314,7 @@ impl StatdDir {
             _ => true,
         });
         names.sort();
+        names.dedup_by(|a, b| a.0 == b.0);
         for (name, path) in names {
             let data = match read_nofollow(&path, "file") {
                 Ok(d) => d,
