@@ -576,8 +576,12 @@ probe_start() {
     mark "probe started"
 }
 
-# The lock-protected appender (guest/writer.pl): its progress log is host-visible.
+# The lock-protected appender (guest/writer.pl): its progress log is host-visible. Each workload
+# (scenario) appends to a new file, removed through the mount first: the file is judged against
+# this workload's log alone, and an earlier scenario's file may hold holes it was allowed to leave
+# (scenario 9's failed disk).
 writer_start() {
+    rm -f $NFSMNT/writer.dat
     setsid perl /run/labfiles/guest/writer.pl $NFSMNT/writer.dat $C/writer.log \
         > /run/writer.err 2>&1 < /dev/null &
     echo $! > /run/writer.pid
@@ -586,8 +590,10 @@ writer_start() {
 
 writer_stop() { stop_pid writer; }
 
-# The same appender on the NFSv4 mount, one file per client (its flock is an NFSv4 lock).
+# The same appender on the NFSv4 mount, one file per client (its flock is an NFSv4 lock), new
+# for each workload as above.
 writer4_start() {
+    rm -f "$NFS4MNT/writer4-$(hostname).dat"
     setsid perl /run/labfiles/guest/writer.pl "$NFS4MNT/writer4-$(hostname).dat" $C/writer4.log \
         > /run/writer4.err 2>&1 < /dev/null &
     echo $! > /run/writer4.pid
