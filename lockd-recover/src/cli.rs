@@ -71,6 +71,11 @@ pub enum Command {
     /// storage that fails over with the export). Stopping it at any moment leaves a complete
     /// snapshot.
     ///
+    /// One recorder can keep several filesystems (an NFS service with many exports): repeat
+    /// --fs, with one --state-dir per --fs in the same order. The kernel's tables are read once
+    /// per INTERVAL for all of them, and each filesystem's ledger goes to its own directory.
+    /// With --json, one filesystem prints its ledger, several print an array of them.
+    ///
     /// --final takes the old server's last record on a planned move: after the floating IP is
     /// down (no lock can be granted after it) and before the release. It is marked with the
     /// filesystem's read-write mount (ext4 UUID, mount count, last e2fsck time, read from the
@@ -254,12 +259,13 @@ pub struct GraceEndArgs {
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// Exported filesystem (any path on it).
-    #[arg(long, value_name = "PATH")]
-    pub fs: PathBuf,
-    /// Directory for the ledger file (on the shared storage).
-    #[arg(long, value_name = "DIR")]
-    pub state_dir: PathBuf,
+    /// Exported filesystem (any path on it); repeat for several.
+    #[arg(long, value_name = "PATH", required = true)]
+    pub fs: Vec<PathBuf>,
+    /// Directory for the ledger file (on the shared storage that fails over with the --fs of
+    /// the same position).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub state_dir: Vec<PathBuf>,
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_secs)]
     pub interval: Duration,
     /// Stop after COUNT snapshots (default: run until killed).

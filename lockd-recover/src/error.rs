@@ -124,6 +124,10 @@ pub enum Error {
     NfsdUnknown(#[source] KnobError),
     #[error("--ip alone cannot be verified in /proc/locks; add --fs PATH (the exported filesystem) or pass --no-verify")]
     UnverifiableRelease,
+    #[error("record: {fs} --fs but {dirs} --state-dir; give one --state-dir per --fs, in the same order (each filesystem's ledger goes to its own directory)")]
+    RecordPairs { fs: usize, dirs: usize },
+    #[error("record: --state-dir {} is given twice; each --fs needs a directory of its own, or one ledger would overwrite the other", .0.display())]
+    RecordSharedDir(PathBuf),
     #[error("cannot write the report to stdout: {0}")]
     Stdout(io::Error),
 }
@@ -182,7 +186,9 @@ impl Error {
             | Error::IpUpAtFinalRecord(_)
             | Error::NfsdStopped { .. }
             | Error::NfsdUnknown(_) => Exit::Refused,
-            Error::UnverifiableRelease => Exit::Usage,
+            Error::UnverifiableRelease | Error::RecordPairs { .. } | Error::RecordSharedDir(_) => {
+                Exit::Usage
+            }
             Error::Stdout(_) => Exit::Io,
         }
     }

@@ -186,23 +186,45 @@ fn node_name() -> String {
     libmmp::host::identity::nodename()
 }
 
+/// One look at the kernel's lock tables (/proc/locks and the NFSv4 clients), shared by the
+/// snapshots of every filesystem a recorder keeps (`record --fs A --fs B ...`): the tables are
+/// read once per tick, not once per filesystem.
+pub struct KernelLocks {
+    locks: Vec<LockEntry>,
+    v4: Vec<v4state::V4Client>,
+}
+
+impl KernelLocks {
+    pub fn read(proc: &ProcRoot) -> Result<Self, LedgerError> {
+        Ok(KernelLocks {
+            locks: proc.locks()?,
+            v4: v4state::read_clients(proc)?,
+        })
+    }
+
+    /// Snapshot of the held POSIX locks on the filesystem holding `fs_path`.
+    pub fn snapshot(&self, fs_path: &Path) -> Result<Ledger, LedgerError> {
+        let dev = knobs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
+        let mut locks: Vec<LedgerLock> = locks::held_on_dev(&self.locks, dev)
+            .iter()
+            .map(LedgerLock::from_entry)
+            .collect();
+        locks.sort();
+        Ok(Ledger {
+            format: format_for(None),
+            node: node_name(),
+            fs: fs_path.to_path_buf(),
+            taken_at_unix_ms: unix_ms(SystemTime::now()),
+            locks,
+            v4_clients: v4_clients(&self.v4, dev),
+            final_mount: None,
+        })
+    }
+}
+
 /// Snapshot of the held POSIX locks on the filesystem holding `fs_path`.
 pub fn snapshot(proc: &ProcRoot, fs_path: &Path) -> Result<Ledger, LedgerError> {
-    let dev = knobs::fs_dev(fs_path).map_err(io_err("cannot stat", fs_path))?;
-    let mut locks: Vec<LedgerLock> = locks::held_on_dev(&proc.locks()?, dev)
-        .iter()
-        .map(LedgerLock::from_entry)
-        .collect();
-    locks.sort();
-    Ok(Ledger {
-        format: format_for(None),
-        node: node_name(),
-        fs: fs_path.to_path_buf(),
-        taken_at_unix_ms: unix_ms(SystemTime::now()),
-        locks,
-        v4_clients: v4_clients(proc, dev)?,
-        final_mount: None,
-    })
+    KernelLocks::read(proc)?.snapshot(fs_path)
 }
 
 /// The final snapshot of a server that no longer grants locks on `fs_path` (its service IP is
@@ -227,9 +249,9 @@ pub fn final_snapshot(
 
 /// The confirmed v4 clients, with their lock stateids on the filesystem `dev`. Unconfirmed
 /// clients are transient (an EXCHANGE_ID not yet confirmed) and hold no state.
-fn v4_clients(proc: &ProcRoot, dev: (u32, u32)) -> Result<Vec<LedgerV4Client>, LedgerError> {
-    Ok(v4state::read_clients(proc)?
-        .into_iter()
+fn v4_clients(clients: &[v4state::V4Client], dev: (u32, u32)) -> Vec<LedgerV4Client> {
+    clients
+        .iter()
         .filter(|c| c.info.status.as_deref().is_none_or(|s| s != "unconfirmed"))
         .map(|c| {
             let mut locks: Vec<LedgerV4Lock> = c
@@ -244,13 +266,13 @@ fn v4_clients(proc: &ProcRoot, dev: (u32, u32)) -> Result<Vec<LedgerV4Client>, L
                 .collect();
             locks.sort();
             LedgerV4Client {
-                name: c.info.name,
-                address: c.info.address,
+                name: c.info.name.clone(),
+                address: c.info.address.clone(),
                 minor_version: c.info.minor_version,
                 locks,
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Parses ledger bytes (total: any input gives `Ok` or `Err`).

@@ -43,8 +43,13 @@ fn export_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// The tests that take locks hold this: their ledgers record every lock on the filesystem, so
+/// another test's locks there (same process, another thread) would enter them.
+static LOCKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn record_then_wait_reclaim_with_real_kernel_locks() {
+    let _serial = LOCKING.lock().unwrap_or_else(|e| e.into_inner());
     let exp = export_dir();
     let state = tempfile::tempdir().unwrap();
     let proc = proc_root();
@@ -88,7 +93,12 @@ fn record_then_wait_reclaim_with_real_kernel_locks() {
     let ledger: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let locks = ledger["locks"].as_array().unwrap();
     let pid = i64::from(std::process::id());
-    let ours: Vec<&serde_json::Value> = locks.iter().filter(|l| l["pid"] == pid).collect();
+    // (Our pid's locks on these two files: the tests of this file run in one process.)
+    let mine = [ino(&path_a), ino(&path_b)];
+    let ours: Vec<&serde_json::Value> = locks
+        .iter()
+        .filter(|l| l["pid"] == pid && mine.iter().any(|&i| l["ino"] == i))
+        .collect();
     assert_eq!(ours.len(), 2, "{ledger}");
     assert!(ours
         .iter()
@@ -226,4 +236,89 @@ fn corrupt_and_stale_ledgers_are_refused() {
         std::fs::read_to_string(proc.path().join("fs/lockd/nlm_end_grace")).unwrap(),
         ""
     );
+}
+
+/// `record` over two filesystems in one process: each ledger holds the locks of its own
+/// filesystem only, in its own directory (a tmpfs and the build filesystem: two devices).
+#[test]
+fn one_recorder_keeps_two_filesystems_apart() {
+    let _serial = LOCKING.lock().unwrap_or_else(|e| e.into_inner());
+    let exp1 = export_dir();
+    let exp2 = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let dev = |p: &Path| std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(p).unwrap());
+    assert_ne!(dev(exp1.path()), dev(exp2.path()), "need two filesystems");
+    let (state1, state2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let proc = proc_root();
+    let open = |p: &Path| {
+        File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(p)
+            .unwrap()
+    };
+    let (f1, f2) = (open(&exp1.path().join("x")), open(&exp2.path().join("y")));
+    lock(&f1, 0, 10, true);
+    lock(&f2, 20, 5, true);
+    let o = Command::new(BIN)
+        .args(["--proc-root", proc.path().to_str().unwrap(), "--json"])
+        .args(["record", "--count", "2", "--interval", "0.1"])
+        .arg("--fs")
+        .arg(exp1.path())
+        .arg("--state-dir")
+        .arg(state1.path())
+        .arg("--fs")
+        .arg(exp2.path())
+        .arg("--state-dir")
+        .arg(state2.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(printed.as_array().map(Vec::len), Some(2), "{printed}");
+    let pid = i64::from(std::process::id());
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let mine = [ino(&exp1.path().join("x")), ino(&exp2.path().join("y"))];
+    for (state, exp, start) in [(&state1, &exp1, 0), (&state2, &exp2, 20)] {
+        let text = std::fs::read_to_string(state.path().join("lockd-recover-ledger.json")).unwrap();
+        let l: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(l["fs"], exp.path().to_str().unwrap());
+        let ours: Vec<_> = l["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["pid"] == pid && mine.iter().any(|&i| k["ino"] == i))
+            .collect();
+        assert_eq!(ours.len(), 1, "{l}");
+        assert_eq!(ours[0]["start"], start, "{l}");
+    }
+}
+
+/// Bad pairings are usage errors (exit 2) that name the fix, and nothing is written.
+#[test]
+fn record_refuses_unpaired_or_shared_state_dirs() {
+    let exp = export_dir();
+    let state = tempfile::tempdir().unwrap();
+    let proc = proc_root();
+    let run = |extra: &[&Path]| {
+        let mut c = Command::new(BIN);
+        c.args(["--proc-root", proc.path().to_str().unwrap()])
+            .args(["record", "--count", "1", "--fs"])
+            .arg(exp.path());
+        for (i, p) in extra.iter().enumerate() {
+            c.arg(if i % 2 == 0 { "--state-dir" } else { "--fs" })
+                .arg(p);
+        }
+        c.output().unwrap()
+    };
+    // Two --fs, one --state-dir.
+    let o = run(&[state.path(), exp.path()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("one --state-dir per --fs"));
+    // One directory for two filesystems.
+    let o = run(&[state.path(), exp.path(), state.path()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is given twice"));
+    assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0);
 }

@@ -227,11 +227,11 @@ svc_inside() {
         [[ $wrc -eq 0 ]] || tail -n 3 /run/wait-*.err
         "$BIN"/lockd-recover grace end --which nlm > /dev/null || die "lockd-recover grace end"
         mark "svc$n grace ended (lockd's, this netns only; v4's ends 10 s after nfsd's start)"
-        # 10 recorders, one ledger per volume (record takes one --fs).
-        for v in "${vols[@]}"; do
-            setsid "$BIN/lockd-recover" record --fs "$VOLROOT/$v" --state-dir "$VOLROOT/$v/ledger" \
-                --interval 1 > "/run/record-$v.log" 2>&1 < /dev/null &
-        done
+        # One recorder for the service's volumes, one ledger per volume on that volume (the
+        # runs of 17:36-17:58 had one recorder per volume: 20 processes on B, over the budget).
+        local -a rec=()
+        for v in "${vols[@]}"; do rec+=(--fs "$VOLROOT/$v" --state-dir "$VOLROOT/$v/ledger"); done
+        setsid "$BIN/lockd-recover" record "${rec[@]}" --interval 1 > "/run/record-svc$n.log" 2>&1 < /dev/null &
     else
         # As the HA agents run it (forks after loading the list).
         sm-notify -f -P "$first/statd" -v "nfs-svc$n"
