@@ -73,6 +73,20 @@ fn hint_for(rel: &str) -> &'static str {
     }
 }
 
+/// What EBUSY from writing the knob `rel` means. The grace, lease and version knobs refuse
+/// changes while nfsd runs; v4_end_grace is the other way round: `write_v4_end_grace`
+/// (fs/nfsd/nfsctl.c) returns EBUSY when no nfsd runs in the network namespace that this nfsd
+/// filesystem was mounted in, and, with `nfsd4_force_end_grace` (2025, backported to stable
+/// kernels: Debian's 6.1.0-57 refused it in the many-volumes lab), also when nfsd has no active
+/// client tracker there.
+fn busy_hint(rel: &str) -> &'static str {
+    if rel == V4_END_GRACE {
+        "nfsd cannot end NFSv4 grace in the network namespace this nfsd filesystem belongs to: no nfsd runs there (start it, or run this inside the namespace nfsd serves, with that namespace's nfsd filesystem on /proc/fs/nfsd), or nfsd has no client tracker there (nfsdcld not running for it); NFSv4 grace then ends by itself after nfsv4gracetime"
+    } else {
+        "this knob can only be changed while nfsd is stopped (rpc.nfsd 0)"
+    }
+}
+
 /// The proc root (`/proc` on a real system).
 #[derive(Debug, Clone)]
 pub struct ProcRoot {
@@ -153,7 +167,7 @@ impl ProcRoot {
                     Some(libc::EBUSY) => KnobError::Busy {
                         path: path.clone(),
                         value: value.trim_end().to_owned(),
-                        hint: "this knob can only be changed while nfsd is stopped (rpc.nfsd 0)",
+                        hint: busy_hint(rel),
                     },
                     Some(libc::EINVAL) | Some(libc::EIO) | Some(libc::ENOENT)
                     | Some(libc::ERANGE) => KnobError::Rejected {
@@ -219,6 +233,14 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) use crate::fake_proc::read;
+
+    /// EBUSY from v4_end_grace means no nfsd in that namespace, not "stop nfsd first" (the
+    /// many-volumes lab printed the latter when it wrote the knob of a namespace without nfsd).
+    #[test]
+    fn ebusy_is_explained_per_knob() {
+        assert!(busy_hint(V4_END_GRACE).contains("no nfsd runs there"));
+        assert!(busy_hint(V4_GRACE_TIME).contains("while nfsd is stopped"));
+    }
 
     /// A fake proc tree (nfsd mounted) with `threads` and the given locks text.
     pub(crate) fn fake_proc(
