@@ -205,12 +205,12 @@ svc_inside() {
         for v in "${vols[@]:1}"; do
             [[ -s $VOLROOT/$v/ledger/lockd-recover-ledger.json ]] || continue
             timed "wait-reclaim-$v" "$BIN/lockd-recover" --json wait-reclaim --state-dir "$VOLROOT/$v/ledger" \
-                --fs "$VOLROOT/$v" --timeout 60 --min-grace 0 --no-end-grace --max-age 900 > "/run/wait-$v.json" 2> "/run/wait-$v.err" &
+                --fs "$VOLROOT/$v" --timeout 180 --min-grace 0 --no-end-grace --max-age 900 > "/run/wait-$v.json" 2> "/run/wait-$v.err" &
             wpids+=($!)
         done
         timed takeover "$BIN/lockd-recover" --json takeover --state-dir "$first/statd" --ip "$fip" \
             --mon-name "nfs-svc$n" --fs "$first" --ledger-dir "$first/ledger" --deadline 60 \
-            --timeout 60 --min-grace 5 --no-end-grace --max-age 900 > /run/takeover.json 2> /run/takeover.err
+            --timeout 180 --min-grace 5 --no-end-grace --max-age 900 > /run/takeover.json 2> /run/takeover.err
         rc=$?
         echo "takeover: $(jq -c . /run/takeover.json 2> /dev/null)"
         [[ $rc -eq 0 ]] || sed 's/^/takeover stderr: /' /run/takeover.err | tail -5
@@ -225,8 +225,15 @@ svc_inside() {
         done
         echo "wait-reclaim: $all ledger locks on ${vols[*]:1}; failed: $wrc"
         [[ $wrc -eq 0 ]] || tail -n 3 /run/wait-*.err
-        "$BIN"/lockd-recover grace end --which nlm > /dev/null || die "lockd-recover grace end"
-        mark "svc$n grace ended (lockd's, this netns only; v4's ends 10 s after nfsd's start)"
+        # Grace ends early only when every volume's ledger locks are back: ending it with a lock
+        # missing would let another client take it before its owner reclaims. Otherwise lockd's
+        # grace runs its course (240 s from nfsd's start).
+        if [[ $rc -eq 0 && $wrc -eq 0 ]]; then
+            "$BIN"/lockd-recover grace end --which nlm > /dev/null || die "lockd-recover grace end"
+            mark "svc$n grace ended (lockd's, this netns only; v4's ends 10 s after nfsd's start)"
+        else
+            mark "svc$n grace left to run out (a ledger lock is missing)"
+        fi
         # One recorder for the service's volumes, one ledger per volume on that volume (the
         # runs of 17:36-17:58 had one recorder per volume: 20 processes on B, over the budget).
         local -a rec=()
@@ -272,9 +279,10 @@ verify() {
 }
 
 # sampler: every 2 s one line "EPOCH USER NICE SYS IDLE IOWAIT IRQ SOFTIRQ STEAL GUEST GNICE
-# mem TOTAL AVAIL ours PID:COMM:TICKS:RSS:PSS ..." (/proc/stat's cpu line in USER_HZ ticks,
-# /proc/meminfo in KiB; our processes lockd-recover, mmp-tool, mmpd: utime+stime ticks, RSS
-# and PSS (smaps_rollup) in KiB). Bash builtins only (no fork per sample).
+# mem TOTAL AVAIL ours PID:COMM:TICKS:RSS:PSS:ANON ..." (/proc/stat's cpu line in USER_HZ ticks,
+# /proc/meminfo in KiB; our processes lockd-recover, mmp-tool, mmpd: utime+stime ticks, RSS,
+# PSS and its anonymous part Pss_Anon (smaps_rollup) in KiB). Bash builtins only (no fork per
+# sample).
 sampler_loop() {
     local line k v total avail p comm st rest ours pss tick=/run/sampler.tick
     mkfifo $tick && exec 4<> $tick
@@ -293,9 +301,11 @@ sampler_loop() {
             # shellcheck disable=SC2086 # field splitting of /proc/PID/stat is meant
             set -- $rest
             # after "pid (comm) ": $12 utime, $13 stime, $22 rss (pages)
-            pss=0
-            while read -r k v _; do [[ $k == Pss: ]] && { pss=$v; break; }; done 2> /dev/null < "$p/smaps_rollup"
-            ours+=" ${p#/proc/}:$comm:$((${12} + ${13})):$((${22} * 4)):$pss"
+            pss=0 anon=0
+            while read -r k v _; do
+                case $k in Pss:) pss=$v ;; Pss_Anon:) anon=$v; break ;; esac
+            done 2> /dev/null < "$p/smaps_rollup"
+            ours+=" ${p#/proc/}:$comm:$((${12} + ${13})):$((${22} * 4)):$pss:$anon"
         done
         echo "$EPOCHREALTIME ${line#cpu } mem $total $avail ours$ours"
         read -r -t 2 -u 4 _

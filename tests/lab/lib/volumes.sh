@@ -175,22 +175,22 @@ vol_wait_resumed() {
 }
 
 # vol_cpu WS WE: B's sampler over [WS, WE]: "SECONDS BUSY_PCT OURS_CPU_S OURS_RSS_KIB
-# OURS_PSS_KIB USED_KIB" (busy = user+nice+system+irq+softirq+steal ticks over all ticks of the
-# 1 vCPU; ours = utime+stime of our processes, a process seen first inside the window counted
-# from 0; RSS/PSS/used at the window's last sample).
+# OURS_PSS_KIB USED_KIB OURS_ANON_KIB" (busy = user+nice+system+irq+softirq+steal ticks over all
+# ticks of the 1 vCPU; ours = utime+stime of our processes, a process seen first inside the
+# window counted from 0; RSS/PSS/used/anonymous PSS at the window's last sample).
 vol_cpu() {
     awk -v ws="$1" -v we="$2" '
         $1 >= ws && $1 <= we {
             busy = $2 + $3 + $4 + $7 + $8 + $9; all = $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9
-            delete cur; rss = 0; pss = 0
-            for (i = 16; i <= NF; i++) { split($i, p, ":"); cur[p[1]] = p[3]; rss += p[4]; pss += p[5] }
+            delete cur; rss = 0; pss = 0; anon = 0
+            for (i = 16; i <= NF; i++) { split($i, p, ":"); cur[p[1]] = p[3]; rss += p[4]; pss += p[5]; anon += p[6] }
             if (!started) { started = 1; t0 = $1; b0 = busy; a0 = all; for (k in cur) first[k] = cur[k] }
             else for (k in cur) { if (!(k in first)) first[k] = 0; lastt[k] = cur[k] }
-            t1 = $1; b1 = busy; a1 = all; r1 = rss; p1 = pss; used = $13 - $14
+            t1 = $1; b1 = busy; a1 = all; r1 = rss; p1 = pss; n1 = anon; used = $13 - $14
         }
         END {
-            if (!started || a1 == a0) { print "- - - - - -"; exit }
+            if (!started || a1 == a0) { print "- - - - - - -"; exit }
             ours = 0; for (k in lastt) ours += lastt[k] - first[k]
-            printf "%.1f %.1f %.2f %d %d %d\n", t1 - t0, 100 * (b1 - b0) / (a1 - a0), ours / 100, r1, p1, used
+            printf "%.1f %.1f %.2f %d %d %d %d\n", t1 - t0, 100 * (b1 - b0) / (a1 - a0), ours / 100, r1, p1, used, n1
         }' "$LAB/vm/b/sampler.log"
 }
