@@ -308,3 +308,34 @@ proptest! {
         let _ = MonitorRecord::parse_line(&s);
     }
 }
+
+/// rpc.statd rewrites a record as `<name>.new` and renames it over `<name>` while we list (the
+/// CI's scenario 6 failed on 'cannot stat sm/clientd.new'): every listing taken during a storm
+/// of such rewrites succeeds and holds the client exactly once, never as "<name>.new".
+#[test]
+fn listing_survives_rewrites_renamed_in_between() {
+    let t = tempfile::tempdir().unwrap();
+    let d = StatdDir::create(t.path()).unwrap();
+    let sm = d.dir(RecordDir::Sm);
+    fs::write(sm.join("clientd"), LINE).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (sm, stop) = (sm.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                fs::write(sm.join("clientd.new"), LINE).unwrap();
+                fs::rename(sm.join("clientd.new"), sm.join("clientd")).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    for _ in 0..30000 {
+        let l = d.list(RecordDir::Sm).unwrap();
+        let names: Vec<&str> = l.hosts.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["clientd"], "{l:?}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0, "the rewrites never ran");
+}
