@@ -43,6 +43,21 @@ fn export_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
+/// Opens (creates) `p` read-write for a lock.
+fn create_rw(p: &Path) -> File {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .unwrap()
+}
+
+fn ino(p: &Path) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap())
+}
+
 /// The tests that take locks hold this: their ledgers record every lock on the filesystem, so
 /// another test's locks there (same process, another thread) would enter them.
 static LOCKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -56,23 +71,10 @@ fn record_then_wait_reclaim_with_real_kernel_locks() {
     let pr = proc.path().to_str().unwrap();
     let path_a = exp.path().join("a");
     let path_b = exp.path().join("b");
-    let a = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path_a)
-        .unwrap();
-    let b = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path_b)
-        .unwrap();
+    let a = create_rw(&path_a);
+    let b = create_rw(&path_b);
     lock(&a, 0, 0, true);
     lock(&b, 100, 50, false);
-    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
 
     let o = Command::new(BIN)
         .args([
@@ -249,16 +251,10 @@ fn one_recorder_keeps_two_filesystems_apart() {
     assert_ne!(dev(exp1.path()), dev(exp2.path()), "need two filesystems");
     let (state1, state2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let proc = proc_root();
-    let open = |p: &Path| {
-        File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(p)
-            .unwrap()
-    };
-    let (f1, f2) = (open(&exp1.path().join("x")), open(&exp2.path().join("y")));
+    let (f1, f2) = (
+        create_rw(&exp1.path().join("x")),
+        create_rw(&exp2.path().join("y")),
+    );
     lock(&f1, 0, 10, true);
     lock(&f2, 20, 5, true);
     let o = Command::new(BIN)
@@ -278,7 +274,6 @@ fn one_recorder_keeps_two_filesystems_apart() {
     let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(printed.as_array().map(Vec::len), Some(2), "{printed}");
     let pid = i64::from(std::process::id());
-    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
     let mine = [ino(&exp1.path().join("x")), ino(&exp2.path().join("y"))];
     for (state, exp, start) in [(&state1, &exp1, 0), (&state2, &exp2, 20)] {
         let text = std::fs::read_to_string(state.path().join("lockd-recover-ledger.json")).unwrap();
