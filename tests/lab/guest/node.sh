@@ -45,7 +45,7 @@ BIN=$LAB_BIN
 HOLDER=${LAB_HOLDER:-ext4}
 MMPD_ARGS=${LAB_MMPD_ARGS:-}
 # The virtio disks by their serial (set by lab.sh), /dev/vda without one.
-. /run/labfiles/guest/disks.sh
+. /run/labfiles/guest/common.sh
 if [[ $HOLDER == mmpd ]]; then
     DEV=$(disk_by_serial labshared) || DEV=/dev/missing-labshared
     AREA=$(disk_by_serial labarea) || AREA=/dev/missing-labarea
@@ -105,31 +105,14 @@ server_prep() {
     mark "server prepared"
 }
 
-TICKLE_TCP=/usr/libexec/heartbeat/tickle_tcp
-
-# While active: the established TCP connections on the floating IP, every second, on the shared
-# disk (like the portblock RA's tickle_dir), so the next server can tickle them.
-conn_record_loop() {
-    mkdir -p $MNT/tickle
-    while :; do
-        ss -Htn state established src "$FIP" | awk '{ print $3 "\t" $4 }' |
-            dd of=$MNT/tickle/.$FIP.new conv=fsync status=none &&
-            mv $MNT/tickle/.$FIP.new $MNT/tickle/$FIP
-        sleep 1
-    done
-}
-
 # A dead server leaves each client's NFS and NLM TCP connections ESTABLISHED, retransmitting
 # with exponential back-off (27 s between tries after half a minute): a client only finds the
 # new server at its next retransmission. A "tickle ACK" (resource-agents' tickle_tcp, as the
 # portblock RA does) makes the client answer at once; this node has no such connection and
 # resets it, and the client reconnects now.
 tickle_clients() {
-    local f=$MNT/tickle/$FIP n
-    [[ ${LAB_TICKLE:-1} == 1 && -s $f && -x $TICKLE_TCP ]] || { mark "no tickle"; return 0; }
-    n=$(wc -l < $f)
-    $TICKLE_TCP -n 3 < $f > /dev/null 2>&1
-    mark "tickled $n client connections"
+    local n
+    if n=$(tickle_from "$MNT/tickle/$FIP"); then mark "tickled $n client connections"; else mark "no tickle"; fi
 }
 
 start_recorders() {
@@ -724,7 +707,7 @@ fs-freeze) fsfreeze -f $MNT && mark "filesystem frozen" ;;
 fs-thaw) fsfreeze -u $MNT && mark "filesystem thawed" ;;
 record-pause) kill -STOP "$(pidof_file record)" "$(pidof_file connrec)" && mark "recorders paused" ;;
 record-resume) kill -CONT "$(pidof_file record)" "$(pidof_file connrec)" && mark "recorders resumed" ;;
-conn-record) conn_record_loop ;;
+conn-record) conn_record_loop "$FIP" "$MNT/tickle" ;;
 ocf-tester-grace) ocf_tester_grace ;;
 pcmk-start) pcmk_start ;;
 pcmk-wait-online) pcmk_wait_online "$@" ;;

@@ -50,7 +50,6 @@ C=/run/lab
 PER_SVC=10
 VOLROOT=/srv/vol
 CLIMNT=/mnt/vol
-TICKLE_TCP=/usr/libexec/heartbeat/tickle_tcp
 NFSOPTS=vers=3,proto=tcp,hard,timeo=10,retrans=2
 # The anchors and pid files the root namespace must see: /var/tmp is one tmpfs for all mount
 # namespaces (only /run, /var/lib/nfs and the volumes are private to a service).
@@ -59,7 +58,7 @@ STATE=/var/tmp/volsvc
 mark() { echo "MARK $(date +%s.%N) $*"; }
 die() { mark "FAILED $*"; echo "volumes.sh: $*" >&2; exit 1; }
 
-. /run/labfiles/guest/disks.sh
+. /run/labfiles/guest/common.sh
 
 # The volumes of service N: vol01..vol10, vol11..vol20.
 svc_vols() {
@@ -190,12 +189,8 @@ svc_inside() {
     ip addr add "$fip/$LAB_PREFIX" dev "mv$n" || die "floating IP"
     busybox arping -U -c 3 -I "mv$n" -s "$fip" "$fip" > /dev/null 2>&1 &
     mark "svc$n floating IP up"
-    if [[ ${LAB_TICKLE:-1} == 1 && -s $first/tickle/$fip && -x $TICKLE_TCP ]]; then
-        $TICKLE_TCP -n 3 < "$first/tickle/$fip" > /dev/null 2>&1
-        mark "svc$n tickled $(wc -l < "$first/tickle/$fip") client connections"
-    else
-        mark "svc$n no tickle"
-    fi
+    local nt
+    if nt=$(tickle_from "$first/tickle/$fip"); then mark "svc$n tickled $nt client connections"; else mark "svc$n no tickle"; fi
     if [[ $mode == ours ]]; then
         # takeover notifies every client once (the statd directory is the service's) and
         # waits for the first volume's ledger; each other volume's ledger is waited for by a
@@ -242,9 +237,8 @@ svc_inside() {
         sm-notify -f -P "$first/statd" -v "nfs-svc$n"
         mark "svc$n sm-notify started (exit $?)"
     fi
-    # The connection recorder for the next server's tickle (as node.sh's, both modes).
-    setsid bash -c "while :; do ss -Htn state established src $fip | awk '{ print \$3 \"\\t\" \$4 }' > $first/tickle/.new && mv $first/tickle/.new $first/tickle/$fip; sleep 1; done" \
-        > /dev/null 2>&1 < /dev/null &
+    # The connection recorder for the next server's tickle (guest/common.sh, both modes).
+    setsid bash /run/labfiles/guest/volumes.sh conn-record "$fip" "$first/tickle" > /dev/null 2>&1 < /dev/null &
     mark "svc$n active"
 }
 
@@ -397,6 +391,7 @@ server-prep) server_prep ;;
 svc-start) svc_start "$@" ;;
 svc-inside) svc_inside "$@" ;;
 svc-exec) svc_exec "$@" ;;
+conn-record) conn_record_loop "$@" ;;
 verify) verify "$@" ;;
 sampler-start)
     setsid bash /run/labfiles/guest/volumes.sh sampler-loop > $C/sampler.log 2>&1 < /dev/null &
