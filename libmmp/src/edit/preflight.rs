@@ -117,9 +117,22 @@ pub(super) fn preflight<D: BlockIo>(fs: &MmpFs<D>) -> Result<Geometry, EditError
 }
 
 /// The primary group descriptor table's bytes.
+/// Its extent is checked against the device before anything is allocated: a corrupt superblock
+/// can claim a table of hundreds of GiB (proptest's `edits_never_panic_on_corrupt_images`
+/// aborted on a 191 GB allocation through `clear`, which reads it without the full geometry
+/// check).
 fn read_gdt<D: BlockIo>(fs: &MmpFs<D>, geo: &Geometry) -> Result<Vec<u8>, EditError> {
+    let off = geo.gdt_block(0).saturating_mul(u64::from(geo.block_size));
+    let end = off.saturating_add(geo.desc_blocks.saturating_mul(u64::from(geo.block_size)));
+    if end > fs.device().size() {
+        return Err(EditError::Fs(Error::Truncated {
+            device: fs.device_name().to_string(),
+            what: "the group descriptor table",
+            offset: end,
+            size: fs.device().size(),
+        }));
+    }
     let mut raw = vec![0u8; geo.gdt_bytes()];
-    let off = geo.gdt_block(0) * u64::from(geo.block_size);
     read_at(
         fs.device(),
         "read of the group descriptor table",

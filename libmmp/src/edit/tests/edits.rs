@@ -228,3 +228,18 @@ fn enable_keeps_the_interval_already_in_the_superblock() {
     assert_eq!(fs.device().snapshot(), img, "nothing written");
     assert!(enable(&fs, Some(8), &env()).unwrap().changed);
 }
+
+/// A superblock whose descriptor table would reach past the device (here 191 GB of it, what a
+/// corrupt image gave proptest's `edits_never_panic_on_corrupt_images` in CI through `clear`)
+/// is refused before anything is allocated or read: the process aborted on the allocation.
+#[test]
+fn a_descriptor_table_past_the_device_is_refused_before_allocating() {
+    let fs = fs_of(build(Spec::default()));
+    let mut geo = crate::ondisk::geometry::Geometry::from_superblock(fs.superblock()).unwrap();
+    geo.desc_blocks = 191_126_045_696 / u64::from(geo.block_size);
+    let e = match super::super::preflight::load_gdt(&fs, &geo) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a table past the device was read"),
+    };
+    assert!(e.contains("group descriptor table"), "{e}");
+}
